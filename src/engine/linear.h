@@ -1,0 +1,41 @@
+/*
+ * linear.h - the engine's one interface to matrix-multiply libraries.
+ *
+ * Every weight matrix of the model is a PtLinear: W[out_dim, in_dim], stored
+ * row-major as in Hugging Face (nn.Linear.weight).  The model only ever needs
+ *   forward:   y[m, out] = x[m, in] . W^T
+ *   backward:  dx[m, in] (+)= dy[m, out] . W      (weights are frozen: no dW)
+ * with the rows of all sequences in a batch stacked into m.  Attention's small
+ * per-head products call pt_gemm() directly.
+ */
+#ifndef PT_LINEAR_H
+#define PT_LINEAR_H
+
+#include <stdbool.h>
+
+typedef struct PtLinear
+{
+	int			out_dim;
+	int			in_dim;
+	const float *w;				/* [out_dim, in_dim] fp32 */
+} PtLinear;
+
+/* y[m, out] = x[m, in] . W^T */
+void		pt_linear_forward(const PtLinear *lin, const float *x, int m, float *y);
+
+/* dx[m, in] = dy[m, out] . W, or += when accumulate */
+void		pt_linear_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool accumulate);
+
+/*
+ * C[m, n] = alpha * op(A) . op(B) + beta * C with row-major operands and
+ * leading dimensions; a thin wrapper over cblas_sgemm.
+ */
+void		pt_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+					const float *a, int lda, const float *b, int ldb, float beta,
+					float *c, int ldc);
+
+/* Number of threads for the matrix library and the engine's parallel loops. */
+void		pt_set_threads(int n);
+int			pt_get_threads(void);
+
+#endif

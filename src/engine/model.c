@@ -1,0 +1,457 @@
+/*
+ * model.c - load a T5 checkpoint directory into a PtModel (see model.h).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <jansson.h>
+#include <xxhash.h>
+
+#include "dtype.h"
+#include "error.h"
+#include "model.h"
+#include "safetensors.h"
+
+typedef struct Loader
+{
+	PtModel    *model;
+	XXH3_state_t *hash;
+	char		name[256];		/* scratch for tensor names */
+} Loader;
+
+/* Reads a whole small file (config.json, spiece.model) into memory. */
+static char *
+read_file(const char *path, size_t *size)
+{
+	FILE	   *f = fopen(path, "rb");
+	char	   *buf;
+	long		n;
+
+	if (f == NULL)
+	{
+		pt_fail(PT_ERR_IO, "could not open \"%s\": %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
+	{
+		fclose(f);
+		pt_fail(PT_ERR_IO, "could not read \"%s\"", path);
+		return NULL;
+	}
+	buf = pt_malloc((size_t) n + 1);
+	if (buf && fread(buf, 1, (size_t) n, f) != (size_t) n)
+	{
+		free(buf);
+		buf = NULL;
+		pt_fail(PT_ERR_IO, "could not read \"%s\"", path);
+	}
+	fclose(f);
+	if (buf)
+	{
+		buf[n] = '\0';
+		*size = (size_t) n;
+	}
+	return buf;
+}
+
+static int
+keep_owned(PtModel *m, void *p)
+{
+	if (m->n_owned == m->cap_owned)
+	{
+		int			cap = m->cap_owned ? 2 * m->cap_owned : 64;
+		void	  **grown = realloc(m->owned, sizeof(void *) * cap);
+
+		if (grown == NULL)
+			return pt_fail(PT_ERR_NOMEM, "out of memory");
+		m->owned = grown;
+		m->cap_owned = cap;
+	}
+	m->owned[m->n_owned++] = p;
+	return 0;
+}
+
+static const StTensor *
+find_tensor(const PtModel *m, const char *name, const char **file)
+{
+	for (int i = 0; i < m->n_files; i++)
+	{
+		const StTensor *t = st_find(&m->files[i], name);
+
+		if (t)
+		{
+			*file = m->files[i].path;
+			return t;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Returns the fp32 data of tensor `name`, checking that its shape is
+ * [rows, cols] (or [cols] when rows == 0).  Adds it to the fingerprint.
+ */
+static const float *
+bind(Loader *ld, const char *name, int64_t rows, int64_t cols)
+{
+	PtModel    *m = ld->model;
+	const char *file = NULL;
+	const StTensor *t = find_tensor(m, name, &file);
+	float	   *converted;
+
+	if (t == NULL)
+	{
+		pt_fail(PT_ERR_FORMAT, "%s: tensor \"%s\" is missing from the checkpoint",
+				m->dir, name);
+		return NULL;
+	}
+	if (t->dtype == PT_DTYPE_UNSUPPORTED)
+	{
+		pt_fail(PT_ERR_FORMAT, "%s: tensor \"%s\" has dtype %s; ptune reads F32, F16 and BF16",
+				file, name, t->dtype_name);
+		return NULL;
+	}
+	if ((rows == 0 && (t->ndim != 1 || t->shape[0] != cols)) ||
+		(rows != 0 && (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols)))
+	{
+		char		got[64] = "";
+
+		for (int i = 0; i < t->ndim; i++)
+			snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%lld",
+					 i ? ", " : "", (long long) t->shape[i]);
+		if (rows == 0)
+			pt_fail(PT_ERR_FORMAT, "%s: tensor \"%s\" has shape [%s], expected [%lld]",
+					file, name, got, (long long) cols);
+		else
+			pt_fail(PT_ERR_FORMAT, "%s: tensor \"%s\" has shape [%s], expected [%lld, %lld]",
+					file, name, got, (long long) rows, (long long) cols);
+		return NULL;
+	}
+
+	XXH3_128bits_update(ld->hash, name, strlen(name) + 1);
+	XXH3_128bits_update(ld->hash, t->dtype_name, strlen(t->dtype_name) + 1);
+	XXH3_128bits_update(ld->hash, t->data, t->nbytes);
+	m->n_parameters += t->numel;
+
+	/* F32 data aligned for float access is used in place, without a copy. */
+	if (t->dtype == PT_DTYPE_F32 && ((uintptr_t) t->data % sizeof(float)) == 0)
+		return t->data;
+
+	converted = pt_malloc((size_t) t->numel * sizeof(float));
+	if (converted == NULL || keep_owned(m, converted) != 0)
+	{
+		free(converted);
+		return NULL;
+	}
+	pt_convert_to_f32(t->dtype, t->data, (size_t) t->numel, converted);
+	return converted;
+}
+
+static int
+bind_linear(Loader *ld, PtLinear *lin, int out_dim, int in_dim)
+{
+	lin->out_dim = out_dim;
+	lin->in_dim = in_dim;
+	lin->w = bind(ld, ld->name, out_dim, in_dim);
+	return lin->w ? 0 : -1;
+}
+
+/* Formats the tensor name into ld->name and binds it. */
+#define BIND_VEC(ld, dst, len, ...) \
+	(snprintf((ld)->name, sizeof((ld)->name), __VA_ARGS__), \
+	 ((dst) = bind((ld), (ld)->name, 0, (len))) ? 0 : -1)
+#define BIND_LIN(ld, lin, out, in, ...) \
+	(snprintf((ld)->name, sizeof((ld)->name), __VA_ARGS__), \
+	 bind_linear((ld), (lin), (out), (in)))
+
+static int
+bind_attention(Loader *ld, PtAttentionWeights *a, const char *prefix)
+{
+	const PtConfig *c = &ld->model->cfg;
+	int			inner = pt_config_inner(c);
+
+	return BIND_LIN(ld, &a->q, inner, c->d_model, "%s.q.weight", prefix) ||
+		BIND_LIN(ld, &a->k, inner, c->d_model, "%s.k.weight", prefix) ||
+		BIND_LIN(ld, &a->v, inner, c->d_model, "%s.v.weight", prefix) ||
+		BIND_LIN(ld, &a->o, c->d_model, inner, "%s.o.weight", prefix) ? -1 : 0;
+}
+
+static int
+bind_feed_forward(Loader *ld, PtFeedForwardWeights *ff, const char *prefix)
+{
+	const PtConfig *c = &ld->model->cfg;
+
+	if (c->gated)
+	{
+		if (BIND_LIN(ld, &ff->wi0, c->d_ff, c->d_model, "%s.wi_0.weight", prefix) ||
+			BIND_LIN(ld, &ff->wi1, c->d_ff, c->d_model, "%s.wi_1.weight", prefix))
+			return -1;
+	}
+	else if (BIND_LIN(ld, &ff->wi0, c->d_ff, c->d_model, "%s.wi.weight", prefix))
+		return -1;
+	return BIND_LIN(ld, &ff->wo, c->d_model, c->d_ff, "%s.wo.weight", prefix);
+}
+
+static int
+bind_weights(Loader *ld)
+{
+	PtModel    *m = ld->model;
+	const PtConfig *c = &m->cfg;
+	const char *unused;
+	char		prefix[128];
+
+	/* shared.weight is the embedding; some exports keep only the per-stack copies */
+	if (find_tensor(m, "shared.weight", &unused))
+		m->embed = bind(ld, "shared.weight", c->vocab_size, c->d_model);
+	else
+		m->embed = bind(ld, "encoder.embed_tokens.weight", c->vocab_size, c->d_model);
+	if (m->embed == NULL)
+		return -1;
+
+	if (BIND_VEC(ld, m->enc_final_ln, c->d_model, "encoder.final_layer_norm.weight") ||
+		BIND_VEC(ld, m->dec_final_ln, c->d_model, "decoder.final_layer_norm.weight"))
+		return -1;
+	m->enc_rel_bias = bind(ld, "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+						   c->rel_buckets, c->num_heads);
+	m->dec_rel_bias = bind(ld, "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+						   c->rel_buckets, c->num_heads);
+	if (m->enc_rel_bias == NULL || m->dec_rel_bias == NULL)
+		return -1;
+
+	for (int l = 0; l < c->num_layers; l++)
+	{
+		PtEncoderLayer *e = &m->enc[l];
+
+		snprintf(prefix, sizeof(prefix), "encoder.block.%d.layer.0.SelfAttention", l);
+		if (BIND_VEC(ld, e->ln_attn, c->d_model, "encoder.block.%d.layer.0.layer_norm.weight", l) ||
+			bind_attention(ld, &e->attn, prefix) ||
+			BIND_VEC(ld, e->ln_ff, c->d_model, "encoder.block.%d.layer.1.layer_norm.weight", l))
+			return -1;
+		snprintf(prefix, sizeof(prefix), "encoder.block.%d.layer.1.DenseReluDense", l);
+		if (bind_feed_forward(ld, &e->ff, prefix))
+			return -1;
+	}
+	for (int l = 0; l < c->num_decoder_layers; l++)
+	{
+		PtDecoderLayer *d = &m->dec[l];
+
+		snprintf(prefix, sizeof(prefix), "decoder.block.%d.layer.0.SelfAttention", l);
+		if (BIND_VEC(ld, d->ln_self, c->d_model, "decoder.block.%d.layer.0.layer_norm.weight", l) ||
+			bind_attention(ld, &d->self, prefix))
+			return -1;
+		snprintf(prefix, sizeof(prefix), "decoder.block.%d.layer.1.EncDecAttention", l);
+		if (BIND_VEC(ld, d->ln_cross, c->d_model, "decoder.block.%d.layer.1.layer_norm.weight", l) ||
+			bind_attention(ld, &d->cross, prefix))
+			return -1;
+		snprintf(prefix, sizeof(prefix), "decoder.block.%d.layer.2.DenseReluDense", l);
+		if (BIND_VEC(ld, d->ln_ff, c->d_model, "decoder.block.%d.layer.2.layer_norm.weight", l) ||
+			bind_feed_forward(ld, &d->ff, prefix))
+			return -1;
+	}
+
+	if (c->tie_word_embeddings)
+	{
+		m->lm_head = (PtLinear) {c->vocab_size, c->d_model, m->embed};
+		m->lm_scale = 1.0f / sqrtf((float) c->d_model);
+	}
+	else
+	{
+		m->lm_head.out_dim = c->vocab_size;
+		m->lm_head.in_dim = c->d_model;
+		m->lm_head.w = bind(ld, "lm_head.weight", c->vocab_size, c->d_model);
+		if (m->lm_head.w == NULL)
+			return -1;
+		m->lm_scale = 1.0f;
+	}
+	return 0;
+}
+
+/* A shard name from an index file must be a plain file name inside the directory. */
+static bool
+safe_file_name(const char *s)
+{
+	return s[0] != '\0' && s[0] != '.' && strchr(s, '/') == NULL && strlen(s) < 200;
+}
+
+static int
+open_weight_files(PtModel *m)
+{
+	char		path[4096];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/model.safetensors", m->dir);
+	if (stat(path, &st) == 0)
+	{
+		m->files = pt_calloc(1, sizeof(StFile));
+		if (m->files == NULL || st_open(path, &m->files[0]) != 0)
+			return -1;
+		m->n_files = 1;
+		return 0;
+	}
+
+	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", m->dir);
+	if (stat(path, &st) == 0)
+	{
+		json_error_t jerr;
+		json_t	   *root = json_load_file(path, 0, &jerr);
+		json_t	   *map = root ? json_object_get(root, "weight_map") : NULL;
+		const char *key;
+		json_t	   *value;
+		const char **names;
+		int			n_names = 0;
+		int			rc = 0;
+
+		if (!json_is_object(map))
+		{
+			json_decref(root);
+			return pt_fail(PT_ERR_FORMAT, "%s: no \"weight_map\" object", path);
+		}
+		names = pt_calloc(json_object_size(map), sizeof(char *));
+		m->files = pt_calloc(json_object_size(map), sizeof(StFile));
+		if (names == NULL || m->files == NULL)
+			rc = -1;
+		json_object_foreach(map, key, value)
+		{
+			bool		seen = false;
+
+			if (rc != 0)
+				break;
+			if (!json_is_string(value) || !safe_file_name(json_string_value(value)))
+			{
+				rc = pt_fail(PT_ERR_FORMAT, "%s: tensor \"%s\" maps to an invalid file name", path, key);
+				break;
+			}
+			for (int i = 0; i < n_names && !seen; i++)
+				seen = strcmp(names[i], json_string_value(value)) == 0;
+			if (seen)
+				continue;
+			names[n_names++] = json_string_value(value);
+			snprintf(path, sizeof(path), "%s/%s", m->dir, json_string_value(value));
+			if (st_open(path, &m->files[m->n_files]) != 0)
+				rc = -1;
+			else
+				m->n_files++;
+		}
+		free(names);
+		json_decref(root);
+		return rc;
+	}
+
+	return pt_fail(PT_ERR_IO, "%s: no model.safetensors (nor model.safetensors.index.json); "
+				   "ptune reads Hugging Face checkpoints in the safetensors format", m->dir);
+}
+
+PtModel *
+pt_model_load(const char *dir)
+{
+	PtModel    *m = pt_calloc(1, sizeof(PtModel));
+	Loader		ld = {0};
+	char		path[4096];
+	char	   *config_bytes = NULL;
+	char	   *spiece_bytes = NULL;
+	size_t		config_size = 0,
+				spiece_size = 0;
+	XXH128_hash_t digest;
+
+	if (m == NULL)
+		return NULL;
+	ld.model = m;
+	if (strlen(dir) > 3000)
+	{
+		pt_fail(PT_ERR_ARGUMENT, "model directory path is too long");
+		goto fail;
+	}
+	m->dir = pt_strdup(dir);
+	if (m->dir == NULL)
+		goto fail;
+
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	if (pt_config_load(path, &m->cfg) != 0 ||
+		(config_bytes = read_file(path, &config_size)) == NULL)
+		goto fail;
+	if (m->cfg.model_name[0] == '\0')
+	{
+		const char *base = strrchr(dir, '/');
+
+		snprintf(m->cfg.model_name, sizeof(m->cfg.model_name), "%s",
+				 base && base[1] ? base + 1 : dir);
+	}
+
+	snprintf(path, sizeof(path), "%s/spiece.model", dir);
+	spiece_bytes = read_file(path, &spiece_size);
+	if (spiece_bytes == NULL)
+		goto fail;
+	m->tokenizer = pt_tokenizer_load(spiece_bytes, spiece_size, path);
+	if (m->tokenizer == NULL)
+		goto fail;
+	if (pt_tokenizer_vocab_size(m->tokenizer) > m->cfg.vocab_size)
+	{
+		pt_fail(PT_ERR_FORMAT, "%s: the tokenizer has %d pieces but the model's vocab_size is %d",
+				path, pt_tokenizer_vocab_size(m->tokenizer), m->cfg.vocab_size);
+		goto fail;
+	}
+
+	if (open_weight_files(m) != 0)
+		goto fail;
+	for (int i = 0; i < m->n_files; i++)
+		m->file_bytes += m->files[i].map_size;
+
+	m->enc = pt_calloc(m->cfg.num_layers, sizeof(PtEncoderLayer));
+	m->dec = pt_calloc(m->cfg.num_decoder_layers, sizeof(PtDecoderLayer));
+	ld.hash = XXH3_createState();
+	if (m->enc == NULL || m->dec == NULL || ld.hash == NULL)
+	{
+		pt_fail(PT_ERR_NOMEM, "out of memory");
+		goto fail;
+	}
+	XXH3_128bits_reset(ld.hash);
+	XXH3_128bits_update(ld.hash, config_bytes, config_size);
+	XXH3_128bits_update(ld.hash, spiece_bytes, spiece_size);
+	if (bind_weights(&ld) != 0)
+		goto fail;
+	digest = XXH3_128bits_digest(ld.hash);
+	XXH128_canonicalFromHash((XXH128_canonical_t *) m->fingerprint, digest);
+
+	XXH3_freeState(ld.hash);
+	free(config_bytes);
+	free(spiece_bytes);
+	return m;
+
+fail:
+	if (ld.hash)
+		XXH3_freeState(ld.hash);
+	free(config_bytes);
+	free(spiece_bytes);
+	pt_model_free(m);
+	return NULL;
+}
+
+void
+pt_model_free(PtModel *m)
+{
+	if (m == NULL)
+		return;
+	for (int i = 0; i < m->n_owned; i++)
+		free(m->owned[i]);
+	free(m->owned);
+	for (int i = 0; i < m->n_files; i++)
+		st_close(&m->files[i]);
+	free(m->files);
+	free(m->enc);
+	free(m->dec);
+	if (m->tokenizer)
+		pt_tokenizer_free(m->tokenizer);
+	free(m->dir);
+	free(m);
+}
+
+void
+pt_model_fingerprint_hex(const PtModel *m, char out[2 * PT_FINGERPRINT_BYTES + 1])
+{
+	for (int i = 0; i < PT_FINGERPRINT_BYTES; i++)
+		snprintf(out + 2 * i, 3, "%02x", m->fingerprint[i]);
+}
