@@ -1,0 +1,190 @@
+/*
+ * attention.c - multi-head attention forward and backward (see attention.h).
+ *
+ * Work is split over (sequence, head) pairs; each pair does three small GEMMs
+ * on strided slices of Q, K, V.  Inside the parallel loop OpenBLAS runs each
+ * GEMM on the calling thread.
+ */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "attention.h"
+#include "kernels.h"
+#include "linear.h"
+
+int
+pt_relative_bucket(int relative_position, bool bidirectional, int num_buckets, int max_distance)
+{
+	int			bucket = 0;
+	int			n = relative_position;
+	int			max_exact;
+
+	if (bidirectional)
+	{
+		num_buckets /= 2;
+		if (n > 0)
+			bucket += num_buckets;
+		n = n < 0 ? -n : n;
+	}
+	else
+		n = n < 0 ? -n : 0;		/* the decoder never looks ahead */
+
+	max_exact = num_buckets / 2;
+	if (n < max_exact)
+		return bucket + n;
+
+	/*
+	 * Logarithmically spaced buckets up to max_distance.  Computed in float32
+	 * exactly as Hugging Face does, so positions on a bucket boundary land in
+	 * the same bucket.
+	 */
+	{
+		float		ratio = (float) n / (float) max_exact;
+		float		scale = (float) log((double) max_distance / (double) max_exact);
+		float		v = logf(ratio) / scale * (float) (num_buckets - max_exact);
+		int			large = max_exact + (int) v;
+
+		if (large > num_buckets - 1)
+			large = num_buckets - 1;
+		return bucket + large;
+	}
+}
+
+void
+pt_position_bias_table(const float *rel_bias, int H, int buckets, int max_distance,
+					   bool bidirectional, int max_len, float *table)
+{
+	int			width = 2 * max_len - 1;
+
+	for (int r = -(max_len - 1); r <= max_len - 1; r++)
+	{
+		int			b = pt_relative_bucket(r, bidirectional, buckets, max_distance);
+
+		for (int h = 0; h < H; h++)
+			table[(size_t) h * width + (r + max_len - 1)] = rel_bias[(size_t) b * H + h];
+	}
+}
+
+/* Adds the position bias (and the causal mask) to the scores of one head, then softmax. */
+static void
+scores_to_probs(const PtAttnLayout *lay, int h, float *p, int tq, int tk)
+{
+	int			width = 2 * lay->bias_max_len - 1;
+
+	for (int i = 0; i < tq; i++)
+	{
+		float	   *row = p + (size_t) i * tk;
+		int			visible = lay->causal ? (i + 1 < tk ? i + 1 : tk) : tk;
+
+		if (lay->bias)
+		{
+			/* bias index of key j for query i: (j - i) + max_len - 1 */
+			const float *b = lay->bias + (size_t) h * width + (lay->bias_max_len - 1 - i);
+
+			for (int j = 0; j < visible; j++)
+				row[j] += b[j];
+		}
+		pt_softmax_row(row, visible);
+		if (visible < tk)
+			memset(row + visible, 0, sizeof(float) * (tk - visible));
+	}
+}
+
+void
+pt_attention_forward(const PtAttnLayout *lay, int H, int dk,
+					 const float *q, const float *k, const float *v,
+					 float *probs, float *ctx)
+{
+	int			inner = H * dk;
+	int			n_items = lay->n_kv * H;
+
+#pragma omp parallel for schedule(dynamic)
+	for (int item = 0; item < n_items; item++)
+	{
+		int			g = item / H;
+		int			h = item % H;
+		int			tk = lay->kv_len[g];
+		const float *K = k + (size_t) lay->kv_off[g] * inner + h * dk;
+		const float *V = v + (size_t) lay->kv_off[g] * inner + h * dk;
+
+		for (int s = lay->kv_q_begin[g]; s < lay->kv_q_end[g]; s++)
+		{
+			int			tq = lay->q_len[s];
+			const float *Q = q + (size_t) lay->q_off[s] * inner + h * dk;
+			float	   *P = probs + lay->p_off[s] + (size_t) h * tq * tk;
+			float	   *C = ctx + (size_t) lay->q_off[s] * inner + h * dk;
+
+			/* P[tq, tk] = Q[tq, dk] K[tk, dk]^T   (no 1/sqrt(dk) in T5) */
+			pt_gemm(false, true, tq, tk, dk, 1.0f, Q, inner, K, inner, 0.0f, P, tk);
+			scores_to_probs(lay, h, P, tq, tk);
+			/* C[tq, dk] = P[tq, tk] V[tk, dk] */
+			pt_gemm(false, false, tq, dk, tk, 1.0f, P, tk, V, inner, 0.0f, C, inner);
+		}
+	}
+}
+
+void
+pt_attention_backward(const PtAttnLayout *lay, int H, int dk,
+					  const float *q, const float *k, const float *v,
+					  const float *probs, const float *dctx,
+					  float *dq, float *dkey, float *dval)
+{
+	int			inner = H * dk;
+	int			n_items = lay->n_kv * H;
+
+#pragma omp parallel for schedule(dynamic)
+	for (int item = 0; item < n_items; item++)
+	{
+		int			g = item / H;
+		int			h = item % H;
+		int			tk = lay->kv_len[g];
+		const float *K = k + (size_t) lay->kv_off[g] * inner + h * dk;
+		const float *V = v + (size_t) lay->kv_off[g] * inner + h * dk;
+		float	   *dK = dkey + (size_t) lay->kv_off[g] * inner + h * dk;
+		float	   *dV = dval + (size_t) lay->kv_off[g] * inner + h * dk;
+		float	   *dS = lay->scratch + lay->scratch_per_thread * omp_get_thread_num();
+		float		beta = 0.0f;	/* the first query sequence overwrites dK, dV */
+
+		if (lay->kv_q_begin[g] == lay->kv_q_end[g])
+		{
+			/* nobody attends to this sequence: its key/value gradient is zero */
+			for (int j = 0; j < tk; j++)
+			{
+				memset(dK + (size_t) j * inner, 0, sizeof(float) * dk);
+				memset(dV + (size_t) j * inner, 0, sizeof(float) * dk);
+			}
+			continue;
+		}
+
+		for (int s = lay->kv_q_begin[g]; s < lay->kv_q_end[g]; s++)
+		{
+			int			tq = lay->q_len[s];
+			const float *Q = q + (size_t) lay->q_off[s] * inner + h * dk;
+			const float *P = probs + lay->p_off[s] + (size_t) h * tq * tk;
+			const float *dC = dctx + (size_t) lay->q_off[s] * inner + h * dk;
+			float	   *dQ = dq + (size_t) lay->q_off[s] * inner + h * dk;
+
+			/* dV[tk, dk] (+)= P^T[tk, tq] dC[tq, dk] */
+			pt_gemm(true, false, tk, dk, tq, 1.0f, P, tk, dC, inner, beta, dV, inner);
+			/* dP[tq, tk] = dC[tq, dk] V^T */
+			pt_gemm(false, true, tq, tk, dk, 1.0f, dC, inner, V, inner, 0.0f, dS, tk);
+			/* softmax backward: dS = P * (dP - rowsum(P * dP)) */
+			for (int i = 0; i < tq; i++)
+			{
+				const float *pr = P + (size_t) i * tk;
+				float	   *dr = dS + (size_t) i * tk;
+				float		dot = 0.0f;
+
+				for (int j = 0; j < tk; j++)
+					dot += pr[j] * dr[j];
+				for (int j = 0; j < tk; j++)
+					dr[j] = pr[j] * (dr[j] - dot);
+			}
+			/* dQ[tq, dk] = dS[tq, tk] K[tk, dk];  dK[tk, dk] (+)= dS^T Q */
+			pt_gemm(false, false, tq, dk, tk, 1.0f, dS, tk, K, inner, 0.0f, dQ, inner);
+			pt_gemm(true, false, tk, dk, tq, 1.0f, dS, tk, Q, inner, beta, dK, inner);
+			beta = 1.0f;
+		}
+	}
+}

@@ -1,0 +1,61 @@
+/*
+ * attention.h - T5 multi-head attention over packed sequences, forward and
+ * backward, and T5's relative position bias.
+ *
+ * Sequences of a batch are packed one after another (no padding), so a
+ * query sequence s occupies rows [q_off[s], q_off[s] + q_len[s]) of Q and the
+ * rows of its key/value sequence g = kv_seq[s] in K and V.  Q, K and V are
+ * [rows, I] with I = H * dk; head h uses columns [h*dk, (h+1)*dk).
+ *
+ * T5 specifics: scores are Q K^T *without* 1/sqrt(dk) scaling; self-attention
+ * adds a learned bias indexed by the bucketed relative position (key - query)
+ * from layer 0's table, shared by every layer; cross-attention has no bias.
+ */
+#ifndef PT_ATTENTION_H
+#define PT_ATTENTION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct PtAttnLayout
+{
+	int			n_q;			/* query sequences */
+	const int  *q_off;
+	const int  *q_len;
+	int			n_kv;			/* key/value sequences */
+	const int  *kv_off;
+	const int  *kv_len;
+	/* query sequences attending to kv sequence g: [kv_q_begin[g], kv_q_end[g]) */
+	int		   *kv_q_begin;
+	int		   *kv_q_end;
+	size_t	   *p_off;			/* per query sequence: offset of its probs [H, Tq, Tk] */
+	float	   *bias;			/* NULL, or a table from pt_position_bias_table() */
+	int			bias_max_len;	/* the max_len the table was built for */
+	bool		causal;			/* query i sees keys j <= i */
+	float	   *scratch;		/* per thread: max Tq * max Tk floats (backward only) */
+	size_t		scratch_per_thread;
+} PtAttnLayout;
+
+/* T5's bucket for relative_position = key_pos - query_pos (float32 math, as PyTorch). */
+int			pt_relative_bucket(int relative_position, bool bidirectional, int num_buckets,
+							   int max_distance);
+
+/*
+ * table[h, r + max_len - 1] = rel_bias[bucket(r), h] for r in (-max_len, max_len).
+ * rel_bias is [buckets, H]; table is [H, 2 * max_len - 1].
+ */
+void		pt_position_bias_table(const float *rel_bias, int H, int buckets, int max_distance,
+								   bool bidirectional, int max_len, float *table);
+
+/* probs[p_off[s] + ...] = softmax(Q K^T + bias); ctx[Nq, I] = probs V */
+void		pt_attention_forward(const PtAttnLayout *lay, int H, int dk,
+								 const float *q, const float *k, const float *v,
+								 float *probs, float *ctx);
+
+/* Given dctx[Nq, I]: dq[Nq, I], dk[Nk, I], dv[Nk, I] (all overwritten). */
+void		pt_attention_backward(const PtAttnLayout *lay, int H, int dk,
+								  const float *q, const float *k, const float *v,
+								  const float *probs, const float *dctx,
+								  float *dq, float *dkey, float *dval);
+
+#endif

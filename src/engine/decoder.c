@@ -1,0 +1,124 @@
+/*
+ * decoder.c - the T5 decoder stack with teacher forcing, forward and backward.
+ *
+ * Each layer:   y_mid1 = y + SelfAttention(RMSNorm(y))          (causal, position bias)
+ *               y_mid2 = y_mid1 + CrossAttention(RMSNorm(y_mid1), enc_out)  (no bias)
+ *               y'     = y_mid2 + FF(RMSNorm(y_mid2))
+ * then a final RMSNorm, times d_model^-0.5 when the head is tied to the
+ * embedding.  Shapes: y [Nd, d]; enc_out [N, d]; cross K, V [N, I].
+ *
+ * The backward pass only needs d(enc_out), which each layer's cross-attention
+ * contributes to through its K and V projections.
+ */
+#include <string.h>
+
+#include "kernels.h"
+#include "t5.h"
+
+void
+pt_decoder_forward(PtPass *p)
+{
+	const PtModel *m = p->model;
+	const PtConfig *c = &m->cfg;
+	int			N = p->enc_rows,
+				Nd = p->dec_rows,
+				d = c->d_model,
+				L = c->num_decoder_layers;
+	float		eps = c->layer_norm_eps;
+
+	if (p->n_dec == 0)
+		return;
+	for (int s = 0; s < p->n_dec; s++)
+		pt_embed_rows(m->embed, p->dec_seqs[s].ids, p->dec_seqs[s].n_ids, d,
+					  p->dec[0].y + (size_t) p->dec_off[s] * d);
+
+	for (int l = 0; l < L; l++)
+	{
+		const PtDecoderLayer *w = &m->dec[l];
+		PtDecLayerActs *a = &p->dec[l];
+		float	   *next = l + 1 < L ? p->dec[l + 1].y : p->dec_final_in;
+
+		/* causal self-attention */
+		pt_rmsnorm_forward(a->y, w->ln_self, Nd, d, eps, p->ln, a->rstd_self);
+		pt_linear_forward(&w->self.q, p->ln, Nd, a->q);
+		pt_linear_forward(&w->self.k, p->ln, Nd, a->k);
+		pt_linear_forward(&w->self.v, p->ln, Nd, a->v);
+		pt_attention_forward(&p->dec_self, c->num_heads, c->d_kv, a->q, a->k, a->v,
+							 a->probs_self, p->ctx);
+		pt_linear_forward(&w->self.o, p->ctx, Nd, p->sub);
+		pt_add(a->y_mid1, a->y, p->sub, (size_t) Nd * d);
+
+		/* cross-attention over the encoder output */
+		pt_rmsnorm_forward(a->y_mid1, w->ln_cross, Nd, d, eps, p->ln, a->rstd_cross);
+		pt_linear_forward(&w->cross.q, p->ln, Nd, a->q_cross);
+		pt_linear_forward(&w->cross.k, p->enc_out, N, a->k_cross);
+		pt_linear_forward(&w->cross.v, p->enc_out, N, a->v_cross);
+		pt_attention_forward(&p->dec_cross, c->num_heads, c->d_kv, a->q_cross, a->k_cross,
+							 a->v_cross, a->probs_cross, p->ctx);
+		pt_linear_forward(&w->cross.o, p->ctx, Nd, p->sub);
+		pt_add(a->y_mid2, a->y_mid1, p->sub, (size_t) Nd * d);
+
+		/* feed-forward */
+		pt_rmsnorm_forward(a->y_mid2, w->ln_ff, Nd, d, eps, p->ln, a->rstd_ff);
+		pt_ff_forward(c, &w->ff, p->ln, Nd, a->h0, a->h1, p->act, p->sub);
+		pt_add(next, a->y_mid2, p->sub, (size_t) Nd * d);
+	}
+	pt_rmsnorm_forward(p->dec_final_in, m->dec_final_ln, Nd, d, eps, p->dec_out, p->dec_rstd_final);
+	if (m->lm_scale != 1.0f)
+		pt_scale(p->dec_out, m->lm_scale, (size_t) Nd * d);
+}
+
+void
+pt_decoder_backward(PtPass *p, const float *d_dec_out)
+{
+	const PtModel *m = p->model;
+	const PtConfig *c = &m->cfg;
+	int			N = p->enc_rows,
+				Nd = p->dec_rows,
+				d = c->d_model;
+	float	   *g = p->g;		/* gradient of the decoder's residual stream [Nd, d] */
+
+	memset(p->d_enc_out, 0, sizeof(float) * N * d);
+	if (p->n_dec == 0)
+		return;
+
+	/* final norm, through the lm_scale factor */
+	memcpy(p->g_ln, d_dec_out, sizeof(float) * Nd * d);
+	if (m->lm_scale != 1.0f)
+		pt_scale(p->g_ln, m->lm_scale, (size_t) Nd * d);
+	memset(g, 0, sizeof(float) * Nd * d);
+	pt_rmsnorm_backward(p->dec_final_in, m->dec_final_ln, p->dec_rstd_final, p->g_ln, Nd, d, g);
+
+	for (int l = c->num_decoder_layers - 1; l >= 0; l--)
+	{
+		const PtDecoderLayer *w = &m->dec[l];
+		const PtDecLayerActs *a = &p->dec[l];
+
+		/* feed-forward: g becomes d(y_mid2) */
+		pt_ff_backward(c, &w->ff, a->h0, a->h1, g, Nd, p->g_act, p->g_h0, p->g_h1, p->g_ln);
+		pt_rmsnorm_backward(a->y_mid2, w->ln_ff, a->rstd_ff, p->g_ln, Nd, d, g);
+
+		/* cross-attention: g becomes d(y_mid1); K and V feed d(enc_out) */
+		pt_linear_backward(&w->cross.o, g, Nd, p->g_ctx, false);
+		pt_attention_backward(&p->dec_cross, c->num_heads, c->d_kv, a->q_cross, a->k_cross,
+							  a->v_cross, a->probs_cross, p->g_ctx, p->g_q,
+							  p->g_k_cross, p->g_v_cross);
+		pt_linear_backward(&w->cross.k, p->g_k_cross, N, p->d_enc_out, true);
+		pt_linear_backward(&w->cross.v, p->g_v_cross, N, p->d_enc_out, true);
+		pt_linear_backward(&w->cross.q, p->g_q, Nd, p->g_ln, false);
+		pt_rmsnorm_backward(a->y_mid1, w->ln_cross, a->rstd_cross, p->g_ln, Nd, d, g);
+
+		/* the first layer's self-attention only leads to the (frozen) input embeddings */
+		if (l == 0)
+			break;
+
+		/* causal self-attention: g becomes d(y) */
+		pt_linear_backward(&w->self.o, g, Nd, p->g_ctx, false);
+		pt_attention_backward(&p->dec_self, c->num_heads, c->d_kv, a->q, a->k, a->v,
+							  a->probs_self, p->g_ctx, p->g_q, p->g_k, p->g_v);
+		pt_linear_backward(&w->self.q, p->g_q, Nd, p->g_ln, false);
+		pt_linear_backward(&w->self.k, p->g_k, Nd, p->g_ln, true);
+		pt_linear_backward(&w->self.v, p->g_v, Nd, p->g_ln, true);
+		pt_rmsnorm_backward(a->y, w->ln_self, a->rstd_self, p->g_ln, Nd, d, g);
+	}
+}

@@ -1,0 +1,282 @@
+/*
+ * kernels.c - element-wise and row-wise operations (see kernels.h).
+ *
+ * Performance notes:
+ * - The work of each row (or chunk) is a separate function compiled for
+ *   several instruction sets (target_clones: AVX-512, AVX2+FMA, baseline) and
+ *   picked at load time, so one binary runs everywhere and uses wide vectors
+ *   where the CPU has them.  Parallel loops over rows call these functions.
+ * - exp and tanh use exp_inline below instead of libm, whose scalar calls
+ *   would dominate the feed-forward layers' time.  It is written without
+ *   branches or floorf so that GCC vectorises it.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#define PT_VECTORIZED __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+
+/* Parallelise loops only when there is enough work to pay for waking threads. */
+#define PAR_MIN_ELEMS 32768
+#define CHUNK 4096
+
+/*
+ * exp(x) = 2^n * exp(r), n = round(x / ln2), r = x - n ln2 in [-ln2/2, ln2/2],
+ * exp(r) by a degree-6 polynomial (Cephes' expf), relative error ~1e-7.
+ * x is clamped to [-87, 88], so exp(-inf) gives ~1e-38 rather than 0; callers
+ * that mask positions skip them instead of relying on exp(-inf).
+ */
+static inline float
+exp_inline(float x)
+{
+	const float round_magic = 12582912.0f;	/* 1.5 * 2^23: adding it rounds to an integer */
+	float		n,
+				r,
+				p,
+				scale;
+	int32_t		bits;
+
+	x = x < -87.0f ? -87.0f : x;
+	x = x > 88.0f ? 88.0f : x;
+	n = (x * 1.44269504088896341f + round_magic) - round_magic;
+	r = x - n * 0.693359375f - n * -2.12194440e-4f;
+	p = 1.9875691500E-4f;
+	p = p * r + 1.3981999507E-3f;
+	p = p * r + 8.3334519073E-3f;
+	p = p * r + 4.1665795894E-2f;
+	p = p * r + 1.6666665459E-1f;
+	p = p * r + 5.0000001201E-1f;
+	p = p * r * r + r + 1.0f;
+	bits = ((int32_t) n + 127) << 23;
+	memcpy(&scale, &bits, sizeof(scale));
+	return p * scale;
+}
+
+float
+pt_expf(float x)
+{
+	return exp_inline(x);
+}
+
+/* tanh(u) = 1 - 2 / (exp(2u) + 1); |u| > 9 saturates to +-1 in float anyway */
+static inline float
+tanh_inline(float u)
+{
+	u = u > 9.0f ? 9.0f : u;
+	u = u < -9.0f ? -9.0f : u;
+	return 1.0f - 2.0f / (exp_inline(2.0f * u) + 1.0f);
+}
+
+void
+pt_embed_rows(const float *table, const int32_t *ids, int n, int d, float *out)
+{
+	for (int i = 0; i < n; i++)
+		memcpy(out + (size_t) i * d, table + (size_t) ids[i] * d, sizeof(float) * d);
+}
+
+/* ---- RMS norm ---------------------------------------------------------- */
+
+PT_VECTORIZED static float
+rmsnorm_row(const float *x, const float *w, int d, float eps, float *y)
+{
+	float		ss = 0.0f;
+	float		r;
+
+	for (int j = 0; j < d; j++)
+		ss += x[j] * x[j];
+	r = 1.0f / sqrtf(ss / (float) d + eps);
+	for (int j = 0; j < d; j++)
+		y[j] = (x[j] * r) * w[j];
+	return r;
+}
+
+void
+pt_rmsnorm_forward(const float *x, const float *w, int n, int d, float eps,
+				   float *y, float *rstd)
+{
+#pragma omp parallel for if ((size_t) n * d >= PAR_MIN_ELEMS) schedule(static)
+	for (int i = 0; i < n; i++)
+	{
+		float		r = rmsnorm_row(x + (size_t) i * d, w, d, eps, y + (size_t) i * d);
+
+		if (rstd)
+			rstd[i] = r;
+	}
+}
+
+/*
+ * y_j = x_j r w_j with r = (mean(x^2) + eps)^-1/2 and dr/dx_j = -r^3 x_j / d, so
+ *   dx_j = r w_j dy_j - x_j r^3 / d * sum_k w_k dy_k x_k
+ */
+PT_VECTORIZED static void
+rmsnorm_backward_row(const float *x, const float *w, float r, const float *dy, int d, float *dx)
+{
+	float		dot = 0.0f;
+	float		c;
+
+	for (int j = 0; j < d; j++)
+		dot += w[j] * dy[j] * x[j];
+	c = dot * r * r * r / (float) d;
+	for (int j = 0; j < d; j++)
+		dx[j] += r * w[j] * dy[j] - c * x[j];
+}
+
+void
+pt_rmsnorm_backward(const float *x, const float *w, const float *rstd,
+					const float *dy, int n, int d, float *dx)
+{
+#pragma omp parallel for if ((size_t) n * d >= PAR_MIN_ELEMS) schedule(static)
+	for (int i = 0; i < n; i++)
+		rmsnorm_backward_row(x + (size_t) i * d, w, rstd[i], dy + (size_t) i * d, d,
+							 dx + (size_t) i * d);
+}
+
+/* ---- feed-forward activations ------------------------------------------ */
+
+static inline float
+act_value(PtActivation act, float x)
+{
+	switch (act)
+	{
+		case PT_ACT_RELU:
+			return x > 0.0f ? x : 0.0f;
+		case PT_ACT_GELU_TANH:
+			return 0.5f * x * (1.0f + tanh_inline(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+		case PT_ACT_GELU_ERF:
+			return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+		case PT_ACT_SILU:
+			return x / (1.0f + exp_inline(-x));
+	}
+	return 0.0f;
+}
+
+static inline float
+act_derivative(PtActivation act, float x)
+{
+	switch (act)
+	{
+		case PT_ACT_RELU:
+			return x > 0.0f ? 1.0f : 0.0f;
+		case PT_ACT_GELU_TANH:
+			{
+				const float c = 0.7978845608028654f;
+				float		t = tanh_inline(c * (x + 0.044715f * x * x * x));
+
+				return 0.5f * (1.0f + t) +
+					0.5f * x * (1.0f - t * t) * c * (1.0f + 3.0f * 0.044715f * x * x);
+			}
+		case PT_ACT_GELU_ERF:
+			return 0.5f * (1.0f + erff(x * 0.7071067811865476f)) +
+				x * 0.3989422804014327f * exp_inline(-0.5f * x * x);
+		case PT_ACT_SILU:
+			{
+				float		s = 1.0f / (1.0f + exp_inline(-x));
+
+				return s * (1.0f + x * (1.0f - s));
+			}
+	}
+	return 0.0f;
+}
+
+/* One loop per activation, so that each loop body is straight-line code. */
+#define FOR_EACH_ACT(act, BODY) \
+	switch (act) { \
+	case PT_ACT_RELU: { const PtActivation A = PT_ACT_RELU; BODY; break; } \
+	case PT_ACT_GELU_TANH: { const PtActivation A = PT_ACT_GELU_TANH; BODY; break; } \
+	case PT_ACT_GELU_ERF: { const PtActivation A = PT_ACT_GELU_ERF; BODY; break; } \
+	case PT_ACT_SILU: { const PtActivation A = PT_ACT_SILU; BODY; break; } }
+
+PT_VECTORIZED static void
+activation_chunk(PtActivation act, bool gated, const float *h0, const float *h1,
+				 size_t n, float *out)
+{
+	if (gated)
+		FOR_EACH_ACT(act, for (size_t i = 0; i < n; i++) out[i] = act_value(A, h0[i]) * h1[i])
+	else
+		FOR_EACH_ACT(act, for (size_t i = 0; i < n; i++) out[i] = act_value(A, h0[i]))
+}
+
+PT_VECTORIZED static void
+activation_backward_chunk(PtActivation act, bool gated, const float *h0, const float *h1,
+						  const float *dout, size_t n, float *dh0, float *dh1)
+{
+	if (gated)
+		FOR_EACH_ACT(act, for (size_t i = 0; i < n; i++)
+					 {
+					 dh0[i] = dout[i] * h1[i] * act_derivative(A, h0[i]);
+					 dh1[i] = dout[i] * act_value(A, h0[i]);
+					 })
+	else
+		FOR_EACH_ACT(act, for (size_t i = 0; i < n; i++) dh0[i] = dout[i] * act_derivative(A, h0[i]))
+}
+
+void
+pt_ff_activation_forward(PtActivation act, bool gated, const float *h0,
+						 const float *h1, size_t n, float *out)
+{
+	long		chunks = (long) ((n + CHUNK - 1) / CHUNK);
+
+#pragma omp parallel for if (n >= PAR_MIN_ELEMS) schedule(static)
+	for (long c = 0; c < chunks; c++)
+	{
+		size_t		start = (size_t) c * CHUNK;
+		size_t		len = n - start < CHUNK ? n - start : CHUNK;
+
+		activation_chunk(act, gated, h0 + start, gated ? h1 + start : NULL, len, out + start);
+	}
+}
+
+void
+pt_ff_activation_backward(PtActivation act, bool gated, const float *h0,
+						  const float *h1, const float *dout, size_t n,
+						  float *dh0, float *dh1)
+{
+	long		chunks = (long) ((n + CHUNK - 1) / CHUNK);
+
+#pragma omp parallel for if (n >= PAR_MIN_ELEMS) schedule(static)
+	for (long c = 0; c < chunks; c++)
+	{
+		size_t		start = (size_t) c * CHUNK;
+		size_t		len = n - start < CHUNK ? n - start : CHUNK;
+
+		activation_backward_chunk(act, gated, h0 + start, gated ? h1 + start : NULL,
+								  dout + start, len, dh0 + start, gated ? dh1 + start : NULL);
+	}
+}
+
+/* ---- small helpers ------------------------------------------------------ */
+
+void
+pt_add(float *y, const float *a, const float *b, size_t n)
+{
+#pragma omp parallel for if (n >= PAR_MIN_ELEMS) schedule(static)
+	for (size_t i = 0; i < n; i++)
+		y[i] = a[i] + b[i];
+}
+
+void
+pt_scale(float *y, float s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		y[i] *= s;
+}
+
+PT_VECTORIZED void
+pt_softmax_row(float *row, int d)
+{
+	float		mx = row[0];
+	float		sum = 0.0f;
+	float		inv;
+
+	for (int j = 1; j < d; j++)
+		mx = row[j] > mx ? row[j] : mx;
+	for (int j = 0; j < d; j++)
+	{
+		row[j] = exp_inline(row[j] - mx);
+		sum += row[j];
+	}
+	inv = 1.0f / sum;
+	for (int j = 0; j < d; j++)
+		row[j] *= inv;
+}

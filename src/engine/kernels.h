@@ -1,0 +1,50 @@
+/*
+ * kernels.h - the element-wise and row-wise operations of T5, forward and
+ * backward side by side.  Shapes are given as [rows, cols], row-major.
+ */
+#ifndef PT_KERNELS_H
+#define PT_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/* out[n, d] = table[ids[i], :] */
+void		pt_embed_rows(const float *table, const int32_t *ids, int n, int d, float *out);
+
+/*
+ * T5LayerNorm (RMS norm, no mean, no bias):
+ *   rstd[i] = 1 / sqrt(mean_j x[i,j]^2 + eps);  y[i,j] = x[i,j] * rstd[i] * w[j]
+ * y[n, d]; rstd[n] is saved for the backward pass (may be NULL in inference).
+ */
+void		pt_rmsnorm_forward(const float *x, const float *w, int n, int d, float eps,
+							   float *y, float *rstd);
+/* dx[n, d] += d(y)/d(x)^T dy   (accumulates: dx already holds the residual gradient) */
+void		pt_rmsnorm_backward(const float *x, const float *w, const float *rstd,
+								const float *dy, int n, int d, float *dx);
+
+/*
+ * Feed-forward activation, over n = rows * d_ff values:
+ *   plain:  out = act(h0)            gated: out = act(h0) * h1
+ */
+void		pt_ff_activation_forward(PtActivation act, bool gated, const float *h0,
+									 const float *h1, size_t n, float *out);
+/* dh0 = dout * h1 * act'(h0) (or dout * act'(h0)); dh1 = dout * act(h0) (gated only) */
+void		pt_ff_activation_backward(PtActivation act, bool gated, const float *h0,
+									  const float *h1, const float *dout, size_t n,
+									  float *dh0, float *dh1);
+
+/* y[i] = a[i] + b[i] */
+void		pt_add(float *y, const float *a, const float *b, size_t n);
+/* y[i] *= s */
+void		pt_scale(float *y, float s, size_t n);
+
+/* In-place softmax of one row of d >= 1 finite values. */
+void		pt_softmax_row(float *row, int d);
+
+/* Vectorisable exp with relative error below 2e-7 over the float range. */
+float		pt_expf(float x);
+
+#endif

@@ -1,0 +1,317 @@
+/*
+ * pass.c - validate a batch, pack its sequences and lay out its activations
+ * in an arena (see t5.h).
+ */
+#include <omp.h>
+#include <string.h>
+
+#include "error.h"
+#include "t5.h"
+
+/* Sizes that depend on the batch, computed before anything is allocated. */
+typedef struct PassSizes
+{
+	size_t		N,
+				Nd;				/* encoder rows, decoder rows */
+	size_t		rows;			/* max(N, Nd) */
+	size_t		enc_probs,
+				dec_self_probs,
+				dec_cross_probs;	/* floats, summed over sequences and heads */
+	size_t		attn_scratch;	/* floats per thread for attention backward */
+	int			enc_max,
+				dec_max;
+} PassSizes;
+
+static int
+validate(const PtModel *m, const PtEncoderSeq *enc, int n_enc,
+		 const PtDecoderSeq *dec, int n_dec, PassSizes *z)
+{
+	const PtConfig *c = &m->cfg;
+	size_t		H = (size_t) c->num_heads;
+
+	memset(z, 0, sizeof(*z));
+	if (n_enc < 1 || n_enc > PT_MAX_ROWS || n_dec < 0 || n_dec > PT_MAX_ROWS)
+		return pt_fail(PT_ERR_ARGUMENT, "a batch needs 1 to %d encoder sequences (got %d)",
+					   PT_MAX_ROWS, n_enc);
+	for (int s = 0; s < n_enc; s++)
+	{
+		long		len = (long) enc[s].prompt_len + enc[s].n_ids;
+
+		if (enc[s].prompt_len < 0 || enc[s].n_ids < 0 || len < 1 || len > PT_MAX_SEQ_LEN)
+			return pt_fail(PT_ERR_ARGUMENT, "encoder sequence %d has length %ld (prompt %d + "
+						   "%d tokens); it must be 1 to %d", s, len, enc[s].prompt_len,
+						   enc[s].n_ids, PT_MAX_SEQ_LEN);
+		if (enc[s].prompt_len > 0 && enc[s].prompt == NULL)
+			return pt_fail(PT_ERR_ARGUMENT, "encoder sequence %d has no prompt values", s);
+		for (int i = 0; i < enc[s].n_ids; i++)
+			if (enc[s].ids[i] < 0 || enc[s].ids[i] >= c->vocab_size)
+				return pt_fail(PT_ERR_ARGUMENT, "token id %d is outside the vocabulary [0, %d)",
+							   enc[s].ids[i], c->vocab_size);
+		z->N += (size_t) len;
+		z->enc_probs += H * (size_t) len * (size_t) len;
+		if (len > z->enc_max)
+			z->enc_max = (int) len;
+	}
+	for (int s = 0; s < n_dec; s++)
+	{
+		size_t		te;
+
+		if (dec[s].enc < 0 || dec[s].enc >= n_enc || (s > 0 && dec[s].enc < dec[s - 1].enc))
+			return pt_fail(PT_ERR_ARGUMENT, "decoder sequences must refer to encoder sequences "
+						   "in non-decreasing order (sequence %d refers to %d)", s, dec[s].enc);
+		if (dec[s].n_ids < 1 || dec[s].n_ids > PT_MAX_SEQ_LEN)
+			return pt_fail(PT_ERR_ARGUMENT, "decoder sequence %d has length %d; it must be 1 to %d",
+						   s, dec[s].n_ids, PT_MAX_SEQ_LEN);
+		for (int i = 0; i < dec[s].n_ids; i++)
+			if (dec[s].ids[i] < 0 || dec[s].ids[i] >= c->vocab_size)
+				return pt_fail(PT_ERR_ARGUMENT, "token id %d is outside the vocabulary [0, %d)",
+							   dec[s].ids[i], c->vocab_size);
+		te = (size_t) enc[dec[s].enc].prompt_len + enc[dec[s].enc].n_ids;
+		z->Nd += (size_t) dec[s].n_ids;
+		z->dec_self_probs += H * (size_t) dec[s].n_ids * dec[s].n_ids;
+		z->dec_cross_probs += H * (size_t) dec[s].n_ids * te;
+		if (dec[s].n_ids > z->dec_max)
+			z->dec_max = dec[s].n_ids;
+	}
+	if (z->N > PT_MAX_ROWS || z->Nd > PT_MAX_ROWS)
+		return pt_fail(PT_ERR_ARGUMENT, "a batch may hold at most %d tokens", PT_MAX_ROWS);
+	z->rows = z->N > z->Nd ? z->N : z->Nd;
+	z->attn_scratch = (size_t) z->enc_max * z->enc_max;
+	if ((size_t) z->dec_max * z->enc_max > z->attn_scratch)
+		z->attn_scratch = (size_t) z->dec_max * z->enc_max;
+	return 0;
+}
+
+/*
+ * Carves every buffer from the arena.  Runs twice: once counting (arena base
+ * NULL, pointers stay NULL, structs go to a dummy) and once for real.
+ */
+static void
+carve(PtPass *p, PtArena *a, const PassSizes *z)
+{
+	const PtConfig *c = &p->model->cfg;
+	size_t		d = c->d_model,
+				I = (size_t) pt_config_inner(c),
+				F = c->d_ff;
+	int			enc_sets = p->keep ? c->num_layers : 1;
+	int			dec_sets = p->keep ? c->num_decoder_layers : 1;
+	PtEncLayerActs enc_dummy;
+	PtDecLayerActs dec_dummy;
+	int			threads = omp_get_max_threads();
+
+	p->enc_off = pt_arena_bytes(a, sizeof(int) * p->n_enc);
+	p->enc_len = pt_arena_bytes(a, sizeof(int) * p->n_enc);
+	p->dec_off = pt_arena_bytes(a, sizeof(int) * (p->n_dec + 1));
+	p->dec_len = pt_arena_bytes(a, sizeof(int) * (p->n_dec + 1));
+	/* attention layouts: begin/end ranges and probability offsets */
+	p->enc_self.kv_q_begin = pt_arena_bytes(a, sizeof(int) * p->n_enc);
+	p->enc_self.kv_q_end = pt_arena_bytes(a, sizeof(int) * p->n_enc);
+	p->enc_self.p_off = pt_arena_bytes(a, sizeof(size_t) * p->n_enc);
+	p->dec_self.kv_q_begin = pt_arena_bytes(a, sizeof(int) * (p->n_dec + 1));
+	p->dec_self.kv_q_end = pt_arena_bytes(a, sizeof(int) * (p->n_dec + 1));
+	p->dec_self.p_off = pt_arena_bytes(a, sizeof(size_t) * (p->n_dec + 1));
+	p->dec_cross.kv_q_begin = pt_arena_bytes(a, sizeof(int) * p->n_enc);
+	p->dec_cross.kv_q_end = pt_arena_bytes(a, sizeof(int) * p->n_enc);
+	p->dec_cross.p_off = pt_arena_bytes(a, sizeof(size_t) * (p->n_dec + 1));
+	p->enc_self.bias = pt_arena_floats(a, (size_t) c->num_heads * (2 * z->enc_max - 1));
+	p->dec_self.bias = pt_arena_floats(a, (size_t) c->num_heads * (2 * (z->dec_max ? z->dec_max : 1) - 1));
+
+	p->enc = pt_arena_bytes(a, sizeof(PtEncLayerActs) * c->num_layers);
+	for (int l = 0; l < enc_sets; l++)
+	{
+		PtEncLayerActs *e = p->enc ? &p->enc[l] : &enc_dummy;
+
+		e->x = pt_arena_floats(a, z->N * d);
+		e->rstd_attn = pt_arena_floats(a, z->N);
+		e->q = pt_arena_floats(a, z->N * I);
+		e->k = pt_arena_floats(a, z->N * I);
+		e->v = pt_arena_floats(a, z->N * I);
+		e->probs = pt_arena_floats(a, z->enc_probs);
+		e->x_mid = pt_arena_floats(a, z->N * d);
+		e->rstd_ff = pt_arena_floats(a, z->N);
+		e->h0 = pt_arena_floats(a, z->N * F);
+		e->h1 = c->gated ? pt_arena_floats(a, z->N * F) : NULL;
+	}
+	p->dec = pt_arena_bytes(a, sizeof(PtDecLayerActs) * c->num_decoder_layers);
+	for (int l = 0; l < dec_sets; l++)
+	{
+		PtDecLayerActs *e = p->dec ? &p->dec[l] : &dec_dummy;
+
+		e->y = pt_arena_floats(a, z->Nd * d);
+		e->rstd_self = pt_arena_floats(a, z->Nd);
+		e->q = pt_arena_floats(a, z->Nd * I);
+		e->k = pt_arena_floats(a, z->Nd * I);
+		e->v = pt_arena_floats(a, z->Nd * I);
+		e->probs_self = pt_arena_floats(a, z->dec_self_probs);
+		e->y_mid1 = pt_arena_floats(a, z->Nd * d);
+		e->rstd_cross = pt_arena_floats(a, z->Nd);
+		e->q_cross = pt_arena_floats(a, z->Nd * I);
+		e->k_cross = pt_arena_floats(a, z->N * I);
+		e->v_cross = pt_arena_floats(a, z->N * I);
+		e->probs_cross = pt_arena_floats(a, z->dec_cross_probs);
+		e->y_mid2 = pt_arena_floats(a, z->Nd * d);
+		e->rstd_ff = pt_arena_floats(a, z->Nd);
+		e->h0 = pt_arena_floats(a, z->Nd * F);
+		e->h1 = c->gated ? pt_arena_floats(a, z->Nd * F) : NULL;
+	}
+	if (p->enc)
+		for (int l = enc_sets; l < c->num_layers; l++)
+			p->enc[l] = p->enc[0];
+	if (p->dec)
+		for (int l = dec_sets; l < c->num_decoder_layers; l++)
+			p->dec[l] = p->dec[0];
+
+	p->enc_final_in = pt_arena_floats(a, z->N * d);
+	p->enc_rstd_final = pt_arena_floats(a, z->N);
+	p->enc_out = pt_arena_floats(a, z->N * d);
+	p->dec_final_in = pt_arena_floats(a, z->Nd * d);
+	p->dec_rstd_final = pt_arena_floats(a, z->Nd);
+	p->dec_out = pt_arena_floats(a, z->Nd * d);
+
+	p->ln = pt_arena_floats(a, z->rows * d);
+	p->ctx = pt_arena_floats(a, z->rows * I);
+	p->act = pt_arena_floats(a, z->rows * F);
+	p->sub = pt_arena_floats(a, z->rows * d);
+
+	if (p->keep)
+	{
+		p->g = pt_arena_floats(a, z->rows * d);
+		p->g_ln = pt_arena_floats(a, z->rows * d);
+		p->g_ctx = pt_arena_floats(a, z->rows * I);
+		p->g_q = pt_arena_floats(a, z->rows * I);
+		p->g_k = pt_arena_floats(a, z->rows * I);
+		p->g_v = pt_arena_floats(a, z->rows * I);
+		p->g_act = pt_arena_floats(a, z->rows * F);
+		p->g_h0 = pt_arena_floats(a, z->rows * F);
+		p->g_h1 = c->gated ? pt_arena_floats(a, z->rows * F) : NULL;
+		p->g_k_cross = pt_arena_floats(a, z->N * I);
+		p->g_v_cross = pt_arena_floats(a, z->N * I);
+		p->d_enc_out = pt_arena_floats(a, z->N * d);
+		p->d_x0 = pt_arena_floats(a, z->N * d);
+		p->enc_self.scratch = pt_arena_floats(a, z->attn_scratch * threads);
+		p->enc_self.scratch_per_thread = z->attn_scratch;
+	}
+}
+
+/* Fills the packing arrays and attention layouts (after the real carve). */
+static void
+fill_layouts(PtPass *p, const PassSizes *z)
+{
+	const PtConfig *c = &p->model->cfg;
+	size_t		H = (size_t) c->num_heads;
+	int			row = 0;
+	size_t		probs = 0;
+
+	for (int s = 0; s < p->n_enc; s++)
+	{
+		p->enc_off[s] = row;
+		p->enc_len[s] = p->enc_seqs[s].prompt_len + p->enc_seqs[s].n_ids;
+		row += p->enc_len[s];
+		p->enc_self.kv_q_begin[s] = s;
+		p->enc_self.kv_q_end[s] = s + 1;
+		p->enc_self.p_off[s] = probs;
+		probs += H * p->enc_len[s] * p->enc_len[s];
+	}
+	p->enc_rows = row;
+	p->enc_max = z->enc_max;
+
+	row = 0;
+	probs = 0;
+	for (int s = 0; s < p->n_dec; s++)
+	{
+		p->dec_off[s] = row;
+		p->dec_len[s] = p->dec_seqs[s].n_ids;
+		row += p->dec_len[s];
+		p->dec_self.kv_q_begin[s] = s;
+		p->dec_self.kv_q_end[s] = s + 1;
+		p->dec_self.p_off[s] = probs;
+		probs += H * p->dec_len[s] * p->dec_len[s];
+	}
+	p->dec_rows = row;
+	p->dec_max = z->dec_max;
+
+	/* decoder sequences are sorted by encoder sequence: find each one's range */
+	probs = 0;
+	for (int g = 0, s = 0; g < p->n_enc; g++)
+	{
+		p->dec_cross.kv_q_begin[g] = s;
+		while (s < p->n_dec && p->dec_seqs[s].enc == g)
+		{
+			p->dec_cross.p_off[s] = probs;
+			probs += H * p->dec_len[s] * p->enc_len[g];
+			s++;
+		}
+		p->dec_cross.kv_q_end[g] = s;
+	}
+
+	p->enc_self.n_q = p->enc_self.n_kv = p->n_enc;
+	p->enc_self.q_off = p->enc_self.kv_off = p->enc_off;
+	p->enc_self.q_len = p->enc_self.kv_len = p->enc_len;
+	p->enc_self.bias_max_len = z->enc_max;
+	p->enc_self.causal = false;
+
+	p->dec_self.n_q = p->dec_self.n_kv = p->n_dec;
+	p->dec_self.q_off = p->dec_self.kv_off = p->dec_off;
+	p->dec_self.q_len = p->dec_self.kv_len = p->dec_len;
+	p->dec_self.bias_max_len = z->dec_max ? z->dec_max : 1;
+	p->dec_self.causal = true;
+
+	p->dec_cross.n_q = p->n_dec;
+	p->dec_cross.q_off = p->dec_off;
+	p->dec_cross.q_len = p->dec_len;
+	p->dec_cross.n_kv = p->n_enc;
+	p->dec_cross.kv_off = p->enc_off;
+	p->dec_cross.kv_len = p->enc_len;
+	p->dec_cross.bias = NULL;
+	p->dec_cross.causal = false;
+
+	/* one scratch area serves all three layouts: they never run concurrently */
+	p->dec_self.scratch = p->dec_cross.scratch = p->enc_self.scratch;
+	p->dec_self.scratch_per_thread = p->dec_cross.scratch_per_thread = p->enc_self.scratch_per_thread;
+
+	pt_position_bias_table(p->model->enc_rel_bias, c->num_heads, c->rel_buckets,
+						   c->rel_max_distance, true, z->enc_max, p->enc_self.bias);
+	if (p->n_dec > 0)
+		pt_position_bias_table(p->model->dec_rel_bias, c->num_heads, c->rel_buckets,
+							   c->rel_max_distance, false, z->dec_max, p->dec_self.bias);
+}
+
+int
+pt_pass_begin(PtPass *p, const PtModel *model, PtArena *arena,
+			  const PtEncoderSeq *enc, int n_enc,
+			  const PtDecoderSeq *dec, int n_dec, bool keep)
+{
+	PassSizes	z;
+	PtArena		counter = {0};
+
+	memset(p, 0, sizeof(*p));
+	if (validate(model, enc, n_enc, dec, n_dec, &z) != 0)
+		return -1;
+	p->model = model;
+	p->keep = keep;
+	p->enc_seqs = enc;
+	p->n_enc = n_enc;
+	p->dec_seqs = dec;
+	p->n_dec = n_dec;
+
+	carve(p, &counter, &z);
+	if (pt_arena_reserve(arena, counter.used) != 0)
+		return -1;
+	carve(p, arena, &z);
+	fill_layouts(p, &z);
+	return 0;
+}
+
+void
+pt_pass_prompt_grad(const PtPass *p, int s, float *out, bool accumulate)
+{
+	size_t		d = p->model->cfg.d_model;
+	size_t		n = (size_t) p->enc_seqs[s].prompt_len * d;
+	const float *g = p->d_x0 + (size_t) p->enc_off[s] * d;
+
+	if (accumulate)
+		for (size_t i = 0; i < n; i++)
+			out[i] += g[i];
+	else
+		memcpy(out, g, n * sizeof(float));
+}
