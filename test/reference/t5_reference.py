@@ -1,0 +1,314 @@
+#!/usr/bin/python3
+"""Independent float64 reference of the T5 encoder-decoder forward pass.
+
+This is the oracle used by ptune's cross-check tests: the C engine's logits,
+losses and soft-prompt gradients are compared against what this script
+computes.  It is written from the equations of Hugging Face's modeling_t5.py
+(T5ForConditionalGeneration, eval mode, no dropout) and does not use the
+transformers package.  Everything is computed in float64 with the weights
+frozen; autograd gives d(loss)/d(prompt) only.
+
+Equations:
+  LN(x)        = x * rsqrt(mean(x^2) + eps) * w          (no mean, no bias)
+  attention    = softmax(Q K^T + bias) V, then o         (no 1/sqrt(d_kv))
+  bias         = relative position bias (block 0 of each stack, shared by all
+                 layers); bidirectional in the encoder, causal + unidirectional
+                 in decoder self-attention, none in cross-attention
+  enc block    = h += SelfAttn(LN h); h += FF(LN h)
+  dec block    = h += SelfAttn(LN h); h += CrossAttn(LN h, enc); h += FF(LN h)
+  FF           = wo(act(wi x))  or gated  wo(act(wi_0 x) * wi_1 x)
+  logits       = LN_final(dec) [* d_model^-0.5 if tied] @ E^T  (or lm_head^T)
+  loss         = mean cross-entropy over target positions (teacher forcing,
+                 decoder input = [decoder_start_token_id] + target[:-1])
+A soft prompt (P x d_model) is prepended to the embedded encoder input.
+
+CLI:
+  t5_reference.py check MODEL_DIR < cases.json > results.json
+  t5_reference.py buckets --buckets B --max-distance M --max-len T
+  t5_reference.py make-cases MODEL_DIR --n N --seed S [--prompt-len P]
+                  [--max-input L] [--max-target K] > cases.json
+"""
+import argparse
+import json
+import math
+import os
+import random
+import struct
+import sys
+
+import numpy as np
+import torch
+
+torch.set_num_threads(1)
+DT = torch.float64
+
+
+# ---------------------------------------------------------------- loading
+
+def load_safetensors(path):
+    """Return {name: float64 tensor} from a .safetensors file (F32/BF16/F16)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    base = 8 + n
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        b, e = info["data_offsets"]
+        buf = raw[base + b:base + e]
+        dtype = info["dtype"]
+        if dtype == "F32":
+            arr = np.frombuffer(buf, dtype="<f4")
+        elif dtype == "F16":
+            arr = np.frombuffer(buf, dtype="<f2")
+        elif dtype == "BF16":
+            u16 = np.frombuffer(buf, dtype="<u2").astype(np.uint32)
+            arr = (u16 << 16).view(np.float32)
+        else:
+            raise ValueError("unsupported dtype %s for %s" % (dtype, name))
+        arr = arr.astype(np.float64).reshape(info["shape"])
+        out[name] = torch.from_numpy(arr.copy())
+    return out
+
+
+def load_config(model_dir):
+    with open(os.path.join(model_dir, "config.json")) as f:
+        c = json.load(f)
+    cfg = {
+        "vocab_size": c["vocab_size"],
+        "d_model": c["d_model"],
+        "d_kv": c["d_kv"],
+        "d_ff": c["d_ff"],
+        "num_layers": c["num_layers"],
+        "num_heads": c["num_heads"],
+        "num_buckets": c.get("relative_attention_num_buckets", 32),
+        "max_distance": c.get("relative_attention_max_distance", 128),
+        "eps": c.get("layer_norm_epsilon", 1e-6),
+        "ff_proj": c.get("feed_forward_proj", "relu"),
+        "tied": c.get("tie_word_embeddings", True),
+        "start_id": c.get("decoder_start_token_id", 0),
+    }
+    ndl = c.get("num_decoder_layers")
+    cfg["num_decoder_layers"] = cfg["num_layers"] if ndl is None else ndl
+    if cfg["start_id"] is None:
+        cfg["start_id"] = 0
+    parts = cfg["ff_proj"].split("-")
+    cfg["gated"] = parts[0] == "gated"
+    act = parts[-1]
+    if cfg["ff_proj"] == "gated-gelu":
+        act = "gelu_new"                      # HF maps gated-gelu to gelu_new
+    cfg["act"] = act
+    return cfg
+
+
+def load_model(model_dir):
+    cfg = load_config(model_dir)
+    w = load_safetensors(os.path.join(model_dir, "model.safetensors"))
+    if "shared.weight" not in w:
+        w["shared.weight"] = w["encoder.embed_tokens.weight"]
+    return cfg, w
+
+
+# ---------------------------------------------------------------- layers
+
+def activation(name, x):
+    if name == "relu":
+        return torch.relu(x)
+    if name == "gelu_new":                    # tanh approximation
+        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+    if name == "gelu":                        # exact erf gelu
+        return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
+    if name == "silu":
+        return x * torch.sigmoid(x)
+    raise ValueError("unsupported activation " + name)
+
+
+def layer_norm(x, weight, eps):
+    """T5LayerNorm. x [n, d], weight [d] -> [n, d]."""
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
+
+
+def _relative_position_bucket(relative_position, bidirectional=True, num_buckets=32, max_distance=128):
+    """Copied from HF modeling_t5.py (including its float32 log arithmetic)."""
+    relative_buckets = 0
+    if bidirectional:
+        num_buckets //= 2
+        relative_buckets += (relative_position > 0).to(torch.long) * num_buckets
+        relative_position = torch.abs(relative_position)
+    else:
+        relative_position = -torch.min(relative_position, torch.zeros_like(relative_position))
+    max_exact = num_buckets // 2
+    is_small = relative_position < max_exact
+    relative_position_if_large = max_exact + (
+        torch.log(relative_position.float() / max_exact) / math.log(max_distance / max_exact) * (num_buckets - max_exact)
+    ).to(torch.long)
+    relative_position_if_large = torch.min(
+        relative_position_if_large, torch.full_like(relative_position_if_large, num_buckets - 1))
+    relative_buckets += torch.where(is_small, relative_position, relative_position_if_large)
+    return relative_buckets
+
+
+def position_bias(table, q_len, k_len, bidirectional, cfg):
+    """table [buckets, H] -> bias [H, q_len, k_len]; relative = key_pos - query_pos."""
+    rel = torch.arange(k_len)[None, :] - torch.arange(q_len)[:, None]      # [q, k]
+    buckets = _relative_position_bucket(rel, bidirectional, cfg["num_buckets"], cfg["max_distance"])
+    return table[buckets].permute(2, 0, 1)                                   # [H, q, k]
+
+
+def attention(x, kv, w, prefix, cfg, bias=None):
+    """Multi-head attention without score scaling.
+    x [q, d] (queries), kv [k, d] (keys/values), bias [H, q, k] or None -> [q, d]."""
+    H, dk = cfg["num_heads"], cfg["d_kv"]
+    q = (x @ w[prefix + ".q.weight"].T).view(-1, H, dk).transpose(0, 1)     # [H, q, dk]
+    k = (kv @ w[prefix + ".k.weight"].T).view(-1, H, dk).transpose(0, 1)    # [H, k, dk]
+    v = (kv @ w[prefix + ".v.weight"].T).view(-1, H, dk).transpose(0, 1)    # [H, k, dk]
+    scores = q @ k.transpose(1, 2)                                           # [H, q, k]
+    if bias is not None:
+        scores = scores + bias
+    ctx = torch.softmax(scores, dim=-1) @ v                                  # [H, q, dk]
+    ctx = ctx.transpose(0, 1).reshape(x.shape[0], H * dk)                    # [q, H*dk]
+    return ctx @ w[prefix + ".o.weight"].T                                   # [q, d]
+
+
+def feed_forward(x, w, prefix, cfg):
+    """DenseReluDense / DenseGatedActDense. x [n, d] -> [n, d]."""
+    if cfg["gated"]:
+        h = activation(cfg["act"], x @ w[prefix + ".wi_0.weight"].T) * (x @ w[prefix + ".wi_1.weight"].T)
+    else:
+        h = activation(cfg["act"], x @ w[prefix + ".wi.weight"].T)          # [n, d_ff]
+    return h @ w[prefix + ".wo.weight"].T
+
+
+def encoder(h, w, cfg):
+    """h [n, d] embedded input (prompt rows included) -> final normed output [n, d]."""
+    n, eps = h.shape[0], cfg["eps"]
+    bias = position_bias(w["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"],
+                         n, n, True, cfg)
+    for i in range(cfg["num_layers"]):
+        p = "encoder.block.%d.layer." % i
+        x = layer_norm(h, w[p + "0.layer_norm.weight"], eps)
+        h = h + attention(x, x, w, p + "0.SelfAttention", cfg, bias)
+        x = layer_norm(h, w[p + "1.layer_norm.weight"], eps)
+        h = h + feed_forward(x, w, p + "1.DenseReluDense", cfg)
+    return layer_norm(h, w["encoder.final_layer_norm.weight"], eps)
+
+
+def decoder(h, enc, w, cfg):
+    """h [m, d] embedded decoder input, enc [n, d] encoder output -> [m, d]."""
+    m, eps = h.shape[0], cfg["eps"]
+    bias = position_bias(w["decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"],
+                         m, m, False, cfg)
+    causal = torch.ones(m, m, dtype=torch.bool).tril()
+    bias = bias.masked_fill(~causal, float("-inf"))                          # [H, m, m]
+    for i in range(cfg["num_decoder_layers"]):
+        p = "decoder.block.%d.layer." % i
+        x = layer_norm(h, w[p + "0.layer_norm.weight"], eps)
+        h = h + attention(x, x, w, p + "0.SelfAttention", cfg, bias)
+        x = layer_norm(h, w[p + "1.layer_norm.weight"], eps)
+        h = h + attention(x, enc, w, p + "1.EncDecAttention", cfg, None)
+        x = layer_norm(h, w[p + "2.layer_norm.weight"], eps)
+        h = h + feed_forward(x, w, p + "2.DenseReluDense", cfg)
+    return layer_norm(h, w["decoder.final_layer_norm.weight"], eps)
+
+
+def forward(cfg, w, input_ids, target_ids, prompt=None):
+    """Return (loss scalar, logits [m, V]). prompt [P, d] or None."""
+    E = w["shared.weight"]                                                   # [V, d]
+    h = E[torch.tensor(input_ids, dtype=torch.long)]                         # [n, d]
+    if prompt is not None:
+        h = torch.cat([prompt, h], dim=0)                                    # [P+n, d]
+    enc = encoder(h, w, cfg)
+    dec_in = [cfg["start_id"]] + list(target_ids[:-1])
+    dec = decoder(E[torch.tensor(dec_in, dtype=torch.long)], enc, w, cfg)    # [m, d]
+    if cfg["tied"]:
+        logits = (dec * cfg["d_model"] ** -0.5) @ E.T                        # [m, V]
+    else:
+        logits = dec @ w["lm_head.weight"].T
+    loss = torch.nn.functional.cross_entropy(logits, torch.tensor(target_ids, dtype=torch.long))
+    return loss, logits
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_check(args):
+    cfg, w = load_model(args.model_dir)
+    cases = json.load(sys.stdin)["cases"]
+    results = []
+    for case in cases:
+        rows = case.get("prompt") or []
+        prompt = None
+        if rows:
+            prompt = torch.tensor(rows, dtype=DT, requires_grad=True)
+        loss, logits = forward(cfg, w, case["input_ids"], case["target_ids"], prompt)
+        grad = []
+        if prompt is not None:
+            (g,) = torch.autograd.grad(loss, prompt)
+            grad = g.tolist()
+        results.append({"loss": loss.item(), "logits": logits.detach().tolist(), "prompt_grad": grad})
+    json.dump({"results": results}, sys.stdout)
+    sys.stdout.write("\n")
+
+
+def cmd_buckets(args):
+    rel = torch.arange(-(args.max_len - 1), args.max_len)
+    out = {
+        "bidirectional": _relative_position_bucket(rel, True, args.buckets, args.max_distance).tolist(),
+        "causal": _relative_position_bucket(rel, False, args.buckets, args.max_distance).tolist(),
+    }
+    json.dump(out, sys.stdout)
+    sys.stdout.write("\n")
+
+
+def cmd_make_cases(args):
+    cfg = load_config(args.model_dir)
+    rng = random.Random(args.seed)
+    V = min(cfg["vocab_size"], 32000)
+    EOS = 1
+    max_in, max_tg = args.max_input, args.max_target
+    if cfg["max_distance"] <= 64:         # small max_distance: exercise the log buckets
+        max_in = max(max_in, cfg["max_distance"] + 8)
+        max_tg = max(max_tg, cfg["max_distance"] + 4)
+    cases = []
+    for i in range(args.n):
+        n_in = rng.randint(1, max_in)
+        n_tg = rng.randint(1, max_tg)
+        if i % 4 == 0:
+            n_tg = 1                                   # EOS-only target
+        elif i % 4 == 1:
+            n_in = max_in                              # longest input
+        elif i % 4 == 2:
+            n_tg = max_tg
+        ids = lambda k: [rng.randrange(V) for _ in range(k - 1)] + [EOS]
+        case = {"input_ids": ids(n_in), "target_ids": ids(n_tg)}
+        if args.prompt_len > 0:
+            case["prompt"] = [[rng.uniform(-0.5, 0.5) for _ in range(cfg["d_model"])]
+                              for _ in range(args.prompt_len)]
+        cases.append(case)
+    json.dump({"cases": cases}, sys.stdout)
+    sys.stdout.write("\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("check", help="compute loss/logits/prompt_grad for cases.json on stdin")
+    p.add_argument("model_dir")
+    p = sub.add_parser("buckets", help="print relative position buckets")
+    p.add_argument("--buckets", type=int, default=32)
+    p.add_argument("--max-distance", type=int, default=128)
+    p.add_argument("--max-len", type=int, default=256)
+    p = sub.add_parser("make-cases", help="generate random cases")
+    p.add_argument("model_dir")
+    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prompt-len", type=int, default=0)
+    p.add_argument("--max-input", type=int, default=24)
+    p.add_argument("--max-target", type=int, default=12)
+    args = ap.parse_args()
+    {"check": cmd_check, "buckets": cmd_buckets, "make-cases": cmd_make_cases}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
