@@ -1,0 +1,74 @@
+# ptune - prompt tuning inside PostgreSQL.
+#
+#   make                 engine library, CLI (build/ptune), unit tests, extension
+#   make test-unit       C unit tests of the engine
+#   make SANITIZE=1 BUILD=build-asan test-unit   the same under ASan + UBSan
+#   make install         extension files into PostgreSQL (needs write access)
+#
+# Layout: src/engine (no PostgreSQL), src/cli (the ptune command),
+# src/pg (the extension: ptune.so for backends, ptune_worker.so for the model
+# worker, which alone links the engine and its math libraries).
+
+BUILD    ?= build
+MULTIARCH := $(shell gcc -print-multiarch)
+OPENBLAS_DIR ?= /usr/lib/$(MULTIARCH)/openblas-openmp
+
+ENGINE_CFLAGS = -std=gnu11 -O2 -g -fPIC -fopenmp -Wall -Wextra -Werror \
+                -Wno-unused-parameter -Wno-format-truncation -fno-strict-aliasing \
+                -I/usr/include/$(MULTIARCH)/openblas-openmp -Isrc/engine
+ENGINE_CXXFLAGS = -std=c++17 -O2 -g -fPIC -Wall -Wextra -Werror -Isrc/engine
+ENGINE_LIBS = -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas \
+              -lsentencepiece -ljansson -lxxhash -lz -lgomp -lstdc++ -lm -lpthread
+
+ifeq ($(SANITIZE),1)
+ENGINE_CFLAGS   += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+ENGINE_CXXFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer
+ENGINE_LIBS     += -fsanitize=address,undefined
+endif
+
+ENGINE_C   = $(wildcard src/engine/*.c)
+ENGINE_CXX = $(wildcard src/engine/*.cc)
+ENGINE_OBJS = $(patsubst src/engine/%.c,$(BUILD)/engine/%.o,$(ENGINE_C)) \
+              $(patsubst src/engine/%.cc,$(BUILD)/engine/%.o,$(ENGINE_CXX))
+ENGINE_LIB = $(BUILD)/libptune_engine.a
+
+CLI_OBJS  = $(patsubst src/cli/%.c,$(BUILD)/cli/%.o,$(wildcard src/cli/*.c))
+UNIT_OBJS = $(patsubst test/unit/%.c,$(BUILD)/unit/%.o,$(wildcard test/unit/*.c))
+
+.PHONY: engine cli test-unit clean-build
+
+engine: $(ENGINE_LIB)
+cli: $(BUILD)/ptune
+
+$(BUILD)/engine/%.o: src/engine/%.c $(wildcard src/engine/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ENGINE_CFLAGS) -c $< -o $@
+
+$(BUILD)/engine/%.o: src/engine/%.cc $(wildcard src/engine/*.h)
+	@mkdir -p $(dir $@)
+	$(CXX) $(ENGINE_CXXFLAGS) -c $< -o $@
+
+$(ENGINE_LIB): $(ENGINE_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/cli/%.o: src/cli/%.c $(wildcard src/cli/*.h src/engine/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ENGINE_CFLAGS) -Isrc/cli -c $< -o $@
+
+$(BUILD)/ptune: $(CLI_OBJS) $(ENGINE_LIB)
+	$(CC) $(ENGINE_CFLAGS) -o $@ $(CLI_OBJS) $(ENGINE_LIB) $(ENGINE_LIBS)
+
+$(BUILD)/unit/%.o: test/unit/%.c $(wildcard test/unit/*.h src/engine/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ENGINE_CFLAGS) -Itest/unit -c $< -o $@
+
+$(BUILD)/test_engine: $(UNIT_OBJS) $(ENGINE_LIB)
+	$(CC) $(ENGINE_CFLAGS) -o $@ $(UNIT_OBJS) $(ENGINE_LIB) $(ENGINE_LIBS)
+
+# Unit tests need a generated tiny checkpoint; test/run_unit.sh makes it.
+test-unit: $(BUILD)/test_engine $(BUILD)/ptune
+	BUILD=$(BUILD) bash test/run_unit.sh
+
+clean-build:
+	rm -rf build build-asan

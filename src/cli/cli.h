@@ -1,0 +1,27 @@
+/*
+ * cli.h - subcommands of the `ptune` command-line tool.
+ *
+ * Each subcommand gets argc/argv after the subcommand name and returns the
+ * process exit status (0 ok, 1 failure, 2 usage error).
+ */
+#ifndef PT_CLI_H
+#define PT_CLI_H
+
+#include "model.h"
+
+int			cmd_tokenize(int argc, char **argv);
+int			cmd_check(int argc, char **argv);
+int			cmd_bench(int argc, char **argv);
+int			cmd_train(int argc, char **argv);
+int			cmd_classify(int argc, char **argv);
+int			cmd_evaluate(int argc, char **argv);
+int			cmd_explain(int argc, char **argv);
+int			cmd_info(int argc, char **argv);
+
+/* Loads MODEL_DIR or prints the engine's error and returns NULL. */
+PtModel    *cli_load_model(const char *dir);
+
+/* Prints "ptune: <message>" for the engine's last error; returns 1. */
+int			cli_engine_error(const char *what);
+
+#endif

@@ -1,0 +1,13 @@
+/* cmd_bench.c - placeholder until the command is implemented. */
+#include <stdio.h>
+
+#include "cli.h"
+
+int
+cmd_bench(int argc, char **argv)
+{
+	(void) argc;
+	(void) argv;
+	fprintf(stderr, "ptune: bench is not implemented yet\n");
+	return 1;
+}

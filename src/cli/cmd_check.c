@@ -1,0 +1,199 @@
+/*
+ * cmd_check.c - `ptune check MODEL_DIR < cases.json > results.json`.
+ *
+ * For each case {input_ids, target_ids, prompt?}: the mean target
+ * cross-entropy, the full logits at each target position and the gradient of
+ * that loss with respect to the prompt.  Used to cross-check the engine
+ * against an independent PyTorch implementation (test/reference).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <jansson.h>
+
+#include "cli.h"
+#include "error.h"
+#include "objective.h"
+
+typedef struct Case
+{
+	int32_t    *input,
+			   *target;
+	int			n_input,
+				n_target;
+	float	   *prompt;
+	int			prompt_len;
+	float	   *grad;
+} Case;
+
+static int
+read_ids(json_t *arr, int32_t **out, int *n, const char *what, int index)
+{
+	if (!json_is_array(arr))
+	{
+		fprintf(stderr, "ptune: case %d: \"%s\" must be an array of ids\n", index, what);
+		return -1;
+	}
+	*n = (int) json_array_size(arr);
+	*out = malloc(sizeof(int32_t) * (*n ? *n : 1));
+	for (int i = 0; i < *n; i++)
+	{
+		json_t	   *v = json_array_get(arr, i);
+
+		if (!json_is_integer(v))
+		{
+			fprintf(stderr, "ptune: case %d: \"%s\" holds a non-integer\n", index, what);
+			return -1;
+		}
+		(*out)[i] = (int32_t) json_integer_value(v);
+	}
+	return 0;
+}
+
+static int
+read_prompt(json_t *arr, int d, Case *c, int index)
+{
+	if (arr == NULL || json_is_null(arr))
+		return 0;
+	if (!json_is_array(arr))
+	{
+		fprintf(stderr, "ptune: case %d: \"prompt\" must be an array of rows\n", index);
+		return -1;
+	}
+	c->prompt_len = (int) json_array_size(arr);
+	c->prompt = malloc(sizeof(float) * ((size_t) c->prompt_len * d + 1));
+	c->grad = malloc(sizeof(float) * ((size_t) c->prompt_len * d + 1));
+	for (int p = 0; p < c->prompt_len; p++)
+	{
+		json_t	   *row = json_array_get(arr, p);
+
+		if (!json_is_array(row) || (int) json_array_size(row) != d)
+		{
+			fprintf(stderr, "ptune: case %d: prompt row %d must hold d_model = %d numbers\n",
+					index, p, d);
+			return -1;
+		}
+		for (int j = 0; j < d; j++)
+			c->prompt[(size_t) p * d + j] = (float) json_number_value(json_array_get(row, j));
+	}
+	return 0;
+}
+
+static json_t *
+float_rows(const float *x, int rows, int cols)
+{
+	json_t	   *out = json_array();
+
+	for (int r = 0; r < rows; r++)
+	{
+		json_t	   *row = json_array();
+
+		for (int j = 0; j < cols; j++)
+			json_array_append_new(row, json_real(x[(size_t) r * cols + j]));
+		json_array_append_new(out, row);
+	}
+	return out;
+}
+
+int
+cmd_check(int argc, char **argv)
+{
+	PtModel    *m;
+	json_error_t jerr;
+	json_t	   *root,
+			   *cases,
+			   *results;
+	int			n;
+	Case	   *cs;
+	PtExample  *ex;
+	double	   *ce;
+	float	  **grads;
+	const float **logits;
+	PtWorkspace ws = {0};
+	int			rc = 1;
+
+	if (argc != 1)
+	{
+		fprintf(stderr, "usage: ptune check MODEL_DIR < cases.json > results.json\n");
+		return 2;
+	}
+	if ((m = cli_load_model(argv[0])) == NULL)
+		return 1;
+	root = json_loadf(stdin, 0, &jerr);
+	cases = root ? json_object_get(root, "cases") : NULL;
+	if (!json_is_array(cases))
+	{
+		fprintf(stderr, "ptune: stdin must be {\"cases\": [...]}: %s\n", root ? "no cases array" : jerr.text);
+		return 1;
+	}
+	n = (int) json_array_size(cases);
+	cs = calloc(n + 1, sizeof(Case));
+	ex = calloc(n + 1, sizeof(PtExample));
+	ce = calloc(n + 1, sizeof(double));
+	grads = calloc(n + 1, sizeof(float *));
+	logits = calloc(n + 1, sizeof(float *));
+	for (int i = 0; i < n; i++)
+	{
+		json_t	   *c = json_array_get(cases, i);
+
+		if (read_ids(json_object_get(c, "input_ids"), &cs[i].input, &cs[i].n_input, "input_ids", i) ||
+			read_ids(json_object_get(c, "target_ids"), &cs[i].target, &cs[i].n_target, "target_ids", i) ||
+			read_prompt(json_object_get(c, "prompt"), m->cfg.d_model, &cs[i], i))
+			goto done;
+		ex[i] = (PtExample) {cs[i].prompt, cs[i].prompt_len, cs[i].input, cs[i].n_input,
+			cs[i].target, cs[i].n_target, cs[i].n_target ? 1.0f / cs[i].n_target : 0.0f};
+		grads[i] = cs[i].grad;
+	}
+
+	/* one batched pass for the logits, one for the gradients: cases stay independent */
+	if (isnan(pt_objective(m, &ws, ex, n, ce, NULL, logits)))
+	{
+		cli_engine_error("check");
+		goto done;
+	}
+	results = json_array();
+	for (int i = 0; i < n; i++)
+	{
+		json_t	   *r = json_object();
+
+		json_object_set_new(r, "loss", json_real(ce[i]));
+		json_object_set_new(r, "logits", float_rows(logits[i], cs[i].n_target, m->cfg.vocab_size));
+		json_array_append_new(results, r);
+	}
+	if (isnan(pt_objective(m, &ws, ex, n, ce, grads, NULL)))
+	{
+		cli_engine_error("check");
+		goto done;
+	}
+	for (int i = 0; i < n; i++)
+		json_object_set_new(json_array_get(results, i), "prompt_grad",
+							float_rows(cs[i].grad, cs[i].prompt_len, m->cfg.d_model));
+	{
+		json_t	   *out = json_object();
+
+		json_object_set_new(out, "results", results);
+		json_dumpf(out, stdout, JSON_COMPACT | JSON_REAL_PRECISION(9));
+		putchar('\n');
+		json_decref(out);
+	}
+	rc = 0;
+
+done:
+	for (int i = 0; i < n; i++)
+	{
+		free(cs[i].input);
+		free(cs[i].target);
+		free(cs[i].prompt);
+		free(cs[i].grad);
+	}
+	free(cs);
+	free(ex);
+	free(ce);
+	free(grads);
+	free(logits);
+	json_decref(root);
+	pt_workspace_free(&ws);
+	pt_model_free(m);
+	return rc;
+}

@@ -1,0 +1,72 @@
+/*
+ * main.c - `ptune`, the engine's command-line tool.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "error.h"
+#include "linear.h"
+
+static const struct
+{
+	const char *name;
+	int			(*run) (int argc, char **argv);
+	const char *usage;
+}			commands[] = {
+	{"tokenize", cmd_tokenize, "tokenize MODEL_DIR             ids of each stdin line (no EOS)"},
+	{"check", cmd_check, "check MODEL_DIR < cases.json   loss, logits and prompt gradient as JSON"},
+	{"info", cmd_info, "info MODEL_DIR                 the model's config and fingerprint as JSON"},
+	{"bench", cmd_bench, "bench MODEL_DIR [--quick]      speed figures as JSON"},
+	{"train", cmd_train, "train MODEL_DIR --train CSV ... --out PROMPT   train a soft prompt"},
+	{"classify", cmd_classify, "classify MODEL_DIR PROMPT < texts   label and probability per line"},
+	{"evaluate", cmd_evaluate, "evaluate MODEL_DIR PROMPT CSV --text-column C --label-column C"},
+	{"explain", cmd_explain, "explain MODEL_DIR PROMPT [-k 5]   nearest vocabulary pieces per position"},
+};
+
+static void
+usage(FILE *out)
+{
+	fprintf(out, "usage: ptune COMMAND ...\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(out, "  ptune %s\n", commands[i].usage);
+	fprintf(out, "\nenvironment: PTUNE_THREADS (default: all cores)\n");
+}
+
+PtModel *
+cli_load_model(const char *dir)
+{
+	PtModel    *m = pt_model_load(dir);
+
+	if (m == NULL)
+		fprintf(stderr, "ptune: %s\n", pt_error_message());
+	return m;
+}
+
+int
+cli_engine_error(const char *what)
+{
+	fprintf(stderr, "ptune: %s: %s\n", what, pt_error_message());
+	return 1;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *threads = getenv("PTUNE_THREADS");
+
+	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)
+	{
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (threads && atoi(threads) > 0)
+		pt_set_threads(atoi(threads));
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].run(argc - 2, argv + 2);
+	fprintf(stderr, "ptune: unknown command \"%s\"\n\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

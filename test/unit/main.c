@@ -1,0 +1,136 @@
+/*
+ * main.c - runs every engine unit test and prints "N passed, N failed".
+ *
+ * usage: test_engine [NAME_SUBSTRING]   (runs the tests whose name contains it)
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "unit.h"
+
+#define TESTS(X) \
+	X(test_tokenizer_reference_cases) \
+	X(test_tokenizer_truncation) \
+	X(test_relative_buckets) \
+	X(test_loader_errors) \
+	X(test_loader_variants) \
+	X(test_half_precision_checkpoints) \
+	X(test_gradient_finite_differences) \
+	X(test_determinism) \
+	X(test_packing_matches_single_rows)
+
+#define DECLARE(name) void name(void);
+TESTS(DECLARE)
+
+int			unit_failures;
+static char temp_root[256];
+
+void
+unit_fail(const char *file, int line, const char *fmt,...)
+{
+	va_list		ap;
+
+	fprintf(stdout, "    %s:%d: ", file, line);
+	va_start(ap, fmt);
+	vfprintf(stdout, fmt, ap);
+	va_end(ap);
+	fputc('\n', stdout);
+	unit_failures++;
+}
+
+/* Paths live in a ring of buffers so a test can hold several at once. */
+static char *
+path_buffer(void)
+{
+	static char ring[8][1024];
+	static int	next;
+
+	return ring[next++ % 8];
+}
+
+const char *
+unit_model_dir(const char *name)
+{
+	char	   *path = path_buffer();
+	const char *root = getenv("PTUNE_TEST_MODELS");
+
+	if (root == NULL)
+		return NULL;
+	snprintf(path, 1024, "%s/%s", root, name);
+	return access(path, R_OK) == 0 ? path : NULL;
+}
+
+const char *
+unit_shared_path(const char *rel)
+{
+	char	   *path = path_buffer();
+	const char *root = getenv("PTUNE_SHARED");
+
+	if (root == NULL)
+		return NULL;
+	snprintf(path, 1024, "%s/%s", root, rel);
+	return access(path, R_OK) == 0 ? path : NULL;
+}
+
+const char *
+unit_temp_dir(void)
+{
+	static int	counter;
+	static char path[512];
+
+	snprintf(path, sizeof(path), "%s/t%d", temp_root, counter++);
+	if (mkdir(path, 0700) != 0)
+		return NULL;
+	return path;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct
+	{
+		const char *name;
+		void		(*fn) (void);
+	}			tests[] = {
+#define ENTRY(name) {#name, name},
+		TESTS(ENTRY)
+	};
+	int			passed = 0,
+				failed = 0;
+	char		cmd[600];
+
+	snprintf(temp_root, sizeof(temp_root), "/tmp/ptune-unit-XXXXXX");
+	if (mkdtemp(temp_root) == NULL)
+	{
+		perror("mkdtemp");
+		return 1;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
+	{
+		if (argc > 1 && strstr(tests[i].name, argv[1]) == NULL)
+			continue;
+		unit_failures = 0;
+		printf("%s\n", tests[i].name);
+		tests[i].fn();
+		if (unit_failures == 0)
+		{
+			printf("  ok\n");
+			passed++;
+		}
+		else
+		{
+			printf("  FAILED (%d checks)\n", unit_failures);
+			failed++;
+		}
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", temp_root);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", temp_root);
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
