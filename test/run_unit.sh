@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# Runs the engine's C unit tests: makes the tiny test checkpoints they need
-# (once, cached in $BUILD/models), then runs $BUILD/test_engine.
+# Runs the engine's C unit tests: makes the test checkpoints and PyTorch's
+# bucket tables they compare against (once, cached in $BUILD/models), then
+# runs $BUILD/test_engine.  Arguments select tests by name; UNIT_WRAPPER
+# (e.g. "valgrind --error-exitcode=1") runs the binary under a tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 SHARED=${PTUNE_SHARED:-$(cd .. && pwd)/shared}
-bash test/make_test_models.sh "$BUILD/models"
-PTUNE_TEST_MODELS="$PWD/$BUILD/models" PTUNE_SHARED="$SHARED" "$BUILD/test_engine" "$@"
+models="$PWD/$BUILD/models"
+PTUNE_SHARED="$SHARED" bash test/make_test_models.sh "$models"
+for cfg in 32:128 16:20 64:256; do
+  buckets=${cfg%:*} distance=${cfg#*:}
+  table="$models/buckets-$buckets-$distance.json"
+  [[ -f "$table" ]] || /usr/bin/python3 test/reference/t5_reference.py buckets \
+      --buckets "$buckets" --max-distance "$distance" --max-len 700 > "$table"
+done
+PTUNE_TEST_MODELS="$models" PTUNE_SHARED="$SHARED" PTUNE_BUCKET_TABLES="$models" \
+  ${UNIT_WRAPPER:-} "$BUILD/test_engine" "$@"

@@ -5,8 +5,51 @@
  * Hugging Face's T5Attention (also checked against PyTorch by the
  * cross-check test, for every position up to 600).
  */
+#include <stdlib.h>
+
+#include <jansson.h>
+
 #include "attention.h"
 #include "unit.h"
+
+/*
+ * Compares every bucket in (-max_len, max_len) with PyTorch's, from a file
+ * written by test/reference/t5_reference.py buckets (see run_unit.sh).
+ */
+static void
+check_against_pytorch(int buckets, int max_distance)
+{
+	char		name[64];
+	char		path[1024];
+	const char *dir = getenv("PTUNE_BUCKET_TABLES");
+	json_t	   *root,
+			   *bi,
+			   *causal;
+	int			max_len,
+				mismatches = 0;
+
+	REQUIREF(dir != NULL, "PTUNE_BUCKET_TABLES is not set");
+	snprintf(name, sizeof(name), "buckets-%d-%d.json", buckets, max_distance);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	root = json_load_file(path, 0, NULL);
+	REQUIREF(root != NULL, "cannot read %s", path);
+	bi = json_object_get(root, "bidirectional");
+	causal = json_object_get(root, "causal");
+	REQUIRE(json_is_array(bi) && json_is_array(causal));
+	max_len = ((int) json_array_size(bi) + 1) / 2;
+	CHECK(max_len >= 600);
+	for (int r = -(max_len - 1); r < max_len; r++)
+	{
+		int			i = r + max_len - 1;
+
+		mismatches += pt_relative_bucket(r, true, buckets, max_distance) !=
+			json_integer_value(json_array_get(bi, i));
+		mismatches += pt_relative_bucket(r, false, buckets, max_distance) !=
+			json_integer_value(json_array_get(causal, i));
+	}
+	CHECKF(mismatches == 0, "%s: %d buckets differ from PyTorch's", name, mismatches);
+	json_decref(root);
+}
 
 void		test_relative_buckets(void);
 void
@@ -42,4 +85,8 @@ test_relative_buckets(void)
 
 		CHECKF(b1 >= 0 && b1 < 16 && b2 >= 0 && b2 < 16, "bucket out of range at %d", r);
 	}
+
+	check_against_pytorch(32, 128);
+	check_against_pytorch(16, 20);
+	check_against_pytorch(64, 256);
 }

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs every ptune test, from a fresh machine: installs dependencies, builds,
+# then runs each suite and prints a summary.  Exit status is non-zero if any
+# suite failed.
+#
+#   scripts/test.sh            all suites
+#   scripts/test.sh unit sql   only the named suites
+#
+# Suites: unit (C unit tests), asan (the same under AddressSanitizer and
+# UBSan), valgrind (the same under memcheck), cross (engine vs the
+# independent PyTorch reference).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+all_suites=(unit asan valgrind cross)
+suites=("$@")
+((${#suites[@]})) || suites=("${all_suites[@]}")
+
+bash scripts/install_deps.sh || exit 1
+jobs=$(nproc)
+make -j"$jobs" build/ptune build/test_engine >/dev/null || { echo "build failed"; exit 1; }
+
+declare -A result
+run_suite() {   # name, command...
+  local name=$1; shift
+  local start=$SECONDS
+  echo
+  echo "=== $name"
+  if "$@"; then result[$name]="passed ($((SECONDS - start)) s)"
+  else result[$name]="FAILED ($((SECONDS - start)) s)"; fi
+}
+
+for s in "${suites[@]}"; do
+  case $s in
+    unit)     run_suite unit bash test/run_unit.sh ;;
+    asan)     make -j"$jobs" SANITIZE=1 BUILD=build-asan build-asan/test_engine >/dev/null &&
+              mkdir -p build-asan && cp -rn build/models build-asan/ 2>/dev/null
+              run_suite asan env BUILD=build-asan ASAN_OPTIONS=detect_leaks=1 \
+                UBSAN_OPTIONS=print_stacktrace=1 bash test/run_unit.sh ;;
+    valgrind) run_suite valgrind env UNIT_WRAPPER="valgrind -q --error-exitcode=1 --leak-check=full \
+                --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect" \
+                bash test/run_unit.sh ;;
+    cross)    run_suite cross bash test/cross_check.sh ;;
+    *)        echo "unknown suite: $s (known: ${all_suites[*]})"; exit 2 ;;
+  esac
+done
+
+echo
+echo "=== summary"
+status=0
+for s in "${suites[@]}"; do
+  printf '%-10s %s\n' "$s" "${result[$s]}"
+  [[ ${result[$s]} == passed* ]] || status=1
+done
+exit $status
