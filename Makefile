@@ -13,12 +13,12 @@ BUILD    ?= build
 MULTIARCH := $(shell gcc -print-multiarch)
 OPENBLAS_DIR ?= /usr/lib/$(MULTIARCH)/openblas-openmp
 
-ENGINE_CFLAGS = -std=gnu11 -O2 -g -fPIC -fopenmp -Wall -Wextra -Werror \
+ENGINE_CFLAGS = -std=gnu11 -O3 -g -fPIC -fopenmp -Wall -Wextra -Werror \
                 -Wno-unused-parameter -Wno-format-truncation -fno-strict-aliasing \
-                -I/usr/include/$(MULTIARCH)/openblas-openmp -Isrc/engine
+                -DPT_OPENBLAS_LIBRARY='"$(OPENBLAS_DIR)/libopenblas.so.0"' -Isrc/engine
 ENGINE_CXXFLAGS = -std=c++17 -O2 -g -fPIC -Wall -Wextra -Werror -Isrc/engine
-ENGINE_LIBS = -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas \
-              -lsentencepiece -ljansson -lxxhash -lz -lgomp -lstdc++ -lm -lpthread
+# OpenBLAS is not linked: linear.c loads it at run time (see there why)
+ENGINE_LIBS = -lsentencepiece -ljansson -lxxhash -lz -lgomp -lstdc++ -lm -lpthread -ldl
 
 ifeq ($(SANITIZE),1)
 ENGINE_CFLAGS   += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

@@ -34,6 +34,15 @@ void		pt_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
 					const float *a, int lda, const float *b, int ldb, float beta,
 					float *c, int ldc);
 
+/*
+ * Loads the matrix library (once; thread-safe).  pt_model_load() calls it;
+ * -1 with an error if OpenBLAS cannot be loaded.
+ */
+int			pt_engine_init(void);
+
+/* The OpenBLAS kernel family in use, e.g. "SkylakeX". */
+const char *pt_blas_core(void);
+
 /* Number of threads for the matrix library and the engine's parallel loops. */
 void		pt_set_threads(int n);
 int			pt_get_threads(void);

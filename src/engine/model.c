@@ -359,6 +359,11 @@ pt_model_load(const char *dir)
 
 	if (m == NULL)
 		return NULL;
+	if (pt_engine_init() != 0)
+	{
+		free(m);
+		return NULL;
+	}
 	ld.model = m;
 	if (strlen(dir) > 3000)
 	{
