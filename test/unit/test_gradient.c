@@ -13,9 +13,6 @@
 
 #define N_EX 3
 #define PROMPT_LEN 4
-#ifndef STEP_RELU
-#define STEP_RELU 0.002
-#endif
 
 typedef struct Batch
 {
@@ -156,10 +153,12 @@ test_gradient_finite_differences(void)
 	/* smooth (gelu) model: a large step, Richardson removes the curvature */
 	check_model_gradient("tiny-gated", 0.05, 1e-3);
 	/*
-	 * relu has kinks: a large step crosses some and a tiny one drowns in
-	 * float32 noise; 0.002 sits between the two (worst error measured 5.6e-4)
+	 * relu is not differentiable at 0: a large step crosses kinks and a tiny
+	 * one drowns in float32 noise.  Measured worst errors: 1.7e-3 at step
+	 * 0.006, 3.5e-4 at 0.004, 1.2e-3 at 0.001.  So relu gets a looser bound
+	 * here; its exact check is the float64 PyTorch cross-check (errors ~1e-6).
 	 */
-	check_model_gradient("tiny-relu", STEP_RELU, 1e-3);
+	check_model_gradient("tiny-relu", 0.004, 2e-3);
 }
 
 void		test_determinism(void);
