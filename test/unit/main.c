@@ -21,7 +21,9 @@
 	X(test_half_precision_checkpoints) \
 	X(test_gradient_finite_differences) \
 	X(test_determinism) \
-	X(test_packing_matches_single_rows)
+	X(test_packing_matches_single_rows) \
+	X(test_csv_rfc4180) \
+	X(test_csv_errors)
 
 #define DECLARE(name) void name(void);
 TESTS(DECLARE)
