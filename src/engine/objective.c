@@ -136,9 +136,13 @@ pt_objective(const PtModel *m, PtWorkspace *ws, const PtExample *ex, int n,
 		pt_head_backward(m, b.logits, (int) T, b.d_dec_out);
 		pt_decoder_backward(&pass, b.d_dec_out);
 		pt_encoder_backward(&pass);
+		/* examples may share one gradient buffer (one prompt, many rows): zero, then add */
 		for (int i = 0; i < n; i++)
 			if (prompt_grads[i] && ex[i].prompt_len > 0)
-				pt_pass_prompt_grad(&pass, i, prompt_grads[i], false);
+				memset(prompt_grads[i], 0, sizeof(float) * ex[i].prompt_len * d);
+		for (int i = 0; i < n; i++)
+			if (prompt_grads[i] && ex[i].prompt_len > 0)
+				pt_pass_prompt_grad(&pass, i, prompt_grads[i], true);
 	}
 	return loss;
 }

@@ -40,7 +40,9 @@ void		pt_workspace_free(PtWorkspace *ws);
  * Runs forward (and backward when prompt_grads != NULL) over n examples.
  *   mean_ce[i]      mean cross-entropy over example i's target tokens (may be NULL)
  *   prompt_grads[i] [prompt_len_i, d] gradient of the weighted loss w.r.t.
- *                   example i's prompt (overwritten; NULL entries skipped)
+ *                   example i's prompt (overwritten; NULL entries skipped;
+ *                   examples that share a prompt may share one buffer, which
+ *                   then receives the sum)
  *   logits          if not NULL, receives pointers into the workspace holding
  *                   the full logits of each example, [n_target_i, V] each
  *                   (valid until the next call)

@@ -1,0 +1,83 @@
+/*
+ * explain.c - nearest vocabulary pieces of each prompt row (see explain.h).
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "error.h"
+#include "explain.h"
+
+int
+pt_explain(const PtModel *m, const PtPrompt *p, int k, int32_t *ids, float *sims)
+{
+	int			d = m->cfg.d_model;
+	int			V = pt_tokenizer_vocab_size(m->tokenizer);	/* real pieces only */
+	float	   *dots,
+			   *norms;
+
+	if (k < 1 || k > 100)
+		return pt_fail(PT_ERR_ARGUMENT, "k must be between 1 and 100 (got %d)", k);
+	if (pt_prompt_check_model(p, m) != 0)
+		return -1;
+	dots = pt_malloc(sizeof(float) * (size_t) p->length * V);
+	norms = pt_malloc(sizeof(float) * V);
+	if (dots == NULL || norms == NULL)
+	{
+		free(dots);
+		free(norms);
+		return -1;
+	}
+	/* dots[P, V] = prompt[P, d] . embed[V, d]^T */
+	pt_gemm(false, true, p->length, V, d, 1.0f, p->values, d, m->embed, d, 0.0f, dots, V);
+	for (int v = 0; v < V; v++)
+	{
+		double		s = 0.0;
+
+		for (int j = 0; j < d; j++)
+			s += (double) m->embed[(size_t) v * d + j] * m->embed[(size_t) v * d + j];
+		norms[v] = (float) sqrt(s);
+	}
+
+	for (int i = 0; i < p->length; i++)
+	{
+		const float *row = p->values + (size_t) i * d;
+		int32_t    *best_ids = ids + (size_t) i * k;
+		float	   *best = sims + (size_t) i * k;
+		double		s = 0.0;
+		float		pn;
+		int			found = 0;
+
+		for (int j = 0; j < d; j++)
+			s += (double) row[j] * row[j];
+		pn = (float) sqrt(s);
+		/* keep the k best in sorted order by insertion: k is small */
+		for (int v = 0; v < V; v++)
+		{
+			float		c;
+			int			r;
+
+			if (pt_tokenizer_is_special(m->tokenizer, v) || norms[v] == 0.0f || pn == 0.0f)
+				continue;
+			c = dots[(size_t) i * V + v] / (pn * norms[v]);
+			if (found == k && c <= best[k - 1])
+				continue;
+			r = found < k ? found++ : k - 1;
+			while (r > 0 && best[r - 1] < c)
+			{
+				best[r] = best[r - 1];
+				best_ids[r] = best_ids[r - 1];
+				r--;
+			}
+			best[r] = c;
+			best_ids[r] = v;
+		}
+		for (int r = found; r < k; r++)
+		{
+			best[r] = NAN;
+			best_ids[r] = -1;
+		}
+	}
+	free(dots);
+	free(norms);
+	return 0;
+}

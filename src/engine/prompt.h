@@ -1,0 +1,87 @@
+/*
+ * prompt.h - a soft prompt: P x d_model learned vectors, the labels they were
+ * trained for, and the model they belong to; its binary format and its
+ * initialisation.
+ *
+ * Binary format (little-endian), version 1 - what the database stores as
+ * bytea and the CLI writes to files:
+ *
+ *   off  size  field
+ *   0    8     magic "PTPROMPT"
+ *   8    4     format version (1)
+ *   12   4     total size in bytes, including this header and the CRC
+ *   16   4     prompt length P
+ *   20   4     d_model
+ *   24   4     dtype of the values (1 = float32)
+ *   28   4     max input tokens (with EOS)
+ *   32   16    fingerprint of the model (see model.h)
+ *   48   4     number of labels L
+ *   52   4     bytes of metadata JSON M (0 if none)
+ *   56   ...   L labels, each a 4-byte length then UTF-8 bytes
+ *        M     metadata JSON (training settings; informational)
+ *        P*d*4 the values, row-major
+ *        4     CRC-32 of every byte before it
+ *
+ * Several prompts (an ensemble) are simply concatenated in a file.
+ */
+#ifndef PT_PROMPT_H
+#define PT_PROMPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "rng.h"
+#include "task.h"
+
+#define PT_PROMPT_MAGIC "PTPROMPT"
+#define PT_PROMPT_VERSION 1
+#define PT_PROMPT_MAX_LENGTH 1024
+
+typedef struct PtPrompt
+{
+	int			length;			/* P */
+	int			d_model;
+	float	   *values;			/* [P, d_model] */
+	int			max_input_tokens;
+	uint8_t		fingerprint[PT_FINGERPRINT_BYTES];
+	int			n_labels;
+	char	  **labels;
+	char	   *metadata;		/* JSON text or NULL */
+} PtPrompt;
+
+typedef enum PtInit
+{
+	PT_INIT_CLASS_LABELS,		/* label embeddings first, then sampled vocabulary */
+	PT_INIT_SAMPLED_VOCAB,		/* embeddings of frequent pieces */
+	PT_INIT_RANDOM_UNIFORM		/* uniform in [-0.5, 0.5] */
+} PtInit;
+
+/* A prompt of `length` rows for task on model m, initialised by `init`. */
+PtPrompt   *pt_prompt_new(const PtModel *m, const PtTask *task, int length, PtInit init,
+						  PtRng *rng);
+PtPrompt   *pt_prompt_copy(const PtPrompt *p);
+void		pt_prompt_free(PtPrompt *p);
+
+/* Serialises into a malloc'ed buffer. */
+int			pt_prompt_encode(const PtPrompt *p, uint8_t **out, size_t *len);
+
+/*
+ * Parses one prompt from data[0..len).  Every field is checked (sizes, counts,
+ * CRC, finite values), so corrupted or truncated input is an error, never an
+ * out-of-bounds read.  *used receives the bytes consumed (may be NULL).
+ */
+PtPrompt   *pt_prompt_decode(const uint8_t *data, size_t len, size_t *used);
+
+/* An error (PT_ERR_MISMATCH) unless p was trained on model m. */
+int			pt_prompt_check_model(const PtPrompt *p, const PtModel *m);
+
+/* Files holding one or more prompts (an ensemble). */
+int			pt_prompt_file_write(const char *path, PtPrompt *const *prompts, int n);
+PtPrompt  **pt_prompt_file_read(const char *path, int *n);
+void		pt_prompt_array_free(PtPrompt **prompts, int n);
+
+const char *pt_init_name(PtInit init);
+int			pt_init_parse(const char *name, PtInit *out);
+
+#endif

@@ -1,0 +1,254 @@
+/*
+ * task.c - labels, input encoding and score plans (see task.h).
+ */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "task.h"
+
+int
+pt_encode_input(const PtModel *m, int max_input_tokens, const char *text, size_t len, int32_t *ids)
+{
+	int			n;
+
+	if (max_input_tokens < 1)
+		return pt_fail(PT_ERR_ARGUMENT, "max_input_tokens must be at least 1");
+	n = max_input_tokens > 1 ? pt_tokenizer_encode(m->tokenizer, text, len, ids, max_input_tokens - 1) : 0;
+	if (n < 0)
+		return -1;
+	ids[n++] = m->cfg.eos_token_id;
+	return n;
+}
+
+/* True when a[0..n) == b[0..n) */
+static bool
+same_prefix(const int32_t *a, const int32_t *b, int n)
+{
+	return memcmp(a, b, sizeof(int32_t) * n) == 0;
+}
+
+static void
+free_plan(PtScorePlan *p)
+{
+	for (int i = 0; i < p->n_dec; i++)
+		free(p->dec_ids[i]);
+	free(p->dec_ids);
+	free(p->dec_len);
+	free(p->terms);
+	free(p->cands);
+	memset(p, 0, sizeof(*p));
+}
+
+/*
+ * Builds the plan of one scoring.  For label j at position t, the competing
+ * tokens are the t-th tokens of all labels that share j's first t tokens.
+ * With full_vocab every position is scored against the whole vocabulary.
+ */
+static int
+build_plan(const PtModel *m, PtTask *task, bool full_vocab, PtScorePlan *p)
+{
+	int			L = task->n_labels;
+	int			max_terms = 0;
+	int		   *need_len = pt_calloc(L, sizeof(int));	/* decoder inputs label j needs */
+	bool	   *kept = pt_calloc(L, sizeof(bool));
+
+	if (need_len == NULL || kept == NULL)
+		goto fail;
+	for (int j = 0; j < L; j++)
+		max_terms += task->labels[j].n_target;
+	p->terms = pt_calloc(max_terms, sizeof(PtScoreTerm));
+	p->cands = pt_calloc((size_t) max_terms * L, sizeof(int32_t));
+	p->dec_ids = pt_calloc(L, sizeof(int32_t *));
+	p->dec_len = pt_calloc(L, sizeof(int));
+	if (!p->terms || !p->cands || !p->dec_ids || !p->dec_len)
+		goto fail;
+
+	/* 1. the terms, with their competitors, and how far each label's decoder must run */
+	for (int j = 0; j < L; j++)
+	{
+		const PtLabel *lj = &task->labels[j];
+
+		for (int t = 0; t < lj->n_target; t++)
+		{
+			PtScoreTerm *term = &p->terms[p->n_terms];
+			int			begin = p->n_cands;
+
+			if (!full_vocab)
+			{
+				for (int k = 0; k < L; k++)
+				{
+					const PtLabel *lk = &task->labels[k];
+					bool		dup = false;
+
+					if (lk->n_target <= t || !same_prefix(lk->target, lj->target, t))
+						continue;
+					for (int c = begin; c < p->n_cands && !dup; c++)
+						dup = p->cands[c] == lk->target[t];
+					if (!dup)
+						p->cands[p->n_cands++] = lk->target[t];
+				}
+				if (p->n_cands - begin < 2)
+				{
+					/* the only possible token: probability 1 within the label set */
+					p->n_cands = begin;
+					continue;
+				}
+			}
+			*term = (PtScoreTerm) {j, -1, t, lj->target[t], begin, p->n_cands};
+			p->n_terms++;
+			need_len[j] = t + 1;
+		}
+	}
+
+	/* 2. keep the decoder inputs not contained in a longer (or earlier equal) one */
+	for (int j = 0; j < L; j++)
+	{
+		kept[j] = need_len[j] > 0;
+		for (int k = 0; k < L && kept[j]; k++)
+		{
+			if (k == j || need_len[k] < need_len[j])
+				continue;
+			if (same_prefix(task->labels[k].target, task->labels[j].target, need_len[j] - 1) &&
+				(need_len[k] > need_len[j] || k < j))
+				kept[j] = false;
+		}
+	}
+	for (int j = 0; j < L; j++)
+	{
+		int32_t    *ids;
+
+		if (!kept[j])
+			continue;
+		ids = pt_calloc(need_len[j], sizeof(int32_t));
+		if (ids == NULL)
+			goto fail;
+		ids[0] = m->cfg.decoder_start_token_id;
+		memcpy(ids + 1, task->labels[j].target, sizeof(int32_t) * (need_len[j] - 1));
+		p->dec_ids[p->n_dec] = ids;
+		p->dec_len[p->n_dec] = need_len[j];
+		p->n_dec++;
+	}
+
+	/* 3. each term reads the decoder sequence that has its prefix */
+	for (int i = 0; i < p->n_terms; i++)
+	{
+		PtScoreTerm *term = &p->terms[i];
+		const int32_t *prefix = task->labels[term->label].target;
+
+		for (int s = 0; s < p->n_dec && term->dec_seq < 0; s++)
+			if (p->dec_len[s] > term->position &&
+				same_prefix(p->dec_ids[s] + 1, prefix, term->position))
+				term->dec_seq = s;
+		if (term->dec_seq < 0)
+		{
+			pt_fail(PT_ERR_INTERNAL, "score plan: no decoder input for label %d position %d",
+					term->label, term->position);
+			goto fail;
+		}
+	}
+	free(need_len);
+	free(kept);
+	return 0;
+
+fail:
+	free(need_len);
+	free(kept);
+	free_plan(p);
+	return -1;
+}
+
+PtTask *
+pt_task_new(const PtModel *m, const char *const *labels, int n_labels, int max_input_tokens)
+{
+	PtTask	   *task;
+
+	if (n_labels < 2 || n_labels > PT_MAX_LABELS)
+	{
+		pt_fail(PT_ERR_ARGUMENT, "a task needs 2 to %d labels (got %d)", PT_MAX_LABELS, n_labels);
+		return NULL;
+	}
+	if (max_input_tokens < 2 || max_input_tokens > 4096)
+	{
+		pt_fail(PT_ERR_ARGUMENT, "max_input_tokens must be between 2 and 4096 (got %d)", max_input_tokens);
+		return NULL;
+	}
+	task = pt_calloc(1, sizeof(PtTask));
+	if (task == NULL)
+		return NULL;
+	task->max_input_tokens = max_input_tokens;
+	task->labels = pt_calloc(n_labels, sizeof(PtLabel));
+	if (task->labels == NULL)
+		goto fail;
+	for (int j = 0; j < n_labels; j++)
+	{
+		PtLabel    *l = &task->labels[j];
+		size_t		len = strlen(labels[j]);
+		int32_t		ids[PT_MAX_LABEL_TOKENS];
+		int			n;
+
+		task->n_labels = j + 1;
+		if (len > PT_MAX_LABEL_BYTES)
+		{
+			pt_fail(PT_ERR_ARGUMENT, "label \"%.40s...\" is longer than %d bytes", labels[j], PT_MAX_LABEL_BYTES);
+			goto fail;
+		}
+		l->text = pt_strdup(labels[j]);
+		n = pt_tokenizer_encode(m->tokenizer, labels[j], len, ids, PT_MAX_LABEL_TOKENS);
+		if (l->text == NULL || n < 0)
+			goto fail;
+		if (n == PT_MAX_LABEL_TOKENS)
+		{
+			pt_fail(PT_ERR_ARGUMENT, "label \"%s\" has more than %d tokens", labels[j], PT_MAX_LABEL_TOKENS - 1);
+			goto fail;
+		}
+		l->target = pt_calloc(n + 1, sizeof(int32_t));
+		if (l->target == NULL)
+			goto fail;
+		memcpy(l->target, ids, sizeof(int32_t) * n);
+		l->target[n] = m->cfg.eos_token_id;
+		l->n_target = n + 1;
+		for (int k = 0; k < j; k++)
+			if (task->labels[k].n_target == l->n_target &&
+				same_prefix(task->labels[k].target, l->target, l->n_target))
+			{
+				pt_fail(PT_ERR_ARGUMENT, "labels \"%s\" and \"%s\" have the same tokens, so the "
+						"model cannot tell them apart", task->labels[k].text, l->text);
+				goto fail;
+			}
+	}
+	if (build_plan(m, task, false, &task->plan[PT_SCORE_LABEL_TOKENS]) != 0 ||
+		build_plan(m, task, true, &task->plan[PT_SCORE_FULL_VOCAB]) != 0)
+		goto fail;
+	return task;
+
+fail:
+	pt_task_free(task);
+	return NULL;
+}
+
+void
+pt_task_free(PtTask *task)
+{
+	if (task == NULL)
+		return;
+	for (int j = 0; j < task->n_labels; j++)
+	{
+		free(task->labels[j].text);
+		free(task->labels[j].target);
+	}
+	free(task->labels);
+	free_plan(&task->plan[0]);
+	free_plan(&task->plan[1]);
+	free(task);
+}
+
+int
+pt_task_label_index(const PtTask *task, const char *text)
+{
+	for (int j = 0; j < task->n_labels; j++)
+		if (strcmp(task->labels[j].text, text) == 0)
+			return j;
+	return -1;
+}

@@ -1,0 +1,89 @@
+/*
+ * task.h - a classification task: its labels as target token sequences, how
+ * inputs are tokenized, and how label sequences are scored.
+ *
+ * T5 is text-to-text: a label's target is its token ids followed by EOS, and
+ * classification ranks labels by the log-probability of their targets.
+ *
+ * Two scorings:
+ *  - PT_SCORE_LABEL_TOKENS (default): at each target position the model's
+ *    distribution is restricted to the tokens that continue some label, so
+ *    only those tokens' logits are computed.  Positions where only one label
+ *    token can follow score 0 and need no decoder step at all; for labels of
+ *    one token each, the decoder runs a single step per row.
+ *  - PT_SCORE_FULL_VOCAB: the sum of each target token's log-softmax over the
+ *    whole vocabulary (the plain sequence log-likelihood).
+ * The ScorePlan precomputes, per label set, which decoder inputs to run and
+ * where each scored token's logit comes from.
+ */
+#ifndef PT_TASK_H
+#define PT_TASK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+#define PT_MAX_LABELS 1000
+#define PT_MAX_LABEL_BYTES 256
+#define PT_MAX_LABEL_TOKENS 32
+
+typedef enum PtScoring
+{
+	PT_SCORE_LABEL_TOKENS = 0,
+	PT_SCORE_FULL_VOCAB = 1
+} PtScoring;
+
+typedef struct PtLabel
+{
+	char	   *text;
+	int32_t    *target;			/* label tokens + EOS */
+	int			n_target;
+} PtLabel;
+
+/* One scored token: label `label`'s target token at `position`. */
+typedef struct PtScoreTerm
+{
+	int			label;
+	int			dec_seq;		/* decoder input sequence that reaches this position */
+	int			position;		/* row within that sequence */
+	int32_t		token;			/* the label's token at this position */
+	int			cand_begin;		/* its competitors: cands[cand_begin, cand_end) */
+	int			cand_end;		/* (empty range: full-vocabulary softmax) */
+} PtScoreTerm;
+
+typedef struct PtScorePlan
+{
+	int			n_dec;
+	int32_t   **dec_ids;		/* decoder inputs: start token, then a label prefix */
+	int		   *dec_len;
+	int			n_terms;
+	PtScoreTerm *terms;
+	int32_t    *cands;
+	int			n_cands;
+} PtScorePlan;
+
+typedef struct PtTask
+{
+	int			n_labels;
+	PtLabel    *labels;
+	int			max_input_tokens;	/* including the EOS */
+	PtScorePlan plan[2];		/* indexed by PtScoring */
+} PtTask;
+
+/* Tokenizes the labels and builds both score plans; labels must be distinct. */
+PtTask	   *pt_task_new(const PtModel *m, const char *const *labels, int n_labels,
+						int max_input_tokens);
+void		pt_task_free(PtTask *task);
+
+/* Index of the label with this text, or -1. */
+int			pt_task_label_index(const PtTask *task, const char *text);
+
+/*
+ * Tokenizes an input: at most max_input_tokens - 1 text tokens, then EOS.
+ * ids must hold max_input_tokens entries.  Returns the count (>= 1), or -1.
+ */
+int			pt_encode_input(const PtModel *m, int max_input_tokens, const char *text,
+							size_t len, int32_t *ids);
+
+#endif

@@ -1,0 +1,648 @@
+/*
+ * trainer.c - the prompt-tuning loop (see trainer.h).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "classifier.h"
+#include "error.h"
+#include "objective.h"
+#include "rng.h"
+#include "trainer.h"
+
+/* Tokenized rows: ids of row i are ids[i][0..n_ids[i]), label index label[i]. */
+typedef struct TokenSet
+{
+	int			n;
+	int32_t   **ids;
+	int		   *n_ids;
+	int		   *label;
+} TokenSet;
+
+struct PtTrainer
+{
+	const PtModel *m;
+	PtTrainOptions opt;
+	PtTask	   *task;
+	TokenSet	train,
+				val;
+	PtWorkspace ws;
+
+	/* the member being trained */
+	int			member;
+	PtPrompt   *prompt;			/* current values */
+	PtPrompt   *best;			/* best by validation accuracy so far */
+	double		best_acc,
+				best_loss;
+	int			evals_since_gain;
+	PtOptimizer *optimizer;
+	PtRng		rng;
+	int		   *order;			/* shuffled row order of the current epoch */
+	int			order_pos;
+	float	   *grad;			/* [P, d] */
+	PtExample  *batch;			/* [batch_size] */
+	float	  **batch_grads;	/* [batch_size], all pointing at grad */
+	double		loss_sum;		/* since the last validation */
+	int			loss_steps;
+	double		step_seconds;	/* total time in optimisation steps */
+	long		rows_trained;
+
+	/* results */
+	PtTrainProgress progress;
+	PtTrainResult result;
+	double		started;
+	bool		done;
+};
+
+static double
+now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void
+pt_train_options_default(PtTrainOptions *o)
+{
+	*o = (PtTrainOptions) {
+		.prompt_length = 20,
+		.init = PT_INIT_CLASS_LABELS,
+		.optimizer = PT_OPT_ADAFACTOR,
+		.learning_rate = 0.3,
+		.weight_decay = -1.0,
+		.max_grad_norm = 1.0,
+		.batch_size = 8,
+		.epochs = 3,
+		.max_steps = 0,
+		.validation_fraction = 0.1,
+		.eval_every = 0,
+		.patience = 0,
+		.ensemble_size = 1,
+		.seed = 42,
+		.max_input_tokens = 128,
+		.scoring = PT_SCORE_LABEL_TOKENS,
+	};
+}
+
+static int
+validate_options(const PtTrainOptions *o)
+{
+	if (o->prompt_length < 1 || o->prompt_length > PT_PROMPT_MAX_LENGTH)
+		return pt_fail(PT_ERR_ARGUMENT, "prompt_length must be between 1 and %d", PT_PROMPT_MAX_LENGTH);
+	if (!(o->learning_rate > 0 && o->learning_rate <= 100))
+		return pt_fail(PT_ERR_ARGUMENT, "learning_rate must be in (0, 100]");
+	if (o->batch_size < 1 || o->batch_size > 4096)
+		return pt_fail(PT_ERR_ARGUMENT, "batch_size must be between 1 and 4096");
+	if (o->epochs < 0 || o->epochs > 100000 || o->max_steps < 0 || o->max_steps > 100000000)
+		return pt_fail(PT_ERR_ARGUMENT, "epochs and max_steps must not be negative (or absurd)");
+	if (o->epochs == 0 && o->max_steps == 0)
+		return pt_fail(PT_ERR_ARGUMENT, "give epochs or max_steps");
+	if (!(o->validation_fraction >= 0 && o->validation_fraction < 1))
+		return pt_fail(PT_ERR_ARGUMENT, "validation_fraction must be in [0, 1)");
+	if (o->ensemble_size < 1 || o->ensemble_size > 64)
+		return pt_fail(PT_ERR_ARGUMENT, "ensemble_size must be between 1 and 64");
+	if (o->max_input_tokens < 2 || o->max_input_tokens > 4096)
+		return pt_fail(PT_ERR_ARGUMENT, "max_input_tokens must be between 2 and 4096");
+	if (o->eval_every < 0 || o->patience < 0 || !(o->max_grad_norm >= 0) ||
+		!(o->weight_decay < 1))
+		return pt_fail(PT_ERR_ARGUMENT, "eval_every, patience and max_grad_norm must not be negative");
+	return 0;
+}
+
+static int
+compare_strings(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+/* The distinct labels of a text set, sorted; NULL labels are ignored. */
+static char **
+distinct_labels(const PtTextSet *set, int *n_out)
+{
+	const char **all = pt_calloc(set->n + 1, sizeof(char *));
+	char	  **out;
+	int			n = 0,
+				k = 0;
+
+	if (all == NULL)
+		return NULL;
+	for (int i = 0; i < set->n; i++)
+		if (set->labels[i] && set->texts[i])
+			all[n++] = set->labels[i];
+	qsort(all, n, sizeof(char *), compare_strings);
+	out = pt_calloc(n + 1, sizeof(char *));
+	for (int i = 0; out && i < n; i++)
+		if (i == 0 || strcmp(all[i], all[i - 1]) != 0)
+			out[k++] = (char *) all[i];
+	free(all);
+	*n_out = k;
+	return out;
+}
+
+static void
+free_token_set(TokenSet *s)
+{
+	for (int i = 0; i < s->n; i++)
+		free(s->ids[i]);
+	free(s->ids);
+	free(s->n_ids);
+	free(s->label);
+	memset(s, 0, sizeof(*s));
+}
+
+/* Tokenizes the rows of set whose label is known to the task; counts the rest. */
+static int
+tokenize_set(const PtModel *m, const PtTask *task, const PtTextSet *set, TokenSet *out,
+			 int *skipped)
+{
+	int32_t    *buf = pt_calloc(task->max_input_tokens, sizeof(int32_t));
+
+	out->ids = pt_calloc(set->n + 1, sizeof(int32_t *));
+	out->n_ids = pt_calloc(set->n + 1, sizeof(int));
+	out->label = pt_calloc(set->n + 1, sizeof(int));
+	if (!buf || !out->ids || !out->n_ids || !out->label)
+	{
+		free(buf);
+		return -1;
+	}
+	for (int i = 0; i < set->n; i++)
+	{
+		int			label,
+					n;
+
+		if (set->texts[i] == NULL || set->labels[i] == NULL)
+		{
+			(*skipped)++;
+			continue;
+		}
+		label = pt_task_label_index(task, set->labels[i]);
+		if (label < 0)
+		{
+			pt_fail(PT_ERR_ARGUMENT, "validation label \"%s\" does not occur in the training rows",
+					set->labels[i]);
+			free(buf);
+			return -1;
+		}
+		n = pt_encode_input(m, task->max_input_tokens, set->texts[i],
+							set->lens ? set->lens[i] : strlen(set->texts[i]), buf);
+		if (n < 0)
+		{
+			free(buf);
+			return -1;
+		}
+		out->ids[out->n] = pt_calloc(n, sizeof(int32_t));
+		if (out->ids[out->n] == NULL)
+		{
+			free(buf);
+			return -1;
+		}
+		memcpy(out->ids[out->n], buf, sizeof(int32_t) * n);
+		out->n_ids[out->n] = n;
+		out->label[out->n] = label;
+		out->n++;
+	}
+	free(buf);
+	return 0;
+}
+
+/* Moves a seeded random `count` rows of train into val. */
+static void
+split_validation(TokenSet *train, TokenSet *val, int count, unsigned long long seed)
+{
+	int		   *order = malloc(sizeof(int) * train->n);
+	bool	   *to_val = calloc(train->n, sizeof(bool));
+	PtRng		rng;
+	int			kept = 0;
+
+	pt_rng_seed(&rng, seed ^ 0x76616c6964617465ull);	/* "validate" */
+	for (int i = 0; i < train->n; i++)
+		order[i] = i;
+	pt_rng_shuffle(&rng, order, train->n);
+	for (int i = 0; i < count; i++)
+		to_val[order[i]] = true;
+	for (int i = 0; i < train->n; i++)
+	{
+		TokenSet   *dst = to_val[i] ? val : train;
+		int			at = to_val[i] ? val->n++ : kept++;
+
+		dst->ids[at] = train->ids[i];
+		dst->n_ids[at] = train->n_ids[i];
+		dst->label[at] = train->label[i];
+	}
+	train->n = kept;
+	free(order);
+	free(to_val);
+}
+
+static long
+steps_per_member(const PtTrainer *t)
+{
+	long		per_epoch = (t->train.n + t->opt.batch_size - 1) / t->opt.batch_size;
+	long		steps = t->opt.epochs > 0 ? per_epoch * t->opt.epochs : t->opt.max_steps;
+
+	if (t->opt.max_steps > 0 && t->opt.max_steps < steps)
+		steps = t->opt.max_steps;
+	return steps;
+}
+
+static int
+start_member(PtTrainer *t, int member)
+{
+	double		wd = t->opt.weight_decay >= 0 ? t->opt.weight_decay :
+		(t->opt.optimizer == PT_OPT_ADAFACTOR ? 1e-5 : 0.0);
+
+	t->member = member;
+	pt_rng_seed(&t->rng, t->opt.seed + 1000003ull * (unsigned long long) member);
+	pt_prompt_free(t->prompt);
+	pt_prompt_free(t->best);
+	pt_optimizer_free(t->optimizer);
+	t->best = NULL;
+	t->prompt = pt_prompt_new(t->m, t->task, t->opt.prompt_length, t->opt.init, &t->rng);
+	t->optimizer = pt_optimizer_new(t->opt.optimizer, t->opt.prompt_length, t->m->cfg.d_model,
+									t->opt.learning_rate, wd);
+	if (t->prompt == NULL || t->optimizer == NULL)
+		return -1;
+	t->best_acc = -1.0;
+	t->best_loss = INFINITY;
+	t->evals_since_gain = 0;
+	for (int i = 0; i < t->train.n; i++)
+		t->order[i] = i;
+	pt_rng_shuffle(&t->rng, t->order, t->train.n);
+	t->order_pos = 0;
+	t->loss_sum = 0.0;
+	t->loss_steps = 0;
+	t->progress.member = member;
+	t->progress.step = 0;
+	t->progress.epoch = 1;
+	t->progress.val_accuracy = NAN;
+	t->progress.val_loss = NAN;
+	t->progress.best_val_accuracy = NAN;
+	return 0;
+}
+
+/*
+ * Accuracy and mean -log p(true label) of the given prompts on the
+ * validation rows (several prompts: the ensemble's vote).
+ */
+static int
+evaluate(PtTrainer *t, PtPrompt *const *prompts, int n_prompts, double *accuracy, double *loss)
+{
+	int			chunk = 64;
+	int			correct = 0;
+	double		nll = 0.0;
+	const float *values[64];
+	int			lens[64];
+	PtClassifyRow rows[64];
+	PtClassifyResult results[64];
+	float	   *probs = pt_calloc((size_t) chunk * t->task->n_labels, sizeof(float));
+
+	if (probs == NULL)
+		return -1;
+	for (int k = 0; k < n_prompts; k++)
+	{
+		values[k] = prompts[k]->values;
+		lens[k] = prompts[k]->length;
+	}
+	for (int start = 0; start < t->val.n; start += chunk)
+	{
+		int			n = t->val.n - start < chunk ? t->val.n - start : chunk;
+
+		for (int i = 0; i < n; i++)
+		{
+			rows[i] = (PtClassifyRow) {t->task, n_prompts, values, lens,
+				t->val.ids[start + i], t->val.n_ids[start + i]};
+			results[i].probs = probs + (size_t) i * t->task->n_labels;
+		}
+		if (pt_classify(t->m, &t->ws, rows, n, t->opt.scoring, results) != 0)
+		{
+			free(probs);
+			return -1;
+		}
+		for (int i = 0; i < n; i++)
+		{
+			int			truth = t->val.label[start + i];
+
+			correct += results[i].label == truth;
+			nll -= log(fmax(results[i].probs[truth], 1e-30));
+		}
+	}
+	free(probs);
+	*accuracy = t->val.n ? (double) correct / t->val.n : NAN;
+	*loss = t->val.n ? nll / t->val.n : NAN;
+	return 0;
+}
+
+PtTrainer *
+pt_trainer_new(const PtModel *m, const PtTrainOptions *opt, const PtTextSet *train,
+			   const PtTextSet *dev)
+{
+	PtTrainer  *t;
+	char	  **labels;
+	int			n_labels = 0;
+
+	if (validate_options(opt) != 0)
+		return NULL;
+	labels = distinct_labels(train, &n_labels);
+	if (labels == NULL)
+		return NULL;
+	if (n_labels < 2)
+	{
+		free(labels);
+		pt_fail(PT_ERR_ARGUMENT, "the training rows have %d distinct label%s; prompt tuning needs at least 2",
+				n_labels, n_labels == 1 ? "" : "s");
+		return NULL;
+	}
+	t = pt_calloc(1, sizeof(PtTrainer));
+	if (t == NULL)
+	{
+		free(labels);
+		return NULL;
+	}
+	t->m = m;
+	t->opt = *opt;
+	t->started = now_seconds();
+	t->task = pt_task_new(m, (const char *const *) labels, n_labels, opt->max_input_tokens);
+	free(labels);
+	if (t->task == NULL)
+		goto fail;
+
+	if (tokenize_set(m, t->task, train, &t->train, &t->result.skipped_rows) != 0)
+		goto fail;
+	if (dev)
+	{
+		if (tokenize_set(m, t->task, dev, &t->val, &t->result.skipped_rows) != 0)
+			goto fail;
+	}
+	else
+	{
+		int			count = (int) floor(opt->validation_fraction * t->train.n);
+
+		t->val.ids = pt_calloc(count + 1, sizeof(int32_t *));
+		t->val.n_ids = pt_calloc(count + 1, sizeof(int));
+		t->val.label = pt_calloc(count + 1, sizeof(int));
+		if (!t->val.ids || !t->val.n_ids || !t->val.label)
+			goto fail;
+		split_validation(&t->train, &t->val, count, opt->seed);
+	}
+	if (t->train.n == 0)
+	{
+		pt_fail(PT_ERR_ARGUMENT, "no training rows are left (all NULL, or all held out for validation)");
+		goto fail;
+	}
+	if (t->opt.eval_every == 0)
+	{
+		long		per_epoch = (t->train.n + opt->batch_size - 1) / opt->batch_size;
+
+		t->opt.eval_every = (int) (per_epoch < 100 ? per_epoch : 100);
+	}
+
+	t->order = pt_calloc(t->train.n, sizeof(int));
+	t->grad = pt_calloc((size_t) opt->prompt_length * m->cfg.d_model, sizeof(float));
+	t->batch = pt_calloc(opt->batch_size, sizeof(PtExample));
+	t->batch_grads = pt_calloc(opt->batch_size, sizeof(float *));
+	t->result.prompts = pt_calloc(opt->ensemble_size, sizeof(PtPrompt *));
+	if (!t->order || !t->grad || !t->batch || !t->batch_grads || !t->result.prompts)
+		goto fail;
+	t->result.train_rows = t->train.n;
+	t->result.val_rows = t->val.n;
+	t->result.n_labels = t->task->n_labels;
+	t->progress.n_members = opt->ensemble_size;
+	t->progress.total_steps = steps_per_member(t);
+	if (start_member(t, 0) != 0)
+		goto fail;
+	return t;
+
+fail:
+	pt_trainer_free(t);
+	return NULL;
+}
+
+/* Next batch_size rows of the shuffled order; a new epoch reshuffles. */
+static int
+next_row(PtTrainer *t)
+{
+	if (t->order_pos == t->train.n)
+	{
+		pt_rng_shuffle(&t->rng, t->order, t->train.n);
+		t->order_pos = 0;
+		t->progress.epoch++;
+	}
+	return t->order[t->order_pos++];
+}
+
+static int
+validate_and_keep_best(PtTrainer *t)
+{
+	double		acc,
+				loss;
+	bool		gain;
+
+	t->progress.loss = t->loss_steps ? t->loss_sum / t->loss_steps : NAN;
+	t->loss_sum = 0.0;
+	t->loss_steps = 0;
+	t->progress.evaluated = true;
+	if (t->val.n == 0)
+		return 0;
+	if (evaluate(t, &t->prompt, 1, &acc, &loss) != 0)
+		return -1;
+	t->progress.val_accuracy = acc;
+	t->progress.val_loss = loss;
+	gain = acc > t->best_acc || (acc == t->best_acc && loss < t->best_loss);
+	if (gain)
+	{
+		pt_prompt_free(t->best);
+		t->best = pt_prompt_copy(t->prompt);
+		if (t->best == NULL)
+			return -1;
+		t->best_acc = acc;
+		t->best_loss = loss;
+		t->evals_since_gain = 0;
+	}
+	else
+		t->evals_since_gain++;
+	t->progress.best_val_accuracy = t->best_acc;
+	return 0;
+}
+
+/* The member is done: keep its best (or last) prompt; start the next or finish. */
+static int
+finish_member(PtTrainer *t)
+{
+	PtPrompt   *keep = t->best ? t->best : t->prompt;
+	char		meta[512];
+
+	snprintf(meta, sizeof(meta),
+			 "{\"init\": \"%s\", \"optimizer\": \"%s\", \"learning_rate\": %g, \"seed\": %llu, "
+			 "\"member\": %d, \"steps\": %ld, \"val_accuracy\": %.6g}",
+			 pt_init_name(t->opt.init), pt_optimizer_name(t->opt.optimizer),
+			 t->opt.learning_rate, t->opt.seed, t->member, t->progress.step,
+			 t->best ? t->best_acc : NAN);
+	free(keep->metadata);
+	keep->metadata = pt_strdup(meta);
+	t->result.prompts[t->member] = keep;
+	if (keep == t->best)
+		t->best = NULL;
+	else
+		t->prompt = NULL;
+	t->result.n_prompts = t->member + 1;
+
+	if (t->member + 1 < t->opt.ensemble_size)
+		return start_member(t, t->member + 1);
+
+	t->result.final_loss = t->progress.loss;
+	t->result.seconds = now_seconds() - t->started;
+	t->result.labels = malloc(sizeof(char *) * t->task->n_labels);
+	if (t->result.labels == NULL)
+		return pt_fail(PT_ERR_NOMEM, "out of memory");
+	for (int j = 0; j < t->task->n_labels; j++)
+		t->result.labels[j] = t->task->labels[j].text;
+	t->result.val_accuracy = NAN;
+	if (t->val.n > 0)
+	{
+		double		loss;
+
+		if (evaluate(t, t->result.prompts, t->result.n_prompts, &t->result.val_accuracy, &loss) != 0)
+			return -1;
+	}
+	t->done = true;
+	t->progress.finished = true;
+	return 0;
+}
+
+int
+pt_trainer_step(PtTrainer *t)
+{
+	int			B = t->opt.batch_size;
+	int			d = t->m->cfg.d_model;
+	size_t		n = (size_t) t->opt.prompt_length * d;
+	PtExample  *ex = t->batch;
+	int			target_tokens = 0;
+	double		loss,
+				norm = 0.0,
+				start = now_seconds();
+
+	if (t->done)
+		return 1;
+	t->progress.evaluated = false;
+
+	/* one mini-batch; the loss is the mean over all its target tokens */
+	for (int i = 0; i < B; i++)
+	{
+		int			r = next_row(t);
+		const PtLabel *label = &t->task->labels[t->train.label[r]];
+
+		ex[i] = (PtExample) {t->prompt->values, t->opt.prompt_length, t->train.ids[r],
+			t->train.n_ids[r], label->target, label->n_target, 0.0f};
+		t->batch_grads[i] = t->grad;
+		target_tokens += label->n_target;
+	}
+	for (int i = 0; i < B; i++)
+		ex[i].weight = 1.0f / target_tokens;
+	loss = pt_objective(t->m, &t->ws, ex, B, NULL, t->batch_grads, NULL);
+	if (isnan(loss))
+		return -1;
+
+	/* clip the gradient's norm, then let the optimizer move the prompt */
+	for (size_t k = 0; k < n; k++)
+		norm += (double) t->grad[k] * t->grad[k];
+	norm = sqrt(norm);
+	if (t->opt.max_grad_norm > 0 && norm > t->opt.max_grad_norm)
+		for (size_t k = 0; k < n; k++)
+			t->grad[k] *= (float) (t->opt.max_grad_norm / norm);
+	pt_optimizer_step(t->optimizer, t->prompt->values, t->grad);
+
+	t->step_seconds += now_seconds() - start;
+	t->rows_trained += B;
+	t->progress.rows_per_second = t->rows_trained / t->step_seconds;
+	t->progress.step++;
+	t->result.steps++;
+	t->loss_sum += loss;
+	t->loss_steps++;
+
+	if (t->progress.step % t->opt.eval_every == 0 || t->progress.step == t->progress.total_steps)
+	{
+		if (validate_and_keep_best(t) != 0)
+			return -1;
+		if (t->opt.patience > 0 && t->evals_since_gain >= t->opt.patience)
+			t->progress.total_steps = t->progress.step;	/* early stop */
+	}
+	if (t->progress.step >= t->progress.total_steps)
+	{
+		if (finish_member(t) != 0)
+			return -1;
+		if (!t->done)
+			t->progress.total_steps = steps_per_member(t);
+	}
+	return t->done ? 1 : 0;
+}
+
+const PtTrainProgress *
+pt_trainer_progress(const PtTrainer *t)
+{
+	return &t->progress;
+}
+
+const PtTrainResult *
+pt_trainer_result(const PtTrainer *t)
+{
+	return t->done ? &t->result : NULL;
+}
+
+const PtTask *
+pt_trainer_task(const PtTrainer *t)
+{
+	return t->task;
+}
+
+PtPrompt **
+pt_trainer_take_prompts(PtTrainer *t, int *n)
+{
+	PtPrompt  **out = t->result.prompts;
+
+	*n = t->result.n_prompts;
+	t->result.prompts = NULL;
+	t->result.n_prompts = 0;
+	return out;
+}
+
+void
+pt_trainer_free(PtTrainer *t)
+{
+	if (t == NULL)
+		return;
+	pt_prompt_array_free(t->result.prompts, t->result.n_prompts);
+	free(t->result.labels);
+	pt_prompt_free(t->prompt);
+	pt_prompt_free(t->best);
+	pt_optimizer_free(t->optimizer);
+	free(t->order);
+	free(t->grad);
+	free(t->batch);
+	free(t->batch_grads);
+	free_token_set(&t->train);
+	free_token_set(&t->val);
+	pt_workspace_free(&t->ws);
+	pt_task_free(t->task);
+	free(t);
+}
+
+int
+pt_train_run(PtTrainer *t, PtProgressFn progress, void *arg)
+{
+	for (;;)
+	{
+		int			rc = pt_trainer_step(t);
+
+		if (rc < 0)
+			return -1;
+		if (progress && progress(&t->progress, arg) != 0)
+			return pt_fail(PT_ERR_CANCELLED, "training was cancelled");
+		if (rc == 1)
+			return 0;
+	}
+}

@@ -1,0 +1,114 @@
+/*
+ * trainer.h - prompt tuning: train soft prompts for a labelled text set.
+ *
+ * The model stays frozen; only the P x d_model prompt is learned, by the
+ * teacher-forced cross-entropy of each row's label target.  Mini-batches are
+ * shuffled with the seed, a validation split is scored every eval_every
+ * steps and the best prompt by validation accuracy is kept.  An ensemble
+ * trains K prompts with different seeds.
+ *
+ * The trainer advances one optimisation step per pt_trainer_step() call, so
+ * a caller can interleave other work (the database worker serves classify
+ * requests between steps) and stop at any step boundary.  pt_train() is the
+ * simple loop around it, with a progress callback that may ask to stop.
+ */
+#ifndef PT_TRAINER_H
+#define PT_TRAINER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "model.h"
+#include "optimizer.h"
+#include "prompt.h"
+#include "task.h"
+
+typedef struct PtTrainOptions
+{
+	int			prompt_length;	/* P: 1 to PT_PROMPT_MAX_LENGTH */
+	PtInit		init;
+	PtOptimizerKind optimizer;
+	double		learning_rate;
+	double		weight_decay;	/* < 0: the optimizer's default (Adafactor 1e-5, Adam 0) */
+	double		max_grad_norm;	/* clip the gradient's L2 norm; 0 = off */
+	int			batch_size;
+	int			epochs;			/* passes over the training rows (0 = only max_steps) */
+	long		max_steps;		/* 0 = only epochs; both set: whichever ends first */
+	double		validation_fraction;	/* held out when no separate set is given */
+	int			eval_every;		/* steps between validations; 0 = automatic */
+	int			patience;		/* stop after this many validations without gain; 0 = off */
+	int			ensemble_size;
+	unsigned long long seed;
+	int			max_input_tokens;	/* including EOS */
+	PtScoring	scoring;
+} PtTrainOptions;
+
+/* The defaults: the paper's recipe (Adafactor, lr 0.3, class-label init). */
+void		pt_train_options_default(PtTrainOptions *o);
+
+/* Labelled texts; rows whose text or label is NULL are skipped and counted. */
+typedef struct PtTextSet
+{
+	int			n;
+	const char *const *texts;
+	const size_t *lens;			/* NULL: use strlen */
+	const char *const *labels;
+} PtTextSet;
+
+typedef struct PtTrainProgress
+{
+	int			member;			/* 0-based ensemble member being trained */
+	int			n_members;
+	long		step;			/* steps done by this member */
+	long		total_steps;	/* steps planned per member */
+	int			epoch;			/* current epoch of this member, 1-based */
+	double		loss;			/* mean loss of the steps since the last validation */
+	double		val_accuracy;	/* latest validation accuracy (NAN before the first) */
+	double		val_loss;		/* latest validation loss: mean -log p(true label) */
+	double		best_val_accuracy;
+	double		rows_per_second;	/* training rows per second of step time */
+	bool		evaluated;		/* the last step ended with a validation */
+	bool		finished;
+} PtTrainProgress;
+
+typedef struct PtTrainResult
+{
+	int			n_prompts;		/* ensemble_size */
+	PtPrompt  **prompts;		/* owned by the trainer until taken */
+	int			n_labels;
+	char	  **labels;			/* the task's labels (sorted) */
+	int			train_rows;
+	int			val_rows;
+	int			skipped_rows;	/* NULL text or label */
+	long		steps;			/* over all members */
+	double		seconds;
+	double		final_loss;		/* mean training loss of the last steps */
+	double		val_accuracy;	/* of the final prompt(s) on the validation rows; NAN if none */
+} PtTrainResult;
+
+typedef struct PtTrainer PtTrainer;
+
+/*
+ * Sets up training on model m.  The labels are the distinct labels of
+ * `train` (sorted); `dev` may be NULL (then validation_fraction of train is
+ * held out).  Rows are tokenized here, once.
+ */
+PtTrainer  *pt_trainer_new(const PtModel *m, const PtTrainOptions *opt,
+						   const PtTextSet *train, const PtTextSet *dev);
+/* One optimisation step (and a validation when due): 0 more to do, 1 done, -1 error. */
+int			pt_trainer_step(PtTrainer *t);
+const PtTrainProgress *pt_trainer_progress(const PtTrainer *t);
+/* Valid once pt_trainer_step() returned 1.  The prompts stay owned by the trainer. */
+const PtTrainResult *pt_trainer_result(const PtTrainer *t);
+/* Hands the result's prompts to the caller (who frees them). */
+PtPrompt  **pt_trainer_take_prompts(PtTrainer *t, int *n);
+const PtTask *pt_trainer_task(const PtTrainer *t);
+void		pt_trainer_free(PtTrainer *t);
+
+/* Return non-zero to stop training (cleanly, with an error PT_ERR_CANCELLED). */
+typedef int (*PtProgressFn) (const PtTrainProgress *progress, void *arg);
+
+/* Runs a trainer to completion; the result stays in the trainer. */
+int			pt_train_run(PtTrainer *t, PtProgressFn progress, void *arg);
+
+#endif
