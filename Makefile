@@ -35,7 +35,10 @@ ENGINE_LIB = $(BUILD)/libptune_engine.a
 CLI_OBJS  = $(patsubst src/cli/%.c,$(BUILD)/cli/%.o,$(wildcard src/cli/*.c))
 UNIT_OBJS = $(patsubst test/unit/%.c,$(BUILD)/unit/%.o,$(wildcard test/unit/*.c))
 
-.PHONY: engine cli test-unit clean-build
+.PHONY: engine cli test-unit clean-build install-worker
+
+# the first target: everything (defined after PGXS is included below)
+default: all
 
 engine: $(ENGINE_LIB)
 cli: $(BUILD)/ptune
@@ -72,3 +75,46 @@ test-unit: $(BUILD)/test_engine $(BUILD)/ptune
 
 clean-build:
 	rm -rf build build-asan
+
+# ---- the PostgreSQL extension (PGXS) -----------------------------------------
+#
+# ptune.so:        backends and postmaster (GUCs, shared memory, SQL functions);
+#                  links no math library.
+# ptune_worker.so: the model worker, the only library with the engine inside.
+
+PG_CONFIG ?= pg_config
+EXTENSION  = ptune
+DATA       = sql/ptune--0.1.0.sql
+MODULE_big = ptune
+OBJS       = src/pg/ptune.o src/pg/guc.o src/pg/ipc.o src/pg/client.o src/pg/prompt_store.o \
+             src/pg/sql_classify.o src/pg/sql_train.o src/pg/sql_evaluate.o src/pg/sql_admin.o \
+             src/pg/metrics.o
+PG_CPPFLAGS = -Isrc/engine -Isrc/pg
+PG_CFLAGS   = -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+EXTRA_CLEAN = ptune_worker.so src/pg/metrics.c $(WORKER_OBJS)
+
+WORKER_OBJS = src/pg/worker.wo src/pg/worker_classify.wo src/pg/worker_train.wo \
+              src/pg/worker_explain.wo src/pg/ipc.wo
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+all: ptune_worker.so cli
+
+# metrics.c is plain C shared with the engine; the backend library compiles its own copy
+src/pg/metrics.c: src/engine/metrics.c
+	cp $< $@
+
+# Worker objects: hidden symbols, so its copies of ipc.c and guc.c never clash
+# with ptune.so's (PostgreSQL loads libraries with RTLD_GLOBAL).
+src/pg/%.wo: src/pg/%.c $(wildcard src/pg/*.h src/engine/*.h)
+	$(CC) $(CFLAGS) $(CFLAGS_SL) $(CPPFLAGS) -Isrc/engine -Isrc/pg -fvisibility=hidden \
+	  '-DPGDLLEXPORT=__attribute__((visibility("default")))' -c $< -o $@
+
+ptune_worker.so: $(WORKER_OBJS) $(ENGINE_LIB)
+	$(CC) -shared -o $@ $(WORKER_OBJS) -Wl,--exclude-libs,ALL $(ENGINE_LIB) $(ENGINE_LIBS) \
+	  $(LDFLAGS_SL) -fopenmp
+
+install: install-worker
+install-worker: ptune_worker.so
+	$(INSTALL_SHLIB) ptune_worker.so '$(DESTDIR)$(pkglibdir)/'

@@ -64,7 +64,7 @@ cmd_classify(int argc, char **argv)
 				rc = cli_engine_error("classify");
 				break;
 			}
-			rows[n] = (PtClassifyRow) {cp.task, cp.n, cp.values, cp.lens, row_ids, count};
+			rows[n] = (PtClassifyRow) {cp.task, scoring, cp.n, cp.values, cp.lens, row_ids, count};
 			results[n].probs = probs + (size_t) n * cp.task->n_labels;
 			n++;
 		}
@@ -72,7 +72,7 @@ cmd_classify(int argc, char **argv)
 			eof = true;
 		if (n == BATCH || (eof && n > 0))
 		{
-			if (pt_classify(m, &ws, rows, n, scoring, results) != 0)
+			if (pt_classify(m, &ws, rows, n, results) != 0)
 			{
 				rc = cli_engine_error("classify");
 				break;

@@ -92,10 +92,10 @@ cmd_evaluate(int argc, char **argv)
 				cli_engine_error("evaluate");
 				goto done;
 			}
-			rows[i] = (PtClassifyRow) {cp.task, cp.n, cp.values, cp.lens, row_ids, count};
+			rows[i] = (PtClassifyRow) {cp.task, PT_SCORE_LABEL_TOKENS, cp.n, cp.values, cp.lens, row_ids, count};
 			results[i].probs = probs + (size_t) i * cp.task->n_labels;
 		}
-		if (pt_classify(m, &ws, rows, n, PT_SCORE_LABEL_TOKENS, results) != 0)
+		if (pt_classify(m, &ws, rows, n, results) != 0)
 		{
 			cli_engine_error("evaluate");
 			goto done;

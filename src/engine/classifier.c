@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define Max(a, b) ((a) > (b) ? (a) : (b))
+
 #include "classifier.h"
 #include "error.h"
 #include "head.h"
@@ -101,14 +103,14 @@ scores_to_probs(const double *scores, int n, float *probs)
 /* Classifies rows[0..n), which fit one chunk. */
 static int
 classify_chunk(const PtModel *m, PtWorkspace *ws, const PtClassifyRow *rows, int n,
-			   PtScoring scoring, PtClassifyResult *results)
+			   PtClassifyResult *results)
 {
 	int			n_enc = 0,
 				n_dec = 0,
 				max_labels = 0,
 				e = 0,
 				s = 0;
-	size_t		logit_floats = scoring == PT_SCORE_FULL_VOCAB ? (size_t) m->cfg.vocab_size : PT_MAX_LABELS;
+	size_t		logit_floats = PT_MAX_LABELS;
 	ChunkBuffers b;
 	PtArena		counter = {0};
 	PtPass		pass;
@@ -116,7 +118,9 @@ classify_chunk(const PtModel *m, PtWorkspace *ws, const PtClassifyRow *rows, int
 	for (int i = 0; i < n; i++)
 	{
 		n_enc += rows[i].n_prompts;
-		n_dec += rows[i].n_prompts * rows[i].task->plan[scoring].n_dec;
+		n_dec += rows[i].n_prompts * rows[i].task->plan[rows[i].scoring].n_dec;
+		if (rows[i].scoring == PT_SCORE_FULL_VOCAB)
+			logit_floats = Max(logit_floats, (size_t) m->cfg.vocab_size);
 		if (rows[i].task->n_labels > max_labels)
 			max_labels = rows[i].task->n_labels;
 	}
@@ -128,7 +132,7 @@ classify_chunk(const PtModel *m, PtWorkspace *ws, const PtClassifyRow *rows, int
 	/* one encoder sequence per (row, prompt); its label prefixes as decoder sequences */
 	for (int i = 0; i < n; i++)
 	{
-		const PtScorePlan *plan = &rows[i].task->plan[scoring];
+		const PtScorePlan *plan = &rows[i].task->plan[rows[i].scoring];
 
 		for (int k = 0; k < rows[i].n_prompts; k++, e++)
 		{
@@ -147,9 +151,10 @@ classify_chunk(const PtModel *m, PtWorkspace *ws, const PtClassifyRow *rows, int
 
 	for (e = 0; e < n_enc; e++)
 	{
-		const PtTask *task = rows[b.enc_row[e]].task;
+		const PtClassifyRow *row = &rows[b.enc_row[e]];
+		const PtTask *task = row->task;
 
-		score_sequence(m, &pass, &task->plan[scoring], scoring, b.first_dec[e], b.logits,
+		score_sequence(m, &pass, &task->plan[row->scoring], row->scoring, b.first_dec[e], b.logits,
 					   b.scores + (size_t) e * max_labels, task->n_labels);
 	}
 
@@ -188,15 +193,17 @@ classify_chunk(const PtModel *m, PtWorkspace *ws, const PtClassifyRow *rows, int
 
 int
 pt_classify(const PtModel *m, PtWorkspace *ws, const PtClassifyRow *rows, int n,
-			PtScoring scoring, PtClassifyResult *results)
+			PtClassifyResult *results)
 {
 	int			start = 0;
 
-	if (scoring != PT_SCORE_LABEL_TOKENS && scoring != PT_SCORE_FULL_VOCAB)
-		return pt_fail(PT_ERR_ARGUMENT, "unknown scoring %d", (int) scoring);
 	for (int i = 0; i < n; i++)
+	{
 		if (rows[i].task == NULL || rows[i].n_prompts < 1 || rows[i].n_ids < 1)
 			return pt_fail(PT_ERR_ARGUMENT, "row %d has no task, prompt or input", i);
+		if (rows[i].scoring != PT_SCORE_LABEL_TOKENS && rows[i].scoring != PT_SCORE_FULL_VOCAB)
+			return pt_fail(PT_ERR_ARGUMENT, "row %d has unknown scoring %d", i, (int) rows[i].scoring);
+	}
 
 	/* chunks bound the activation memory whatever the number of rows */
 	while (start < n)
@@ -215,7 +222,7 @@ pt_classify(const PtModel *m, PtWorkspace *ws, const PtClassifyRow *rows, int n,
 			tokens += row_tokens;
 			end++;
 		}
-		if (classify_chunk(m, ws, rows + start, end - start, scoring, results + start) != 0)
+		if (classify_chunk(m, ws, rows + start, end - start, results + start) != 0)
 			return -1;
 		start = end;
 	}

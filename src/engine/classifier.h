@@ -18,6 +18,7 @@
 typedef struct PtClassifyRow
 {
 	const PtTask *task;
+	PtScoring	scoring;
 	int			n_prompts;		/* 1, or the ensemble's size */
 	const float *const *prompts;	/* [n_prompts] each [prompt_lens[k], d_model] */
 	const int  *prompt_lens;
@@ -36,6 +37,6 @@ typedef struct PtClassifyResult
 #define PT_CLASSIFY_MAX_TOKENS 16384
 
 int			pt_classify(const PtModel *m, PtWorkspace *ws, const PtClassifyRow *rows, int n,
-						PtScoring scoring, PtClassifyResult *results);
+						PtClassifyResult *results);
 
 #endif

@@ -134,6 +134,15 @@ pt_linear_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool 
 }
 
 void
+pt_engine_start_threads(void)
+{
+#pragma omp parallel
+	{
+		(void) omp_get_thread_num();
+	}
+}
+
+void
 pt_set_threads(int n)
 {
 	if (n < 1)

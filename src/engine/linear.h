@@ -40,6 +40,9 @@ void		pt_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
  */
 int			pt_engine_init(void);
 
+/* Creates the thread pool now (a process that must control its threads' signal mask). */
+void		pt_engine_start_threads(void);
+
 /* The OpenBLAS kernel family in use, e.g. "SkylakeX". */
 const char *pt_blas_core(void);
 

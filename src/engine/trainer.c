@@ -314,11 +314,11 @@ evaluate(PtTrainer *t, PtPrompt *const *prompts, int n_prompts, double *accuracy
 
 		for (int i = 0; i < n; i++)
 		{
-			rows[i] = (PtClassifyRow) {t->task, n_prompts, values, lens,
+			rows[i] = (PtClassifyRow) {t->task, t->opt.scoring, n_prompts, values, lens,
 				t->val.ids[start + i], t->val.n_ids[start + i]};
 			results[i].probs = probs + (size_t) i * t->task->n_labels;
 		}
-		if (pt_classify(t->m, &t->ws, rows, n, t->opt.scoring, results) != 0)
+		if (pt_classify(t->m, &t->ws, rows, n, results) != 0)
 		{
 			free(probs);
 			return -1;

@@ -1,0 +1,50 @@
+/*
+ * guc.c - ptune's configuration parameters.
+ *
+ * Settings that decide which model runs and how many resources it takes are
+ * PGC_SIGHUP (postgresql.conf or ALTER SYSTEM, so superuser-only); the
+ * worker re-reads them on a configuration reload.
+ */
+#include "postgres.h"
+
+#include "utils/guc.h"
+
+#include "guc.h"
+#include "ipc.h"
+
+char	   *ptune_model_path = NULL;
+int			ptune_threads = 0;
+int			ptune_batch_size = 32;
+int			ptune_max_input_tokens = 128;
+int			ptune_request_timeout = 0;
+
+void
+ptune_define_gucs(void)
+{
+	DefineCustomStringVariable("ptune.model_path",
+							   "Directory of the T5 checkpoint the ptune worker serves.",
+							   "A Hugging Face checkpoint directory: config.json, model.safetensors, spiece.model.",
+							   &ptune_model_path, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ptune.threads",
+							"Threads the ptune worker computes with (0: one per CPU core).",
+							NULL, &ptune_threads, 0, 0, 256, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ptune.batch_size",
+							"Most rows the ptune worker classifies in one forward pass.",
+							"Requests of several sessions are batched together up to this size.",
+							&ptune_batch_size, 32, 1, 4096, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ptune.request_slots",
+							"Requests that can wait for the ptune worker at once.",
+							"Further callers wait for a free slot.",
+							&ptune_request_slots, 64, 4, PTUNE_MAX_SLOTS, PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ptune.max_input_tokens",
+							"Default input length, in tokens, for ptune.train_prompt().",
+							"Longer texts are truncated.  A trained prompt keeps the value it was trained with.",
+							&ptune_max_input_tokens, 128, 2, 4096, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ptune.request_timeout",
+							"Longest wait for a classification by the ptune worker (0: no limit).",
+							"statement_timeout applies as well; training is bounded by statement_timeout only.",
+							&ptune_request_timeout, 0, 0, INT_MAX, PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	MarkGUCPrefixReserved("ptune");
+}

@@ -1,0 +1,15 @@
+/*
+ * guc.h - ptune's configuration parameters (see README.md, "Configuration").
+ */
+#ifndef PTUNE_GUC_H
+#define PTUNE_GUC_H
+
+extern char *ptune_model_path;
+extern int	ptune_threads;
+extern int	ptune_batch_size;
+extern int	ptune_max_input_tokens;
+extern int	ptune_request_timeout;
+
+void		ptune_define_gucs(void);
+
+#endif

@@ -1,0 +1,215 @@
+/*
+ * prompt_store.c - load a task's active prompts with SPI and classify texts
+ * with them through the worker.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "client.h"
+#include "prompt_store.h"
+#include "protocol.h"
+
+/* A token covers at most 16 characters of 4 bytes: more text than this is never read. */
+#define BYTES_PER_TOKEN 64
+/* Texts per request to the worker: bounds the shared memory one request takes. */
+#define TEXTS_PER_REQUEST 1024
+
+char *
+ptune_task_argument(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *task;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("task name must not be NULL")));
+	task = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (task[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("task name must not be empty")));
+	return task;
+}
+
+int
+ptune_clip_text(const char *data, int len, int max_input_tokens)
+{
+	int			limit = (max_input_tokens + 1) * BYTES_PER_TOKEN;
+
+	if (len <= limit)
+		return len;
+	return pg_mbcliplen(data, len, limit);
+}
+
+/* The max input tokens field of a prompt blob (see src/engine/prompt.h). */
+static int
+blob_max_input_tokens(bytea *blob)
+{
+	const unsigned char *p = (const unsigned char *) VARDATA_ANY(blob);
+	uint32		v;
+
+	if (VARSIZE_ANY_EXHDR(blob) < 32)
+		return 4096;
+	v = p[28] | p[29] << 8 | p[30] << 16 | (uint32) p[31] << 24;
+	return v >= 2 && v <= 4096 ? (int) v : 4096;
+}
+
+TaskPrompts *
+ptune_load_task(const char *task, MemoryContext mcxt)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(task)};
+	TaskPrompts *tp;
+	int			rc;
+
+	SPI_connect();
+	rc = SPI_execute_with_args("SELECT version, labels, prompt FROM ptune.prompts "
+							   "WHERE task = $1 AND is_active ORDER BY member",
+							   1, argtypes, args, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "reading ptune.prompts failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+	{
+		bool		exists;
+
+		rc = SPI_execute_with_args("SELECT 1 FROM ptune.prompts WHERE task = $1 LIMIT 1",
+								   1, argtypes, args, NULL, true, 1);
+		exists = rc == SPI_OK_SELECT && SPI_processed > 0;
+		SPI_finish();
+		if (exists)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("task \"%s\" has no active version", task),
+					 errhint("Activate one with SELECT ptune.activate('%s', version).", task)));
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("task \"%s\" does not exist", task),
+				 errhint("Train it with ptune.train_prompt(), or list tasks with SELECT DISTINCT task FROM ptune.prompts.")));
+	}
+
+	tp = MemoryContextAllocZero(mcxt, sizeof(TaskPrompts));
+	tp->task = MemoryContextStrdup(mcxt, task);
+	tp->n_prompts = (int) SPI_processed;
+	tp->blobs = MemoryContextAlloc(mcxt, sizeof(bytea *) * tp->n_prompts);
+	tp->keys = MemoryContextAlloc(mcxt, sizeof(uint64) * tp->n_prompts);
+	for (int k = 0; k < tp->n_prompts; k++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[k];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+		MemoryContext old;
+
+		tp->version = DatumGetInt32(SPI_getbinval(row, desc, 1, &isnull));
+		d = SPI_getbinval(row, desc, 3, &isnull);
+		if (isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("task \"%s\" version %d has a NULL prompt", task, tp->version)));
+		old = MemoryContextSwitchTo(mcxt);
+		tp->blobs[k] = DatumGetByteaPCopy(d);
+		if (k == 0)
+		{
+			ArrayType  *labels = DatumGetArrayTypeP(SPI_getbinval(row, desc, 2, &isnull));
+			Datum	   *elems;
+			bool	   *nulls;
+
+			deconstruct_array(labels, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &tp->n_labels);
+			tp->labels = palloc(sizeof(char *) * tp->n_labels);
+			for (int j = 0; j < tp->n_labels; j++)
+				tp->labels[j] = nulls[j] ? pstrdup("") : TextDatumGetCString(elems[j]);
+			tp->max_input_tokens = blob_max_input_tokens(tp->blobs[k]);
+		}
+		MemoryContextSwitchTo(old);
+		tp->keys[k] = hash_bytes_extended((const unsigned char *) VARDATA_ANY(tp->blobs[k]),
+										  VARSIZE_ANY_EXHDR(tp->blobs[k]), PROMPT_KEY_SEED);
+	}
+	SPI_finish();
+	return tp;
+}
+
+static void
+build_request(StringInfo buf, TaskPrompts *tp, bool with_blobs, text **texts, int n)
+{
+	initStringInfo(buf);
+	pq_sendint32(buf, 0);		/* scoring: label tokens */
+	pq_sendint32(buf, tp->n_prompts);
+	for (int k = 0; k < tp->n_prompts; k++)
+	{
+		pq_sendint64(buf, tp->keys[k]);
+		if (with_blobs)
+			pq_sendstring_len(buf, VARDATA_ANY(tp->blobs[k]), VARSIZE_ANY_EXHDR(tp->blobs[k]));
+		else
+			pq_sendint32(buf, 0);
+	}
+	pq_sendint32(buf, n);
+	for (int i = 0; i < n; i++)
+	{
+		if (texts[i] == NULL)
+			pq_sendint32(buf, -1);
+		else
+		{
+			const char *data = VARDATA_ANY(texts[i]);
+			int			len = ptune_clip_text(data, VARSIZE_ANY_EXHDR(texts[i]), tp->max_input_tokens);
+
+			pq_sendstring_len(buf, data, len);
+		}
+	}
+}
+
+/* One request for up to TEXTS_PER_REQUEST texts. */
+static void
+classify_chunk(TaskPrompts *tp, text **texts, int n, int *labels, float4 *probs)
+{
+	for (int attempt = 0;; attempt++)
+	{
+		StringInfoData request,
+					response;
+		int			status,
+					n_labels;
+
+		build_request(&request, tp, !tp->blobs_sent || attempt > 0, texts, n);
+		ptune_call(PTUNE_REQ_CLASSIFY, &request, &response, true, NULL, NULL);
+		pfree(request.data);
+		tp->blobs_sent = true;
+		status = pq_getmsgint(&response, 4);
+		if (status == CLASSIFY_NEED_PROMPTS && attempt == 0)
+			continue;			/* the worker restarted or evicted them: send the blobs */
+		if (status != CLASSIFY_OK)
+			elog(ERROR, "unexpected ptune classify status %d", status);
+		n_labels = pq_getmsgint(&response, 4);
+		if (n_labels != tp->n_labels)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("task \"%s\" lists %d labels but its prompt has %d", tp->task,
+							tp->n_labels, n_labels)));
+		for (int i = 0; i < n; i++)
+		{
+			labels[i] = pq_getmsgint(&response, 4);
+			for (int j = 0; j < n_labels; j++)
+			{
+				float4		p = pq_getmsgfloat4(&response);
+
+				if (probs)
+					probs[(size_t) i * n_labels + j] = p;
+			}
+		}
+		pfree(response.data);
+		return;
+	}
+}
+
+void
+ptune_classify_texts(TaskPrompts *tp, text **texts, int n, int *labels, float4 *probs)
+{
+	for (int start = 0; start < n; start += TEXTS_PER_REQUEST)
+		classify_chunk(tp, texts + start, Min(TEXTS_PER_REQUEST, n - start), labels + start,
+					   probs ? probs + (size_t) start * tp->n_labels : NULL);
+}

@@ -1,0 +1,44 @@
+/*
+ * prompt_store.h - reading a task's prompts from ptune.prompts, and what a
+ * session remembers about them while a query runs.
+ */
+#ifndef PTUNE_PROMPT_STORE_H
+#define PTUNE_PROMPT_STORE_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+
+typedef struct TaskPrompts
+{
+	char	   *task;
+	int			version;
+	int			n_prompts;		/* several for an ensemble */
+	bytea	  **blobs;
+	uint64	   *keys;			/* hash of each blob: its name in the worker's cache */
+	int			n_labels;
+	char	  **labels;
+	int			max_input_tokens;
+	bool		blobs_sent;		/* the worker has received them in this query */
+} TaskPrompts;
+
+/*
+ * The active version of a task, read with the caller's privileges; ERRORs
+ * with a hint when the task does not exist or has no active version.
+ */
+TaskPrompts *ptune_load_task(const char *task, MemoryContext mcxt);
+
+/* The task text argument, checked: not NULL, not empty. */
+char	   *ptune_task_argument(FunctionCallInfo fcinfo, int argno);
+
+/*
+ * Classifies n texts (NULL entries give label -1) with the task's prompts:
+ * labels[i] is the index of the predicted label, probs[i * n_labels + j]
+ * the probability of label j (probs may be NULL).
+ */
+void		ptune_classify_texts(TaskPrompts *tp, text **texts, int n, int *labels, float4 *probs);
+
+/* Cuts a text to what the tokenizer can use of it (a UTF-8-safe prefix). */
+int			ptune_clip_text(const char *data, int len, int max_input_tokens);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * protocol.h - the payloads exchanged with the model worker.
+ *
+ * Payloads are written with PostgreSQL's pqformat functions (pq_sendint32,
+ * ...) and read back with pq_getmsg*, which raise an error instead of
+ * reading past the end: a malformed payload is an ERROR in the worker, never
+ * an out-of-bounds read.  Strings are an int32 length and the bytes.
+ *
+ * CLASSIFY request:  int32 scoring; int32 n_prompts;
+ *                      n_prompts x (int64 key; int32 blob_len; blob_len bytes)
+ *                      (blob_len 0: the worker should have it cached by key)
+ *                    int32 n_texts; n_texts x (int32 len or -1 for NULL; bytes)
+ *          response: int32 status (CLASSIFY_OK or CLASSIFY_NEED_PROMPTS);
+ *                    int32 n_labels; n_texts x (int32 label or -1; n_labels x float4)
+ *
+ * TRAIN request:     string task; the options (see sql_train.c, worker_train.c);
+ *                    int32 n_rows; n_rows x (string text; string label)
+ *       response:    metrics, string[] labels, the prompts as blobs, model identity
+ *
+ * EXPLAIN request:   int32 k; blob   response: int32 P; int32 k; P*k x (string piece; float8 sim)
+ */
+#ifndef PTUNE_PROTOCOL_H
+#define PTUNE_PROTOCOL_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "libpq/pqformat.h"
+
+#define CLASSIFY_OK 0
+#define CLASSIFY_NEED_PROMPTS 1
+
+/* Seed of the 64-bit hash that names a prompt blob in the worker's cache. */
+#define PROMPT_KEY_SEED UINT64CONST(0x7074756e65)	/* "ptune" */
+
+static inline void
+pq_sendstring_len(StringInfo buf, const char *s, int len)
+{
+	pq_sendint32(buf, len);
+	pq_sendbytes(buf, s, len);
+}
+
+/* Reads a length-prefixed string into palloc'd memory (NUL-terminated). */
+static inline char *
+pq_getstring_len(StringInfo msg, int max_len)
+{
+	int			len = pq_getmsgint(msg, 4);
+	char	   *s;
+
+	if (len < 0 || len > max_len)
+		ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
+						errmsg("invalid string length %d in a ptune payload", len)));
+	s = palloc(len + 1);
+	memcpy(s, pq_getmsgbytes(msg, len), len);
+	s[len] = '\0';
+	return s;
+}
+
+#endif

@@ -1,0 +1,182 @@
+/*
+ * sql_admin.c - ptune.explain_prompt(), ptune.model_info(), ptune.status()
+ * and the function behind the view ptune.training_progress.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "client.h"
+#include "guc.h"
+#include "prompt_store.h"
+#include "protocol.h"
+
+PG_FUNCTION_INFO_V1(ptune_explain_prompt);
+PG_FUNCTION_INFO_V1(ptune_model_info);
+PG_FUNCTION_INFO_V1(ptune_status);
+PG_FUNCTION_INFO_V1(ptune_training_progress);
+
+Datum
+ptune_explain_prompt(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *task = ptune_task_argument(fcinfo, 0);
+	int			k = PG_ARGISNULL(1) ? 5 : PG_GETARG_INT32(1);
+	TaskPrompts *tp;
+
+	if (k < 1 || k > 100)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("k must be between 1 and 100")));
+	InitMaterializedSRF(fcinfo, 0);
+	tp = ptune_load_task(task, CurrentMemoryContext);
+	for (int member = 0; member < tp->n_prompts; member++)
+	{
+		StringInfoData req,
+					resp;
+		int			P,
+					kk;
+
+		initStringInfo(&req);
+		pq_sendint32(&req, k);
+		pq_sendstring_len(&req, VARDATA_ANY(tp->blobs[member]), VARSIZE_ANY_EXHDR(tp->blobs[member]));
+		ptune_call(PTUNE_REQ_EXPLAIN, &req, &resp, true, NULL, NULL);
+		P = pq_getmsgint(&resp, 4);
+		kk = pq_getmsgint(&resp, 4);
+		for (int i = 0; i < P; i++)
+			for (int r = 0; r < kk; r++)
+			{
+				char	   *piece = pq_getstring_len(&resp, 1024);
+				double		sim = pq_getmsgfloat8(&resp);
+				Datum		values[5] = {Int32GetDatum(member), Int32GetDatum(i), Int32GetDatum(r + 1),
+				CStringGetTextDatum(piece), Float8GetDatum(sim)};
+				bool		nulls[5] = {false, false, false, false, isnan(sim)};
+
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			}
+	}
+	return (Datum) 0;
+}
+
+Datum
+ptune_model_info(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[5];
+	bool		nulls[5] = {false};
+	char		info[4096],
+				name[128],
+				fp[33],
+				path[MAXPGPATH],
+				error[PTUNE_ERROR_LEN];
+	PtuneWorkerState state;
+
+	ptune_require_shared();
+	LWLockAcquire(&ptune_shared->lock, LW_SHARED);
+	state = ptune_shared->worker_state;
+	strlcpy(info, ptune_shared->model_info, sizeof(info));
+	strlcpy(name, ptune_shared->model_name, sizeof(name));
+	values[4] = Int64GetDatum(ptune_shared->model_parameters);
+	strlcpy(fp, ptune_shared->model_fingerprint, sizeof(fp));
+	strlcpy(path, ptune_shared->model_path, sizeof(path));
+	strlcpy(error, ptune_shared->model_error, sizeof(error));
+	LWLockRelease(&ptune_shared->lock);
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "model_info must return a row");
+	if (state != PTUNE_WORKER_READY)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no ptune model is loaded (worker %s)", ptune_worker_state_name(state)),
+				 error[0] ? errdetail("%s", error) : 0,
+				 errhint("Set ptune.model_path in postgresql.conf and SELECT pg_reload_conf().")));
+	values[0] = CStringGetTextDatum(name);
+	values[1] = CStringGetTextDatum(path);
+	values[2] = CStringGetTextDatum(fp);
+	values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(info));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+Datum
+ptune_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[11];
+	bool		nulls[11] = {false};
+	PtuneShared copy;
+	int			queued = 0,
+				running = 0;
+
+	ptune_require_shared();
+	LWLockAcquire(&ptune_shared->lock, LW_SHARED);
+	memcpy(&copy, ptune_shared, offsetof(PtuneShared, slots));
+	for (int i = 0; i < ptune_shared->n_slots; i++)
+	{
+		queued += ptune_shared->slots[i].state == PTUNE_SLOT_PENDING;
+		running += ptune_shared->slots[i].state == PTUNE_SLOT_RUNNING;
+	}
+	LWLockRelease(&ptune_shared->lock);
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "status must return a row");
+	values[0] = CStringGetTextDatum(ptune_worker_state_name(copy.worker_state));
+	values[1] = Int32GetDatum(copy.worker_pid);
+	nulls[1] = copy.worker_pid == 0;
+	values[2] = Int64GetDatum((int64) copy.generation);
+	values[3] = TimestampTzGetDatum(copy.worker_started);
+	nulls[3] = copy.worker_started == 0;
+	values[4] = Int32GetDatum(queued);
+	values[5] = Int32GetDatum(running);
+	values[6] = Int64GetDatum((int64) copy.requests_served);
+	values[7] = Int64GetDatum((int64) copy.requests_failed);
+	values[8] = Int64GetDatum((int64) copy.forward_passes);
+	values[9] = Int64GetDatum((int64) copy.rows_classified);
+	values[10] = CStringGetTextDatum(copy.model_error);
+	nulls[10] = copy.model_error[0] == '\0';
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+Datum
+ptune_training_progress(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	PtuneTraining trainings[PTUNE_MAX_TRAININGS];
+
+	ptune_require_shared();
+	InitMaterializedSRF(fcinfo, 0);
+	LWLockAcquire(&ptune_shared->lock, LW_SHARED);
+	memcpy(trainings, ptune_shared->trainings, sizeof(trainings));
+	LWLockRelease(&ptune_shared->lock);
+	for (int i = 0; i < PTUNE_MAX_TRAININGS; i++)
+	{
+		PtuneTraining *t = &trainings[i];
+		Datum		values[13];
+		bool		nulls[13] = {false};
+
+		if (!t->active)
+			continue;
+		values[0] = Int32GetDatum(t->backend_pid);
+		values[1] = ObjectIdGetDatum(t->database);
+		values[2] = ObjectIdGetDatum(t->user);
+		values[3] = CStringGetTextDatum(t->task);
+		values[4] = CStringGetTextDatum(t->phase);
+		values[5] = Int32GetDatum(t->member + 1);
+		values[6] = Int32GetDatum(t->n_members);
+		values[7] = Int64GetDatum(t->step);
+		values[8] = Int64GetDatum(t->total_steps);
+		values[9] = Float8GetDatum(t->loss);
+		nulls[9] = t->change_count == 0;
+		values[10] = Float8GetDatum(t->val_accuracy);
+		nulls[10] = isnan(t->val_accuracy);
+		values[11] = Float8GetDatum(t->rows_per_second);
+		values[12] = TimestampTzGetDatum(t->started);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

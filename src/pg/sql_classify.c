@@ -1,0 +1,109 @@
+/*
+ * sql_classify.c - ptune.classify() for one text or an array, and
+ * ptune.classify_scores().
+ *
+ * A call per row of a query reads the task's prompts once: they are kept in
+ * the function's fn_extra for the rest of the query.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+
+#include "prompt_store.h"
+
+PG_FUNCTION_INFO_V1(ptune_classify);
+PG_FUNCTION_INFO_V1(ptune_classify_array);
+PG_FUNCTION_INFO_V1(ptune_classify_scores);
+
+/* The task's prompts, cached in fn_extra while the task argument stays the same. */
+static TaskPrompts *
+task_for_call(FunctionCallInfo fcinfo)
+{
+	char	   *task = ptune_task_argument(fcinfo, 0);
+	TaskPrompts *tp = fcinfo->flinfo->fn_extra;
+
+	if (tp == NULL || strcmp(tp->task, task) != 0)
+	{
+		tp = ptune_load_task(task, fcinfo->flinfo->fn_mcxt);
+		fcinfo->flinfo->fn_extra = tp;
+	}
+	return tp;
+}
+
+Datum
+ptune_classify(PG_FUNCTION_ARGS)
+{
+	TaskPrompts *tp = task_for_call(fcinfo);
+	text	   *input;
+	int			label;
+
+	if (PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	input = PG_GETARG_TEXT_PP(1);
+	ptune_classify_texts(tp, &input, 1, &label, NULL);
+	PG_RETURN_TEXT_P(cstring_to_text(tp->labels[label]));
+}
+
+Datum
+ptune_classify_array(PG_FUNCTION_ARGS)
+{
+	TaskPrompts *tp = task_for_call(fcinfo);
+	ArrayType  *inputs;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	text	  **texts;
+	int		   *labels;
+	Datum	   *out;
+	int			dims[1],
+				lbs[1] = {1};
+
+	if (PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	inputs = PG_GETARG_ARRAYTYPE_P(1);
+	if (ARR_NDIM(inputs) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("ptune.classify takes a one-dimensional array of texts")));
+	deconstruct_array(inputs, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	texts = palloc(sizeof(text *) * (n + 1));
+	labels = palloc(sizeof(int) * (n + 1));
+	out = palloc(sizeof(Datum) * (n + 1));
+	for (int i = 0; i < n; i++)
+		texts[i] = nulls[i] ? NULL : DatumGetTextPP(elems[i]);
+	ptune_classify_texts(tp, texts, n, labels, NULL);
+	for (int i = 0; i < n; i++)
+		out[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(tp->labels[labels[i]]);
+	dims[0] = n;
+	PG_RETURN_ARRAYTYPE_P(construct_md_array(out, nulls, n ? 1 : 0, dims, lbs, TEXTOID, -1, false,
+											 TYPALIGN_INT));
+}
+
+Datum
+ptune_classify_scores(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TaskPrompts *tp = task_for_call(fcinfo);
+	text	   *input;
+	int			label;
+	float4	   *probs;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(1))
+		return (Datum) 0;
+	input = PG_GETARG_TEXT_PP(1);
+	probs = palloc(sizeof(float4) * tp->n_labels);
+	ptune_classify_texts(tp, &input, 1, &label, probs);
+	for (int j = 0; j < tp->n_labels; j++)
+	{
+		Datum		values[2] = {CStringGetTextDatum(tp->labels[j]), Float8GetDatum(probs[j])};
+		bool		isnull[2] = {false, false};
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+	}
+	return (Datum) 0;
+}

@@ -1,0 +1,476 @@
+/*
+ * sql_train.c - ptune.train_prompt(): read a labelled table with the
+ * caller's privileges, let the worker train, store the prompt(s) as a new
+ * version of the task.
+ *
+ * Training runs in the worker while this backend waits; progress appears as
+ * NOTICEs here and in the view ptune.training_progress.  Query cancel or
+ * statement_timeout stops the worker at its next step; the transaction then
+ * aborts, so nothing is stored.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "client.h"
+#include "guc.h"
+#include "prompt_store.h"
+#include "protocol.h"
+
+PG_FUNCTION_INFO_V1(ptune_train_prompt);
+
+/* Arguments, in the order of the SQL signature. */
+enum
+{
+	ARG_TASK, ARG_RELATION, ARG_TEXT_COLUMN, ARG_LABEL_COLUMN, ARG_PROMPT_LENGTH, ARG_INIT,
+	ARG_OPTIMIZER, ARG_LEARNING_RATE, ARG_BATCH_SIZE, ARG_EPOCHS, ARG_MAX_STEPS,
+	ARG_VALIDATION_FRACTION, ARG_ENSEMBLE_SIZE, ARG_MAX_INPUT_TOKENS, ARG_SEED
+};
+
+typedef struct TrainArgs
+{
+	char	   *task;
+	Oid			relation;
+	char	   *text_column;
+	char	   *label_column;
+	int			prompt_length;
+	char	   *init;
+	char	   *optimizer;
+	double		learning_rate;
+	int			batch_size;
+	int			epochs;
+	int64		max_steps;
+	double		validation_fraction;
+	int			ensemble_size;
+	int			max_input_tokens;
+	int64		seed;
+} TrainArgs;
+
+static void
+require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", name)));
+}
+
+static void
+check_range(const char *name, double value, double min, double max, const char *hint)
+{
+	if (!(value >= min && value <= max))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s = %g is out of range [%g, %g]", name, value, min, max),
+				 hint ? errhint("%s", hint) : 0));
+}
+
+static void
+read_args(FunctionCallInfo fcinfo, TrainArgs *a)
+{
+	static const char *names[] = {"task", "relation", "text_column", "label_column", "prompt_length",
+		"init", "optimizer", "learning_rate", "batch_size", "epochs", NULL, "validation_fraction",
+	"ensemble_size", "max_input_tokens", "seed"};
+
+	a->task = ptune_task_argument(fcinfo, ARG_TASK);
+	if (strlen(a->task) > 200)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("task name is longer than 200 bytes")));
+	for (int i = ARG_RELATION; i <= ARG_SEED; i++)
+		if (names[i])
+			require_arg(fcinfo, i, names[i]);
+	a->relation = PG_GETARG_OID(ARG_RELATION);
+	a->text_column = pstrdup(NameStr(*PG_GETARG_NAME(ARG_TEXT_COLUMN)));
+	a->label_column = pstrdup(NameStr(*PG_GETARG_NAME(ARG_LABEL_COLUMN)));
+	a->prompt_length = PG_GETARG_INT32(ARG_PROMPT_LENGTH);
+	a->init = text_to_cstring(PG_GETARG_TEXT_PP(ARG_INIT));
+	a->optimizer = text_to_cstring(PG_GETARG_TEXT_PP(ARG_OPTIMIZER));
+	a->learning_rate = PG_GETARG_FLOAT8(ARG_LEARNING_RATE);
+	a->batch_size = PG_GETARG_INT32(ARG_BATCH_SIZE);
+	a->epochs = PG_GETARG_INT32(ARG_EPOCHS);
+	a->max_steps = PG_ARGISNULL(ARG_MAX_STEPS) ? 0 : PG_GETARG_INT32(ARG_MAX_STEPS);
+	a->validation_fraction = PG_GETARG_FLOAT8(ARG_VALIDATION_FRACTION);
+	a->ensemble_size = PG_GETARG_INT32(ARG_ENSEMBLE_SIZE);
+	a->max_input_tokens = PG_GETARG_INT32(ARG_MAX_INPUT_TOKENS);
+	a->seed = PG_GETARG_INT32(ARG_SEED);
+
+	check_range("prompt_length", a->prompt_length, 1, 1024, "The paper uses 1 to 150, typically 20 to 100.");
+	check_range("learning_rate", a->learning_rate, 1e-9, 100, NULL);
+	check_range("batch_size", a->batch_size, 1, 4096, NULL);
+	check_range("epochs", a->epochs, 0, 100000, "Use epochs => 0 to train for max_steps only.");
+	check_range("max_steps", (double) a->max_steps, 0, 100000000, NULL);
+	check_range("validation_fraction", a->validation_fraction, 0, 0.9, NULL);
+	check_range("ensemble_size", a->ensemble_size, 1, 64, NULL);
+	check_range("max_input_tokens", a->max_input_tokens, 2, 4096, NULL);
+	check_range("seed", (double) a->seed, 0, PG_INT32_MAX, NULL);
+	if (a->epochs == 0 && a->max_steps == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("epochs is 0 and max_steps is NULL: nothing to train"),
+				 errhint("Give epochs, max_steps, or both.")));
+	if (strcmp(a->init, "class_labels") != 0 && strcmp(a->init, "sampled_vocab") != 0 &&
+		strcmp(a->init, "random_uniform") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown prompt initialisation \"%s\"", a->init),
+				 errhint("Use class_labels, sampled_vocab or random_uniform.")));
+	if (strcmp(a->optimizer, "adafactor") != 0 && strcmp(a->optimizer, "adam") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown optimizer \"%s\"", a->optimizer),
+				 errhint("Use adafactor or adam.")));
+}
+
+/* Only the role that created a task (or a superuser) may train new versions of it. */
+static void
+check_task_owner(const char *task)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(task)};
+
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT created_by::text FROM ptune.prompts WHERE task = $1 LIMIT 1",
+							  1, argtypes, args, NULL, true, 1) == SPI_OK_SELECT && SPI_processed > 0)
+	{
+		char	   *owner = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (strcmp(owner, GetUserNameFromId(GetUserId(), false)) != 0 && !superuser())
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("task \"%s\" belongs to role \"%s\"", task, owner),
+					 errhint("Only the role that created a task, or a superuser, may retrain it.")));
+	}
+	SPI_finish();
+}
+
+/*
+ * Reads (text, label) rows with the caller's privileges into the request;
+ * rows with a NULL text or label are skipped and counted.
+ */
+static int
+append_rows(StringInfo req, const TrainArgs *a, int *skipped, int *n_labels)
+{
+	Relation	rel;
+	char	   *relname;
+	char	   *query;
+	Portal		portal;
+	int			rows = 0;
+	int			count_pos;
+	HTAB	   *labels;
+	HASHCTL		ctl = {.keysize = 264, .entrysize = 264};
+
+	/* names come from the catalog and are quoted: no SQL is built from raw input */
+	rel = relation_open(a->relation, AccessShareLock);
+	relname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+										 RelationGetRelationName(rel));
+	relation_close(rel, AccessShareLock);
+	query = psprintf("SELECT (%s)::text, (%s)::text FROM %s", quote_identifier(a->text_column),
+					 quote_identifier(a->label_column), relname);
+
+	labels = hash_create("ptune labels", 64, &ctl, HASH_ELEM | HASH_STRINGS);
+	count_pos = req->len;
+	pq_sendint32(req, 0);		/* the row count, filled in below */
+	SPI_connect();
+	portal = SPI_cursor_open_with_args(NULL, query, 0, NULL, NULL, NULL, true, 0);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, 1000);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			bool		text_null,
+						label_null;
+			Datum		t = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &text_null);
+			Datum		l = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &label_null);
+			text	   *tt,
+					   *lt;
+			char		key[264];
+
+			if (text_null || label_null)
+			{
+				(*skipped)++;
+				continue;
+			}
+			tt = DatumGetTextPP(t);
+			lt = DatumGetTextPP(l);
+			if (VARSIZE_ANY_EXHDR(lt) > 256)
+				ereport(ERROR,
+						(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+						 errmsg("a label is longer than 256 bytes"),
+						 errhint("Labels are short class names such as 'spam' or 'positive'.")));
+			pq_sendstring_len(req, VARDATA_ANY(tt),
+							  ptune_clip_text(VARDATA_ANY(tt), VARSIZE_ANY_EXHDR(tt), a->max_input_tokens));
+			pq_sendstring_len(req, VARDATA_ANY(lt), VARSIZE_ANY_EXHDR(lt));
+			text_to_cstring_buffer(lt, key, sizeof(key));
+			(void) hash_search(labels, key, HASH_ENTER, NULL);
+			rows++;
+			CHECK_FOR_INTERRUPTS();
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	SPI_finish();
+
+	*n_labels = (int) hash_get_num_entries(labels);
+	hash_destroy(labels);
+	{
+		uint32		n = pg_hton32((uint32) rows);
+
+		memcpy(req->data + count_pos, &n, 4);
+	}
+	return rows;
+}
+
+/* NOTICE on each new validation of the training this session waits for. */
+static void
+report_progress(int progress_slot, void *arg)
+{
+	uint64	   *seen = arg;
+	PtuneTraining t;
+
+	if (progress_slot < 0 || progress_slot >= PTUNE_MAX_TRAININGS)
+		return;
+	LWLockAcquire(&ptune_shared->lock, LW_SHARED);
+	t = ptune_shared->trainings[progress_slot];
+	LWLockRelease(&ptune_shared->lock);
+	if (!t.active || t.backend_pid != MyProcPid || t.change_count == *seen)
+		return;
+	*seen = t.change_count;
+	ereport(NOTICE,
+			(errmsg("ptune: task \"%s\" member %d/%d step %lld/%lld: loss %.4f, validation accuracy %.4f, %.1f rows/s",
+					t.task, t.member + 1, t.n_members, (long long) t.step, (long long) t.total_steps,
+					t.loss, t.val_accuracy, t.rows_per_second)));
+}
+
+typedef struct TrainResult
+{
+	int			train_rows,
+				val_rows,
+				skipped;
+	int64		steps;
+	double		seconds,
+				final_loss,
+				val_accuracy,
+				rows_per_second;
+	int			n_labels;
+	char	  **labels;
+	int			n_prompts;
+	bytea	  **prompts;
+	char	   *model_name;
+	char	   *fingerprint;
+	int			d_model;
+} TrainResult;
+
+static void
+parse_result(StringInfo msg, TrainResult *r)
+{
+	r->train_rows = pq_getmsgint(msg, 4);
+	r->val_rows = pq_getmsgint(msg, 4);
+	r->skipped = pq_getmsgint(msg, 4);
+	r->steps = pq_getmsgint64(msg);
+	r->seconds = pq_getmsgfloat8(msg);
+	r->final_loss = pq_getmsgfloat8(msg);
+	r->val_accuracy = pq_getmsgfloat8(msg);
+	r->rows_per_second = pq_getmsgfloat8(msg);
+	r->n_labels = pq_getmsgint(msg, 4);
+	r->labels = palloc(sizeof(char *) * Max(r->n_labels, 1));
+	for (int j = 0; j < r->n_labels; j++)
+		r->labels[j] = pq_getstring_len(msg, 1024);
+	r->n_prompts = pq_getmsgint(msg, 4);
+	r->prompts = palloc(sizeof(bytea *) * Max(r->n_prompts, 1));
+	for (int k = 0; k < r->n_prompts; k++)
+	{
+		int			len = pq_getmsgint(msg, 4);
+
+		if (len < 0 || len > (64 << 20))
+			elog(ERROR, "invalid prompt size %d from the ptune worker", len);
+		r->prompts[k] = palloc(VARHDRSZ + len);
+		SET_VARSIZE(r->prompts[k], VARHDRSZ + len);
+		memcpy(VARDATA(r->prompts[k]), pq_getmsgbytes(msg, len), len);
+	}
+	r->model_name = pq_getstring_len(msg, 1024);
+	r->fingerprint = pq_getstring_len(msg, 64);
+	r->d_model = pq_getmsgint(msg, 4);
+}
+
+static char *
+json_string(const char *s)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	escape_json(&buf, s);
+	return buf.data;
+}
+
+/* Stores the prompts as a new, active version of the task; returns the version. */
+static int
+store_prompts(const TrainArgs *a, const TrainResult *r, const char *relname)
+{
+	Oid			types[11] = {TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID, INT4OID, INT4OID,
+	TEXTARRAYOID, BYTEAOID, JSONBOID, JSONBOID};
+	Datum		values[11];
+	Datum	   *label_datums = palloc(sizeof(Datum) * r->n_labels);
+	char	   *hyper,
+			   *metrics;
+	int			version;
+	Datum		task_datum = CStringGetTextDatum(a->task);
+	Oid			task_type[1] = {TEXTOID};
+
+	for (int j = 0; j < r->n_labels; j++)
+		label_datums[j] = CStringGetTextDatum(r->labels[j]);
+	hyper = psprintf("{\"relation\": %s, \"text_column\": %s, \"label_column\": %s, "
+					 "\"prompt_length\": %d, \"init\": %s, \"optimizer\": %s, \"learning_rate\": %g, "
+					 "\"batch_size\": %d, \"epochs\": %d, \"max_steps\": %lld, "
+					 "\"validation_fraction\": %g, \"ensemble_size\": %d, \"max_input_tokens\": %d, "
+					 "\"seed\": %lld}",
+					 json_string(relname), json_string(a->text_column), json_string(a->label_column),
+					 a->prompt_length, json_string(a->init), json_string(a->optimizer), a->learning_rate,
+					 a->batch_size, a->epochs, (long long) a->max_steps, a->validation_fraction,
+					 a->ensemble_size, a->max_input_tokens, (long long) a->seed);
+	metrics = psprintf("{\"train_rows\": %d, \"validation_rows\": %d, \"skipped_rows\": %d, "
+					   "\"steps\": %lld, \"seconds\": %.3f, \"final_loss\": %s, "
+					   "\"validation_accuracy\": %s, \"rows_per_second\": %.2f}",
+					   r->train_rows, r->val_rows, r->skipped, (long long) r->steps, r->seconds,
+					   isnan(r->final_loss) ? "null" : psprintf("%.6f", r->final_loss),
+					   isnan(r->val_accuracy) ? "null" : psprintf("%.6f", r->val_accuracy),
+					   r->rows_per_second);
+
+	SPI_connect();
+	/* one trainer of a task at a time computes the next version number */
+	SPI_execute_with_args("SELECT pg_advisory_xact_lock(hashtext('ptune.prompts:' || $1))",
+						  1, task_type, &task_datum, NULL, false, 0);
+	SPI_execute_with_args("SELECT coalesce(max(version), 0) + 1 FROM ptune.prompts WHERE task = $1",
+						  1, task_type, &task_datum, NULL, false, 1);
+	version = atoi(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	SPI_execute_with_args("UPDATE ptune.prompts SET is_active = false WHERE task = $1 AND is_active",
+						  1, task_type, &task_datum, NULL, false, 0);
+	for (int k = 0; k < r->n_prompts; k++)
+	{
+		values[0] = task_datum;
+		values[1] = Int32GetDatum(version);
+		values[2] = Int32GetDatum(k);
+		values[3] = CStringGetTextDatum(r->model_name);
+		values[4] = CStringGetTextDatum(r->fingerprint);
+		values[5] = Int32GetDatum(a->prompt_length);
+		values[6] = Int32GetDatum(r->d_model);
+		values[7] = PointerGetDatum(construct_array(label_datums, r->n_labels, TEXTOID, -1, false,
+													TYPALIGN_INT));
+		values[8] = PointerGetDatum(r->prompts[k]);
+		values[9] = DirectFunctionCall1(jsonb_in, CStringGetDatum(hyper));
+		values[10] = DirectFunctionCall1(jsonb_in, CStringGetDatum(metrics));
+		if (SPI_execute_with_args("INSERT INTO ptune.prompts (task, version, member, is_active, "
+								  "model_name, model_fingerprint, prompt_length, d_model, labels, "
+								  "prompt, hyperparameters, metrics) "
+								  "VALUES ($1, $2, $3, true, $4, $5, $6, $7, $8, $9, $10, $11)",
+								  11, types, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not store the prompt");
+	}
+	SPI_finish();
+	return version;
+}
+
+Datum
+ptune_train_prompt(PG_FUNCTION_ARGS)
+{
+	TrainArgs	a;
+	StringInfoData req,
+				resp;
+	int			skipped = 0,
+				n_labels = 0,
+				rows,
+				version;
+	TrainResult r;
+	TupleDesc	desc;
+	Datum		values[8];
+	bool		nulls[8] = {false};
+	uint64		seen = 0;
+	char	   *relname;
+
+	ptune_require_shared();
+	read_args(fcinfo, &a);
+	check_task_owner(a.task);
+	relname = get_rel_name(a.relation);
+	if (relname == NULL)
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation %u does not exist", a.relation)));
+
+	initStringInfo(&req);
+	pq_sendstring_len(&req, a.task, strlen(a.task));
+	pq_sendint32(&req, MyDatabaseId);
+	pq_sendint32(&req, GetUserId());
+	pq_sendint32(&req, a.prompt_length);
+	pq_sendstring_len(&req, a.init, strlen(a.init));
+	pq_sendstring_len(&req, a.optimizer, strlen(a.optimizer));
+	pq_sendfloat8(&req, a.learning_rate);
+	pq_sendint32(&req, a.batch_size);
+	pq_sendint32(&req, a.epochs);
+	pq_sendint64(&req, a.max_steps);
+	pq_sendfloat8(&req, a.validation_fraction);
+	pq_sendint32(&req, 0);		/* eval_every: automatic */
+	pq_sendint32(&req, 0);		/* patience: off */
+	pq_sendint32(&req, a.ensemble_size);
+	pq_sendint32(&req, a.max_input_tokens);
+	pq_sendint64(&req, a.seed);
+	pq_sendfloat8(&req, 1.0);	/* max_grad_norm */
+	pq_sendfloat8(&req, -1.0);	/* weight_decay: the optimizer's default */
+	rows = append_rows(&req, &a, &skipped, &n_labels);
+
+	if (rows == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("relation \"%s\" has no rows with both a text and a label", relname),
+				 skipped ? errdetail("%d rows have a NULL text or label.", skipped) : 0));
+	if (n_labels < 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("column \"%s\" has a single distinct label", a.label_column),
+				 errhint("A classifier needs rows of at least two labels.")));
+	if (skipped > 0)
+		ereport(NOTICE, (errmsg("ptune: skipped %d rows with a NULL text or label", skipped)));
+
+	ptune_call(PTUNE_REQ_TRAIN, &req, &resp, false, report_progress, &seen);
+	pfree(req.data);
+	parse_result(&resp, &r);
+	r.skipped += skipped;
+	version = store_prompts(&a, &r, quote_qualified_identifier(get_namespace_name(get_rel_namespace(a.relation)),
+															   relname));
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "train_prompt must return a row");
+	values[0] = CStringGetTextDatum(a.task);
+	values[1] = Int32GetDatum(version);
+	{
+		Datum	   *ld = palloc(sizeof(Datum) * r.n_labels);
+
+		for (int j = 0; j < r.n_labels; j++)
+			ld[j] = CStringGetTextDatum(r.labels[j]);
+		values[2] = PointerGetDatum(construct_array(ld, r.n_labels, TEXTOID, -1, false, TYPALIGN_INT));
+	}
+	values[3] = Int32GetDatum(r.train_rows);
+	values[4] = Int64GetDatum(r.steps);
+	values[5] = Float8GetDatum(r.seconds);
+	values[6] = Float8GetDatum(r.final_loss);
+	nulls[6] = isnan(r.final_loss);
+	values[7] = Float8GetDatum(r.val_accuracy);
+	nulls[7] = isnan(r.val_accuracy);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}

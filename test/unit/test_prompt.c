@@ -1,0 +1,327 @@
+/*
+ * test_prompt.c - prompt files: round trips, corruption, model mismatch;
+ * score plans; optimizer steps against a double-precision reference.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "helpers.h"
+#include "optimizer.h"
+#include "prompt.h"
+#include "task.h"
+#include "unit.h"
+
+static const char *spam_labels[] = {"ham", "spam"};
+
+static PtPrompt *
+make_prompt(const PtModel *m, const PtTask *task, int length, uint64_t seed)
+{
+	PtRng		rng;
+
+	pt_rng_seed(&rng, seed);
+	return pt_prompt_new(m, task, length, PT_INIT_SAMPLED_VOCAB, &rng);
+}
+
+void		test_prompt_roundtrip(void);
+void
+test_prompt_roundtrip(void)
+{
+	const char *dir = unit_model_dir("tiny-gated");
+	PtModel    *m;
+	PtTask	   *task;
+	PtPrompt   *p,
+			   *q,
+			  **from_file;
+	uint8_t    *blob;
+	size_t		len,
+				used = 0;
+	int			n = 0;
+	char		path[1024];
+	PtPrompt   *pair[2];
+
+	REQUIRE(dir != NULL);
+	m = pt_model_load(dir);
+	REQUIRE(m != NULL);
+	task = pt_task_new(m, spam_labels, 2, 64);
+	REQUIRE(task != NULL);
+	p = make_prompt(m, task, 7, 1);
+	REQUIRE(p != NULL);
+	p->metadata = pt_strdup("{\"note\": \"unit test\"}");
+
+	REQUIRE(pt_prompt_encode(p, &blob, &len) == 0);
+	q = pt_prompt_decode(blob, len, &used);
+	REQUIREF(q != NULL, "%s", pt_error_message());
+	CHECK(used == len);
+	CHECK(q->length == 7 && q->d_model == m->cfg.d_model && q->max_input_tokens == 64);
+	CHECK(q->n_labels == 2 && strcmp(q->labels[0], "ham") == 0 && strcmp(q->labels[1], "spam") == 0);
+	CHECK(memcmp(q->values, p->values, sizeof(float) * 7 * m->cfg.d_model) == 0);
+	CHECK(q->metadata && strcmp(q->metadata, p->metadata) == 0);
+	CHECK(pt_prompt_check_model(q, m) == 0);
+
+	/* a file of two prompts (an ensemble) reads back as two */
+	snprintf(path, sizeof(path), "%s/ensemble.bin", unit_temp_dir());
+	pair[0] = p;
+	pair[1] = q;
+	REQUIRE(pt_prompt_file_write(path, pair, 2) == 0);
+	from_file = pt_prompt_file_read(path, &n);
+	REQUIREF(from_file != NULL, "%s", pt_error_message());
+	CHECK(n == 2);
+	CHECK(memcmp(from_file[1]->values, p->values, sizeof(float) * 7 * m->cfg.d_model) == 0);
+
+	pt_prompt_array_free(from_file, n);
+	free(blob);
+	pt_prompt_free(p);
+	pt_prompt_free(q);
+	pt_task_free(task);
+	pt_model_free(m);
+}
+
+void		test_prompt_corruption(void);
+void
+test_prompt_corruption(void)
+{
+	const char *dir = unit_model_dir("tiny-gated");
+	const char *other_dir = unit_model_dir("tiny-relu");
+	PtModel    *m,
+			   *other;
+	PtTask	   *task;
+	PtPrompt   *p,
+			   *q;
+	uint8_t    *blob;
+	size_t		len;
+	int			accepted = 0;
+
+	REQUIRE(dir && other_dir);
+	m = pt_model_load(dir);
+	other = pt_model_load(other_dir);
+	REQUIRE(m && other);
+	task = pt_task_new(m, spam_labels, 2, 64);
+	p = make_prompt(m, task, 3, 2);
+	REQUIRE(pt_prompt_encode(p, &blob, &len) == 0);
+
+	/* every truncation is an error */
+	for (size_t cut = 0; cut < len; cut++)
+		if ((q = pt_prompt_decode(blob, cut, NULL)) != NULL)
+		{
+			accepted++;
+			pt_prompt_free(q);
+		}
+	CHECKF(accepted == 0, "%d truncated prompts were accepted", accepted);
+
+	/* every single flipped bit is detected */
+	for (size_t i = 0; i < len; i++)
+		for (int bit = 0; bit < 8; bit += 3)
+		{
+			blob[i] ^= (uint8_t) (1 << bit);
+			if ((q = pt_prompt_decode(blob, len, NULL)) != NULL)
+			{
+				accepted++;
+				pt_prompt_free(q);
+			}
+			else
+				CHECK(pt_error_kind() == PT_ERR_FORMAT);
+			blob[i] ^= (uint8_t) (1 << bit);
+		}
+	CHECKF(accepted == 0, "%d corrupted prompts were accepted", accepted);
+
+	/* intact, but for another model: a mismatch error naming both */
+	q = pt_prompt_decode(blob, len, NULL);
+	REQUIRE(q != NULL);
+	CHECK(pt_prompt_check_model(q, other) != 0 && pt_error_kind() == PT_ERR_MISMATCH);
+	pt_prompt_free(q);
+
+	/* a valid CRC does not make NaN values acceptable */
+	p->values[1] = NAN;
+	free(blob);
+	REQUIRE(pt_prompt_encode(p, &blob, &len) == 0);
+	CHECK(pt_prompt_decode(blob, len, NULL) == NULL && strstr(pt_error_message(), "finite"));
+
+	/* garbage and empty input */
+	CHECK(pt_prompt_decode((const uint8_t *) "PTPROMPT", 8, NULL) == NULL);
+	CHECK(pt_prompt_decode((const uint8_t *) "", 0, NULL) == NULL);
+	CHECK(pt_prompt_file_read("/nonexistent/p.bin", &accepted) == NULL && pt_error_kind() == PT_ERR_IO);
+
+	free(blob);
+	pt_prompt_free(p);
+	pt_task_free(task);
+	pt_model_free(m);
+	pt_model_free(other);
+}
+
+void		test_score_plans(void);
+void
+test_score_plans(void)
+{
+	const char *dir = unit_model_dir("tiny-gated");
+	static const char *cities[] = {"new york", "new jersey", "boston", "new"};
+	static const char *dupes[] = {"spam", "spam"};
+	PtModel    *m;
+	PtTask	   *task;
+	const PtScorePlan *plan;
+	int32_t		ids[64];
+	int			n;
+
+	REQUIRE(dir != NULL);
+	m = pt_model_load(dir);
+	REQUIRE(m != NULL);
+
+	/* labels that tokenize to different first tokens need one decoder step */
+	task = pt_task_new(m, spam_labels, 2, 64);
+	REQUIRE(task != NULL);
+	plan = &task->plan[PT_SCORE_LABEL_TOKENS];
+	if (task->labels[0].target[0] != task->labels[1].target[0])
+	{
+		CHECK(plan->n_dec == 1 && plan->dec_len[0] == 1);
+		CHECK(plan->n_terms == 2);
+	}
+	for (int t = 0; t < plan->n_terms; t++)
+		CHECK(plan->terms[t].cand_end - plan->terms[t].cand_begin >= 2);
+	/* full-vocabulary scoring scores every target token */
+	CHECK(task->plan[PT_SCORE_FULL_VOCAB].n_terms == task->labels[0].n_target + task->labels[1].n_target);
+	pt_task_free(task);
+
+	/* shared prefixes: "new" vs "new york" vs "new jersey" branch after "new" */
+	task = pt_task_new(m, cities, 4, 64);
+	REQUIREF(task != NULL, "%s", pt_error_message());
+	plan = &task->plan[PT_SCORE_LABEL_TOKENS];
+	for (int t = 0; t < plan->n_terms; t++)
+	{
+		const PtScoreTerm *term = &plan->terms[t];
+		const PtLabel *l = &task->labels[term->label];
+
+		/* the decoder input that serves the term starts with the label's prefix */
+		CHECK(plan->dec_len[term->dec_seq] > term->position);
+		CHECK(memcmp(plan->dec_ids[term->dec_seq] + 1, l->target, sizeof(int32_t) * term->position) == 0);
+		CHECK(plan->dec_ids[term->dec_seq][0] == m->cfg.decoder_start_token_id);
+		CHECK(l->target[term->position] == term->token);
+	}
+	CHECK(plan->n_dec < 4);		/* prefixes are shared, not repeated */
+	pt_task_free(task);
+
+	/* labels that tokenize identically are refused */
+	CHECK(pt_task_new(m, dupes, 2, 64) == NULL && strstr(pt_error_message(), "same tokens"));
+	CHECK(pt_task_new(m, dupes, 1, 64) == NULL);
+
+	/* inputs are truncated to max_input_tokens including EOS */
+	n = pt_encode_input(m, 5, "a long sentence with many words in it", 38, ids);
+	CHECK(n == 5 && ids[4] == m->cfg.eos_token_id);
+	n = pt_encode_input(m, 5, "", 0, ids);
+	CHECK(n == 1 && ids[0] == m->cfg.eos_token_id);
+	pt_model_free(m);
+}
+
+/* Adafactor and Adam, written again in double precision from the papers. */
+static void
+reference_adafactor(int R, int C, int steps, const float *grads, double *p)
+{
+	double	   *row = calloc(R, sizeof(double)),
+			   *col = calloc(C, sizeof(double)),
+			   *u = calloc((size_t) R * C, sizeof(double));
+
+	for (int t = 1; t <= steps; t++)
+	{
+		const float *g = grads + (size_t) (t - 1) * R * C;
+		double		beta = 1.0 - pow(t, -0.8),
+					rmean = 0,
+					ss = 0,
+					denom;
+
+		for (int i = 0; i < R; i++)
+		{
+			double		s = 0;
+
+			for (int j = 0; j < C; j++)
+				s += (double) g[i * C + j] * g[i * C + j] + 1e-30;
+			row[i] = beta * row[i] + (1 - beta) * s / C;
+			rmean += row[i] / R;
+		}
+		for (int j = 0; j < C; j++)
+		{
+			double		s = 0;
+
+			for (int i = 0; i < R; i++)
+				s += (double) g[i * C + j] * g[i * C + j] + 1e-30;
+			col[j] = beta * col[j] + (1 - beta) * s / R;
+		}
+		for (int i = 0; i < R; i++)
+			for (int j = 0; j < C; j++)
+			{
+				u[i * C + j] = g[i * C + j] / sqrt(row[i] / rmean * col[j]);
+				ss += u[i * C + j] * u[i * C + j];
+			}
+		denom = fmax(1.0, sqrt(ss / (R * C)));
+		for (int k = 0; k < R * C; k++)
+			p[k] -= 0.3 * u[k] / denom + 0.3 * 1e-5 * p[k];
+	}
+	free(row);
+	free(col);
+	free(u);
+}
+
+static void
+reference_adam(int n, int steps, const float *grads, double *p)
+{
+	double	   *m = calloc(n, sizeof(double)),
+			   *v = calloc(n, sizeof(double));
+
+	for (int t = 1; t <= steps; t++)
+		for (int k = 0; k < n; k++)
+		{
+			double		g = grads[(size_t) (t - 1) * n + k];
+
+			m[k] = 0.9 * m[k] + 0.1 * g;
+			v[k] = 0.999 * v[k] + 0.001 * g * g;
+			p[k] -= 0.05 * (m[k] / (1 - pow(0.9, t))) / (sqrt(v[k] / (1 - pow(0.999, t))) + 1e-8);
+		}
+	free(m);
+	free(v);
+}
+
+void		test_optimizers(void);
+void
+test_optimizers(void)
+{
+	enum
+	{
+		R = 5, C = 8, STEPS = 6
+	};
+	float		grads[STEPS * R * C],
+				p_adafactor[R * C],
+				p_adam[R * C];
+	double		ref_adafactor[R * C],
+				ref_adam[R * C],
+				initial[R * C],
+				worst = 0,
+				moved = 0;
+	uint64_t	seed = 3;
+	PtOptimizer *adafactor = pt_optimizer_new(PT_OPT_ADAFACTOR, R, C, 0.3, 1e-5);
+	PtOptimizer *adam = pt_optimizer_new(PT_OPT_ADAM, R, C, 0.05, 0.0);
+
+	REQUIRE(adafactor && adam);
+	for (int k = 0; k < STEPS * R * C; k++)
+		grads[k] = test_uniform(&seed, -1.0f, 1.0f) * (k % 7 == 0 ? 10.0f : 0.1f);
+	for (int k = 0; k < R * C; k++)
+	{
+		p_adafactor[k] = p_adam[k] = test_uniform(&seed, -0.5f, 0.5f);
+		ref_adafactor[k] = ref_adam[k] = initial[k] = p_adam[k];
+	}
+	for (int t = 0; t < STEPS; t++)
+	{
+		pt_optimizer_step(adafactor, p_adafactor, grads + t * R * C);
+		pt_optimizer_step(adam, p_adam, grads + t * R * C);
+	}
+	reference_adafactor(R, C, STEPS, grads, ref_adafactor);
+	reference_adam(R * C, STEPS, grads, ref_adam);
+	for (int k = 0; k < R * C; k++)
+	{
+		worst = fmax(worst, fabs(p_adafactor[k] - ref_adafactor[k]));
+		worst = fmax(worst, fabs(p_adam[k] - ref_adam[k]));
+		moved = fmax(moved, fabs(p_adafactor[k] - initial[k]));
+	}
+	CHECKF(worst < 1e-6, "optimizer differs from the reference by %.3g", worst);
+	CHECKF(moved > 0.1, "Adafactor barely moved the parameters (%.3g)", moved);
+	pt_optimizer_free(adafactor);
+	pt_optimizer_free(adam);
+}

@@ -1,0 +1,450 @@
+/*
+ * test_training.c - prompt tuning learns a small task on a random frozen
+ * model; training is deterministic and cancellable; classification of mixed
+ * tasks and of ensembles agrees with classifying each part alone.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "classifier.h"
+#include "error.h"
+#include "explain.h"
+#include "helpers.h"
+#include "trainer.h"
+#include "unit.h"
+
+#define N_ROWS 160
+
+/*
+ * A small task with a learnable signal: the label is whether the sentence
+ * mentions an animal or a fruit; the other words are shared filler.  The
+ * labels are "this" and "that", single tokens of the test tokenizer: with
+ * labels of several pieces a 64-wide random model needs far more steps.
+ */
+typedef struct Toy
+{
+	char		text[N_ROWS][128];
+	const char *texts[N_ROWS];
+	const char *labels[N_ROWS];
+	PtTextSet	set;
+} Toy;
+
+static void
+make_toy(Toy *toy, uint64_t seed)
+{
+	static const char *animals[] = {"dog", "cat", "horse", "bird", "fish"};
+	static const char *fruits[] = {"apple", "banana", "orange", "grape", "lemon"};
+	static const char *filler[] = {"the", "a", "big", "small", "red", "old", "new", "very", "good",
+	"happy", "people", "see", "like", "today", "here"};
+
+	for (int i = 0; i < N_ROWS; i++)
+	{
+		bool		animal = test_rand(&seed) % 2;
+
+		toy->text[i][0] = '\0';
+		for (int w = 0; w < 6; w++)
+		{
+			/* every other word names an animal or a fruit */
+			const char *word = w % 2 ? (animal ? animals : fruits)[test_rand(&seed) % 5]
+				: filler[test_rand(&seed) % 15];
+
+			strcat(toy->text[i], word);
+			strcat(toy->text[i], " ");
+		}
+		toy->texts[i] = toy->text[i];
+		toy->labels[i] = animal ? "this" : "that";
+	}
+	toy->set = (PtTextSet) {N_ROWS, toy->texts, NULL, toy->labels};
+}
+
+static void
+toy_options(PtTrainOptions *o)
+{
+	/* settings that learn on a random model (see README: Adam, uniform init) */
+	pt_train_options_default(o);
+	o->prompt_length = 20;
+	o->init = PT_INIT_RANDOM_UNIFORM;
+	o->optimizer = PT_OPT_ADAM;
+	o->learning_rate = 0.1;
+	o->batch_size = 16;
+	o->max_steps = 400;
+	o->epochs = 0;
+	o->eval_every = 100;
+	o->validation_fraction = 0.25;
+	o->max_input_tokens = 16;
+}
+
+typedef struct Curve
+{
+	int			n;
+	double		loss[16],
+				acc[16];
+} Curve;
+
+static int
+record(const PtTrainProgress *p, void *arg)
+{
+	Curve	   *c = arg;
+
+	if (p->evaluated && c->n < 16)
+	{
+		c->loss[c->n] = p->loss;
+		c->acc[c->n] = p->val_accuracy;
+		c->n++;
+	}
+	return 0;
+}
+
+void		test_training_learns(void);
+void
+test_training_learns(void)
+{
+	const char *dir = unit_model_dir("tiny-gated");
+	PtModel    *m;
+	PtTrainOptions opt;
+	PtTrainer  *t;
+	Toy			toy;
+	Curve		curve = {0};
+	const PtTrainResult *r;
+
+	REQUIRE(dir != NULL);
+	m = pt_model_load(dir);
+	REQUIRE(m != NULL);
+	make_toy(&toy, 1);
+	toy_options(&opt);
+	t = pt_trainer_new(m, &opt, &toy.set, NULL);
+	REQUIREF(t != NULL, "%s", pt_error_message());
+	REQUIREF(pt_train_run(t, record, &curve) == 0, "%s", pt_error_message());
+	r = pt_trainer_result(t);
+	REQUIRE(r != NULL && curve.n >= 3);
+	printf("    loss %.3f -> %.3f, validation accuracy %.3f -> %.3f (final %.3f on %d rows)\n",
+		   curve.loss[0], curve.loss[curve.n - 1], curve.acc[0], curve.acc[curve.n - 1],
+		   r->val_accuracy, r->val_rows);
+	CHECK(r->train_rows == 120 && r->val_rows == 40 && r->n_labels == 2);
+	CHECK(strcmp(r->labels[0], "that") == 0 && strcmp(r->labels[1], "this") == 0);
+	CHECKF(curve.loss[curve.n - 1] < 0.6 * curve.loss[0], "training loss did not fall: %.3f -> %.3f",
+		   curve.loss[0], curve.loss[curve.n - 1]);
+	/* the majority class is about half of the rows */
+	CHECKF(r->val_accuracy >= 0.85, "validation accuracy %.3f is not well above chance", r->val_accuracy);
+	pt_trainer_free(t);
+	pt_model_free(m);
+}
+
+static int
+stop_at_step_3(const PtTrainProgress *p, void *arg)
+{
+	(void) arg;
+	return p->step >= 3;
+}
+
+void		test_training_deterministic_and_cancellable(void);
+void
+test_training_deterministic_and_cancellable(void)
+{
+	const char *dir = unit_model_dir("tiny-gated");
+	PtModel    *m;
+	PtTrainOptions opt;
+	PtTrainer  *a,
+			   *b,
+			   *c;
+	Toy			toy;
+	int			n;
+	PtPrompt  **pa,
+			  **pb,
+			  **pc;
+	size_t		bytes;
+
+	REQUIRE(dir != NULL);
+	m = pt_model_load(dir);
+	REQUIRE(m != NULL);
+	make_toy(&toy, 2);
+	toy_options(&opt);
+	opt.max_steps = 8;
+	opt.eval_every = 4;
+	opt.ensemble_size = 2;
+	a = pt_trainer_new(m, &opt, &toy.set, NULL);
+	b = pt_trainer_new(m, &opt, &toy.set, NULL);
+	opt.seed = 43;
+	c = pt_trainer_new(m, &opt, &toy.set, NULL);
+	REQUIRE(a && b && c);
+	REQUIRE(pt_train_run(a, NULL, NULL) == 0 && pt_train_run(b, NULL, NULL) == 0 &&
+			pt_train_run(c, NULL, NULL) == 0);
+	pa = pt_trainer_take_prompts(a, &n);
+	REQUIRE(n == 2);
+	pb = pt_trainer_take_prompts(b, &n);
+	pc = pt_trainer_take_prompts(c, &n);
+	bytes = sizeof(float) * opt.prompt_length * m->cfg.d_model;
+	CHECK(memcmp(pa[0]->values, pb[0]->values, bytes) == 0);
+	CHECK(memcmp(pa[1]->values, pb[1]->values, bytes) == 0);
+	CHECK(memcmp(pa[0]->values, pa[1]->values, bytes) != 0);	/* members differ */
+	CHECK(memcmp(pa[0]->values, pc[0]->values, bytes) != 0);	/* seeds differ */
+	pt_prompt_array_free(pa, 2);
+	pt_prompt_array_free(pb, 2);
+	pt_prompt_array_free(pc, 2);
+	pt_trainer_free(a);
+	pt_trainer_free(b);
+	pt_trainer_free(c);
+
+	/* a callback that asks to stop ends training at that step, with a clear error */
+	a = pt_trainer_new(m, &opt, &toy.set, NULL);
+	REQUIRE(a != NULL);
+	CHECK(pt_train_run(a, stop_at_step_3, NULL) != 0);
+	CHECK(pt_error_kind() == PT_ERR_CANCELLED);
+	CHECK(pt_trainer_progress(a)->step == 3);
+	CHECK(pt_trainer_result(a) == NULL);
+	pt_trainer_free(a);
+
+	/* bad settings and bad data are refused up front */
+	toy_options(&opt);
+	opt.batch_size = 0;
+	CHECK(pt_trainer_new(m, &opt, &toy.set, NULL) == NULL && pt_error_kind() == PT_ERR_ARGUMENT);
+	toy_options(&opt);
+	for (int i = 0; i < N_ROWS; i++)
+		toy.labels[i] = "this";
+	CHECK(pt_trainer_new(m, &opt, &toy.set, NULL) == NULL && strstr(pt_error_message(), "1 distinct label"));
+	pt_model_free(m);
+}
+
+/* Rows of two tasks in one batch give what each task's rows give alone. */
+void		test_classify_mixed_tasks_and_ensembles(void);
+void
+test_classify_mixed_tasks_and_ensembles(void)
+{
+	const char *dir = unit_model_dir("tiny-gated");
+	static const char *labels_a[] = {"ham", "spam"};
+	static const char *labels_b[] = {"new york", "new jersey", "boston"};
+	static const char *texts[] = {"cheap pills buy now", "meeting at noon tomorrow",
+	"the river is very long", "call me when you land", "win a free prize"};
+	PtModel    *m;
+	PtTask	   *ta,
+			   *tb;
+	PtPrompt   *pa,
+			   *pb[3];
+	PtRng		rng;
+	PtWorkspace ws = {0};
+	int32_t		ids[5][32];
+	int			n_ids[5];
+	const float *va[1],
+			   *vb[3];
+	int			la[1],
+				lb[3];
+	PtClassifyRow mixed[10];
+	PtClassifyResult res_mixed[10],
+				res_alone[1];
+	float		probs_mixed[10][3],
+				probs_alone[3];
+
+	REQUIRE(dir != NULL);
+	m = pt_model_load(dir);
+	REQUIRE(m != NULL);
+	ta = pt_task_new(m, labels_a, 2, 32);
+	tb = pt_task_new(m, labels_b, 3, 32);
+	REQUIRE(ta && tb);
+	pt_rng_seed(&rng, 9);
+	pa = pt_prompt_new(m, ta, 5, PT_INIT_RANDOM_UNIFORM, &rng);
+	va[0] = pa->values;
+	la[0] = pa->length;
+	for (int k = 0; k < 3; k++)
+	{
+		pb[k] = pt_prompt_new(m, tb, 3 + k, PT_INIT_RANDOM_UNIFORM, &rng);
+		vb[k] = pb[k]->values;
+		lb[k] = pb[k]->length;
+	}
+	for (int i = 0; i < 5; i++)
+		n_ids[i] = pt_encode_input(m, 32, texts[i], strlen(texts[i]), ids[i]);
+
+	/* interleave: task A (one prompt) and task B (an ensemble of three) */
+	for (int i = 0; i < 10; i++)
+	{
+		bool		is_a = i % 2 == 0;
+
+		mixed[i] = (PtClassifyRow) {is_a ? ta : tb, PT_SCORE_LABEL_TOKENS, is_a ? 1 : 3, is_a ? va : vb, is_a ? la : lb,
+			ids[i / 2], n_ids[i / 2]};
+		res_mixed[i].probs = probs_mixed[i];
+	}
+	REQUIRE(pt_classify(m, &ws, mixed, 10, res_mixed) == 0);
+
+	for (int i = 0; i < 10; i++)
+	{
+		int			L = mixed[i].task->n_labels;
+		float		mean[3] = {0};
+		int			votes[3] = {0};
+		int			expect = 0;
+
+		/* the same row alone */
+		res_alone[0].probs = probs_alone;
+		REQUIRE(pt_classify(m, &ws, &mixed[i], 1, res_alone) == 0);
+		CHECKF(res_alone[0].label == res_mixed[i].label, "row %d: label differs alone", i);
+		for (int j = 0; j < L; j++)
+			CHECKF(fabsf(probs_alone[j] - probs_mixed[i][j]) < 1e-5f, "row %d: probability differs", i);
+
+		/* the ensemble's answer: each member alone, then majority vote, ties by mean probability */
+		for (int k = 0; k < mixed[i].n_prompts; k++)
+		{
+			PtClassifyRow one = mixed[i];
+			int			w = 0;
+
+			one.n_prompts = 1;
+			one.prompts = &mixed[i].prompts[k];
+			one.prompt_lens = &mixed[i].prompt_lens[k];
+			REQUIRE(pt_classify(m, &ws, &one, 1, res_alone) == 0);
+			for (int j = 0; j < L; j++)
+			{
+				mean[j] += probs_alone[j] / mixed[i].n_prompts;
+				if (probs_alone[j] > probs_alone[w])
+					w = j;
+			}
+			votes[w]++;
+		}
+		for (int j = 1; j < L; j++)
+			if (votes[j] > votes[expect] || (votes[j] == votes[expect] && mean[j] > mean[expect]))
+				expect = j;
+		CHECKF(res_mixed[i].label == expect, "row %d: ensemble picked %d, vote says %d", i,
+			   res_mixed[i].label, expect);
+		for (int j = 0; j < L; j++)
+			CHECK(fabsf(mean[j] - probs_mixed[i][j]) < 1e-5f);
+	}
+
+	pt_workspace_free(&ws);
+	pt_prompt_free(pa);
+	for (int k = 0; k < 3; k++)
+		pt_prompt_free(pb[k]);
+	pt_task_free(ta);
+	pt_task_free(tb);
+	pt_model_free(m);
+}
+
+/*
+ * Label-token scoring equals the label set's restricted softmax computed by
+ * hand from the full logits; full scoring equals the sequence log-likelihood.
+ */
+void		test_label_scores_match_full_logits(void);
+void
+test_label_scores_match_full_logits(void)
+{
+	const char *dir = unit_model_dir("tiny-gated");
+	static const char *labels[] = {"new york", "new jersey", "boston", "new"};
+	PtModel    *m;
+	PtTask	   *task;
+	PtPrompt   *p;
+	PtRng		rng;
+	PtWorkspace ws = {0};
+	int32_t		ids[32];
+	int			n_ids,
+				V,
+				L = 4;
+	const float *logits[4];
+	PtExample	ex[4];
+	PtClassifyRow row;
+	PtClassifyResult res;
+	float		probs[4];
+	double		restricted[4] = {0},
+				full[4] = {0};
+
+	REQUIRE(dir != NULL);
+	m = pt_model_load(dir);
+	REQUIRE(m != NULL);
+	V = m->cfg.vocab_size;
+	task = pt_task_new(m, labels, L, 32);
+	REQUIRE(task != NULL);
+	pt_rng_seed(&rng, 4);
+	p = pt_prompt_new(m, task, 4, PT_INIT_RANDOM_UNIFORM, &rng);
+	n_ids = pt_encode_input(m, 32, "where is the airport", 20, ids);
+
+	/* full logits of every label's teacher-forced target */
+	for (int j = 0; j < L; j++)
+		ex[j] = (PtExample) {p->values, p->length, ids, n_ids, task->labels[j].target,
+			task->labels[j].n_target, 1.0f};
+	REQUIRE(!isnan(pt_objective(m, &ws, ex, L, NULL, NULL, logits)));
+	for (int j = 0; j < L; j++)
+	{
+		const PtLabel *lj = &task->labels[j];
+
+		for (int t = 0; t < lj->n_target; t++)
+		{
+			const float *row = logits[j] + (size_t) t * V;
+			double		lse = -INFINITY,
+						rlse = -INFINITY;
+			int32_t		seen[4];
+			int			n_seen = 0;
+
+			for (int v = 0; v < V; v++)
+				lse = fmax(lse, row[v]) + log1p(exp(-fabs(lse - row[v])));
+			full[j] += row[lj->target[t]] - lse;
+			/* competitors: t-th tokens of labels sharing the first t tokens */
+			for (int k = 0; k < L; k++)
+			{
+				const PtLabel *lk = &task->labels[k];
+				bool		dup = false;
+
+				if (lk->n_target <= t || memcmp(lk->target, lj->target, sizeof(int32_t) * t) != 0)
+					continue;
+				for (int s = 0; s < n_seen; s++)
+					dup |= seen[s] == lk->target[t];
+				if (!dup)
+				{
+					seen[n_seen++] = lk->target[t];
+					rlse = fmax(rlse, row[lk->target[t]]) + log1p(exp(-fabs(rlse - row[lk->target[t]])));
+				}
+			}
+			if (n_seen > 1)
+				restricted[j] += row[lj->target[t]] - rlse;
+		}
+	}
+
+	row = (PtClassifyRow) {task, PT_SCORE_LABEL_TOKENS, 1, (const float *const *) &p->values, &p->length, ids, n_ids};
+	res.probs = probs;
+	for (int mode = 0; mode < 2; mode++)
+	{
+		double	   *want = mode == 0 ? restricted : full;
+		double		z = 0;
+
+		row.scoring = (PtScoring) mode;
+		REQUIRE(pt_classify(m, &ws, &row, 1, &res) == 0);
+		for (int j = 0; j < L; j++)
+			z += exp(want[j]);
+		for (int j = 0; j < L; j++)
+			CHECKF(fabs(probs[j] - exp(want[j]) / z) < 1e-5, "%s scoring, label %d: %.6f vs %.6f",
+				   mode ? "full" : "label-token", j, probs[j], exp(want[j]) / z);
+	}
+	pt_workspace_free(&ws);
+	pt_prompt_free(p);
+	pt_task_free(task);
+	pt_model_free(m);
+}
+
+/* A prompt made of vocabulary embeddings explains itself: each row's nearest piece is itself. */
+void		test_explain_nearest_pieces(void);
+void
+test_explain_nearest_pieces(void)
+{
+	const char *dir = unit_model_dir("tiny-gated");
+	static const char *labels[] = {"ham", "spam"};
+	PtModel    *m;
+	PtTask	   *task;
+	PtPrompt   *p;
+	PtRng		rng;
+	int32_t		ids[6 * 3];
+	float		sims[6 * 3];
+
+	REQUIRE(dir != NULL);
+	m = pt_model_load(dir);
+	REQUIRE(m != NULL);
+	task = pt_task_new(m, labels, 2, 32);
+	pt_rng_seed(&rng, 5);
+	p = pt_prompt_new(m, task, 6, PT_INIT_SAMPLED_VOCAB, &rng);
+	REQUIRE(p && pt_explain(m, p, 3, ids, sims) == 0);
+	for (int i = 0; i < 6; i++)
+	{
+		const float *e = m->embed + (size_t) ids[i * 3] * m->cfg.d_model;
+
+		CHECKF(sims[i * 3] > 0.9999f, "row %d: best similarity %.5f", i, sims[i * 3]);
+		CHECK(memcmp(e, p->values + (size_t) i * m->cfg.d_model, sizeof(float) * m->cfg.d_model) == 0);
+		CHECK(sims[i * 3 + 1] <= sims[i * 3] && sims[i * 3 + 2] <= sims[i * 3 + 1]);
+	}
+	CHECK(pt_explain(m, p, 0, ids, sims) != 0);
+	pt_prompt_free(p);
+	pt_task_free(task);
+	pt_model_free(m);
+}
