@@ -88,10 +88,10 @@ DATA       = sql/ptune--0.1.0.sql
 MODULE_big = ptune
 OBJS       = src/pg/ptune.o src/pg/guc.o src/pg/ipc.o src/pg/client.o src/pg/prompt_store.o \
              src/pg/sql_classify.o src/pg/sql_train.o src/pg/sql_evaluate.o src/pg/sql_admin.o \
-             src/pg/metrics.o
+             src/engine/metrics.o
 PG_CPPFLAGS = -Isrc/engine -Isrc/pg
 PG_CFLAGS   = -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
-EXTRA_CLEAN = ptune_worker.so src/pg/metrics.c $(WORKER_OBJS)
+EXTRA_CLEAN = ptune_worker.so $(WORKER_OBJS)
 
 WORKER_OBJS = src/pg/worker.wo src/pg/worker_classify.wo src/pg/worker_train.wo \
               src/pg/worker_explain.wo src/pg/ipc.wo
@@ -100,10 +100,6 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 all: ptune_worker.so cli
-
-# metrics.c is plain C shared with the engine; the backend library compiles its own copy
-src/pg/metrics.c: src/engine/metrics.c
-	cp $< $@
 
 # Worker objects: hidden symbols, so its copies of ipc.c and guc.c never clash
 # with ptune.so's (PostgreSQL loads libraries with RTLD_GLOBAL).
