@@ -97,14 +97,35 @@ LANGUAGE C STABLE;
 
 -- Managing tasks --------------------------------------------------------------
 
+-- Only a task's owner (the role that created it) or a superuser may change it.
+CREATE FUNCTION ptune.check_task_owner(task text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    owner name;
+BEGIN
+    SELECT p.created_by INTO owner FROM ptune.prompts p WHERE p.task = check_task_owner.task LIMIT 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'task "%" does not exist', check_task_owner.task
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'List tasks with SELECT * FROM ptune.tasks.';
+    END IF;
+    IF owner <> current_user AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+        RAISE EXCEPTION 'task "%" belongs to role "%"', check_task_owner.task, owner
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Only the role that created a task, or a superuser, may change it.';
+    END IF;
+END
+$$;
+
 CREATE FUNCTION ptune.activate(task text, version integer) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM ptune.check_task_owner(activate.task);
     IF NOT EXISTS (SELECT 1 FROM ptune.prompts p
                    WHERE p.task = activate.task AND p.version = activate.version) THEN
         RAISE EXCEPTION 'task "%" has no version %', activate.task, activate.version
             USING ERRCODE = 'undefined_object',
-                  HINT = 'List the versions with SELECT DISTINCT version FROM ptune.prompts WHERE task = ...';
+                  HINT = 'List its versions with SELECT DISTINCT version FROM ptune.prompts WHERE task = ...';
     END IF;
     UPDATE ptune.prompts p SET is_active = false
         WHERE p.task = activate.task AND p.is_active AND p.version <> activate.version;
@@ -118,22 +139,22 @@ LANGUAGE plpgsql AS $$
 DECLARE
     dropped integer;
 BEGIN
+    PERFORM ptune.check_task_owner(drop_task.task);
     DELETE FROM ptune.prompts p WHERE p.task = drop_task.task;
     GET DIAGNOSTICS dropped = ROW_COUNT;
-    IF dropped = 0 THEN
-        RAISE EXCEPTION 'task "%" does not exist', drop_task.task
-            USING ERRCODE = 'undefined_object';
-    END IF;
     RETURN dropped;
 END
 $$;
 
+-- One row per task: its active version, how many versions, owner, labels.
 CREATE VIEW ptune.tasks AS
-    SELECT p.task, max(p.version) FILTER (WHERE p.is_active) AS active_version,
-           count(DISTINCT p.version) AS versions, min(p.created_by) AS owner,
-           (array_agg(p.labels ORDER BY p.version DESC))[1] AS labels,
-           max(p.created_at) AS last_trained
-    FROM ptune.prompts p GROUP BY p.task;
+    SELECT DISTINCT ON (p.task) p.task, v.active_version, v.versions, p.created_by AS owner,
+           p.labels, v.last_trained
+    FROM ptune.prompts p
+    JOIN (SELECT task, max(version) FILTER (WHERE is_active) AS active_version,
+                 count(DISTINCT version) AS versions, max(created_at) AS last_trained
+          FROM ptune.prompts GROUP BY task) v USING (task)
+    ORDER BY p.task, p.is_active DESC, p.version DESC;
 
 -- The worker ------------------------------------------------------------------
 

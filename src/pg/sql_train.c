@@ -77,7 +77,7 @@ check_range(const char *name, double value, double min, double max, const char *
 	if (!(value >= min && value <= max))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s = %g is out of range [%g, %g]", name, value, min, max),
+				 errmsg("%s = %.15g is out of range [%.15g, %.15g]", name, value, min, max),
 				 hint ? errhint("%s", hint) : 0));
 }
 

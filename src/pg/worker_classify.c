@@ -147,7 +147,8 @@ parse_job(Job *job, RoundRows *rr)
 		c = cache_find(key);
 		if (c == NULL && blob != NULL && (c = cache_add(blob, len, key)) == NULL)
 		{
-			worker_fail_engine(job->slot, "invalid prompt");
+			worker_fail_engine(job->slot, pt_error_kind() == PT_ERR_MISMATCH ?
+							   "the task's prompt does not fit the loaded model" : "invalid prompt");
 			return false;
 		}
 		if (c == NULL)
