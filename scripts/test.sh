@@ -8,17 +8,21 @@
 #
 # Suites: unit (C unit tests), asan (the same under AddressSanitizer and
 # UBSan), valgrind (the same under memcheck), cross (engine vs the
-# independent PyTorch reference).
+# independent PyTorch reference), regress (pg_regress on a throwaway
+# cluster), pg (scripted cluster tests: concurrency, cancel, faults, dump).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-all_suites=(unit asan valgrind cross)
+all_suites=(unit asan valgrind cross regress pg)
 suites=("$@")
 ((${#suites[@]})) || suites=("${all_suites[@]}")
 
 bash scripts/install_deps.sh || exit 1
 jobs=$(nproc)
-make -j"$jobs" build/ptune build/test_engine >/dev/null || { echo "build failed"; exit 1; }
+make -j"$jobs" >/dev/null || { echo "build failed"; exit 1; }
+# the extension must be installed into PostgreSQL for the cluster suites
+if [[ $(id -u) -eq 0 ]]; then make install >/dev/null; else sudo make install >/dev/null; fi ||
+  { echo "make install failed"; exit 1; }
 
 declare -A result
 run_suite() {   # name, command...
@@ -41,6 +45,8 @@ for s in "${suites[@]}"; do
                 --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect" \
                 bash test/run_unit.sh ;;
     cross)    run_suite cross bash test/cross_check.sh ;;
+    regress)  run_suite regress bash test/run_regress.sh ;;
+    pg)       run_suite pg bash test/run_pg_tests.sh ;;
     *)        echo "unknown suite: $s (known: ${all_suites[*]})"; exit 2 ;;
   esac
 done

@@ -151,6 +151,19 @@ raise_worker_problem(const char *problem, const char *model_error)
 			 errhint("The worker restarts by itself; see the server log, then retry.")));
 }
 
+/* How long to sleep: until the next poll, or sooner if ptune.request_timeout expires first. */
+static long
+wait_ms(TimestampTz started, bool timeout_applies)
+{
+	long		remaining;
+
+	if (!timeout_applies || ptune_request_timeout <= 0)
+		return POLL_MS;
+	remaining = ptune_request_timeout -
+		(long) ((GetCurrentTimestamp() - started) / 1000);
+	return Max(1, Min(POLL_MS, remaining));
+}
+
 void
 ptune_call(PtuneRequestKind kind, StringInfo request, StringInfo response,
 		   bool timeout_applies, PtuneWaitCallback callback, void *arg)
@@ -232,8 +245,8 @@ ptune_call(PtuneRequestKind kind, StringInfo request, StringInfo response,
 						 errmsg("ptune request timed out after %d ms", ptune_request_timeout),
 						 errhint("Raise ptune.request_timeout, or check ptune.status() for a busy worker.")));
 
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, POLL_MS,
-							 PG_WAIT_EXTENSION);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 wait_ms(started, timeout_applies), PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
 		}

@@ -1,0 +1,166 @@
+# tests.sh - the scripted tests: concurrency, cancellation, worker faults,
+# dump and restore.  Each prints what it measured.
+
+test_concurrent_sessions_while_training() {
+  # a prompt trains while four sessions classify
+  q -c "$LONG_TRAINING" >/dev/null 2>&1 &
+  local trainer=$!
+  wait_for "SELECT count(*) = 1 FROM ptune.training_progress WHERE step > 0" 30
+  check $? "training is running"
+  local pids=() start; start=$(now)
+  for s in 1 2 3 4; do
+    ( for i in $(seq 1 25); do
+        q -c "SELECT ptune.classify('toy', text) FROM toy WHERE id % 25 = $i % 25" || exit 1
+        q -c "SELECT ptune.classify('toy', array_agg(text)) FROM toy WHERE id % 10 = $s" || exit 1
+      done > "$WORK/session_$s.out" ) &
+    pids+=($!)
+  done
+  local failed=0
+  for p in "${pids[@]}"; do wait "$p" || failed=$((failed + 1)); done
+  local seconds; seconds=$(elapsed "$start")
+  check $failed "4 sessions x 50 queries while training: $failed sessions failed (${seconds} s)"
+  local bad; bad=$(cat "$WORK"/session_*.out | grep -cvE '^(this|that|\{[a-z,]+\})$' || true)
+  check "$bad" "every answer is a label ($bad others)"
+  [[ $(q -c "SELECT count(*) FROM ptune.training_progress WHERE step > 0") == 1 ]]
+  check $? "the training kept running meanwhile"
+  q -c "SELECT pg_cancel_backend(pid) FROM ptune.training_progress" >/dev/null
+  wait "$trainer" 2>/dev/null
+  return 0
+}
+
+test_cancel_training_stops_within_a_second() {
+  q -c "$LONG_TRAINING" > "$WORK/cancel.out" 2>&1 &
+  local trainer=$!
+  wait_for "SELECT count(*) = 1 FROM ptune.training_progress WHERE step > 2" 30
+  local pid; pid=$(q -c "SELECT pid FROM ptune.training_progress")
+  local start; start=$(now)
+  q -c "SELECT pg_cancel_backend($pid)" >/dev/null
+  wait "$trainer"
+  local seconds; seconds=$(elapsed "$start")
+  (( $(echo "$seconds < 1.0" | bc) ))
+  check $? "cancel returned in ${seconds} s"
+  grep -q "canceling statement due to user request" "$WORK/cancel.out"
+  check $? "the caller saw: $(grep ERROR "$WORK/cancel.out" | head -1)"
+  wait_for "SELECT count(*) = 0 FROM ptune.training_progress" 5
+  check $? "the worker dropped the training"
+  [[ $(q -c "SELECT count(*) FROM ptune.prompts WHERE task = 'long'") == 0 ]]
+  check $? "nothing was stored"
+  [[ $(q -c "SELECT ptune.classify('toy', 'a dog') IS NOT NULL") == t ]]
+  check $? "the worker serves the next request"
+}
+
+test_statement_timeout() {
+  local start out; start=$(now)
+  out=$(q_any -c "SET statement_timeout = '1500ms'" -c "$LONG_TRAINING")
+  local seconds; seconds=$(elapsed "$start")
+  [[ $out == *"statement timeout"* ]]
+  check $? "train_prompt under statement_timeout 1.5 s ended after ${seconds} s: ${out##*ERROR:  }"
+  (( $(echo "$seconds < 3.0" | bc) ))
+  check $? "promptly"
+  wait_for "SELECT count(*) = 0 FROM ptune.training_progress" 5
+  check $? "the worker dropped the training"
+  out=$(q_any -c "SET statement_timeout = '5ms'" \
+              -c "SELECT ptune.classify('toy', array_agg(t.text)) FROM toy t, generate_series(1, 200)")
+  [[ $out == *"statement timeout"* ]]
+  check $? "a long classify under statement_timeout 5 ms: ${out##*ERROR:  }"
+  # one request of 1000 texts takes longer than 5 ms
+  out=$(q_any -c "SET ptune.request_timeout = '5ms'" \
+              -c "SELECT ptune.classify('toy', array_agg(t.text)) FROM toy t, generate_series(1, 6) g WHERE g * 160 + t.id <= 1160")
+  [[ $out == *"ptune request timed out"* ]]
+  check $? "the same under ptune.request_timeout: ${out##*ERROR:  }"
+  [[ $(q -c "SELECT queued + running FROM ptune.status()") == 0 ]]
+  check $? "no request is left behind"
+}
+
+test_terminate_waiting_session() {
+  q -c "$LONG_TRAINING" >/dev/null 2>&1 &
+  local trainer=$!
+  wait_for "SELECT count(*) = 1 FROM ptune.training_progress WHERE step > 0" 30
+  q -c "SELECT pg_terminate_backend(pid) FROM ptune.training_progress" >/dev/null
+  wait "$trainer" 2>/dev/null
+  wait_for "SELECT queued + running = 0 FROM ptune.status()" 5
+  check $? "the terminated session's slot was freed"
+  wait_for "SELECT count(*) = 0 FROM ptune.training_progress" 5
+  check $? "its training was dropped"
+  [[ $(q -c "SELECT ptune.classify('toy', 'a cat') IS NOT NULL") == t ]]
+  check $? "the worker is not stuck"
+}
+
+test_more_requests_than_slots() {
+  # the cluster runs with ptune.request_slots = 4
+  local pids=() failed=0
+  for s in $(seq 1 16); do
+    q -c "SELECT count(ptune.classify('toy', text)) FROM toy" > "$WORK/slots_$s.out" 2>&1 &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || failed=$((failed + 1)); done
+  check $failed "16 concurrent sessions on 4 slots: $failed failed"
+  [[ $(cat "$WORK"/slots_*.out | sort -u) == 160 ]]
+  check $? "each classified all 160 rows"
+}
+
+test_sigterm_worker_mid_request() {
+  local before; before=$(q -c "SELECT generation FROM ptune.status()")
+  q -c "$LONG_TRAINING" > "$WORK/sigterm.out" 2>&1 &
+  local trainer=$!
+  wait_for "SELECT count(*) = 1 FROM ptune.training_progress WHERE step > 0" 30
+  local start; start=$(now)
+  kill -TERM "$(worker_pid)"
+  wait "$trainer"
+  check $(( $? == 0 )) "the caller got an error: $(grep ERROR "$WORK/sigterm.out" | head -1)"
+  local back; back=$(wait_ready 30)
+  check $? "the worker came back after $(echo "$(elapsed "$start")" | cut -c1-4) s"
+  [[ $(q -c "SELECT generation FROM ptune.status()") -gt $before ]]
+  check $? "as a new generation"
+  [[ $(q -c "SELECT ptune.classify('toy', 'a dog') IS NOT NULL") == t ]]
+  check $? "the next call works"
+}
+
+test_kill9_worker_crash_recovery() {
+  local prompts; prompts=$(q -c "SELECT md5(string_agg(prompt::text, ',' ORDER BY task, version, member)) FROM ptune.prompts")
+  local start; start=$(now)
+  kill -KILL "$(worker_pid)"
+  # the postmaster restarts every session; wait for it to accept connections again
+  until q -c "SELECT 1" >/dev/null 2>&1; do sleep 0.1; done
+  local up; up=$(elapsed "$start")
+  wait_ready 60 >/dev/null
+  check $? "crash recovery: server back after ${up:0:4} s, worker ready after $(elapsed "$start" | cut -c1-4) s"
+  [[ $(q -c "SELECT md5(string_agg(prompt::text, ',' ORDER BY task, version, member)) FROM ptune.prompts") == "$prompts" ]]
+  check $? "every committed prompt is intact"
+  [[ $(q -c "SELECT ptune.classify('toy', 'a dog') IS NOT NULL") == t ]]
+  check $? "classification works again"
+}
+
+test_dump_and_restore() {
+  q -c "SELECT text, ptune.classify('toy', text) FROM toy ORDER BY id" > "$WORK/before.txt"
+  q -c "SELECT t.text, s.label, round(s.probability::numeric, 6) FROM toy t, ptune.classify_scores('toy', t.text) s ORDER BY t.id, s.label" > "$WORK/scores_before.txt"
+  "${RUN[@]}" "$PGBIN/pg_dump" -h "$PGSOCK" -p "$PGPORT" -Fc -f "$WORK/dump" ptune_test
+  check $? "pg_dump"
+  q -d postgres -c "DROP DATABASE IF EXISTS ptune_restored" -c "CREATE DATABASE ptune_restored"
+  "${RUN[@]}" "$PGBIN/pg_restore" -h "$PGSOCK" -p "$PGPORT" -d ptune_restored "$WORK/dump" 2>"$WORK/restore.err"
+  check $? "pg_restore $(head -1 "$WORK/restore.err")"
+  [[ $(DB=ptune_restored q -c "SELECT count(*) FROM ptune.prompts") == $(q -c "SELECT count(*) FROM ptune.prompts") ]]
+  check $? "every prompt row was restored"
+  DB=ptune_restored q -c "SELECT text, ptune.classify('toy', text) FROM toy ORDER BY id" > "$WORK/after.txt"
+  DB=ptune_restored q -c "SELECT t.text, s.label, round(s.probability::numeric, 6) FROM toy t, ptune.classify_scores('toy', t.text) s ORDER BY t.id, s.label" > "$WORK/scores_after.txt"
+  [[ -s $WORK/after.txt && -s $WORK/scores_after.txt ]] &&
+    cmp -s "$WORK/before.txt" "$WORK/after.txt" && cmp -s "$WORK/scores_before.txt" "$WORK/scores_after.txt"
+  check $? "the restored prompt classifies identically ($(wc -l < "$WORK/after.txt") rows, $(wc -l < "$WORK/scores_after.txt") probabilities to 6 digits)"
+}
+
+test_model_missing_then_fixed() {
+  local good; good=$(q -c "SHOW ptune.model_path")
+  q -c "ALTER SYSTEM SET ptune.model_path = '/nonexistent/model'" -c "SELECT pg_reload_conf()" >/dev/null
+  wait_for "SELECT worker_state = 'failed' FROM ptune.status()" 10
+  check $? "a missing model: worker state failed"
+  local out; out=$(q_any -c "SELECT ptune.classify('toy', 'a dog')")
+  [[ $out == *"model is not loaded"* && $out == *"/nonexistent/model/config.json"* ]]
+  check $? "callers get: $(echo "$out" | head -2 | tr '\n' ' ')"
+  q -c "ALTER SYSTEM SET ptune.model_path = '$good'" -c "SELECT pg_reload_conf()" >/dev/null
+  local start; start=$(now)
+  wait_ready 30 >/dev/null
+  check $? "fixed and reloaded: ready after $(elapsed "$start" | cut -c1-4) s"
+  q -c "ALTER SYSTEM RESET ptune.model_path" -c "SELECT pg_reload_conf()" >/dev/null
+  [[ $(q -c "SELECT ptune.classify('toy', 'a dog') IS NOT NULL") == t ]]
+  check $? "classification works again"
+}
