@@ -15,5 +15,7 @@ for cfg in 32:128 16:20 64:256; do
   [[ -f "$table" ]] || /usr/bin/python3 test/reference/t5_reference.py buckets \
       --buckets "$buckets" --max-distance "$distance" --max-len 700 > "$table"
 done
+# OpenMP threads sleep instead of spinning while they wait (see src/cli/main.c)
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 PTUNE_TEST_MODELS="$models" PTUNE_SHARED="$SHARED" PTUNE_BUCKET_TABLES="$models" \
   ${UNIT_WRAPPER:-} "$BUILD/test_engine" "$@"
