@@ -9,11 +9,13 @@
 # Suites: unit (C unit tests), asan (the same under AddressSanitizer and
 # UBSan), valgrind (the same under memcheck), cross (engine vs the
 # independent PyTorch reference), regress (pg_regress on a throwaway
-# cluster), pg (scripted cluster tests: concurrency, cancel, faults, dump).
+# cluster), pg (scripted cluster tests: concurrency, cancel, faults, dump),
+# fuzz (libFuzzer on the loaders and decoders, FUZZ_SECONDS per target,
+# default 15).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-all_suites=(unit asan valgrind cross regress pg)
+all_suites=(unit asan valgrind cross regress pg fuzz)
 suites=("$@")
 ((${#suites[@]})) || suites=("${all_suites[@]}")
 
@@ -47,6 +49,7 @@ for s in "${suites[@]}"; do
     cross)    run_suite cross bash test/cross_check.sh ;;
     regress)  run_suite regress bash test/run_regress.sh ;;
     pg)       run_suite pg bash test/run_pg_tests.sh ;;
+    fuzz)     run_suite fuzz bash test/run_fuzz.sh "${FUZZ_SECONDS:-15}" ;;
     *)        echo "unknown suite: $s (known: ${all_suites[*]})"; exit 2 ;;
   esac
 done

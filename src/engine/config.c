@@ -79,13 +79,13 @@ parse_feed_forward(const char *path, const char *proj, PtConfig *cfg)
 	return 0;
 }
 
+static int	config_from_json(json_t *root, const char *path, PtConfig *cfg);
+
 int
 pt_config_load(const char *path, PtConfig *cfg)
 {
 	json_error_t jerr;
 	json_t	   *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-	json_t	   *v;
-	int			rc = -1;
 
 	memset(cfg, 0, sizeof(*cfg));
 	if (root == NULL)
@@ -94,6 +94,28 @@ pt_config_load(const char *path, PtConfig *cfg)
 			return pt_fail(PT_ERR_IO, "could not read \"%s\": %s", path, jerr.text);
 		return pt_fail(PT_ERR_FORMAT, "%s: invalid JSON at line %d: %s", path, jerr.line, jerr.text);
 	}
+	return config_from_json(root, path, cfg);
+}
+
+int
+pt_config_parse(const char *json, size_t len, const char *name, PtConfig *cfg)
+{
+	json_error_t jerr;
+	json_t	   *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (root == NULL)
+		return pt_fail(PT_ERR_FORMAT, "%s: invalid JSON at line %d: %s", name, jerr.line, jerr.text);
+	return config_from_json(root, name, cfg);
+}
+
+/* Reads the fields of a parsed config.json (and releases root). */
+static int
+config_from_json(json_t *root, const char *path, PtConfig *cfg)
+{
+	json_t	   *v;
+	int			rc = -1;
+
 	if (!json_is_object(root))
 	{
 		pt_fail(PT_ERR_FORMAT, "%s: expected a JSON object", path);
@@ -154,11 +176,12 @@ pt_config_load(const char *path, PtConfig *cfg)
 	v = json_object_get(root, "layer_norm_epsilon");
 	if (v == NULL || json_is_null(v))
 		cfg->layer_norm_eps = 1e-6f;
-	else if (json_is_number(v) && json_number_value(v) > 0 && json_number_value(v) < 1)
+	else if (json_is_number(v) && json_number_value(v) >= 1e-12 && json_number_value(v) < 1)
 		cfg->layer_norm_eps = (float) json_number_value(v);
 	else
 	{
-		pt_fail(PT_ERR_FORMAT, "%s: field \"layer_norm_epsilon\" must be a number in (0, 1)", path);
+		/* (a smaller value would round to 0 in float: a division by zero on a zero row) */
+		pt_fail(PT_ERR_FORMAT, "%s: field \"layer_norm_epsilon\" must be a number in [1e-12, 1)", path);
 		goto done;
 	}
 

@@ -8,6 +8,7 @@
 #define PT_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef enum PtActivation
 {
@@ -41,6 +42,8 @@ typedef struct PtConfig
 
 /* Parses and validates path (a config.json); errors name the file and field. */
 int			pt_config_load(const char *path, PtConfig *cfg);
+/* The same for JSON text in memory; name is used in messages. */
+int			pt_config_parse(const char *json, size_t len, const char *name, PtConfig *cfg);
 
 /* inner attention width: num_heads * d_kv */
 static inline int

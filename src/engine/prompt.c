@@ -337,9 +337,9 @@ pt_prompt_decode(const uint8_t *data, size_t len, size_t *used)
 	}
 	if (meta > 0)
 	{
-		if (meta > 1 << 20 || total - 4 - pos < meta)
+		if (meta > 1 << 20 || total - 4 - pos < meta || memchr(data + pos, '\0', meta) != NULL)
 		{
-			pt_fail(PT_ERR_FORMAT, "prompt metadata length %u is invalid", meta);
+			pt_fail(PT_ERR_FORMAT, "prompt metadata (%u bytes) is invalid", meta);
 			goto fail;
 		}
 		p->metadata = pt_malloc(meta + 1);

@@ -144,16 +144,68 @@ parse_tensor(const StFile *f, const char *name, json_t *entry,
 	return 0;
 }
 
+/*
+ * Validates and indexes the bytes of a safetensors file, data[0..size), which
+ * the caller keeps alive (st_open's mapping, or a fuzzer's buffer).
+ */
 int
-st_open(const char *path, StFile *out)
+st_parse(const void *data, size_t size, const char *path, StFile *out)
 {
-	struct stat st;
-	int			fd;
 	uint64_t	header_size = 0;
 	json_t	   *root = NULL;
 	json_error_t jerr;
 	const char *key;
 	json_t	   *value;
+	const unsigned char *bytes = data;
+
+	if (out->path == NULL && (out->path = pt_strdup(path)) == NULL)
+		return -1;
+	if (size < 8)
+		return pt_fail(PT_ERR_FORMAT, "%s: file is too short (%zu bytes) to be safetensors", path, size);
+	for (int i = 0; i < 8; i++)
+		header_size |= (uint64_t) bytes[i] << (8 * i);
+	if (header_size > ST_MAX_HEADER || header_size > size - 8)
+		return pt_fail(PT_ERR_FORMAT, "%s: header length %llu does not fit in a file of %zu bytes "
+					   "(truncated or not a safetensors file)",
+					   path, (unsigned long long) header_size, size);
+	out->header_size = (size_t) header_size;
+	out->header = (const char *) bytes + 8;
+
+	root = json_loadb(out->header, out->header_size, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL || !json_is_object(root))
+	{
+		pt_fail(PT_ERR_FORMAT, "%s: header is not a JSON object: %s (at byte %d)",
+				path, root ? "wrong type" : jerr.text, root ? 0 : jerr.position);
+		json_decref(root);
+		return -1;
+	}
+	out->tensors = pt_calloc(json_object_size(root), sizeof(StTensor));
+	if (out->tensors == NULL)
+	{
+		json_decref(root);
+		return -1;
+	}
+	json_object_foreach(root, key, value)
+	{
+		if (strcmp(key, "__metadata__") == 0)
+			continue;
+		/* count it first, so that st_close frees its name even if it is invalid */
+		if (parse_tensor(out, key, value, bytes + 8 + out->header_size,
+						 size - 8 - out->header_size, &out->tensors[out->n_tensors++]) != 0)
+		{
+			json_decref(root);
+			return -1;
+		}
+	}
+	json_decref(root);
+	return 0;
+}
+
+int
+st_open(const char *path, StFile *out)
+{
+	struct stat st;
+	int			fd;
 
 	memset(out, 0, sizeof(*out));
 	out->path = pt_strdup(path);
@@ -188,50 +240,10 @@ st_open(const char *path, StFile *out)
 		pt_fail(PT_ERR_IO, "could not map \"%s\": %s", path, strerror(errno));
 		goto fail;
 	}
-
-	for (int i = 0; i < 8; i++)
-		header_size |= (uint64_t) ((const unsigned char *) out->map)[i] << (8 * i);
-	if (header_size > ST_MAX_HEADER || header_size > out->map_size - 8)
-	{
-		pt_fail(PT_ERR_FORMAT, "%s: header length %llu does not fit in a file of %zu bytes "
-				"(truncated or not a safetensors file)",
-				path, (unsigned long long) header_size, out->map_size);
-		goto fail;
-	}
-	out->header_size = (size_t) header_size;
-	out->header = (const char *) out->map + 8;
-
-	root = json_loadb(out->header, out->header_size, JSON_REJECT_DUPLICATES, &jerr);
-	if (root == NULL || !json_is_object(root))
-	{
-		pt_fail(PT_ERR_FORMAT, "%s: header is not a JSON object: %s (at byte %d)",
-				path, root ? "wrong type" : jerr.text, root ? 0 : jerr.position);
-		goto fail;
-	}
-
-	out->tensors = pt_calloc(json_object_size(root), sizeof(StTensor));
-	if (out->tensors == NULL)
-		goto fail;
-	json_object_foreach(root, key, value)
-	{
-		if (strcmp(key, "__metadata__") == 0)
-			continue;
-		if (parse_tensor(out, key, value,
-						 (const unsigned char *) out->map + 8 + out->header_size,
-						 out->map_size - 8 - out->header_size,
-						 &out->tensors[out->n_tensors]) != 0)
-		{
-			out->n_tensors++;	/* so st_close frees its name */
-			goto fail;
-		}
-		out->n_tensors++;
-	}
-	json_decref(root);
-	return 0;
+	if (st_parse(out->map, out->map_size, path, out) == 0)
+		return 0;
 
 fail:
-	if (root)
-		json_decref(root);
 	st_close(out);
 	return -1;
 }

@@ -48,6 +48,8 @@ typedef struct StFile
 
 /* Opens and validates a file; on failure returns -1 with the path in the message. */
 int			st_open(const char *path, StFile *out);
+/* The validation itself, on bytes the caller keeps alive (out zeroed first; st_close after). */
+int			st_parse(const void *data, size_t size, const char *path, StFile *out);
 void		st_close(StFile *f);
 const StTensor *st_find(const StFile *f, const char *name);
 
