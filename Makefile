@@ -18,7 +18,7 @@ ENGINE_CFLAGS = -std=gnu11 -O3 -g -fPIC -fopenmp -Wall -Wextra -Werror \
                 -DPT_OPENBLAS_LIBRARY='"$(OPENBLAS_DIR)/libopenblas.so.0"' -Isrc/engine
 ENGINE_CXXFLAGS = -std=c++17 -O2 -g -fPIC -Wall -Wextra -Werror -Isrc/engine
 # OpenBLAS is not linked: linear.c loads it at run time (see there why)
-ENGINE_LIBS = -lsentencepiece -ljansson -lxxhash -lz -lgomp -lstdc++ -lm -lpthread -ldl
+ENGINE_LIBS = -ldnnl -lsentencepiece -ljansson -lxxhash -lz -lgomp -lstdc++ -lm -lpthread -ldl
 
 ifeq ($(SANITIZE),1)
 ENGINE_CFLAGS   += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

@@ -32,16 +32,23 @@ usage(FILE *out)
 	fprintf(out, "usage: ptune COMMAND ...\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(out, "  ptune %s\n", commands[i].usage);
-	fprintf(out, "\nenvironment: PTUNE_THREADS (default: all cores)\n");
+	fprintf(out, "\nenvironment: PTUNE_THREADS (default: all cores), PTUNE_PRECISION (fp32 or bf16:\n"
+			"bfloat16 products for inference where the CPU has them)\n");
 }
 
 PtModel *
 cli_load_model(const char *dir)
 {
 	PtModel    *m = pt_model_load(dir);
+	const char *precision = getenv("PTUNE_PRECISION");
 
 	if (m == NULL)
+	{
 		fprintf(stderr, "ptune: %s\n", pt_error_message());
+		return NULL;
+	}
+	if (precision && strcmp(precision, "bf16") == 0 && pt_model_set_math(m, PT_MATH_BF16) != 0)
+		fprintf(stderr, "ptune: bfloat16 unavailable, using fp32: %s\n", pt_error_message());
 	return m;
 }
 

@@ -10,13 +10,13 @@
 
 void
 pt_ff_forward(const PtConfig *cfg, const PtFeedForwardWeights *w, const float *xn,
-			  int n, float *h0, float *h1, float *act, float *out)
+			  int n, float *h0, float *h1, float *act, float *out, PtMath math)
 {
-	pt_linear_forward(&w->wi0, xn, n, h0);
+	pt_linear_forward(&w->wi0, xn, n, h0, math);
 	if (cfg->gated)
-		pt_linear_forward(&w->wi1, xn, n, h1);
+		pt_linear_forward(&w->wi1, xn, n, h1, math);
 	pt_ff_activation_forward(cfg->activation, cfg->gated, h0, h1, (size_t) n * cfg->d_ff, act);
-	pt_linear_forward(&w->wo, act, n, out);
+	pt_linear_forward(&w->wo, act, n, out, math);
 }
 
 void

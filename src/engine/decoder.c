@@ -40,27 +40,27 @@ pt_decoder_forward(PtPass *p)
 
 		/* causal self-attention */
 		pt_rmsnorm_forward(a->y, w->ln_self, Nd, d, eps, p->ln, a->rstd_self);
-		pt_linear_forward(&w->self.q, p->ln, Nd, a->q);
-		pt_linear_forward(&w->self.k, p->ln, Nd, a->k);
-		pt_linear_forward(&w->self.v, p->ln, Nd, a->v);
+		pt_linear_forward(&w->self.q, p->ln, Nd, a->q, p->math);
+		pt_linear_forward(&w->self.k, p->ln, Nd, a->k, p->math);
+		pt_linear_forward(&w->self.v, p->ln, Nd, a->v, p->math);
 		pt_attention_forward(&p->dec_self, c->num_heads, c->d_kv, a->q, a->k, a->v,
 							 a->probs_self, p->ctx);
-		pt_linear_forward(&w->self.o, p->ctx, Nd, p->sub);
+		pt_linear_forward(&w->self.o, p->ctx, Nd, p->sub, p->math);
 		pt_add(a->y_mid1, a->y, p->sub, (size_t) Nd * d);
 
 		/* cross-attention over the encoder output */
 		pt_rmsnorm_forward(a->y_mid1, w->ln_cross, Nd, d, eps, p->ln, a->rstd_cross);
-		pt_linear_forward(&w->cross.q, p->ln, Nd, a->q_cross);
-		pt_linear_forward(&w->cross.k, p->enc_out, N, a->k_cross);
-		pt_linear_forward(&w->cross.v, p->enc_out, N, a->v_cross);
+		pt_linear_forward(&w->cross.q, p->ln, Nd, a->q_cross, p->math);
+		pt_linear_forward(&w->cross.k, p->enc_out, N, a->k_cross, p->math);
+		pt_linear_forward(&w->cross.v, p->enc_out, N, a->v_cross, p->math);
 		pt_attention_forward(&p->dec_cross, c->num_heads, c->d_kv, a->q_cross, a->k_cross,
 							 a->v_cross, a->probs_cross, p->ctx);
-		pt_linear_forward(&w->cross.o, p->ctx, Nd, p->sub);
+		pt_linear_forward(&w->cross.o, p->ctx, Nd, p->sub, p->math);
 		pt_add(a->y_mid2, a->y_mid1, p->sub, (size_t) Nd * d);
 
 		/* feed-forward */
 		pt_rmsnorm_forward(a->y_mid2, w->ln_ff, Nd, d, eps, p->ln, a->rstd_ff);
-		pt_ff_forward(c, &w->ff, p->ln, Nd, a->h0, a->h1, p->act, p->sub);
+		pt_ff_forward(c, &w->ff, p->ln, Nd, a->h0, a->h1, p->act, p->sub, p->math);
 		pt_add(next, a->y_mid2, p->sub, (size_t) Nd * d);
 	}
 	pt_rmsnorm_forward(p->dec_final_in, m->dec_final_ln, Nd, d, eps, p->dec_out, p->dec_rstd_final);

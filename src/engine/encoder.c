@@ -40,16 +40,16 @@ pt_encoder_forward(PtPass *p)
 
 		/* self-attention sublayer */
 		pt_rmsnorm_forward(a->x, w->ln_attn, N, d, eps, p->ln, a->rstd_attn);
-		pt_linear_forward(&w->attn.q, p->ln, N, a->q);
-		pt_linear_forward(&w->attn.k, p->ln, N, a->k);
-		pt_linear_forward(&w->attn.v, p->ln, N, a->v);
+		pt_linear_forward(&w->attn.q, p->ln, N, a->q, p->math);
+		pt_linear_forward(&w->attn.k, p->ln, N, a->k, p->math);
+		pt_linear_forward(&w->attn.v, p->ln, N, a->v, p->math);
 		pt_attention_forward(&p->enc_self, c->num_heads, c->d_kv, a->q, a->k, a->v, a->probs, p->ctx);
-		pt_linear_forward(&w->attn.o, p->ctx, N, p->sub);
+		pt_linear_forward(&w->attn.o, p->ctx, N, p->sub, p->math);
 		pt_add(a->x_mid, a->x, p->sub, (size_t) N * d);
 
 		/* feed-forward sublayer */
 		pt_rmsnorm_forward(a->x_mid, w->ln_ff, N, d, eps, p->ln, a->rstd_ff);
-		pt_ff_forward(c, &w->ff, p->ln, N, a->h0, a->h1, p->act, p->sub);
+		pt_ff_forward(c, &w->ff, p->ln, N, a->h0, a->h1, p->act, p->sub, p->math);
 		pt_add(next, a->x_mid, p->sub, (size_t) N * d);
 	}
 	pt_rmsnorm_forward(p->enc_final_in, m->enc_final_ln, N, d, eps, p->enc_out, p->enc_rstd_final);

@@ -9,7 +9,7 @@
 void
 pt_head_logits(const PtModel *m, const float *h, int n, float *logits)
 {
-	pt_linear_forward(&m->lm_head, h, n, logits);
+	pt_linear_forward(&m->lm_head, h, n, logits, PT_MATH_FP32);
 }
 
 void

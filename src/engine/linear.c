@@ -119,8 +119,10 @@ pt_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
 }
 
 void
-pt_linear_forward(const PtLinear *lin, const float *x, int m, float *y)
+pt_linear_forward(const PtLinear *lin, const float *x, int m, float *y, PtMath math)
 {
+	if (math == PT_MATH_BF16 && lin->bf16 && m > 0 && pt_linear_forward_bf16(lin, x, m, y))
+		return;
 	pt_gemm(false, true, m, lin->out_dim, lin->in_dim, 1.0f,
 			x, lin->in_dim, lin->w, lin->in_dim, 0.0f, y, lin->out_dim);
 }

@@ -13,15 +13,36 @@
 
 #include <stdbool.h>
 
+/*
+ * The arithmetic of a forward product: fp32 (sgemm), or bfloat16 inputs with
+ * fp32 accumulation (oneDNN, where the CPU has bfloat16 instructions and the
+ * weights were prepared with pt_linear_prepare_bf16).
+ */
+typedef enum PtMath
+{
+	PT_MATH_FP32 = 0,
+	PT_MATH_BF16 = 1
+} PtMath;
+
+typedef struct PtLinearBf16 PtLinearBf16;	/* oneDNN's copy of the weights */
+
 typedef struct PtLinear
 {
 	int			out_dim;
 	int			in_dim;
 	const float *w;				/* [out_dim, in_dim] fp32 */
+	PtLinearBf16 *bf16;			/* NULL unless prepared */
 } PtLinear;
 
 /* y[m, out] = x[m, in] . W^T */
-void		pt_linear_forward(const PtLinear *lin, const float *x, int m, float *y);
+void		pt_linear_forward(const PtLinear *lin, const float *x, int m, float *y, PtMath math);
+
+/* linear_bf16.c: true if this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX) */
+bool		pt_bf16_supported(void);
+int			pt_linear_prepare_bf16(PtLinear *lin);
+void		pt_linear_release_bf16(PtLinear *lin);
+/* The bfloat16 product; false if oneDNN could not run it (the caller falls back to fp32). */
+bool		pt_linear_forward_bf16(const PtLinear *lin, const float *x, int m, float *y);
 
 /* dx[m, in] = dy[m, out] . W, or += when accumulate */
 void		pt_linear_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool accumulate);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <jansson.h>
@@ -255,7 +256,7 @@ bind_weights(Loader *ld)
 
 	if (c->tie_word_embeddings)
 	{
-		m->lm_head = (PtLinear) {c->vocab_size, c->d_model, m->embed};
+		m->lm_head = (PtLinear) {c->vocab_size, c->d_model, m->embed, NULL};
 		m->lm_scale = 1.0f / sqrtf((float) c->d_model);
 	}
 	else
@@ -435,11 +436,70 @@ fail:
 	return NULL;
 }
 
+/* Calls fn on every weight matrix of the model's layers. */
+static int
+for_each_linear(PtModel *m, int (*fn) (PtLinear *lin))
+{
+	for (int l = 0; l < m->cfg.num_layers; l++)
+	{
+		PtEncoderLayer *e = &m->enc[l];
+		PtLinear   *lins[] = {&e->attn.q, &e->attn.k, &e->attn.v, &e->attn.o, &e->ff.wi0, &e->ff.wi1, &e->ff.wo};
+
+		for (size_t i = 0; i < sizeof(lins) / sizeof(lins[0]); i++)
+			if (lins[i]->w && fn(lins[i]) != 0)
+				return -1;
+	}
+	for (int l = 0; l < m->cfg.num_decoder_layers; l++)
+	{
+		PtDecoderLayer *d = &m->dec[l];
+		PtLinear   *lins[] = {&d->self.q, &d->self.k, &d->self.v, &d->self.o, &d->cross.q, &d->cross.k,
+		&d->cross.v, &d->cross.o, &d->ff.wi0, &d->ff.wi1, &d->ff.wo};
+
+		for (size_t i = 0; i < sizeof(lins) / sizeof(lins[0]); i++)
+			if (lins[i]->w && fn(lins[i]) != 0)
+				return -1;
+	}
+	return 0;
+}
+
+static int
+release_bf16(PtLinear *lin)
+{
+	pt_linear_release_bf16(lin);
+	return 0;
+}
+
+int
+pt_model_set_math(PtModel *m, PtMath math)
+{
+	if (math == PT_MATH_BF16 && for_each_linear(m, pt_linear_prepare_bf16) != 0)
+	{
+		for_each_linear(m, release_bf16);
+		m->math = PT_MATH_FP32;
+		return -1;
+	}
+	if (math == PT_MATH_FP32)
+		for_each_linear(m, release_bf16);
+	m->math = math;
+
+	/*
+	 * Inference no longer reads the fp32 weights: give their pages back.  The
+	 * mapping stays, so training (fp32) or an embedding lookup faults the
+	 * pages it needs back in from the page cache.
+	 */
+	if (math == PT_MATH_BF16)
+		for (int i = 0; i < m->n_files; i++)
+			madvise(m->files[i].map, m->files[i].map_size, MADV_DONTNEED);
+	return 0;
+}
+
 void
 pt_model_free(PtModel *m)
 {
 	if (m == NULL)
 		return;
+	if (m->enc && m->dec)
+		for_each_linear(m, release_bf16);
 	for (int i = 0; i < m->n_owned; i++)
 		free(m->owned[i]);
 	free(m->owned);

@@ -72,6 +72,7 @@ typedef struct PtModel
 	const float *enc_final_ln;	/* [d] */
 	const float *dec_final_ln;	/* [d] */
 	PtLinear	lm_head;		/* [V, d] */
+	PtMath		math;			/* precision of inference (see pt_model_set_math) */
 	float		lm_scale;		/* d^-0.5 when tied, else 1 */
 
 	uint8_t		fingerprint[PT_FINGERPRINT_BYTES];	/* hash of config, vocabulary and weights */
@@ -89,6 +90,13 @@ typedef struct PtModel
 /* Loads a checkpoint directory; NULL with an error naming the file and tensor. */
 PtModel    *pt_model_load(const char *dir);
 void		pt_model_free(PtModel *model);
+
+/*
+ * Switches inference between fp32 and bfloat16 (training always computes in
+ * fp32).  bfloat16 prepares a bfloat16 copy of every weight matrix; it fails
+ * (and the model stays fp32) on CPUs without bfloat16 instructions.
+ */
+int			pt_model_set_math(PtModel *model, PtMath math);
 
 /* 32 lowercase hex digits of the fingerprint plus NUL */
 void		pt_model_fingerprint_hex(const PtModel *model, char out[2 * PT_FINGERPRINT_BYTES + 1]);

@@ -289,6 +289,8 @@ pt_pass_begin(PtPass *p, const PtModel *model, PtArena *arena,
 		return -1;
 	p->model = model;
 	p->keep = keep;
+	/* gradients are computed in fp32; inference uses the model's precision */
+	p->math = keep ? PT_MATH_FP32 : model->math;
 	p->enc_seqs = enc;
 	p->n_enc = n_enc;
 	p->dec_seqs = dec;

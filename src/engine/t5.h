@@ -88,6 +88,7 @@ typedef struct PtPass
 {
 	const PtModel *model;
 	bool		keep;			/* every layer keeps its activations (for backward) */
+	PtMath		math;			/* the model's inference precision; fp32 when training */
 
 	int			n_enc;
 	const PtEncoderSeq *enc_seqs;
@@ -155,7 +156,7 @@ void		pt_pass_prompt_grad(const PtPass *p, int s, float *out, bool accumulate);
 
 /* Sublayers shared by the encoder and the decoder (blocks.c). */
 void		pt_ff_forward(const PtConfig *cfg, const PtFeedForwardWeights *w, const float *xn,
-						  int n, float *h0, float *h1, float *act, float *out);
+						  int n, float *h0, float *h1, float *act, float *out, PtMath math);
 void		pt_ff_backward(const PtConfig *cfg, const PtFeedForwardWeights *w,
 						   const float *h0, const float *h1, const float *dout, int n,
 						   float *g_act, float *g_h0, float *g_h1, float *g_xn);

@@ -17,6 +17,13 @@ int			ptune_threads = 0;
 int			ptune_batch_size = 32;
 int			ptune_max_input_tokens = 128;
 int			ptune_request_timeout = 0;
+int			ptune_precision = 0;
+
+static const struct config_enum_entry precision_options[] = {
+	{"fp32", 0, false},
+	{"bf16", 1, false},
+	{NULL, 0, false}
+};
 
 void
 ptune_define_gucs(void)
@@ -32,6 +39,11 @@ ptune_define_gucs(void)
 							"Most rows the ptune worker classifies in one forward pass.",
 							"Requests of several sessions are batched together up to this size.",
 							&ptune_batch_size, 32, 1, 4096, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("ptune.precision",
+							 "Arithmetic of the worker's classification: fp32, or bf16 (bfloat16 products).",
+							 "bf16 needs a CPU with AVX512-BF16 or AMX; elsewhere the worker uses fp32. "
+							 "Training always computes in fp32.",
+							 &ptune_precision, 0, precision_options, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("ptune.request_slots",
 							"Requests that can wait for the ptune worker at once.",
 							"Further callers wait for a free slot.",

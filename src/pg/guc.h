@@ -9,6 +9,7 @@ extern int	ptune_threads;
 extern int	ptune_batch_size;
 extern int	ptune_max_input_tokens;
 extern int	ptune_request_timeout;
+extern int	ptune_precision;
 
 void		ptune_define_gucs(void);
 

@@ -225,9 +225,11 @@ worker_fail_caught(int index)
 
 /* ---- the model ----------------------------------------------------------- */
 
+static double load_seconds = 0.0;
+
 /* JSON that ptune.model_info() shows. */
 static void
-publish_model_info(double load_seconds)
+publish_model_info(void)
 {
 	const PtConfig *c = &worker_model->cfg;
 	char		fp[2 * PT_FINGERPRINT_BYTES + 1];
@@ -243,11 +245,12 @@ publish_model_info(double load_seconds)
 			 "\"d_kv\": %d, \"d_ff\": %d, \"num_heads\": %d, \"num_layers\": %d, "
 			 "\"num_decoder_layers\": %d, \"feed_forward_proj\": \"%s\", \"tie_word_embeddings\": %s, "
 			 "\"relative_attention_num_buckets\": %d, \"relative_attention_max_distance\": %d, "
-			 "\"threads\": %d, \"blas_kernels\": \"%s\"}",
+			 "\"threads\": %d, \"blas_kernels\": \"%s\", \"precision\": \"%s\"}",
 			 c->model_name, fp, (long long) worker_model->n_parameters, worker_model->file_bytes,
 			 load_seconds, c->vocab_size, c->d_model, c->d_kv, c->d_ff, c->num_heads, c->num_layers,
 			 c->num_decoder_layers, c->feed_forward_proj, c->tie_word_embeddings ? "true" : "false",
-			 c->rel_buckets, c->rel_max_distance, pt_get_threads(), pt_blas_core());
+			 c->rel_buckets, c->rel_max_distance, pt_get_threads(), pt_blas_core(),
+			 worker_model->math == PT_MATH_BF16 ? "bf16" : "fp32");
 	ptune_shared->model_error[0] = '\0';
 	ptune_shared->worker_state = PTUNE_WORKER_READY;
 	LWLockRelease(&ptune_shared->lock);
@@ -262,6 +265,20 @@ set_state(PtuneWorkerState state, const char *error)
 		strlcpy(ptune_shared->model_error, error, PTUNE_ERROR_LEN);
 	strlcpy(ptune_shared->model_path, worker_model_path(), MAXPGPATH);
 	LWLockRelease(&ptune_shared->lock);
+}
+
+/* Prepares the model for the arithmetic ptune.precision asks for. */
+static void
+apply_precision(void)
+{
+	const char *want = GetConfigOption("ptune.precision", true, false);
+	PtMath		math = want && strcmp(want, "bf16") == 0 ? PT_MATH_BF16 : PT_MATH_FP32;
+
+	if (worker_model == NULL || worker_model->math == math)
+		return;
+	if (pt_model_set_math(worker_model, math) != 0)
+		ereport(LOG, (errmsg("ptune worker: bf16 is not available, computing in fp32: %s",
+							 pt_error_message())));
 }
 
 /* (Re)loads the model named by ptune.model_path; failures leave the worker FAILED. */
@@ -293,7 +310,9 @@ load_model(void)
 		ereport(LOG, (errmsg("ptune worker: could not load the model: %s", pt_error_message())));
 		return;
 	}
-	publish_model_info((t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9);
+	load_seconds = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+	apply_precision();
+	publish_model_info();
 	ereport(LOG, (errmsg("ptune worker: loaded model \"%s\" from %s (%lld parameters)",
 						 worker_model->cfg.model_name, worker_model_path(),
 						 (long long) worker_model->n_parameters)));
@@ -400,6 +419,15 @@ ptune_worker_main(Datum arg)
 				load_model();
 				pfree(loaded_path);
 				loaded_path = pstrdup(worker_model_path());
+			}
+			else if (worker_model && ptune_shared->worker_state == PTUNE_WORKER_READY)
+			{
+				/* the same model, maybe another precision */
+				PtMath		before = worker_model->math;
+
+				apply_precision();
+				if (worker_model->math != before)
+					publish_model_info();
 			}
 		}
 
