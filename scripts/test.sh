@@ -11,11 +11,12 @@
 # independent PyTorch reference), regress (pg_regress on a throwaway
 # cluster), pg (scripted cluster tests: concurrency, cancel, faults, dump),
 # fuzz (libFuzzer on the loaders and decoders, FUZZ_SECONDS per target,
-# default 15).
+# default 15), bench (a smoke run of every benchmark: it must work, its
+# numbers are not checked).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-all_suites=(unit asan valgrind cross regress pg fuzz)
+all_suites=(unit asan valgrind cross regress pg fuzz bench)
 suites=("$@")
 ((${#suites[@]})) || suites=("${all_suites[@]}")
 
@@ -50,6 +51,7 @@ for s in "${suites[@]}"; do
     regress)  run_suite regress bash test/run_regress.sh ;;
     pg)       run_suite pg bash test/run_pg_tests.sh ;;
     fuzz)     run_suite fuzz bash test/run_fuzz.sh "${FUZZ_SECONDS:-15}" ;;
+    bench)    run_suite bench bash bench/run.sh --quick ;;
     *)        echo "unknown suite: $s (known: ${all_suites[*]})"; exit 2 ;;
   esac
 done

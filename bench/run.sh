@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Runs every benchmark and writes BENCHMARKS.md (numbers in bench/results/).
+#   bench/run.sh            the full run (about 45 minutes on 2 cores)
+#   bench/run.sh --quick    a smoke run on a tiny model (CI): checks that every
+#                           benchmark still works; its numbers mean nothing
+# Everything is measured in the same run on the same machine: the engine
+# (fp32 and bf16), PyTorch at its faster thread setting, ONNX Runtime, SQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=${1:-}
+root=$PWD
+shared=${PTUNE_SHARED:-$(cd .. && pwd)/shared}
+out=bench/results
+[[ $quick == --quick ]] && out=build/bench-quick
+mkdir -p "$out" build/bench
+q_flag=(); [[ $quick == --quick ]] && q_flag=(--quick)
+export OMP_WAIT_POLICY=PASSIVE
+
+bash scripts/install_deps.sh --bench >/dev/null
+make -s -j"$(nproc)" >/dev/null
+if [[ $(id -u) -eq 0 ]]; then make -s install >/dev/null; else sudo make -s install >/dev/null; fi
+
+# checkpoints with the exact shapes of the models (random weights: speed does
+# not depend on their values); the real T5 vocabulary where it is at hand
+tokenizer=()
+[[ -f $shared/tokenizers/t5/spiece.model ]] && tokenizer=(--spiece "$shared/tokenizers/t5/spiece.model")
+checkpoint() {   # name preset dtype
+  [[ -f build/bench/$1/model.safetensors ]] ||
+    tools/gen_checkpoint.py "build/bench/$1" --preset "$2" --dtype "$3" --seed 0 "${tokenizer[@]}" >/dev/null
+  echo "build/bench/$1"
+}
+if [[ $quick == --quick ]]; then
+  bash test/make_test_models.sh build/models >/dev/null
+  models=(tiny-gated:build/models/tiny-gated)
+else
+  models=(t5-small:$(checkpoint t5-small t5-small f32) flan-t5-small:$(checkpoint flan-t5-small flan-t5-small f32))
+fi
+
+labels_of() {   # the two single-token labels ptune bench picks, as ids
+  printf 'yes\nno\nspam\nham\ntrue\nfalse\ngood\nbad\nthe\nand\nof\nto\nin\n' | build/ptune tokenize "$1" |
+    grep -v ' ' | head -2 | paste -sd,
+}
+
+for entry in "${models[@]}"; do
+  name=${entry%%:*} dir=${entry#*:}
+  echo "== $name: engine fp32, engine bf16, PyTorch, ONNX Runtime"
+  build/ptune bench "$dir" "${q_flag[@]}" > "$out/engine_${name}_fp32.json"
+  PTUNE_PRECISION=bf16 build/ptune bench "$dir" "${q_flag[@]}" > "$out/engine_${name}_bf16.json"
+  /usr/bin/python3 bench/pytorch_bench.py "$dir" "${q_flag[@]}" > "$out/pytorch_${name}.json"
+  mkdir -p build/bench/ort
+  [[ -d build/bench/ort/node_modules/onnxruntime-node ]] ||
+    (cd build/bench/ort && npm install --silent --ignore-scripts --no-audit --no-fund onnxruntime-node >/dev/null)
+  /usr/bin/python3 bench/ort/export_onnx.py "$dir" "build/bench/ort/$name.onnx" >/dev/null 2>&1
+  ORT_MODULES=build/bench/ort/node_modules node bench/ort/bench_ort.js "build/bench/ort/$name.onnx" \
+    "$(jq .d_model "$dir/config.json")" "$(jq '[.vocab_size, 32000] | min' "$dir/config.json")" \
+    "$(labels_of "$dir")" "${q_flag[@]}" > "$out/ort_${name}.json"
+done
+
+sqlmodel=${models[-1]#*:}
+echo "== SQL on $(basename "$sqlmodel")"
+bash bench/sql_bench.sh "$sqlmodel" fp32 "${q_flag[@]}" > "$out/sql_fp32.json"
+bash bench/sql_bench.sh "$sqlmodel" bf16 "${q_flag[@]}" > "$out/sql_bf16.json"
+
+echo "== scale: model size, input length, prompt length"
+if [[ $quick != --quick ]]; then
+  for preset in flan-t5-base flan-t5-large; do
+    dir=$(checkpoint "$preset-bf16" "$preset" bf16)
+    PTUNE_PRECISION=bf16 build/ptune bench "$dir" --batches 1,8 > "$out/scale_${preset}_bf16.json"
+  done
+fi
+for tokens in 32 128 512; do
+  PTUNE_PRECISION=bf16 build/ptune bench "$sqlmodel" --input-tokens "$tokens" --batches 8 "${q_flag[@]}" \
+    > "$out/scale_input_${tokens}.json"
+done
+for prompt in 1 20 100; do
+  PTUNE_PRECISION=bf16 build/ptune bench "$sqlmodel" --prompt-length "$prompt" --batches 8 "${q_flag[@]}" \
+    > "$out/scale_prompt_${prompt}.json"
+done
+
+echo "== accuracy of bf16 against fp32"
+bash bench/bf16_accuracy.sh "${q_flag[@]}" > "$out/bf16_accuracy.json"
+
+report=BENCHMARKS.md
+[[ $quick == --quick ]] && report=$out/BENCHMARKS.md
+/usr/bin/python3 bench/report.py "$out" > "$report"
+echo "wrote $report"
