@@ -10,6 +10,8 @@
  *
  * A matmul primitive is specific to its shape; primitives are cached by
  * (M, N, K), and a new M (the batch's token count) costs about 0.7 ms once.
+ * The cache is bounded (least recently used out), which bounds the memory
+ * that oneDNN's generated code takes.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -27,7 +29,7 @@ struct PtLinearBf16
 	dnnl_memory_t weights;
 };
 
-#define CACHE_SIZE 256
+#define CACHE_SIZE 128		/* shapes: about 6 per distinct token count of a batch */
 
 typedef struct CachedPrimitive
 {
@@ -61,6 +63,11 @@ init_dnnl(void)
 	/* ISAs are bit masks; without AVX512-BF16 oneDNN would emulate bfloat16, slower than fp32 */
 	if ((isa & dnnl_cpu_isa_avx512_core_bf16) != dnnl_cpu_isa_avx512_core_bf16)
 		return;
+	/*
+	 * Our own cache holds the primitives we use; oneDNN's would keep another
+	 * copy (and its JIT code) of up to 1024 more, so bound it.
+	 */
+	dnnl_set_primitive_cache_capacity(16);
 	if (dnnl_engine_create(&dnnl.engine, dnnl_cpu, 0) != dnnl_success ||
 		dnnl_stream_create(&dnnl.stream, dnnl.engine, dnnl_stream_default_flags) != dnnl_success)
 		return;
