@@ -11,12 +11,13 @@
 # independent PyTorch reference), regress (pg_regress on a throwaway
 # cluster), pg (scripted cluster tests: concurrency, cancel, faults, dump),
 # fuzz (libFuzzer on the loaders and decoders, FUZZ_SECONDS per target,
-# default 15), bench (a smoke run of every benchmark: it must work, its
+# default 15), reliability (load, faults under load, bad input, memory: the
+# short version), bench (a smoke run of every benchmark: it must work, its
 # numbers are not checked).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-all_suites=(unit asan valgrind cross regress pg fuzz bench)
+all_suites=(unit asan valgrind cross regress pg fuzz reliability bench)
 suites=("$@")
 ((${#suites[@]})) || suites=("${all_suites[@]}")
 
@@ -51,6 +52,7 @@ for s in "${suites[@]}"; do
     regress)  run_suite regress bash test/run_regress.sh ;;
     pg)       run_suite pg bash test/run_pg_tests.sh ;;
     fuzz)     run_suite fuzz bash test/run_fuzz.sh "${FUZZ_SECONDS:-15}" ;;
+    reliability) run_suite reliability bash test/reliability/run.sh --quick ;;
     bench)    run_suite bench bash bench/run.sh --quick ;;
     *)        echo "unknown suite: $s (known: ${all_suites[*]})"; exit 2 ;;
   esac
@@ -60,7 +62,7 @@ echo
 echo "=== summary"
 status=0
 for s in "${suites[@]}"; do
-  printf '%-10s %s\n' "$s" "${result[$s]}"
+  printf '%-12s %s\n' "$s" "${result[$s]}"
   [[ ${result[$s]} == passed* ]] || status=1
 done
 exit $status
