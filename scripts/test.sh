@@ -21,6 +21,13 @@ all_suites=(unit asan valgrind cross regress pg fuzz reliability bench)
 suites=("$@")
 ((${#suites[@]})) || suites=("${all_suites[@]}")
 
+# the shared folder beside the checkout holds the reference tokenizer and data
+export PTUNE_SHARED=${PTUNE_SHARED:-$(cd .. && pwd)/shared}
+if [[ ! -f $PTUNE_SHARED/tokenizers/t5/spiece.model ]]; then
+  echo "The tests need the shared folder at $PTUNE_SHARED (tokenizers/t5, data/); set PTUNE_SHARED."
+  exit 1
+fi
+
 bash scripts/install_deps.sh || exit 1
 jobs=$(nproc)
 make -j"$jobs" >/dev/null || { echo "build failed"; exit 1; }
