@@ -30,7 +30,7 @@ fi
 
 bash scripts/install_deps.sh || exit 1
 jobs=$(nproc)
-make -j"$jobs" >/dev/null || { echo "build failed"; exit 1; }
+make -j"$jobs" all build/test_engine >/dev/null || { echo "build failed"; exit 1; }
 # the extension must be installed into PostgreSQL for the cluster suites
 if [[ $(id -u) -eq 0 ]]; then make install >/dev/null; else sudo make install >/dev/null; fi ||
   { echo "make install failed"; exit 1; }

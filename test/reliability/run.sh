@@ -47,7 +47,8 @@ listen_addresses = ''
 max_connections = 60
 restart_after_crash = on
 CONF
-trap '"${RUN[@]}" "$PGBIN/pg_ctl" -D "$base/data" -m immediate stop >/dev/null 2>&1' EXIT
+# on any exit: stop the load loops and the cluster
+trap 'touch "$WORK/stop"; kill $(jobs -p) 2>/dev/null; "${RUN[@]}" "$PGBIN/pg_ctl" -D "$base/data" -m immediate stop >/dev/null 2>&1' EXIT
 start_cluster "$model"
 wait_ready 60 >/dev/null
 q -d postgres -c "CREATE DATABASE ptune_test"
