@@ -53,16 +53,8 @@ start_cluster "$model"
 wait_ready 60 >/dev/null
 q -d postgres -c "CREATE DATABASE ptune_test"
 q -c "CREATE EXTENSION ptune"
+q -f test/pg/toy.sql >/dev/null
 q >/dev/null <<'SQL'
-CREATE TABLE toy AS
-SELECT i AS id,
-       concat_ws(' ', f[1 + (i * 7) % 15], CASE WHEN i % 2 = 0 THEN a[1 + (i * 3) % 5] ELSE b[1 + (i * 3) % 5] END,
-                 f[1 + (i * 11) % 15], CASE WHEN i % 2 = 0 THEN a[1 + (i * 13) % 5] ELSE b[1 + (i * 13) % 5] END) AS text,
-       CASE WHEN i % 2 = 0 THEN 'this' ELSE 'that' END AS label
-FROM generate_series(1, 160) AS i,
-     (SELECT ARRAY['dog', 'cat', 'horse', 'bird', 'fish'] AS a, ARRAY['apple', 'banana', 'orange', 'grape', 'lemon'] AS b,
-             ARRAY['the', 'a', 'big', 'small', 'red', 'old', 'new', 'very', 'good', 'happy', 'people', 'see', 'like',
-                   'today', 'here'] AS f) AS words;
 CREATE TABLE small_eval AS SELECT * FROM toy WHERE id <= 40;
 SET client_min_messages = warning;
 SELECT * FROM ptune.train_prompt('toy', 'toy', 'text', 'label', prompt_length => 20, init => 'random_uniform',
