@@ -319,9 +319,9 @@ load_model(void)
 }
 
 /*
- * Starts the engine's threads with every signal blocked, so that they
- * inherit the mask and PostgreSQL's signal handlers always run on the main
- * thread.
+ * Starts the engine's threads (or as many more as ptune.threads now asks
+ * for) with every signal blocked, so that they inherit the mask and
+ * PostgreSQL's signal handlers always run on the main thread.
  */
 static void
 start_engine_threads(void)
@@ -412,6 +412,7 @@ ptune_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			start_engine_threads();	/* ptune.threads may have changed */
 			/* a new path, or a failed load that the user may have fixed */
 			if (strcmp(loaded_path, worker_model_path()) != 0 ||
 				ptune_shared->worker_state == PTUNE_WORKER_FAILED)
@@ -422,12 +423,9 @@ ptune_worker_main(Datum arg)
 			}
 			else if (worker_model && ptune_shared->worker_state == PTUNE_WORKER_READY)
 			{
-				/* the same model, maybe another precision */
-				PtMath		before = worker_model->math;
-
+				/* the same model, maybe another precision or thread count */
 				apply_precision();
-				if (worker_model->math != before)
-					publish_model_info();
+				publish_model_info();
 			}
 		}
 
