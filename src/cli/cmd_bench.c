@@ -11,7 +11,8 @@
  *
  * also: the load time, sgemm at each weight shape of the model, and the
  * process's peak memory.  Options change the workload for scaling studies:
- * --input-tokens N, --prompt-length N, --batches 1,8,32.
+ * --input-tokens N, --prompt-length N, --batches 1,8,32; --classify-only
+ * measures only classification (for profiling).
  *
  * Times are medians of repeated runs after a warm-up.  --quick does few
  * repetitions (for CI smoke runs; its figures are not for reporting).
@@ -219,6 +220,13 @@ train_step_ms(const PtModel *m, Workload *w, PtWorkspace *ws, int reps)
 	return t * 1e3;
 }
 
+/* a number, or null for one that was not measured (NAN) */
+static json_t *
+number(double x)
+{
+	return isnan(x) ? json_null() : json_real(x);
+}
+
 /* kB value of a line of /proc/self/status, e.g. VmHWM (peak) or VmRSS */
 static long
 status_kb(const char *field)
@@ -239,6 +247,7 @@ int
 cmd_bench(int argc, char **argv)
 {
 	bool		quick = false;
+	bool		classify_only = false;
 	int			reps;
 	int			batches[8] = {1, 8, 32};
 	int			n_batches = 3;
@@ -262,6 +271,8 @@ cmd_bench(int argc, char **argv)
 
 		if (strcmp(argv[i], "--quick") == 0)
 			quick = true;
+		else if (strcmp(argv[i], "--classify-only") == 0)
+			classify_only = true;
 		else if (strcmp(argv[i], "--input-tokens") == 0 && i + 1 < argc &&
 				 cli_parse_int(argv[i], argv[i + 1], 2, MAX_TOKENS, &v) == 0)
 			INPUT_TOKENS = (int) v, i++;
@@ -302,6 +313,7 @@ cmd_bench(int argc, char **argv)
 	/* the ceiling: sgemm at every weight shape, with the token count of 32 rows */
 	M = 32 * (INPUT_TOKENS + PROMPT_LEN);
 	shapes = json_array();
+	if (!classify_only)
 	{
 		int			I = pt_config_inner(c);
 		int			dims[4][2] = {{I, c->d_model}, {c->d_model, I}, {c->d_ff, c->d_model}, {c->d_model, c->d_ff}};
@@ -322,10 +334,10 @@ cmd_bench(int argc, char **argv)
 		json_object_set_new(rows, key, json_real(classify_rows_per_s(m, w, &ws, batches[b],
 																	 quick ? 1 : (batches[b] < 8 ? 15 : reps))));
 	}
-	sgemm = sgemm_gflops(M, c->d_ff, c->d_model, quick ? 1 : 9);
-	encoder = encoder_gflops(m, w, &ws, reps);
-	train_ms = train_step_ms(m, w, &ws, quick ? 1 : 5);
-	out = json_pack("{s:s, s:i, s:s, s:s, s:i, s:i, s:f, s:f, s:f, s:o, s:f, s:o, s:f, s:f}",
+	sgemm = classify_only ? NAN : sgemm_gflops(M, c->d_ff, c->d_model, quick ? 1 : 9);
+	encoder = classify_only ? NAN : encoder_gflops(m, w, &ws, reps);
+	train_ms = classify_only ? NAN : train_step_ms(m, w, &ws, quick ? 1 : 5);
+	out = json_pack("{s:s, s:i, s:s, s:s, s:i, s:i, s:f, s:f, s:o, s:o, s:o, s:o, s:o, s:f}",
 					"model", c->model_name,
 					"threads", pt_get_threads(),
 					"blas_kernels", pt_blas_core(),
@@ -334,11 +346,11 @@ cmd_bench(int argc, char **argv)
 					"prompt_length", PROMPT_LEN,
 					"file_mb", m->file_bytes / 1048576.0,
 					"load_seconds", load_seconds,
-					"sgemm_gflops", sgemm,
+					"sgemm_gflops", number(sgemm),
 					"sgemm_shapes", shapes,
-					"encoder_gflops", encoder,
+					"encoder_gflops", number(encoder),
 					"classify_rows_per_s", rows,
-					"train_step_ms", train_ms,
+					"train_step_ms", number(train_ms),
 					"peak_rss_mb", status_kb("VmHWM") / 1024.0);
 	json_dumpf(out, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(5));
 	putchar('\n');
