@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "attention.h"
+#include "t5.h"
 #include "kernels.h"
 #include "linear.h"
 
@@ -66,9 +67,12 @@ pt_position_bias_table(const float *rel_bias, int H, int buckets, int max_distan
 	}
 }
 
-/* Adds the position bias (and the causal mask) to the scores of one head, then softmax. */
+/*
+ * Adds the position bias (and the causal mask) to the scores of one head,
+ * then softmax; inv_sum[i] receives 1 / row sum, for rows left unnormalised.
+ */
 static void
-scores_to_probs(const PtAttnLayout *lay, int h, float *p, int tq, int tk)
+scores_to_probs(const PtAttnLayout *lay, int h, float *p, int tq, int tk, float *inv_sum)
 {
 	int			width = 2 * lay->bias_max_len - 1;
 
@@ -77,15 +81,10 @@ scores_to_probs(const PtAttnLayout *lay, int h, float *p, int tq, int tk)
 		float	   *row = p + (size_t) i * tk;
 		int			visible = lay->causal ? (i + 1 < tk ? i + 1 : tk) : tk;
 
-		if (lay->bias)
-		{
-			/* bias index of key j for query i: (j - i) + max_len - 1 */
-			const float *b = lay->bias + (size_t) h * width + (lay->bias_max_len - 1 - i);
+		/* bias index of key j for query i: (j - i) + max_len - 1 */
+		const float *b = lay->bias ? lay->bias + (size_t) h * width + (lay->bias_max_len - 1 - i) : NULL;
 
-			for (int j = 0; j < visible; j++)
-				row[j] += b[j];
-		}
-		pt_softmax_row(row, visible);
+		inv_sum[i] = pt_softmax_row(row, b, visible, lay->normalize);
 		if (visible < tk)
 			memset(row + visible, 0, sizeof(float) * (tk - visible));
 	}
@@ -107,6 +106,7 @@ pt_attention_forward(const PtAttnLayout *lay, int H, int dk,
 		int			tk = lay->kv_len[g];
 		const float *K = k + (size_t) lay->kv_off[g] * inner + h * dk;
 		const float *V = v + (size_t) lay->kv_off[g] * inner + h * dk;
+		float		inv_sum[PT_MAX_SEQ_LEN];
 
 		for (int s = lay->kv_q_begin[g]; s < lay->kv_q_end[g]; s++)
 		{
@@ -117,9 +117,14 @@ pt_attention_forward(const PtAttnLayout *lay, int H, int dk,
 
 			/* P[tq, tk] = Q[tq, dk] K[tk, dk]^T   (no 1/sqrt(dk) in T5) */
 			pt_gemm(false, true, tq, tk, dk, 1.0f, Q, inner, K, inner, 0.0f, P, tk);
-			scores_to_probs(lay, h, P, tq, tk);
+			scores_to_probs(lay, h, P, tq, tk, inv_sum);
 			/* C[tq, dk] = P[tq, tk] V[tk, dk] */
 			pt_gemm(false, false, tq, dk, tk, 1.0f, P, tk, V, inner, 0.0f, C, inner);
+			/* unnormalised probabilities: scale the dk outputs of a row, not its tk probabilities */
+			if (!lay->normalize)
+				for (int i = 0; i < tq; i++)
+					for (int j = 0; j < dk; j++)
+						C[(size_t) i * inner + j] *= inv_sum[i];
 		}
 	}
 }

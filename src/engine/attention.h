@@ -32,6 +32,7 @@ typedef struct PtAttnLayout
 	float	   *bias;			/* NULL, or a table from pt_position_bias_table() */
 	int			bias_max_len;	/* the max_len the table was built for */
 	bool		causal;			/* query i sees keys j <= i */
+	bool		normalize;		/* store normalised probabilities (the backward pass needs them) */
 	float	   *scratch;		/* per thread: max Tq * max Tk floats (backward only) */
 	size_t		scratch_per_thread;
 } PtAttnLayout;

@@ -1,22 +1,38 @@
 /*
- * blocks.c - the feed-forward sublayer, shared by encoder and decoder layers.
+ * blocks.c - pieces shared by encoder and decoder layers: the residual
+ * connection around a projection, and the feed-forward sublayer.
  *
- *   relu / plain:  out = wo( act(wi(xn)) )
- *   gated:         out = wo( act(wi_0(xn)) * wi_1(xn) )
- * xn is the layer-normed input [n, d]; h0, h1, act are [n, F]; out is [n, d].
+ *   relu / plain:  FF(xn) = wo( act(wi(xn)) )
+ *   gated:         FF(xn) = wo( act(wi_0(xn)) * wi_1(xn) )
+ * xn is the layer-normed input [n, d]; h0, h1, act are [n, F].
  */
 #include "kernels.h"
 #include "t5.h"
 
 void
-pt_ff_forward(const PtConfig *cfg, const PtFeedForwardWeights *w, const float *xn,
-			  int n, float *h0, float *h1, float *act, float *out, PtMath math)
+pt_residual_projection(const PtLinear *w, const float *h, int n, const float *in, float *out,
+					   float *scratch, PtMath math)
 {
-	pt_linear_forward(&w->wi0, xn, n, h0, math);
-	if (cfg->gated)
-		pt_linear_forward(&w->wi1, xn, n, h1, math);
+	if (out == in)
+		pt_linear_forward_add(w, h, n, out, math);	/* the sum happens inside the product */
+	else
+	{
+		pt_linear_forward(w, h, n, scratch, math);
+		pt_add(out, in, scratch, (size_t) n * w->out_dim);
+	}
+}
+
+void
+pt_ff_forward(const PtConfig *cfg, const PtFeedForwardWeights *w, const float *xn,
+			  int n, float *h0, float *h1, float *act, const float *in, float *out,
+			  float *scratch, PtMath math)
+{
+	const PtLinear *wi[2] = {&w->wi0, &w->wi1};
+	float	   *h[2] = {h0, h1};
+
+	pt_linear_forward_multi(wi, cfg->gated ? 2 : 1, xn, n, h, math);
 	pt_ff_activation_forward(cfg->activation, cfg->gated, h0, h1, (size_t) n * cfg->d_ff, act);
-	pt_linear_forward(&w->wo, act, n, out, math);
+	pt_residual_projection(&w->wo, act, n, in, out, scratch, math);
 }
 
 void

@@ -38,30 +38,29 @@ pt_decoder_forward(PtPass *p)
 		PtDecLayerActs *a = &p->dec[l];
 		float	   *next = l + 1 < L ? p->dec[l + 1].y : p->dec_final_in;
 
+		const PtLinear *qkv[3] = {&w->self.q, &w->self.k, &w->self.v};
+		float	   *qkv_out[3] = {a->q, a->k, a->v};
+		const PtLinear *kv[2] = {&w->cross.k, &w->cross.v};
+		float	   *kv_out[2] = {a->k_cross, a->v_cross};
+
 		/* causal self-attention */
 		pt_rmsnorm_forward(a->y, w->ln_self, Nd, d, eps, p->ln, a->rstd_self);
-		pt_linear_forward(&w->self.q, p->ln, Nd, a->q, p->math);
-		pt_linear_forward(&w->self.k, p->ln, Nd, a->k, p->math);
-		pt_linear_forward(&w->self.v, p->ln, Nd, a->v, p->math);
+		pt_linear_forward_multi(qkv, 3, p->ln, Nd, qkv_out, p->math);
 		pt_attention_forward(&p->dec_self, c->num_heads, c->d_kv, a->q, a->k, a->v,
 							 a->probs_self, p->ctx);
-		pt_linear_forward(&w->self.o, p->ctx, Nd, p->sub, p->math);
-		pt_add(a->y_mid1, a->y, p->sub, (size_t) Nd * d);
+		pt_residual_projection(&w->self.o, p->ctx, Nd, a->y, a->y_mid1, p->sub, p->math);
 
 		/* cross-attention over the encoder output */
 		pt_rmsnorm_forward(a->y_mid1, w->ln_cross, Nd, d, eps, p->ln, a->rstd_cross);
 		pt_linear_forward(&w->cross.q, p->ln, Nd, a->q_cross, p->math);
-		pt_linear_forward(&w->cross.k, p->enc_out, N, a->k_cross, p->math);
-		pt_linear_forward(&w->cross.v, p->enc_out, N, a->v_cross, p->math);
+		pt_linear_forward_multi(kv, 2, p->enc_out, N, kv_out, p->math);
 		pt_attention_forward(&p->dec_cross, c->num_heads, c->d_kv, a->q_cross, a->k_cross,
 							 a->v_cross, a->probs_cross, p->ctx);
-		pt_linear_forward(&w->cross.o, p->ctx, Nd, p->sub, p->math);
-		pt_add(a->y_mid2, a->y_mid1, p->sub, (size_t) Nd * d);
+		pt_residual_projection(&w->cross.o, p->ctx, Nd, a->y_mid1, a->y_mid2, p->sub, p->math);
 
 		/* feed-forward */
 		pt_rmsnorm_forward(a->y_mid2, w->ln_ff, Nd, d, eps, p->ln, a->rstd_ff);
-		pt_ff_forward(c, &w->ff, p->ln, Nd, a->h0, a->h1, p->act, p->sub, p->math);
-		pt_add(next, a->y_mid2, p->sub, (size_t) Nd * d);
+		pt_ff_forward(c, &w->ff, p->ln, Nd, a->h0, a->h1, p->act, a->y_mid2, next, p->sub, p->math);
 	}
 	pt_rmsnorm_forward(p->dec_final_in, m->dec_final_ln, Nd, d, eps, p->dec_out, p->dec_rstd_final);
 	if (m->lm_scale != 1.0f)

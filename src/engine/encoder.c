@@ -4,6 +4,8 @@
  * Each layer:   x_mid = x + O(Attention(Q, K, V))   with Q, K, V from RMSNorm(x)
  *               x'    = x_mid + FF(RMSNorm(x_mid))
  * then a final RMSNorm.  Shapes: x [N, d]; Q, K, V [N, I]; FF hidden [N, F].
+ * Without a backward pass x, x_mid and x' are one buffer (see pass.c), and
+ * each residual sum happens inside the product that feeds it.
  */
 #include <string.h>
 
@@ -38,19 +40,18 @@ pt_encoder_forward(PtPass *p)
 		PtEncLayerActs *a = &p->enc[l];
 		float	   *next = l + 1 < L ? p->enc[l + 1].x : p->enc_final_in;
 
+		const PtLinear *qkv[3] = {&w->attn.q, &w->attn.k, &w->attn.v};
+		float	   *qkv_out[3] = {a->q, a->k, a->v};
+
 		/* self-attention sublayer */
 		pt_rmsnorm_forward(a->x, w->ln_attn, N, d, eps, p->ln, a->rstd_attn);
-		pt_linear_forward(&w->attn.q, p->ln, N, a->q, p->math);
-		pt_linear_forward(&w->attn.k, p->ln, N, a->k, p->math);
-		pt_linear_forward(&w->attn.v, p->ln, N, a->v, p->math);
+		pt_linear_forward_multi(qkv, 3, p->ln, N, qkv_out, p->math);
 		pt_attention_forward(&p->enc_self, c->num_heads, c->d_kv, a->q, a->k, a->v, a->probs, p->ctx);
-		pt_linear_forward(&w->attn.o, p->ctx, N, p->sub, p->math);
-		pt_add(a->x_mid, a->x, p->sub, (size_t) N * d);
+		pt_residual_projection(&w->attn.o, p->ctx, N, a->x, a->x_mid, p->sub, p->math);
 
 		/* feed-forward sublayer */
 		pt_rmsnorm_forward(a->x_mid, w->ln_ff, N, d, eps, p->ln, a->rstd_ff);
-		pt_ff_forward(c, &w->ff, p->ln, N, a->h0, a->h1, p->act, p->sub, p->math);
-		pt_add(next, a->x_mid, p->sub, (size_t) N * d);
+		pt_ff_forward(c, &w->ff, p->ln, N, a->h0, a->h1, p->act, a->x_mid, next, p->sub, p->math);
 	}
 	pt_rmsnorm_forward(p->enc_final_in, m->enc_final_ln, N, d, eps, p->enc_out, p->enc_rstd_final);
 }

@@ -9,6 +9,9 @@
  * - exp and tanh use exp_inline below instead of libm, whose scalar calls
  *   would dominate the feed-forward layers' time.  It is written without
  *   branches or floorf so that GCC vectorises it.
+ * - Sums and maxima carry "omp simd reduction": without it GCC may not
+ *   reorder a float reduction and leaves the whole loop scalar.  (The order
+ *   of the additions changes, deterministically.)
  */
 #include <math.h>
 #include <string.h>
@@ -83,6 +86,7 @@ rmsnorm_row(const float *x, const float *w, int d, float eps, float *y)
 	float		ss = 0.0f;
 	float		r;
 
+#pragma omp simd reduction(+:ss)
 	for (int j = 0; j < d; j++)
 		ss += x[j] * x[j];
 	r = 1.0f / sqrtf(ss / (float) d + eps);
@@ -115,6 +119,7 @@ rmsnorm_backward_row(const float *x, const float *w, float r, const float *dy, i
 	float		dot = 0.0f;
 	float		c;
 
+#pragma omp simd reduction(+:dot)
 	for (int j = 0; j < d; j++)
 		dot += w[j] * dy[j] * x[j];
 	c = dot * r * r * r / (float) d;
@@ -318,21 +323,38 @@ pt_scale(float *y, float s, size_t n)
 		y[i] *= s;
 }
 
-PT_VECTORIZED void
-pt_softmax_row(float *row, int d)
+PT_VECTORIZED float
+pt_softmax_row(float *restrict row, const float *restrict bias, int d, bool normalize)
 {
-	float		mx = row[0];
+	float		mx = -INFINITY;
 	float		sum = 0.0f;
 	float		inv;
 
-	for (int j = 1; j < d; j++)
-		mx = row[j] > mx ? row[j] : mx;
+	/* one pass adds the bias and finds the maximum, one exponentiates, one scales */
+	if (bias)
+	{
+#pragma omp simd reduction(max:mx)
+		for (int j = 0; j < d; j++)
+		{
+			row[j] += bias[j];
+			mx = row[j] > mx ? row[j] : mx;
+		}
+	}
+	else
+	{
+#pragma omp simd reduction(max:mx)
+		for (int j = 0; j < d; j++)
+			mx = row[j] > mx ? row[j] : mx;
+	}
+#pragma omp simd reduction(+:sum)
 	for (int j = 0; j < d; j++)
 	{
 		row[j] = exp_inline(row[j] - mx);
 		sum += row[j];
 	}
 	inv = 1.0f / sum;
-	for (int j = 0; j < d; j++)
-		row[j] *= inv;
+	if (normalize)
+		for (int j = 0; j < d; j++)
+			row[j] *= inv;
+	return inv;
 }

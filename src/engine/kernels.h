@@ -41,8 +41,13 @@ void		pt_add(float *y, const float *a, const float *b, size_t n);
 /* y[i] *= s */
 void		pt_scale(float *y, float s, size_t n);
 
-/* In-place softmax of one row of d >= 1 finite values. */
-void		pt_softmax_row(float *row, int d);
+/*
+ * In-place softmax of one row of d >= 1 finite values, after adding bias
+ * (NULL: none).  Without normalize the row keeps exp(x - max) and the caller
+ * scales later by the returned 1 / sum (attention scales its output rows
+ * instead: fewer values than the probabilities).
+ */
+float		pt_softmax_row(float *row, const float *bias, int d, bool normalize);
 
 /* Vectorisable exp with relative error below 2e-7 over the float range. */
 float		pt_expf(float x);

@@ -118,13 +118,47 @@ pt_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
 			   m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+/* y (+)= x W^T, in bfloat16 where prepared and asked for, else fp32 sgemm */
+static void
+product(const PtLinear *lin, const float *x, int m, float *y, PtMath math, bool accumulate)
+{
+	if (math == PT_MATH_BF16 && lin->bf16 && m > 0 &&
+		pt_bf16_load_input(x, (size_t) m * lin->in_dim) && pt_bf16_matmul(lin, m, y, accumulate))
+		return;
+	pt_gemm(false, true, m, lin->out_dim, lin->in_dim, 1.0f,
+			x, lin->in_dim, lin->w, lin->in_dim, accumulate ? 1.0f : 0.0f, y, lin->out_dim);
+}
+
 void
 pt_linear_forward(const PtLinear *lin, const float *x, int m, float *y, PtMath math)
 {
-	if (math == PT_MATH_BF16 && lin->bf16 && m > 0 && pt_linear_forward_bf16(lin, x, m, y))
-		return;
-	pt_gemm(false, true, m, lin->out_dim, lin->in_dim, 1.0f,
-			x, lin->in_dim, lin->w, lin->in_dim, 0.0f, y, lin->out_dim);
+	product(lin, x, m, y, math, false);
+}
+
+void
+pt_linear_forward_add(const PtLinear *lin, const float *x, int m, float *y, PtMath math)
+{
+	product(lin, x, m, y, math, true);
+}
+
+void
+pt_linear_forward_multi(const PtLinear *const *lins, int n, const float *x, int m,
+						float *const *ys, PtMath math)
+{
+	bool		loaded = false;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (math == PT_MATH_BF16 && lins[i]->bf16 && m > 0)
+		{
+			if (!loaded)
+				loaded = pt_bf16_load_input(x, (size_t) m * lins[i]->in_dim);
+			if (loaded && pt_bf16_matmul(lins[i], m, ys[i], false))
+				continue;
+		}
+		pt_gemm(false, true, m, lins[i]->out_dim, lins[i]->in_dim, 1.0f,
+				x, lins[i]->in_dim, lins[i]->w, lins[i]->in_dim, 0.0f, ys[i], lins[i]->out_dim);
+	}
 }
 
 void

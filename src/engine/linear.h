@@ -37,12 +37,27 @@ typedef struct PtLinear
 /* y[m, out] = x[m, in] . W^T */
 void		pt_linear_forward(const PtLinear *lin, const float *x, int m, float *y, PtMath math);
 
+/* y[m, out] += x[m, in] . W^T: a residual connection folded into the product */
+void		pt_linear_forward_add(const PtLinear *lin, const float *x, int m, float *y, PtMath math);
+
+/*
+ * n products of one input, y_i = x . W_i^T (Q, K and V; or wi_0 and wi_1):
+ * in bfloat16 the input is rounded once for all of them.
+ */
+void		pt_linear_forward_multi(const PtLinear *const *lins, int n, const float *x, int m,
+									float *const *ys, PtMath math);
+
 /* linear_bf16.c: true if this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX) */
 bool		pt_bf16_supported(void);
 int			pt_linear_prepare_bf16(PtLinear *lin);
 void		pt_linear_release_bf16(PtLinear *lin);
-/* The bfloat16 product; false if oneDNN could not run it (the caller falls back to fp32). */
-bool		pt_linear_forward_bf16(const PtLinear *lin, const float *x, int m, float *y);
+/*
+ * The bfloat16 product in two steps: round the input x[m, k] once into this
+ * thread's scratch, then y (+)= scratch . W^T for one or more weights of
+ * in_dim k.  false if oneDNN could not run it (the caller falls back to fp32).
+ */
+bool		pt_bf16_load_input(const float *x, size_t n);
+bool		pt_bf16_matmul(const PtLinear *lin, int m, float *y, bool accumulate);
 
 /* dx[m, in] = dy[m, out] . W, or += when accumulate */
 void		pt_linear_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool accumulate);

@@ -36,6 +36,7 @@ typedef struct CachedPrimitive
 	int			m,
 				n,
 				k;
+	bool		accumulate;		/* with a "sum" post-op: y += product */
 	dnnl_primitive_t primitive;
 	unsigned long last_used;
 } CachedPrimitive;
@@ -54,6 +55,7 @@ static struct
 /* per-thread scratch for the bfloat16 copy of the activations */
 static __thread uint16_t *scratch;
 static __thread size_t scratch_size;
+static __thread size_t scratch_used;	/* elements loaded by pt_bf16_load_input */
 
 static void
 init_dnnl(void)
@@ -81,9 +83,12 @@ pt_bf16_supported(void)
 	return dnnl.ok;
 }
 
-/* A matmul of bfloat16 [m, k] x weights [k, n] (the given layout) -> fp32 [m, n]. */
+/*
+ * A matmul of bfloat16 [m, k] x weights [k, n] (the given layout) -> fp32
+ * [m, n]; with accumulate, the product is added to what dst holds.
+ */
 static dnnl_primitive_desc_t
-matmul_desc(int m, int n, int k, const dnnl_memory_desc_t *weights)
+matmul_desc(int m, int n, int k, const dnnl_memory_desc_t *weights, bool accumulate)
 {
 	dnnl_memory_desc_t src,
 				dst;
@@ -91,13 +96,26 @@ matmul_desc(int m, int n, int k, const dnnl_memory_desc_t *weights)
 				dst_dims = {m, n};
 	dnnl_matmul_desc_t desc;
 	dnnl_primitive_desc_t pd = NULL;
+	dnnl_primitive_attr_t attr = NULL;
+	dnnl_post_ops_t sum = NULL;
+	bool		ok;
 
-	if (dnnl_memory_desc_init_by_tag(&src, 2, src_dims, dnnl_bf16, dnnl_ab) != dnnl_success ||
-		dnnl_memory_desc_init_by_tag(&dst, 2, dst_dims, dnnl_f32, dnnl_ab) != dnnl_success ||
-		dnnl_matmul_desc_init(&desc, &src, weights, NULL, &dst) != dnnl_success ||
-		dnnl_primitive_desc_create(&pd, &desc, NULL, dnnl.engine, NULL) != dnnl_success)
-		return NULL;
-	return pd;
+	if (accumulate &&
+		(dnnl_primitive_attr_create(&attr) != dnnl_success ||
+		 dnnl_post_ops_create(&sum) != dnnl_success ||
+		 dnnl_post_ops_append_sum(sum, 1.0f) != dnnl_success ||
+		 dnnl_primitive_attr_set_post_ops(attr, sum) != dnnl_success))
+		ok = false;
+	else
+		ok = dnnl_memory_desc_init_by_tag(&src, 2, src_dims, dnnl_bf16, dnnl_ab) == dnnl_success &&
+			dnnl_memory_desc_init_by_tag(&dst, 2, dst_dims, dnnl_f32, dnnl_ab) == dnnl_success &&
+			dnnl_matmul_desc_init(&desc, &src, weights, NULL, &dst) == dnnl_success &&
+			dnnl_primitive_desc_create(&pd, &desc, attr, dnnl.engine, NULL) == dnnl_success;
+	if (sum)
+		dnnl_post_ops_destroy(sum);
+	if (attr)
+		dnnl_primitive_attr_destroy(attr);
+	return ok ? pd : NULL;
 }
 
 int
@@ -122,7 +140,7 @@ pt_linear_prepare_bf16(PtLinear *lin)
 		return pt_fail(PT_ERR_ARGUMENT, "this CPU has no bfloat16 matrix instructions");
 	/* let oneDNN pick the weights layout, for a typical batch */
 	if (dnnl_memory_desc_init_by_tag(&any, 2, dims, dnnl_bf16, dnnl_format_tag_any) != dnnl_success ||
-		(pd = matmul_desc(1024, n, k, &any)) == NULL)
+		(pd = matmul_desc(1024, n, k, &any, false)) == NULL)
 		return pt_fail(PT_ERR_INTERNAL, "oneDNN has no bfloat16 matmul for %d x %d", n, k);
 	b = pt_calloc(1, sizeof(*b));
 	rounded = pt_malloc(sizeof(uint16_t) * (size_t) n * k);
@@ -185,7 +203,7 @@ pt_linear_release_bf16(PtLinear *lin)
 
 /* The cached primitive for this shape (created on first use); NULL if oneDNN fails. */
 static dnnl_primitive_t
-primitive_for(const PtLinear *lin, int m)
+primitive_for(const PtLinear *lin, int m, bool accumulate)
 {
 	CachedPrimitive *slot = &dnnl.cache[0];
 	dnnl_primitive_t prim = NULL;
@@ -195,7 +213,8 @@ primitive_for(const PtLinear *lin, int m)
 	{
 		CachedPrimitive *c = &dnnl.cache[i];
 
-		if (c->primitive && c->m == m && c->n == lin->out_dim && c->k == lin->in_dim)
+		if (c->primitive && c->m == m && c->n == lin->out_dim && c->k == lin->in_dim &&
+			c->accumulate == accumulate)
 		{
 			c->last_used = ++dnnl.clock;
 			prim = c->primitive;
@@ -206,13 +225,14 @@ primitive_for(const PtLinear *lin, int m)
 	}
 	if (prim == NULL)
 	{
-		dnnl_primitive_desc_t pd = matmul_desc(m, lin->out_dim, lin->in_dim, &lin->bf16->weights_md);
+		dnnl_primitive_desc_t pd = matmul_desc(m, lin->out_dim, lin->in_dim, &lin->bf16->weights_md,
+											   accumulate);
 
 		if (pd && dnnl_primitive_create(&prim, pd) == dnnl_success)
 		{
 			if (slot->primitive)
 				dnnl_primitive_destroy(slot->primitive);
-			*slot = (CachedPrimitive) {m, lin->out_dim, lin->in_dim, prim, ++dnnl.clock};
+			*slot = (CachedPrimitive) {m, lin->out_dim, lin->in_dim, accumulate, prim, ++dnnl.clock};
 		}
 		else
 			prim = NULL;
@@ -232,18 +252,8 @@ round_to_bf16(const float *x, size_t n, uint16_t *out)
 }
 
 bool
-pt_linear_forward_bf16(const PtLinear *lin, const float *x, int m, float *y)
+pt_bf16_load_input(const float *x, size_t n)
 {
-	size_t		n = (size_t) m * lin->in_dim;
-	dnnl_primitive_t prim;
-	dnnl_memory_desc_t src_md,
-				dst_md;
-	dnnl_dims_t src_dims = {m, lin->in_dim},
-				dst_dims = {m, lin->out_dim};
-	dnnl_memory_t src = NULL,
-				dst = NULL;
-	bool		ok = false;
-
 	if (n > scratch_size)
 	{
 		uint16_t   *grown = realloc(scratch, sizeof(uint16_t) * n);
@@ -253,9 +263,26 @@ pt_linear_forward_bf16(const PtLinear *lin, const float *x, int m, float *y)
 		scratch = grown;
 		scratch_size = n;
 	}
-	if ((prim = primitive_for(lin, m)) == NULL)
-		return false;
 	round_to_bf16(x, n, scratch);
+	scratch_used = n;
+	return true;
+}
+
+bool
+pt_bf16_matmul(const PtLinear *lin, int m, float *y, bool accumulate)
+{
+	dnnl_primitive_t prim;
+	dnnl_memory_desc_t src_md,
+				dst_md;
+	dnnl_dims_t src_dims = {m, lin->in_dim},
+				dst_dims = {m, lin->out_dim};
+	dnnl_memory_t src = NULL,
+				dst = NULL;
+	bool		ok = false;
+
+	/* the loaded input must be this product's [m, in_dim] */
+	if (scratch_used != (size_t) m * lin->in_dim || (prim = primitive_for(lin, m, accumulate)) == NULL)
+		return false;
 	if (dnnl_memory_desc_init_by_tag(&src_md, 2, src_dims, dnnl_bf16, dnnl_ab) == dnnl_success &&
 		dnnl_memory_desc_init_by_tag(&dst_md, 2, dst_dims, dnnl_f32, dnnl_ab) == dnnl_success &&
 		dnnl_memory_create(&src, &src_md, dnnl.engine, scratch) == dnnl_success &&

@@ -127,7 +127,8 @@ carve(PtPass *p, PtArena *a, const PassSizes *z)
 		e->k = pt_arena_floats(a, z->N * I);
 		e->v = pt_arena_floats(a, z->N * I);
 		e->probs = pt_arena_floats(a, z->enc_probs);
-		e->x_mid = pt_arena_floats(a, z->N * d);
+		/* without backward, the residual stream updates in place */
+		e->x_mid = p->keep ? pt_arena_floats(a, z->N * d) : e->x;
 		e->rstd_ff = pt_arena_floats(a, z->N);
 		e->h0 = pt_arena_floats(a, z->N * F);
 		e->h1 = c->gated ? pt_arena_floats(a, z->N * F) : NULL;
@@ -138,18 +139,19 @@ carve(PtPass *p, PtArena *a, const PassSizes *z)
 		PtDecLayerActs *e = p->dec ? &p->dec[l] : &dec_dummy;
 
 		e->y = pt_arena_floats(a, z->Nd * d);
+		/* (y_mid1 and y_mid2 below alias y when there is no backward pass) */
 		e->rstd_self = pt_arena_floats(a, z->Nd);
 		e->q = pt_arena_floats(a, z->Nd * I);
 		e->k = pt_arena_floats(a, z->Nd * I);
 		e->v = pt_arena_floats(a, z->Nd * I);
 		e->probs_self = pt_arena_floats(a, z->dec_self_probs);
-		e->y_mid1 = pt_arena_floats(a, z->Nd * d);
+		e->y_mid1 = p->keep ? pt_arena_floats(a, z->Nd * d) : e->y;
 		e->rstd_cross = pt_arena_floats(a, z->Nd);
 		e->q_cross = pt_arena_floats(a, z->Nd * I);
 		e->k_cross = pt_arena_floats(a, z->N * I);
 		e->v_cross = pt_arena_floats(a, z->N * I);
 		e->probs_cross = pt_arena_floats(a, z->dec_cross_probs);
-		e->y_mid2 = pt_arena_floats(a, z->Nd * d);
+		e->y_mid2 = p->keep ? pt_arena_floats(a, z->Nd * d) : e->y;
 		e->rstd_ff = pt_arena_floats(a, z->Nd);
 		e->h0 = pt_arena_floats(a, z->Nd * F);
 		e->h1 = c->gated ? pt_arena_floats(a, z->Nd * F) : NULL;
@@ -161,10 +163,10 @@ carve(PtPass *p, PtArena *a, const PassSizes *z)
 		for (int l = dec_sets; l < c->num_decoder_layers; l++)
 			p->dec[l] = p->dec[0];
 
-	p->enc_final_in = pt_arena_floats(a, z->N * d);
+	p->enc_final_in = p->keep ? pt_arena_floats(a, z->N * d) : (p->enc ? p->enc[0].x : NULL);
 	p->enc_rstd_final = pt_arena_floats(a, z->N);
 	p->enc_out = pt_arena_floats(a, z->N * d);
-	p->dec_final_in = pt_arena_floats(a, z->Nd * d);
+	p->dec_final_in = p->keep ? pt_arena_floats(a, z->Nd * d) : (p->dec ? p->dec[0].y : NULL);
 	p->dec_rstd_final = pt_arena_floats(a, z->Nd);
 	p->dec_out = pt_arena_floats(a, z->Nd * d);
 
@@ -249,6 +251,8 @@ fill_layouts(PtPass *p, const PassSizes *z)
 	p->enc_self.q_len = p->enc_self.kv_len = p->enc_len;
 	p->enc_self.bias_max_len = z->enc_max;
 	p->enc_self.causal = false;
+	/* the backward pass needs the probabilities themselves; inference does not */
+	p->enc_self.normalize = p->dec_self.normalize = p->dec_cross.normalize = p->keep;
 
 	p->dec_self.n_q = p->dec_self.n_kv = p->n_dec;
 	p->dec_self.q_off = p->dec_self.kv_off = p->dec_off;

@@ -154,9 +154,17 @@ void		pt_encoder_backward(PtPass *p);
 /* out[prompt_len, d] (+)= gradient of encoder sequence s's prompt rows */
 void		pt_pass_prompt_grad(const PtPass *p, int s, float *out, bool accumulate);
 
-/* Sublayers shared by the encoder and the decoder (blocks.c). */
+/*
+ * Sublayers shared by the encoder and the decoder (blocks.c).
+ * out = in + h . W^T, computed in place by one accumulating product when out
+ * == in (inference keeps a single residual buffer), else through scratch.
+ */
+void		pt_residual_projection(const PtLinear *w, const float *h, int n, const float *in,
+								   float *out, float *scratch, PtMath math);
+/* out = in + FF(xn), saving h0 and h1 for the backward pass */
 void		pt_ff_forward(const PtConfig *cfg, const PtFeedForwardWeights *w, const float *xn,
-						  int n, float *h0, float *h1, float *act, float *out, PtMath math);
+						  int n, float *h0, float *h1, float *act, const float *in, float *out,
+						  float *scratch, PtMath math);
 void		pt_ff_backward(const PtConfig *cfg, const PtFeedForwardWeights *w,
 						   const float *h0, const float *h1, const float *dout, int n,
 						   float *g_act, float *g_h0, float *g_h1, float *g_xn);
