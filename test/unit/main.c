@@ -30,6 +30,7 @@
 	X(test_optimizers) \
 	X(test_label_scores_match_full_logits) \
 	X(test_classify_mixed_tasks_and_ensembles) \
+	X(test_classify_bf16_matches_fp32) \
 	X(test_explain_nearest_pieces) \
 	X(test_training_learns) \
 	X(test_training_deterministic_and_cancellable) \

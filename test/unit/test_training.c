@@ -316,6 +316,106 @@ test_classify_mixed_tasks_and_ensembles(void)
 }
 
 /*
+ * bfloat16 inference agrees with fp32: the same labels (where fp32 is not a
+ * near tie) and probabilities within bfloat16's rounding.  The batch has
+ * over 256 packed tokens and a token count that is no multiple of 16, so the
+ * products run in several pieces (linear_bf16.c); each row alone, in other
+ * pieces, must give what the batch gives.
+ */
+void		test_classify_bf16_matches_fp32(void);
+void
+test_classify_bf16_matches_fp32(void)
+{
+	const char *dir = unit_model_dir("tiny-gated");
+	static const char *labels[] = {"ham", "spam", "maybe"};
+	enum
+	{
+		N = 24
+	};
+	PtModel    *m;
+	PtTask	   *task;
+	PtPrompt   *p;
+	PtRng		rng;
+	PtWorkspace ws = {0},
+				ws32 = {0};
+	int32_t		ids[N][40];
+	const float *pv[1];
+	int			pl[1];
+	PtClassifyRow rows[N];
+	PtClassifyResult res32[N],
+				res16[N],
+				alone;
+	float		p32[N][3],
+				p16[N][3],
+				p_alone[3];
+	int			tokens = 0;
+
+	REQUIRE(dir != NULL);
+	m = pt_model_load(dir);
+	REQUIRE(m != NULL);
+	if (!pt_bf16_supported())
+	{
+		printf("    (this CPU has no bfloat16 instructions: nothing to compare)\n");
+		pt_model_free(m);
+		return;
+	}
+	task = pt_task_new(m, labels, 3, 40);
+	REQUIRE(task != NULL);
+	pt_rng_seed(&rng, 5);
+	p = pt_prompt_new(m, task, 7, PT_INIT_RANDOM_UNIFORM, &rng);
+	REQUIRE(p != NULL);
+	pv[0] = p->values;
+	pl[0] = p->length;
+	for (int i = 0; i < N; i++)
+	{
+		char		text[400];
+		int			len = 0;
+
+		/* texts of 3 to 37 words */
+		for (int w = 0; w < 3 + (i * 7) % 35; w++)
+			len += snprintf(text + len, sizeof(text) - len, "%s ", w % 3 ? "river" : i % 2 ? "cheap" : "meeting");
+		rows[i] = (PtClassifyRow) {task, PT_SCORE_LABEL_TOKENS, 1, pv, pl, ids[i], 0};
+		rows[i].n_ids = pt_encode_input(m, 40, text, strlen(text), ids[i]);
+		tokens += rows[i].n_ids + p->length;
+		res32[i].probs = p32[i];
+		res16[i].probs = p16[i];
+	}
+	CHECKF(tokens > 256 && tokens % 16 != 0, "the batch should span pieces (%d tokens)", tokens);
+
+	/* each precision in a workspace of its own: no stale activations of the other to hide a bug */
+	REQUIRE(pt_classify(m, &ws32, rows, N, res32) == 0);
+	REQUIRE(pt_model_set_math(m, PT_MATH_BF16) == 0);
+	REQUIRE(pt_classify(m, &ws, rows, N, res16) == 0);
+	for (int i = 0; i < N; i++)
+	{
+		float		second = -1.0f;
+
+		for (int j = 0; j < 3; j++)
+		{
+			CHECKF(fabsf(p32[i][j] - p16[i][j]) < 0.01f, "row %d label %d: fp32 %.4f, bf16 %.4f",
+				   i, j, p32[i][j], p16[i][j]);
+			if (j != res32[i].label && p32[i][j] > second)
+				second = p32[i][j];
+		}
+		if (p32[i][res32[i].label] - second > 0.05f)
+			CHECKF(res16[i].label == res32[i].label, "row %d: bf16 picked %d, fp32 %d", i,
+				   res16[i].label, res32[i].label);
+
+		alone.probs = p_alone;
+		REQUIRE(pt_classify(m, &ws, &rows[i], 1, &alone) == 0);
+		for (int j = 0; j < 3; j++)
+			CHECKF(fabsf(p_alone[j] - p16[i][j]) < 2e-3f, "row %d: bf16 alone %.5f, in the batch %.5f",
+				   i, p_alone[j], p16[i][j]);
+	}
+
+	pt_workspace_free(&ws);
+	pt_workspace_free(&ws32);
+	pt_prompt_free(p);
+	pt_task_free(task);
+	pt_model_free(m);
+}
+
+/*
  * Label-token scoring equals the label set's restricted softmax computed by
  * hand from the full logits; full scoring equals the sequence log-likelihood.
  */
