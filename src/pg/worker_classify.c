@@ -10,7 +10,11 @@
 #include "postgres.h"
 
 #include "common/hashfn.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 #include "classifier.h"
 #include "prompt.h"
@@ -223,11 +227,48 @@ answer_job(const Job *job, const PtClassifyResult *results)
 	worker_answer(job->slot, &out);
 }
 
+/*
+ * Sessions that classify row by row send their next request as soon as the
+ * previous answer arrives, but a woken backend takes some 100 us to do so.
+ * Starting the next pass at once would catch only the fastest of them and
+ * leave the others for the pass after: batches of 1 and 3 instead of 4.  So
+ * when fewer requests are pending than the last round answered, and that
+ * round just ended, wait briefly for the others: at most GATHER_MAX_US, and
+ * at most 1/GATHER_SHARE of the last round's time, so that a round of short
+ * passes is not slowed.  A single session never waits (1 is not < 1).
+ */
+#define GATHER_MAX_US 2000
+#define GATHER_SHARE 20
+
+static int	last_round_jobs = 0;
+static TimestampTz last_round_end = 0;
+static long last_round_us = 0;
+
+static int
+gather_more(int *slots, int n_jobs)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	long		window = Min(GATHER_MAX_US, last_round_us / GATHER_SHARE);
+
+	if (n_jobs >= last_round_jobs || start - last_round_end > window)
+		return n_jobs;
+	while (n_jobs < last_round_jobs && GetCurrentTimestamp() - start < window)
+	{
+		/* backends set our latch when they queue a request */
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		n_jobs += worker_take_pending(PTUNE_REQ_CLASSIFY, slots + n_jobs, MAX_ROUND_REQUESTS - n_jobs);
+	}
+	return n_jobs;
+}
+
 bool
 worker_serve_classify(void)
 {
 	static int	slots[MAX_ROUND_REQUESTS];
 	int			n_jobs = worker_take_pending(PTUNE_REQ_CLASSIFY, slots, MAX_ROUND_REQUESTS);
+	TimestampTz round_start;
 	MemoryContext round,
 				old;
 	Job		   *jobs;
@@ -237,6 +278,8 @@ worker_serve_classify(void)
 
 	if (n_jobs == 0)
 		return false;
+	n_jobs = gather_more(slots, n_jobs);
+	round_start = GetCurrentTimestamp();
 	if (worker_model == NULL)
 	{
 		for (int j = 0; j < n_jobs; j++)
@@ -299,6 +342,9 @@ worker_serve_classify(void)
 	for (int j = 0; j < n_jobs; j++)
 		if (!jobs[j].failed)
 			answer_job(&jobs[j], results);
+	last_round_jobs = n_jobs;
+	last_round_end = GetCurrentTimestamp();
+	last_round_us = (long) (last_round_end - round_start);
 
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(round);
