@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=${PTUNE_SHARED:-$(cd .. && pwd)/shared}
-work=build/bench/bf16
+work=build/bench/bf16-full
+[[ ${1:-} == --quick ]] && work=build/bench/bf16-quick   # each keeps its own trained prompt
 mkdir -p "$work"
 if [[ ${1:-} == --quick ]]; then
   model=build/models/tiny-gated

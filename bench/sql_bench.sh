@@ -55,6 +55,7 @@ FROM generate_series(1, $rows) i,
       'parent face others level office door health person art war history party result change morning '
       'reason research girl guy moment air teacher force education', ' ') AS w) words;
 ALTER TABLE t SET (parallel_workers = 2);
+CREATE INDEX ON t (id);
 SET client_min_messages = warning;
 SELECT version FROM ptune.train_prompt('bench', 't', 'text', 'label', prompt_length => 20,
        epochs => 0, max_steps => 1, validation_fraction => 0, max_input_tokens => 128);
@@ -89,18 +90,29 @@ sessions() {
   wait "${pids[@]}"
 }
 
-# the latency of one call: pgbench, one client, single rows
+# the latency of one call: pgbench, one client, single rows; and of the same
+# query without classify (what SQL itself costs)
 cat > "$base/latency.sql" <<'PGB'
 \set id random(1, 200)
 SELECT ptune.classify('bench', text) FROM t WHERE id = :id;
 PGB
-chmod 644 "$base/latency.sql"
-latency() {
-  (cd "$base" && "${run[@]}" "$pgbin/pgbench" -n -h "$base" -p "$port" -f latency.sql \
+cat > "$base/baseline.sql" <<'PGB'
+\set id random(1, 200)
+SELECT length(text) FROM t WHERE id = :id;
+PGB
+chmod 644 "$base/latency.sql" "$base/baseline.sql"
+latency() {  # key, script
+  rm -f "$base"/lat*
+  (cd "$base" && "${run[@]}" "$pgbin/pgbench" -n -h "$base" -p "$port" -f "$2" \
      -t "$([[ $quick == --quick ]] && echo 20 || echo 300)" -c 1 -l --log-prefix="$base/lat" postgres >/dev/null 2>&1)
-  sort -n -k3 "$base"/lat* | awk '{ l[NR] = $3 } END {
-    printf "\"latency_ms\": {\"calls\": %d, \"p50\": %.3f, \"p99\": %.3f}", NR, l[int(NR * 0.5) + 1] / 1000, l[int(NR * 0.99) + 1] / 1000 }'
+  sort -n -k3 "$base"/lat* | awk -v key="$1" '{ l[NR] = $3 } END {
+    printf "\"%s\": {\"calls\": %d, \"p50\": %.3f, \"p99\": %.3f}", key, NR, l[int(NR * 0.5) + 1] / 1000, l[int(NR * 0.99) + 1] / 1000 }'
 }
+
+# the engine alone, measured now: this machine's speed drifts within minutes,
+# so the SQL figures are compared with the engine in the same window
+engine=$(PTUNE_PRECISION=$precision build/ptune bench "$model" --classify-only --batches 1,2,4,8,32 \
+           $([[ $quick == --quick ]] && echo --quick) | jq -c '.classify_rows_per_s')
 
 # memory: the worker, and one backend before and after classifying
 worker_pid=$(q -c "SELECT worker_pid FROM ptune.status()")
@@ -114,7 +126,9 @@ measure serial serial; echo ","
 measure parallel parallel; echo ","
 measure array array; echo ","
 measure sessions_4 sessions; echo ","
-latency; echo ","
+latency latency_ms latency.sql; echo ","
+latency sql_only_latency_ms baseline.sql; echo ","
+echo "\"engine_rows_per_s\": $engine,"
 printf '"memory_mb": {"worker_rss": %.1f, "model_file": %.1f, "backend_before": %.1f, "backend_after": %.1f}\n' \
   "$(awk '/VmRSS/ {print $2 / 1024}' /proc/"$worker_pid"/status)" \
   "$(du -k --apparent-size "$model"/*.safetensors | awk '{s += $1} END {print s / 1024}')" \

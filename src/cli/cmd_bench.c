@@ -260,6 +260,7 @@ cmd_bench(int argc, char **argv)
 	double		t0,
 				load_seconds,
 				sgemm,
+				sgemm_ff_first = 0.0,
 				encoder,
 				train_ms;
 	const PtConfig *c;
@@ -320,9 +321,14 @@ cmd_bench(int argc, char **argv)
 		const char *names[4] = {"q, k, v", "o", "wi", "wo"};
 
 		for (int i = 0; i < 4; i++)
+		{
+			double		g = sgemm_gflops(M, dims[i][0], dims[i][1], quick ? 1 : 5);
+
+			if (i == 2)
+				sgemm_ff_first = g;
 			json_array_append_new(shapes, json_pack("{s:s, s:i, s:i, s:i, s:f}", "layer", names[i],
-													"m", M, "n", dims[i][0], "k", dims[i][1],
-													"gflops", sgemm_gflops(M, dims[i][0], dims[i][1], quick ? 1 : 5)));
+													"m", M, "n", dims[i][0], "k", dims[i][1], "gflops", g));
+		}
 	}
 
 	rows = json_object();
@@ -334,7 +340,13 @@ cmd_bench(int argc, char **argv)
 		json_object_set_new(rows, key, json_real(classify_rows_per_s(m, w, &ws, batches[b],
 																	 quick ? 1 : (batches[b] < 8 ? 15 : reps))));
 	}
-	sgemm = classify_only ? NAN : sgemm_gflops(M, c->d_ff, c->d_model, quick ? 1 : 9);
+	/*
+	 * The ceiling at the feed-forward shape, measured again beside the
+	 * encoder: this machine's speed drifts by tens of percent within minutes,
+	 * so the better of the two measurements is the ceiling (the conservative
+	 * choice for the encoder's share of it).
+	 */
+	sgemm = classify_only ? NAN : fmax(sgemm_ff_first, sgemm_gflops(M, c->d_ff, c->d_model, quick ? 1 : 9));
 	encoder = classify_only ? NAN : encoder_gflops(m, w, &ws, reps);
 	train_ms = classify_only ? NAN : train_step_ms(m, w, &ws, quick ? 1 : 5);
 	out = json_pack("{s:s, s:i, s:s, s:s, s:i, s:i, s:f, s:f, s:o, s:o, s:o, s:o, s:o, s:f}",
