@@ -139,13 +139,14 @@ stop_load() { touch "$WORK/stop"; wait; }
 summarize() {   # fault_time
   cat "$WORK"/load_*.log | sort -n | /usr/bin/python3 -c "
 import sys
-t0 = float(sys.argv[1]); lines = [l.split(' ', 2) for l in sys.stdin.read().splitlines()]
+t0 = float(sys.argv[1])
+lines = [l.split(' ', 2) + [''] for l in sys.stdin.read().splitlines() if l.count(' ') >= 1]
 errs = [l for l in lines if l[1] == 'err' and float(l[0]) >= t0]
 last = max([float(l[0]) for l in errs], default=t0)
 ok = [float(l[0]) for l in lines if l[1] == 'ok' and float(l[0]) > last]
-msgs = sorted(set(l[2][:90] for l in errs))
+msgs = sorted(set(l[2][:90].replace('|', '/') for l in errs))
 print(f'{len(errs)} | {(min(ok) - t0 if ok else float(\"nan\")):.2f} | ' + '; '.join(msgs[:3]))
-" "$1"
+" "$1" 2>&1 | tr '\n' ' '
 }
 r ""
 r "## 2. Faults"
