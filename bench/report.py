@@ -54,11 +54,14 @@ w = out.append
 models = [m for m in ("t5-small", "flan-t5-small", "tiny-gated") if load(f"engine_{m}_fp32.json")]
 main_model = models[-1] if models else None
 
+rounds = (load(f"engine_{main_model}_fp32.json") or {}).get("rounds", 1) if main_model else 1
 w("# Benchmarks\n")
 w("Everything below was measured in one run of `bench/run.sh` on this machine: "
   f"{cpu_model()}, {os.cpu_count()} cores, 2 threads for every contender. Checkpoints come from "
   "`tools/gen_checkpoint.py` with the exact shapes of t5-small and flan-t5-small (random weights: speed "
-  "does not depend on their values). Times are medians of repeated runs after a warm-up. "
+  "does not depend on their values). Times are medians of repeated runs after a warm-up; the engine "
+  f"and its peers ran in {rounds} interleaved rounds and each of their figures is the median over the rounds "
+  "(this machine's speed drifts by tens of percent within minutes). "
   "Workload (as the speed issue defines it): rows of 128 input tokens, a soft prompt of 20 rows, "
   "2 single-token labels; the training step is batch 8, forward and backward to the prompt.\n")
 w("Contenders: **ptune fp32** (OpenBLAS sgemm, `SkylakeX` kernels), **ptune bf16** (`ptune.precision = "

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Runs every benchmark and writes BENCHMARKS.md (numbers in bench/results/).
-#   bench/run.sh            the full run (about 45 minutes on 2 cores)
+#   bench/run.sh            the full run (about 50 minutes on 2 cores)
+#   bench/run.sh --peers    only the engine-against-peers rounds, then the report
 #   bench/run.sh --quick    a smoke run on a tiny model (CI): checks that every
 #                           benchmark still works; its numbers mean nothing
+# The engine and its peers run in ROUNDS interleaved rounds (default 3) and
+# every figure is the median over the rounds: this machine's speed drifts by
+# tens of percent within minutes, so one run of each would compare moments.
 # Everything is measured in the same run on the same machine: the engine
 # (fp32 and bf16), PyTorch at its faster thread setting, ONNX Runtime, SQL.
 set -euo pipefail
@@ -41,20 +45,37 @@ labels_of() {   # the two single-token labels ptune bench picks, as ids
     grep -v ' ' | head -2 | paste -sd,
 }
 
-for entry in "${models[@]}"; do
-  name=${entry%%:*} dir=${entry#*:}
-  echo "== $name: engine fp32, engine bf16, PyTorch, ONNX Runtime"
-  build/ptune bench "$dir" "${q_flag[@]}" > "$out/engine_${name}_fp32.json"
-  PTUNE_PRECISION=bf16 build/ptune bench "$dir" "${q_flag[@]}" > "$out/engine_${name}_bf16.json"
-  /usr/bin/python3 bench/pytorch_bench.py "$dir" "${q_flag[@]}" > "$out/pytorch_${name}.json"
-  mkdir -p build/bench/ort
-  [[ -d build/bench/ort/node_modules/onnxruntime-node ]] ||
-    (cd build/bench/ort && npm install --silent --ignore-scripts --no-audit --no-fund onnxruntime-node >/dev/null)
-  /usr/bin/python3 bench/ort/export_onnx.py "$dir" "build/bench/ort/$name.onnx" >/dev/null 2>&1
-  ORT_MODULES=build/bench/ort/node_modules node bench/ort/bench_ort.js "build/bench/ort/$name.onnx" \
-    "$(jq .d_model "$dir/config.json")" "$(jq '[.vocab_size, 32000] | min' "$dir/config.json")" \
-    "$(labels_of "$dir")" "${q_flag[@]}" > "$out/ort_${name}.json"
+rounds=${ROUNDS:-3}
+[[ $quick == --quick ]] && rounds=1
+mkdir -p "$out/rounds" build/bench/ort
+[[ -d build/bench/ort/node_modules/onnxruntime-node ]] ||
+  (cd build/bench/ort && npm install --silent --ignore-scripts --no-audit --no-fund onnxruntime-node >/dev/null)
+for round in $(seq 1 "$rounds"); do
+  for entry in "${models[@]}"; do
+    name=${entry%%:*} dir=${entry#*:}
+    echo "== $name, round $round of $rounds: engine fp32, engine bf16, PyTorch, ONNX Runtime"
+    r=$out/rounds/r$round
+    build/ptune bench "$dir" "${q_flag[@]}" > "${r}_engine_${name}_fp32.json"
+    PTUNE_PRECISION=bf16 build/ptune bench "$dir" "${q_flag[@]}" > "${r}_engine_${name}_bf16.json"
+    /usr/bin/python3 bench/pytorch_bench.py "$dir" "${q_flag[@]}" > "${r}_pytorch_${name}.json"
+    [[ -f build/bench/ort/$name.onnx ]] ||
+      /usr/bin/python3 bench/ort/export_onnx.py "$dir" "build/bench/ort/$name.onnx" >/dev/null 2>&1
+    ORT_MODULES=build/bench/ort/node_modules node bench/ort/bench_ort.js "build/bench/ort/$name.onnx" \
+      "$(jq .d_model "$dir/config.json")" "$(jq '[.vocab_size, 32000] | min' "$dir/config.json")" \
+      "$(labels_of "$dir")" "${q_flag[@]}" > "${r}_ort_${name}.json"
+  done
 done
+for entry in "${models[@]}"; do
+  name=${entry%%:*}
+  for kind in "engine_${name}_fp32" "engine_${name}_bf16" "pytorch_${name}" "ort_${name}"; do
+    /usr/bin/python3 bench/median.py "$out"/rounds/r*_"$kind".json > "$out/$kind.json"
+  done
+done
+if [[ $quick == --peers ]]; then
+  /usr/bin/python3 bench/report.py "$out" > BENCHMARKS.md
+  echo "wrote BENCHMARKS.md"
+  exit 0
+fi
 
 sqlmodel=${models[-1]#*:}
 echo "== SQL on $(basename "$sqlmodel")"

@@ -102,10 +102,10 @@ SELECT length(text) FROM t WHERE id = :id;
 PGB
 chmod 644 "$base/latency.sql" "$base/baseline.sql"
 latency() {  # key, script
-  rm -f "$base"/lat*
+  rm -f "$base"/pgblog*
   (cd "$base" && "${run[@]}" "$pgbin/pgbench" -n -h "$base" -p "$port" -f "$2" \
-     -t "$([[ $quick == --quick ]] && echo 20 || echo 300)" -c 1 -l --log-prefix="$base/lat" postgres >/dev/null 2>&1)
-  sort -n -k3 "$base"/lat* | awk -v key="$1" '{ l[NR] = $3 } END {
+     -t "$([[ $quick == --quick ]] && echo 20 || echo 300)" -c 1 -l --log-prefix="$base/pgblog" postgres >/dev/null 2>&1)
+  sort -n -k3 "$base"/pgblog* | awk -v key="$1" '{ l[NR] = $3 } END {
     printf "\"%s\": {\"calls\": %d, \"p50\": %.3f, \"p99\": %.3f}", key, NR, l[int(NR * 0.5) + 1] / 1000, l[int(NR * 0.99) + 1] / 1000 }'
 }
 
