@@ -93,6 +93,8 @@ for m in models:
             c = r["classify_rows_per_s"]
             w(f"| {label} | {fmt(c['1'])} | {fmt(c['8'])} | {fmt(c['32'])} | "
               f"{fmt(r.get('train_step_ms'), 0) if r.get('train_step_ms') else 'n/a'} |")
+    w("\nTraining computes in fp32 in both precisions (bf16 is for inference only): the two ptune training-step "
+      "figures measure the same code, and their difference is this machine's drift.")
     if pt:
         w("")
         w(f"PyTorch per thread setting: " + "; ".join(
