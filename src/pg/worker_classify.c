@@ -112,7 +112,35 @@ typedef struct Job
 	const PtTask *task;
 	int			n_texts;
 	int		   *row_of_text;	/* its rows in the round's array; -1 for NULL texts */
+	int			first_row;		/* its rows are rows[first_row .. first_row + n_rows) */
+	int			n_rows;
 } Job;
+
+/*
+ * Drops the jobs whose sessions gave up (cancel, timeout, exit) and tells
+ * whether any live job has rows in rows[start .. end): a cancelled request
+ * of thousands of rows must not keep the worker busy for minutes.
+ */
+static bool
+rows_still_wanted(Job *jobs, int n_jobs, int start, int end)
+{
+	bool		wanted = false;
+
+	for (int j = 0; j < n_jobs; j++)
+	{
+		if (jobs[j].failed || jobs[j].need_prompts)
+			continue;
+		if (worker_slot_abandoned(jobs[j].slot))
+		{
+			worker_fail(jobs[j].slot, ERRCODE_QUERY_CANCELED, "classification was cancelled", NULL, NULL);
+			jobs[j].failed = true;
+			continue;
+		}
+		if (jobs[j].first_row < end && jobs[j].first_row + jobs[j].n_rows > start)
+			wanted = true;
+	}
+	return wanted;
+}
 
 /* The rows of all requests of a round. */
 typedef struct RoundRows
@@ -313,6 +341,8 @@ worker_serve_classify(void)
 		PG_END_TRY();
 		if (jobs[j].failed || jobs[j].need_prompts)
 			rr.n = rows_before;
+		jobs[j].first_row = rows_before;
+		jobs[j].n_rows = rr.n - rows_before;
 	}
 
 	/* one engine call per ptune.batch_size rows, whatever request they came from */
@@ -323,6 +353,9 @@ worker_serve_classify(void)
 	{
 		int			n = Min(batch_size, rr.n - start);
 
+		CHECK_FOR_INTERRUPTS();
+		if (!rows_still_wanted(jobs, n_jobs, start, start + n))
+			continue;
 		if (pt_classify(worker_model, &worker_workspace, rr.rows + start, n, results + start) != 0)
 		{
 			for (int j = 0; j < n_jobs; j++)

@@ -63,6 +63,15 @@ test_statement_timeout() {
               -c "SELECT ptune.classify('toy', array_agg(t.text)) FROM toy t, generate_series(1, 200)")
   [[ $out == *"statement timeout"* ]]
   check $? "a long classify under statement_timeout 5 ms: ${out##*ERROR:  }"
+  # the worker drops a given-up request's remaining rows instead of computing them all
+  local before after
+  before=$(q -c "SELECT rows_classified FROM ptune.status()")
+  out=$(q_any -c "SET ptune.request_timeout = '20ms'" \
+              -c "SELECT ptune.classify('toy', array_agg(t.text || ' ' || g)) FROM toy t, generate_series(1, 6) g")
+  sleep 1.5   # time enough to compute all 960 rows
+  after=$(q -c "SELECT rows_classified FROM ptune.status()")
+  [[ $out == *"timed out"* ]] && (( after - before < 960 ))
+  check $? "a request given up after 20 ms had $((after - before)) of its 960 rows computed"
   # one request of 1000 texts takes longer than 5 ms
   out=$(q_any -c "SET ptune.request_timeout = '5ms'" \
               -c "SELECT ptune.classify('toy', array_agg(t.text)) FROM toy t, generate_series(1, 6) g WHERE g * 160 + t.id <= 1160")
