@@ -237,7 +237,7 @@ r '```json'
 r "$bad"
 r '```'
 r ""
-r "A 10 MB text is truncated to the task's token budget: $(q -c "SELECT ptune.classify('toy', repeat('dog apple ', 1000000)) IN ('this', 'that')") (see also test/sql/classify.sql)."
+r "A 10 MB text is truncated to the task's token budget and classified (a label came back: $(q -c "SELECT ptune.classify('toy', repeat('dog apple ', 1000000)) IN ('this', 'that')")); see also test/sql/classify.sql."
 check $bad_rc "bad arguments: every call a clean error"
 
 # ---- 4. memory -----------------------------------------------------------------
