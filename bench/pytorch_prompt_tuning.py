@@ -72,6 +72,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import torch_t5  # noqa: E402  (sets OPENBLAS_CORETYPE before torch is imported)
+sys.path.insert(0, os.path.join(HERE, "..", "tools"))
+from gen_checkpoint import protobuf_fields  # noqa: E402  (SentencePiece's ModelProto, no module needed)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -113,42 +115,14 @@ def spiece_special_ids(path):
 
     Reads just enough of the ModelProto protobuf: field 1 (repeated pieces),
     and in each piece field 3 (type: 2 = UNKNOWN, 3 = CONTROL)."""
-    def varint(buf, i):
-        x = shift = 0
-        while True:
-            b = buf[i]
-            i += 1
-            x |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                return x, i
-
-    def fields(buf):
-        i = 0
-        while i < len(buf):
-            key, i = varint(buf, i)
-            num, wt = key >> 3, key & 7
-            if wt == 0:
-                v, i = varint(buf, i)
-            elif wt == 1:
-                v, i = buf[i:i + 8], i + 8
-            elif wt == 2:
-                n, i = varint(buf, i)
-                v, i = buf[i:i + n], i + n
-            elif wt == 5:
-                v, i = buf[i:i + 4], i + 4
-            else:
-                raise ValueError("unsupported protobuf wire type %d in %s" % (wt, path))
-            yield num, v
-
     with open(path, "rb") as f:
         data = f.read()
     pieces, special = 0, set()
-    for num, v in fields(data):
+    for num, _, v in protobuf_fields(data):
         if num != 1:
             continue
         kind = 1                                  # NORMAL
-        for n2, v2 in fields(v):
+        for n2, _, v2 in protobuf_fields(v):
             if n2 == 3:
                 kind = v2
         if kind in (2, 3):

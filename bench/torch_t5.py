@@ -37,10 +37,8 @@ Usage:
     logits = m.logits(h)                               # [B, Td, V]
     some = m.token_logits(h, torch.tensor([ids...]))   # [B, Td, K]
 """
-import json
-import math
 import os
-import struct
+import sys
 
 
 def _openblas_coretype():
@@ -70,85 +68,20 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "reference"))
+import t5_reference  # noqa: E402
+from t5_reference import _relative_position_bucket, load_config  # noqa: E402,F401
+
 NEG = -1e9          # added to the scores of masked keys: exp underflows to exactly 0
 
 
-# ---------------------------------------------------------------- loading
-
-def load_config(model_dir):
-    """The config.json fields the model needs, with HF's defaults."""
-    with open(os.path.join(model_dir, "config.json")) as f:
-        c = json.load(f)
-    ff = c.get("feed_forward_proj", "relu")
-    parts = ff.split("-")
-    act = parts[-1]
-    if ff == "gated-gelu":
-        act = "gelu_new"                       # HF maps gated-gelu to the tanh gelu
-    ndl = c.get("num_decoder_layers")
-    start = c.get("decoder_start_token_id", 0)
-    return {
-        "vocab_size": c["vocab_size"],
-        "d_model": c["d_model"],
-        "d_kv": c["d_kv"],
-        "d_ff": c["d_ff"],
-        "num_layers": c["num_layers"],
-        "num_decoder_layers": c["num_layers"] if ndl is None else ndl,
-        "num_heads": c["num_heads"],
-        "num_buckets": c.get("relative_attention_num_buckets", 32),
-        "max_distance": c.get("relative_attention_max_distance", 128),
-        "eps": c.get("layer_norm_epsilon", 1e-6),
-        "gated": parts[0] == "gated",
-        "act": act,
-        "tied": c.get("tie_word_embeddings", True),
-        "start_id": 0 if start is None else start,
-        "eos_id": c.get("eos_token_id", 1),
-    }
-
+# ------------------------------------------------- loading, position buckets
+# The checkpoint and config readers and HF's bucket function are the
+# reference implementation's (test/reference/t5_reference.py), read in float32.
 
 def load_safetensors(path):
     """{name: float32 tensor} from a .safetensors file holding F32, BF16 or F16 tensors."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    base = 8 + n
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = info["data_offsets"]
-        buf = raw[base + b:base + e]
-        dtype = info["dtype"]
-        if dtype == "F32":
-            arr = np.frombuffer(buf, dtype="<f4").copy()
-        elif dtype == "F16":
-            arr = np.frombuffer(buf, dtype="<f2").astype(np.float32)
-        elif dtype == "BF16":
-            arr = (np.frombuffer(buf, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-        else:
-            raise ValueError("unsupported dtype %s for %s" % (dtype, name))
-        out[name] = torch.from_numpy(arr.reshape(info["shape"]))
-    return out
-
-
-def _relative_position_bucket(relative_position, bidirectional=True, num_buckets=32, max_distance=128):
-    """HF modeling_t5.py's bucketing, verbatim (including its float32 log)."""
-    relative_buckets = 0
-    if bidirectional:
-        num_buckets //= 2
-        relative_buckets += (relative_position > 0).to(torch.long) * num_buckets
-        relative_position = torch.abs(relative_position)
-    else:
-        relative_position = -torch.min(relative_position, torch.zeros_like(relative_position))
-    max_exact = num_buckets // 2
-    is_small = relative_position < max_exact
-    relative_position_if_large = max_exact + (
-        torch.log(relative_position.float() / max_exact) / math.log(max_distance / max_exact) * (num_buckets - max_exact)
-    ).to(torch.long)
-    relative_position_if_large = torch.min(
-        relative_position_if_large, torch.full_like(relative_position_if_large, num_buckets - 1))
-    relative_buckets += torch.where(is_small, relative_position, relative_position_if_large)
-    return relative_buckets
+    return t5_reference.load_safetensors(path, np.float32)
 
 
 # ---------------------------------------------------------------- the model

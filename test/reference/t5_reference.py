@@ -45,8 +45,8 @@ DT = torch.float64
 
 # ---------------------------------------------------------------- loading
 
-def load_safetensors(path):
-    """Return {name: float64 tensor} from a .safetensors file (F32/BF16/F16)."""
+def load_safetensors(path, as_type=np.float64):
+    """Return {name: tensor of as_type (float64 here)} from a .safetensors file (F32/BF16/F16)."""
     with open(path, "rb") as f:
         raw = f.read()
     (n,) = struct.unpack("<Q", raw[:8])
@@ -68,7 +68,7 @@ def load_safetensors(path):
             arr = (u16 << 16).view(np.float32)
         else:
             raise ValueError("unsupported dtype %s for %s" % (dtype, name))
-        arr = arr.astype(np.float64).reshape(info["shape"])
+        arr = arr.astype(as_type).reshape(info["shape"])
         out[name] = torch.from_numpy(arr.copy())
     return out
 
@@ -89,6 +89,7 @@ def load_config(model_dir):
         "ff_proj": c.get("feed_forward_proj", "relu"),
         "tied": c.get("tie_word_embeddings", True),
         "start_id": c.get("decoder_start_token_id", 0),
+        "eos_id": c.get("eos_token_id", 1),
     }
     ndl = c.get("num_decoder_layers")
     cfg["num_decoder_layers"] = cfg["num_layers"] if ndl is None else ndl
