@@ -69,7 +69,6 @@ r "$(nproc) cores, model \`$(basename "$model")\` ($(du -sh "$model/model.safete
 
 # ---- 1. load -----------------------------------------------------------------
 echo "== load"
-for s in classify array scores evaluate; do :; done
 cat > "$WORK/classify.sql" <<'PGB'
 \set id random(1, 160)
 SELECT ptune.classify('toy', text) FROM toy WHERE id = :id;
