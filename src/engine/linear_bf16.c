@@ -268,11 +268,10 @@ pt_bf16_load_input(const float *x, size_t n)
 	return true;
 }
 
-/* y[rows, n] (+)= x[rows, k] . W^T for one piece of the rows, with its cached primitive */
+/* y[rows, n] (+)= x[rows, k] . W^T for one piece of the rows, with the primitive of that shape */
 static bool
-matmul_piece(const PtLinear *lin, const uint16_t *x, int rows, float *y, bool accumulate)
+matmul_piece(const PtLinear *lin, dnnl_primitive_t prim, const uint16_t *x, int rows, float *y)
 {
-	dnnl_primitive_t prim = primitive_for(lin, rows, accumulate);
 	dnnl_memory_desc_t src_md,
 				dst_md;
 	dnnl_dims_t src_dims = {rows, lin->in_dim},
@@ -281,8 +280,6 @@ matmul_piece(const PtLinear *lin, const uint16_t *x, int rows, float *y, bool ac
 				dst = NULL;
 	bool		ok = false;
 
-	if (prim == NULL)
-		return false;
 	if (dnnl_memory_desc_init_by_tag(&src_md, 2, src_dims, dnnl_bf16, dnnl_ab) == dnnl_success &&
 		dnnl_memory_desc_init_by_tag(&dst_md, 2, dst_dims, dnnl_f32, dnnl_ab) == dnnl_success &&
 		dnnl_memory_create(&src, &src_md, dnnl.engine, (void *) x) == dnnl_success &&
@@ -317,18 +314,25 @@ pt_bf16_matmul(const PtLinear *lin, int m, float *y, bool accumulate)
 {
 	int			k = lin->in_dim,
 				n = lin->out_dim;
+	/* the three piece sizes: full pieces, then a multiple of 16, then fewer than 16 rows */
+	int			sizes[3] = {PIECE_ROWS, (m % PIECE_ROWS) & ~15, m % 16};
+	int			counts[3] = {m / PIECE_ROWS, sizes[1] > 0, sizes[2] > 0};
+	dnnl_primitive_t prims[3] = {NULL, NULL, NULL};
+	int			r = 0;
 
 	/* the loaded input must be this product's [m, in_dim] */
 	if (scratch_used != (size_t) m * k)
 		return false;
-	for (int r = 0; r < m;)
-	{
-		int			left = m - r;
-		int			rows = left >= PIECE_ROWS ? PIECE_ROWS : left >= 16 ? left & ~15 : left;
-
-		if (!matmul_piece(lin, scratch + (size_t) r * k, rows, y + (size_t) r * n, accumulate))
+	/*
+	 * Every primitive before any product: if one cannot be made, y is still
+	 * untouched and the caller's fp32 fallback (which may add to y) is right.
+	 */
+	for (int i = 0; i < 3; i++)
+		if (counts[i] > 0 && (prims[i] = primitive_for(lin, sizes[i], accumulate)) == NULL)
 			return false;
-		r += rows;
-	}
+	for (int i = 0; i < 3; i++)
+		for (int c = 0; c < counts[i]; c++, r += sizes[i])
+			if (!matmul_piece(lin, prims[i], scratch + (size_t) r * k, sizes[i], y + (size_t) r * n))
+				return false;
 	return true;
 }
