@@ -32,6 +32,7 @@
 #include "guc.h"
 #include "prompt_store.h"
 #include "protocol.h"
+#include "tasks.h"
 
 PG_FUNCTION_INFO_V1(ptune_train_prompt);
 
@@ -136,28 +137,6 @@ read_args(FunctionCallInfo fcinfo, TrainArgs *a)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown optimizer \"%s\"", a->optimizer),
 				 errhint("Use adafactor or adam.")));
-}
-
-/* Only the role that created a task (or a superuser) may train new versions of it. */
-static void
-check_task_owner(const char *task)
-{
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1] = {CStringGetTextDatum(task)};
-
-	SPI_connect();
-	if (SPI_execute_with_args("SELECT created_by::text FROM ptune.prompts WHERE task = $1 LIMIT 1",
-							  1, argtypes, args, NULL, true, 1) == SPI_OK_SELECT && SPI_processed > 0)
-	{
-		char	   *owner = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-
-		if (strcmp(owner, GetUserNameFromId(GetUserId(), false)) != 0 && !superuser())
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("task \"%s\" belongs to role \"%s\"", task, owner),
-					 errhint("Only the role that created a task, or a superuser, may retrain it.")));
-	}
-	SPI_finish();
 }
 
 /*
@@ -326,9 +305,11 @@ json_string(const char *s)
 static int
 store_prompts(const TrainArgs *a, const TrainResult *r, const char *relname)
 {
-	Oid			types[11] = {TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID, INT4OID, INT4OID,
-	TEXTARRAYOID, BYTEAOID, JSONBOID, JSONBOID};
-	Datum		values[11];
+	Oid			types[12] = {TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID, INT4OID, INT4OID,
+	TEXTARRAYOID, BYTEAOID, JSONBOID, JSONBOID, REGROLEOID};
+	Datum		values[12];
+	Oid			trainer = GetUserId();
+	PtuneAsOwner as;
 	Datum	   *label_datums = palloc(sizeof(Datum) * r->n_labels);
 	char	   *hyper,
 			   *metrics;
@@ -355,10 +336,14 @@ store_prompts(const TrainArgs *a, const TrainResult *r, const char *relname)
 					   isnan(r->val_accuracy) ? "null" : psprintf("%.6f", r->val_accuracy),
 					   r->rows_per_second);
 
+	/*
+	 * Still ours?  (A superuser may have reassigned the task meanwhile.)  The
+	 * registry row's lock makes one trainer or activation of the task at a
+	 * time compute the next version number.
+	 */
+	ptune_check_manage(a->task, PTUNE_LOCK_UPDATE, "retrain it");
+	ptune_as_owner_begin(&as);
 	SPI_connect();
-	/* one trainer of a task at a time computes the next version number */
-	SPI_execute_with_args("SELECT pg_advisory_xact_lock(hashtext('ptune.prompts:' || $1))",
-						  1, task_type, &task_datum, NULL, false, 0);
 	SPI_execute_with_args("SELECT coalesce(max(version), 0) + 1 FROM ptune.prompts WHERE task = $1",
 						  1, task_type, &task_datum, NULL, false, 1);
 	version = atoi(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
@@ -378,14 +363,16 @@ store_prompts(const TrainArgs *a, const TrainResult *r, const char *relname)
 		values[8] = PointerGetDatum(r->prompts[k]);
 		values[9] = DirectFunctionCall1(jsonb_in, CStringGetDatum(hyper));
 		values[10] = DirectFunctionCall1(jsonb_in, CStringGetDatum(metrics));
+		values[11] = ObjectIdGetDatum(trainer);
 		if (SPI_execute_with_args("INSERT INTO ptune.prompts (task, version, member, is_active, "
 								  "model_name, model_fingerprint, prompt_length, d_model, labels, "
-								  "prompt, hyperparameters, metrics) "
-								  "VALUES ($1, $2, $3, true, $4, $5, $6, $7, $8, $9, $10, $11)",
-								  11, types, values, NULL, false, 0) != SPI_OK_INSERT)
+								  "prompt, hyperparameters, metrics, created_by) "
+								  "VALUES ($1, $2, $3, true, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+								  12, types, values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not store the prompt");
 	}
 	SPI_finish();
+	ptune_as_owner_end(&as);
 	return version;
 }
 
@@ -408,7 +395,8 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 
 	ptune_require_shared();
 	read_args(fcinfo, &a);
-	check_task_owner(a.task);
+	/* read-only transaction, ownership, name taken: refused before any work */
+	ptune_claim_task(a.task);
 	relname = get_rel_name(a.relation);
 	if (relname == NULL)
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation %u does not exist", a.relation)));

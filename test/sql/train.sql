@@ -8,7 +8,7 @@ FROM ptune.train_prompt('toy', 'toy', 'text', 'label', prompt_length => 20, init
                         max_steps => 400, validation_fraction => 0.25, max_input_tokens => 16);
 RESET client_min_messages;
 
-SELECT task, version, member, is_active, prompt_length, d_model, labels, created_by = current_user AS mine,
+SELECT task, version, member, is_active, prompt_length, d_model, labels, created_by::text = current_user AS mine,
        model_name, hyperparameters->>'optimizer' AS optimizer, (metrics->>'train_rows')::int AS train_rows,
        (metrics->>'validation_rows')::int AS validation_rows, octet_length(prompt) > 20 * 64 * 4 AS holds_values
 FROM ptune.prompts ORDER BY task, version, member;
@@ -31,4 +31,4 @@ FROM ptune.train_prompt('toy_ensemble', 'toy', 'text', 'label', prompt_length =>
 RESET client_min_messages;
 SELECT version, member, is_active, hyperparameters->>'init' AS init, hyperparameters->>'optimizer' AS optimizer
 FROM ptune.prompts WHERE task = 'toy_ensemble' ORDER BY member;
-SELECT task, active_version, versions, owner = current_user AS mine, labels FROM ptune.tasks ORDER BY task;
+SELECT task, active_version, versions, owner::text = current_user AS mine, labels FROM ptune.tasks ORDER BY task;
