@@ -73,7 +73,7 @@ ptune_load_task(const char *task, MemoryContext mcxt)
 	int			rc;
 
 	/* the caller's rights decide; the rows are then read as the tables' owner */
-	owner = ptune_task_owner(task, PTUNE_LOCK_NONE);
+	owner = ptune_task_owner(task, PTUNE_LOCK_SNAPSHOT);
 	if (!OidIsValid(owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

@@ -132,13 +132,14 @@ Oid
 ptune_task_owner(const char *task, PtuneTaskLock lock)
 {
 	static const char *const queries[] = {
+		[PTUNE_LOCK_SNAPSHOT] = "SELECT owner FROM ptune.task_owners WHERE task = $1",
 		[PTUNE_LOCK_NONE] = "SELECT owner FROM ptune.task_owners WHERE task = $1",
 		[PTUNE_LOCK_KEY_SHARE] = "SELECT owner FROM ptune.task_owners WHERE task = $1 FOR KEY SHARE",
 		[PTUNE_LOCK_UPDATE] = "SELECT owner FROM ptune.task_owners WHERE task = $1 FOR NO KEY UPDATE",
 	};
 	Oid			owner;
 
-	run_as_owner(queries[lock], task, InvalidOid, lock == PTUNE_LOCK_NONE, &owner);
+	run_as_owner(queries[lock], task, InvalidOid, lock == PTUNE_LOCK_SNAPSHOT, &owner);
 	return owner;
 }
 

@@ -17,7 +17,8 @@
 /* Row lock taken on a task's registry row while reading its owner. */
 typedef enum PtuneTaskLock
 {
-	PTUNE_LOCK_NONE,
+	PTUNE_LOCK_SNAPSHOT,		/* no lock, the query's snapshot (stable functions, parallel workers) */
+	PTUNE_LOCK_NONE,			/* no lock, the latest committed state and this transaction's own */
 	PTUNE_LOCK_KEY_SHARE,		/* a training: the task cannot be dropped meanwhile */
 	PTUNE_LOCK_UPDATE			/* storing or activating a version, reassigning */
 } PtuneTaskLock;
