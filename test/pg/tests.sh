@@ -1,5 +1,6 @@
 # tests.sh - the scripted tests: concurrency, cancellation, worker faults,
-# dump and restore, no preloading, a client pool through pgbouncer.  Each prints what it measured.
+# dump and restore, no preloading, a client pool through pgbouncer.  Each
+# prints what it measured.
 
 test_concurrent_sessions_while_training() {
   # a prompt trains while four sessions classify
@@ -158,6 +159,7 @@ test_dump_and_restore() {
 }
 
 test_model_missing_then_fixed() {
+  local good; good=$(q -c "SHOW ptune.model_path")
   q -c "ALTER SYSTEM SET ptune.model_path = '/nonexistent/model'" -c "SELECT pg_reload_conf()" >/dev/null
   wait_for "SELECT worker_state = 'failed' FROM ptune.status()" 10
   check $? "a missing model: worker state failed"
@@ -334,4 +336,25 @@ INI
   "${RUN[@]}" kill -INT "$(cat "$dir/pgbouncer.pid")" 2>/dev/null
   q -c "ALTER SYSTEM RESET ptune.model_path" -c "SELECT pg_reload_conf()" >/dev/null
   wait_ready 30 >/dev/null
+}
+
+test_training_progress_follows_task_visibility() {
+  # trainings name tasks: roles see their own; others' only with SELECT on ptune.prompts
+  q -c "SET client_min_messages = warning" -c "DROP ROLE IF EXISTS prog_alice" -c "DROP ROLE IF EXISTS prog_bob" \
+    -c "CREATE ROLE prog_alice LOGIN" -c "CREATE ROLE prog_bob LOGIN" -c "GRANT SELECT ON toy TO prog_alice"
+  q -U prog_alice -c "${LONG_TRAINING/\'long\'/\'alice_long\'}" >/dev/null 2>&1 &
+  local trainer=$!
+  wait_for "SELECT count(*) = 1 FROM ptune.training_progress WHERE step > 0" 30
+  local own others_default others_revoked
+  own=$(q -U prog_alice -c "SELECT count(*) FROM ptune.training_progress")
+  others_default=$(q -U prog_bob -c "SELECT count(*) FROM ptune.training_progress")
+  q -c "REVOKE SELECT ON ptune.prompts FROM PUBLIC"
+  others_revoked=$(q -U prog_bob -c "SELECT count(*) || ' ' || count(*) FILTER (WHERE task = 'alice_long') FROM ptune.training_progress_rows()")
+  q -c "GRANT SELECT ON ptune.prompts TO PUBLIC"
+  [[ $own == 1 && $others_default == 1 && $others_revoked == "0 0" ]]
+  check $? "alice sees her training ($own), bob sees it by default ($others_default), not after REVOKE ($others_revoked)"
+  q -c "SELECT pg_cancel_backend(pid) FROM ptune.training_progress" >/dev/null
+  wait "$trainer" 2>/dev/null
+  wait_for "SELECT count(*) = 0 FROM ptune.training_progress" 5
+  q -c "DROP ROLE prog_bob" -c "REVOKE SELECT ON toy FROM prog_alice" -c "DROP ROLE prog_alice" >/dev/null
 }
