@@ -22,7 +22,7 @@ static const char *usage_text =
 "         [--optimizer adafactor|adam] [--lr 0.3] [--batch-size 8]\n"
 "         [--epochs N] [--steps N] [--max-input-tokens 128] [--ensemble K] [--seed S]\n"
 "         [--validation-fraction 0.1] [--eval-every N] [--patience N]\n"
-"         [--max-grad-norm 1.0] [--weight-decay W] [--scoring label_tokens|full]\n"
+"         [--max-grad-norm 1.0] [--weight-decay W] [--scoring label_tokens|rank]\n"
 "         [--curve FILE] --out PROMPT_FILE\n";
 
 typedef struct CurveWriter
@@ -89,9 +89,8 @@ parse_options(int argc, char **argv, PtTrainOptions *opt, const char **files, co
 		}
 		else if (strcmp(o, "--scoring") == 0)
 		{
-			if (strcmp(v, "label_tokens") != 0 && strcmp(v, "full") != 0)
-				return fprintf(stderr, "ptune: --scoring is label_tokens or full\n"), 2;
-			opt->scoring = strcmp(v, "full") == 0 ? PT_SCORE_FULL_VOCAB : PT_SCORE_LABEL_TOKENS;
+			if (pt_scoring_parse(v, &opt->scoring) != 0)
+				return fprintf(stderr, "ptune: %s\n", pt_error_message()), 2;
 		}
 		else if (strcmp(o, "--prompt-length") == 0 && cli_parse_int(o, v, 1, PT_PROMPT_MAX_LENGTH, &n) == 0)
 			opt->prompt_length = (int) n;

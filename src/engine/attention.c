@@ -193,3 +193,54 @@ pt_attention_backward(const PtAttnLayout *lay, int H, int dk,
 		}
 	}
 }
+
+void
+pt_tree_attention_forward(int n_rows, const int *parent, const int *depth,
+						  const float *bias, int bias_max_len, int H, int dk,
+						  const float *q, const float *k, const float *v, float *ctx)
+{
+	int			inner = H * dk;
+	int			width = 2 * bias_max_len - 1;
+
+	/*
+	 * A path is short (a label's tokens), so plain dot products over the
+	 * gathered ancestors beat small GEMMs here.
+	 */
+#pragma omp parallel for schedule(static)
+	for (int r = 0; r < n_rows; r++)
+	{
+		int			path[PT_MAX_SEQ_LEN];
+		float		scores[PT_MAX_SEQ_LEN];
+		int			n = depth[r] + 1;
+
+		/* path[i]: the ancestor at depth i, root first (the order a chain has) */
+		for (int a = r, i = n - 1; i >= 0; a = parent[a], i--)
+			path[i] = a;
+		for (int h = 0; h < H; h++)
+		{
+			const float *Q = q + (size_t) r * inner + h * dk;
+			/* bias of key depth i for query depth n - 1: (i - (n - 1)) + max_len - 1 */
+			const float *b = bias + (size_t) h * width + (bias_max_len - n);
+			float	   *C = ctx + (size_t) r * inner + h * dk;
+
+			for (int i = 0; i < n; i++)
+			{
+				const float *K = k + (size_t) path[i] * inner + h * dk;
+				float		dot = 0.0f;
+
+				for (int j = 0; j < dk; j++)
+					dot += Q[j] * K[j];
+				scores[i] = dot;	/* no 1/sqrt(dk) in T5 */
+			}
+			pt_softmax_row(scores, b, n, true);
+			memset(C, 0, sizeof(float) * dk);
+			for (int i = 0; i < n; i++)
+			{
+				const float *V = v + (size_t) path[i] * inner + h * dk;
+
+				for (int j = 0; j < dk; j++)
+					C[j] += scores[i] * V[j];
+			}
+		}
+	}
+}

@@ -59,4 +59,16 @@ void		pt_attention_backward(const PtAttnLayout *lay, int H, int dk,
 								  const float *probs, const float *dctx,
 								  float *dq, float *dkey, float *dval);
 
+/*
+ * Self-attention over trees of rows (inference only): row r sees the rows
+ * on its path to the root, r = a_n, parent[a_n] = a_{n-1}, ..., a_0 (parent
+ * -1), with the causal position bias of depth[a] - depth[r] from a table of
+ * pt_position_bias_table(..., false, bias_max_len, bias).  A chain
+ * (parent[r] = r - 1) computes what causal pt_attention_forward does.
+ * q, k, v, ctx are [n_rows, H * dk]; each path has at most PT_MAX_SEQ_LEN rows.
+ */
+void		pt_tree_attention_forward(int n_rows, const int *parent, const int *depth,
+									  const float *bias, int bias_max_len, int H, int dk,
+									  const float *q, const float *k, const float *v, float *ctx);
+
 #endif

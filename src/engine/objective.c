@@ -95,7 +95,7 @@ pt_objective(const PtModel *m, PtWorkspace *ws, const PtExample *ex, int n,
 			b.weights[t + j] = ex[i].weight;
 		}
 		b.enc[i] = (PtEncoderSeq) {ex[i].prompt, ex[i].prompt_len, ex[i].input_ids, ex[i].n_input};
-		b.dec[i] = (PtDecoderSeq) {i, ids, ex[i].n_target};
+		b.dec[i] = (PtDecoderSeq) {i, ids, ex[i].n_target, NULL};
 		t += ex[i].n_target;
 	}
 

@@ -3,6 +3,7 @@
  * in an arena (see t5.h).
  */
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
@@ -20,11 +21,45 @@ typedef struct PassSizes
 	size_t		attn_scratch;	/* floats per thread for attention backward */
 	int			enc_max,
 				dec_max;
+	bool		dec_tree;		/* some decoder sequence is a tree */
 } PassSizes;
+
+/*
+ * Checks a tree decoder sequence's parents (see PtDecoderSeq); *path_len
+ * receives its longest root-to-node path.
+ */
+static int
+validate_tree(const PtDecoderSeq *seq, int s, int *path_len)
+{
+	int		   *depth = pt_calloc(seq->n_ids, sizeof(int));
+
+	if (depth == NULL)
+		return -1;
+	*path_len = 1;
+	for (int i = 0; i < seq->n_ids; i++)
+	{
+		int			up = seq->parent[i];
+
+		if (i == 0 ? up != -1 : (up < 0 || up >= i))
+		{
+			free(depth);
+			return pt_fail(PT_ERR_ARGUMENT, "decoder tree %d: node %d has parent %d; the root "
+						   "has -1, every other node an earlier node", s, i, up);
+		}
+		depth[i] = i == 0 ? 0 : depth[up] + 1;
+		if (depth[i] + 1 > *path_len)
+			*path_len = depth[i] + 1;
+	}
+	free(depth);
+	if (*path_len > PT_MAX_SEQ_LEN)
+		return pt_fail(PT_ERR_ARGUMENT, "decoder tree %d has a path of %d nodes; at most %d",
+					   s, *path_len, PT_MAX_SEQ_LEN);
+	return 0;
+}
 
 static int
 validate(const PtModel *m, const PtEncoderSeq *enc, int n_enc,
-		 const PtDecoderSeq *dec, int n_dec, PassSizes *z)
+		 const PtDecoderSeq *dec, int n_dec, bool keep, PassSizes *z)
 {
 	const PtConfig *c = &m->cfg;
 	size_t		H = (size_t) c->num_heads;
@@ -55,13 +90,25 @@ validate(const PtModel *m, const PtEncoderSeq *enc, int n_enc,
 	for (int s = 0; s < n_dec; s++)
 	{
 		size_t		te;
+		int			path_len = dec[s].n_ids;
+		int			max_len = dec[s].parent ? PT_MAX_ROWS : PT_MAX_SEQ_LEN;
 
 		if (dec[s].enc < 0 || dec[s].enc >= n_enc || (s > 0 && dec[s].enc < dec[s - 1].enc))
 			return pt_fail(PT_ERR_ARGUMENT, "decoder sequences must refer to encoder sequences "
 						   "in non-decreasing order (sequence %d refers to %d)", s, dec[s].enc);
-		if (dec[s].n_ids < 1 || dec[s].n_ids > PT_MAX_SEQ_LEN)
+		if (dec[s].n_ids < 1 || dec[s].n_ids > max_len)
 			return pt_fail(PT_ERR_ARGUMENT, "decoder sequence %d has length %d; it must be 1 to %d",
-						   s, dec[s].n_ids, PT_MAX_SEQ_LEN);
+						   s, dec[s].n_ids, max_len);
+		if (dec[s].parent)
+		{
+			/* trees serve inference: the backward pass knows only chains */
+			if (keep)
+				return pt_fail(PT_ERR_ARGUMENT, "decoder sequence %d is a tree, which only "
+							   "inference supports", s);
+			if (validate_tree(&dec[s], s, &path_len) != 0)
+				return -1;
+			z->dec_tree = true;
+		}
 		for (int i = 0; i < dec[s].n_ids; i++)
 			if (dec[s].ids[i] < 0 || dec[s].ids[i] >= c->vocab_size)
 				return pt_fail(PT_ERR_ARGUMENT, "token id %d is outside the vocabulary [0, %d)",
@@ -70,9 +117,12 @@ validate(const PtModel *m, const PtEncoderSeq *enc, int n_enc,
 		z->Nd += (size_t) dec[s].n_ids;
 		z->dec_self_probs += H * (size_t) dec[s].n_ids * dec[s].n_ids;
 		z->dec_cross_probs += H * (size_t) dec[s].n_ids * te;
-		if (dec[s].n_ids > z->dec_max)
-			z->dec_max = dec[s].n_ids;
+		if (path_len > z->dec_max)
+			z->dec_max = path_len;
 	}
+	/* tree self-attention keeps no probabilities (pt_tree_attention_forward) */
+	if (z->dec_tree)
+		z->dec_self_probs = 0;
 	if (z->N > PT_MAX_ROWS || z->Nd > PT_MAX_ROWS)
 		return pt_fail(PT_ERR_ARGUMENT, "a batch may hold at most %d tokens", PT_MAX_ROWS);
 	z->rows = z->N > z->Nd ? z->N : z->Nd;
@@ -103,6 +153,11 @@ carve(PtPass *p, PtArena *a, const PassSizes *z)
 	p->enc_len = pt_arena_bytes(a, sizeof(int) * p->n_enc);
 	p->dec_off = pt_arena_bytes(a, sizeof(int) * (p->n_dec + 1));
 	p->dec_len = pt_arena_bytes(a, sizeof(int) * (p->n_dec + 1));
+	if (z->dec_tree)
+	{
+		p->dec_parent = pt_arena_bytes(a, sizeof(int) * (z->Nd + 1));
+		p->dec_depth = pt_arena_bytes(a, sizeof(int) * (z->Nd + 1));
+	}
 	/* attention layouts: begin/end ranges and probability offsets */
 	p->enc_self.kv_q_begin = pt_arena_bytes(a, sizeof(int) * p->n_enc);
 	p->enc_self.kv_q_end = pt_arena_bytes(a, sizeof(int) * p->n_enc);
@@ -231,6 +286,21 @@ fill_layouts(PtPass *p, const PassSizes *z)
 	}
 	p->dec_rows = row;
 	p->dec_max = z->dec_max;
+	p->dec_tree = z->dec_tree;
+	for (int s = 0; p->dec_tree && s < p->n_dec; s++)
+	{
+		/* rows of a chain are each other's parents too */
+		const int  *parent = p->dec_seqs[s].parent;
+		int			off = p->dec_off[s];
+
+		for (int i = 0; i < p->dec_len[s]; i++)
+		{
+			int			up = parent ? parent[i] : i - 1;
+
+			p->dec_parent[off + i] = up < 0 ? -1 : off + up;
+			p->dec_depth[off + i] = up < 0 ? 0 : p->dec_depth[off + up] + 1;
+		}
+	}
 
 	/* decoder sequences are sorted by encoder sequence: find each one's range */
 	probs = 0;
@@ -289,7 +359,7 @@ pt_pass_begin(PtPass *p, const PtModel *model, PtArena *arena,
 	PtArena		counter = {0};
 
 	memset(p, 0, sizeof(*p));
-	if (validate(model, enc, n_enc, dec, n_dec, &z) != 0)
+	if (validate(model, enc, n_enc, dec, n_dec, keep, &z) != 0)
 		return -1;
 	p->model = model;
 	p->keep = keep;

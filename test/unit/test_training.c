@@ -417,7 +417,7 @@ test_classify_bf16_matches_fp32(void)
 
 /*
  * Label-token scoring equals the label set's restricted softmax computed by
- * hand from the full logits; full scoring equals the sequence log-likelihood.
+ * hand from the full logits; rank scoring equals the sequence log-likelihood.
  */
 void		test_label_scores_match_full_logits(void);
 void
@@ -506,7 +506,7 @@ test_label_scores_match_full_logits(void)
 			z += exp(want[j]);
 		for (int j = 0; j < L; j++)
 			CHECKF(fabs(probs[j] - exp(want[j]) / z) < 1e-5, "%s scoring, label %d: %.6f vs %.6f",
-				   mode ? "full" : "label-token", j, probs[j], exp(want[j]) / z);
+				   mode ? "rank" : "label-token", j, probs[j], exp(want[j]) / z);
 	}
 	pt_workspace_free(&ws);
 	pt_prompt_free(p);
