@@ -13,7 +13,8 @@
  *          response: int32 status (CLASSIFY_OK or CLASSIFY_NEED_PROMPTS);
  *                    int32 n_labels; n_texts x (int32 label or -1; n_labels x float4)
  *
- * TRAIN request:     string task; the options (see sql_train.c, worker_train.c);
+ * TRAIN request:     string task; the options (see sql_train.c, worker_train.c;
+ *                    the last, int32 scoring, is validation's);
  *                    int32 n_rows; n_rows x (string text; string label)
  *       response:    metrics, string[] labels, the prompts as blobs, model identity
  *

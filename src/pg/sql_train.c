@@ -32,6 +32,7 @@
 #include "guc.h"
 #include "prompt_store.h"
 #include "protocol.h"
+#include "scoring.h"
 
 PG_FUNCTION_INFO_V1(ptune_train_prompt);
 
@@ -40,7 +41,7 @@ enum
 {
 	ARG_TASK, ARG_RELATION, ARG_TEXT_COLUMN, ARG_LABEL_COLUMN, ARG_PROMPT_LENGTH, ARG_INIT,
 	ARG_OPTIMIZER, ARG_LEARNING_RATE, ARG_BATCH_SIZE, ARG_EPOCHS, ARG_MAX_STEPS,
-	ARG_VALIDATION_FRACTION, ARG_ENSEMBLE_SIZE, ARG_MAX_INPUT_TOKENS, ARG_SEED
+	ARG_VALIDATION_FRACTION, ARG_ENSEMBLE_SIZE, ARG_MAX_INPUT_TOKENS, ARG_SEED, ARG_SCORING
 };
 
 typedef struct TrainArgs
@@ -60,6 +61,7 @@ typedef struct TrainArgs
 	int			ensemble_size;
 	int			max_input_tokens;
 	int64		seed;
+	int			scoring;		/* validation's, stored as the version's default */
 } TrainArgs;
 
 static void
@@ -86,14 +88,14 @@ read_args(FunctionCallInfo fcinfo, TrainArgs *a)
 {
 	static const char *names[] = {"task", "relation", "text_column", "label_column", "prompt_length",
 		"init", "optimizer", "learning_rate", "batch_size", "epochs", NULL, "validation_fraction",
-	"ensemble_size", "max_input_tokens", "seed"};
+	"ensemble_size", "max_input_tokens", "seed", "scoring"};
 
 	a->task = ptune_task_argument(fcinfo, ARG_TASK);
 	if (strlen(a->task) > 200)
 		ereport(ERROR,
 				(errcode(ERRCODE_NAME_TOO_LONG),
 				 errmsg("task name is longer than 200 bytes")));
-	for (int i = ARG_RELATION; i <= ARG_SEED; i++)
+	for (int i = ARG_RELATION; i <= ARG_SCORING; i++)
 		if (names[i])
 			require_arg(fcinfo, i, names[i]);
 	a->relation = PG_GETARG_OID(ARG_RELATION);
@@ -110,6 +112,7 @@ read_args(FunctionCallInfo fcinfo, TrainArgs *a)
 	a->ensemble_size = PG_GETARG_INT32(ARG_ENSEMBLE_SIZE);
 	a->max_input_tokens = PG_GETARG_INT32(ARG_MAX_INPUT_TOKENS);
 	a->seed = PG_GETARG_INT32(ARG_SEED);
+	a->scoring = ptune_scoring_from_name(text_to_cstring(PG_GETARG_TEXT_PP(ARG_SCORING)));
 
 	check_range("prompt_length", a->prompt_length, 1, 1024, "The paper uses 1 to 150, typically 20 to 100.");
 	check_range("learning_rate", a->learning_rate, 1e-9, 100, NULL);
@@ -342,11 +345,12 @@ store_prompts(const TrainArgs *a, const TrainResult *r, const char *relname)
 					 "\"prompt_length\": %d, \"init\": %s, \"optimizer\": %s, \"learning_rate\": %g, "
 					 "\"batch_size\": %d, \"epochs\": %d, \"max_steps\": %lld, "
 					 "\"validation_fraction\": %g, \"ensemble_size\": %d, \"max_input_tokens\": %d, "
-					 "\"seed\": %lld}",
+					 "\"seed\": %lld, \"scoring\": %s}",
 					 json_string(relname), json_string(a->text_column), json_string(a->label_column),
 					 a->prompt_length, json_string(a->init), json_string(a->optimizer), a->learning_rate,
 					 a->batch_size, a->epochs, (long long) a->max_steps, a->validation_fraction,
-					 a->ensemble_size, a->max_input_tokens, (long long) a->seed);
+					 a->ensemble_size, a->max_input_tokens, (long long) a->seed,
+					 json_string(ptune_scoring_to_name(a->scoring)));
 	metrics = psprintf("{\"train_rows\": %d, \"validation_rows\": %d, \"skipped_rows\": %d, "
 					   "\"steps\": %lld, \"seconds\": %.3f, \"final_loss\": %s, "
 					   "\"validation_accuracy\": %s, \"rows_per_second\": %.2f}",
@@ -432,6 +436,7 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 	pq_sendint64(&req, a.seed);
 	pq_sendfloat8(&req, 1.0);	/* max_grad_norm */
 	pq_sendfloat8(&req, -1.0);	/* weight_decay: the optimizer's default */
+	pq_sendint32(&req, a.scoring);
 	rows = append_rows(&req, &a, &skipped, &n_labels);
 
 	if (rows == 0)

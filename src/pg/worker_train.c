@@ -83,6 +83,9 @@ parse_request(StringInfo msg, PtTrainOptions *o, char **task, PtTextSet *set, Oi
 	o->seed = (unsigned long long) pq_getmsgint64(msg);
 	o->max_grad_norm = pq_getmsgfloat8(msg);
 	o->weight_decay = pq_getmsgfloat8(msg);
+	o->scoring = (PtScoring) pq_getmsgint(msg, 4);
+	if (o->scoring != PT_SCORE_LABEL_TOKENS && o->scoring != PT_SCORE_RANK)
+		ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("invalid scoring in a train request")));
 	if (pt_init_parse(init, &o->init) != 0 || pt_optimizer_parse(optimizer, &o->optimizer) != 0)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s", pt_error_message())));
 
