@@ -1,7 +1,8 @@
 /*
  * cmd_evaluate.c - `ptune evaluate MODEL_DIR PROMPT_FILE DATA.csv
- * --text-column C --label-column C [--scoring label_tokens|rank]`: accuracy, macro-F1 and the confusion
- * matrix as one JSON object {rows, accuracy, macro_f1, confusion}, where
+ * --text-column C --label-column C [--scoring label_tokens|rank]`: accuracy,
+ * macro-F1 and the confusion matrix as one JSON object
+ * {rows, accuracy, macro_f1, confusion}, where
  * confusion[true_label][predicted_label] counts rows.  Rows whose label the
  * prompt does not know count as errors under their own true label.
  */
