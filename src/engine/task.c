@@ -2,6 +2,7 @@
  * task.c - labels, input encoding and score plans (see task.h).
  */
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -280,8 +281,10 @@ pt_scoring_name(PtScoring scoring)
 	return scoring == PT_SCORE_RANK ? "rank" : "label_tokens";
 }
 
-PtTask *
-pt_task_new(const PtModel *m, const char *const *labels, int n_labels, int max_input_tokens)
+/* labels as texts (tokenized here), or as token ids (label_ids != NULL, named by index) */
+static PtTask *
+task_new(const PtModel *m, const char *const *labels, const int32_t *const *label_ids,
+		 const int *n_label_ids, int n_labels, int max_input_tokens)
 {
 	PtTask	   *task;
 
@@ -305,23 +308,38 @@ pt_task_new(const PtModel *m, const char *const *labels, int n_labels, int max_i
 	for (int j = 0; j < n_labels; j++)
 	{
 		PtLabel    *l = &task->labels[j];
-		size_t		len = strlen(labels[j]);
+		char		name[16];
+		const char *text = labels ? labels[j] : name;
+		size_t		len;
 		int32_t		ids[PT_MAX_LABEL_TOKENS];
 		int			n;
 
+		snprintf(name, sizeof(name), "%d", j);
+		len = strlen(text);
 		task->n_labels = j + 1;
 		if (len > PT_MAX_LABEL_BYTES)
 		{
-			pt_fail(PT_ERR_ARGUMENT, "label \"%.40s...\" is longer than %d bytes", labels[j], PT_MAX_LABEL_BYTES);
+			pt_fail(PT_ERR_ARGUMENT, "label \"%.40s...\" is longer than %d bytes", text, PT_MAX_LABEL_BYTES);
 			goto fail;
 		}
-		l->text = pt_strdup(labels[j]);
-		n = pt_tokenizer_encode(m->tokenizer, labels[j], len, ids, PT_MAX_LABEL_TOKENS);
+		l->text = pt_strdup(text);
+		if (label_ids == NULL)
+			n = pt_tokenizer_encode(m->tokenizer, text, len, ids, PT_MAX_LABEL_TOKENS);
+		else
+		{
+			n = n_label_ids[j] < PT_MAX_LABEL_TOKENS ? n_label_ids[j] : PT_MAX_LABEL_TOKENS;
+			for (int t = 0; t < n; t++)
+				if ((ids[t] = label_ids[j][t]) < 0 || ids[t] >= m->cfg.vocab_size)
+				{
+					pt_fail(PT_ERR_ARGUMENT, "label %d has token id %d outside the vocabulary", j, ids[t]);
+					goto fail;
+				}
+		}
 		if (l->text == NULL || n < 0)
 			goto fail;
 		if (n == PT_MAX_LABEL_TOKENS)
 		{
-			pt_fail(PT_ERR_ARGUMENT, "label \"%s\" has more than %d tokens", labels[j], PT_MAX_LABEL_TOKENS - 1);
+			pt_fail(PT_ERR_ARGUMENT, "label \"%s\" has more than %d tokens", text, PT_MAX_LABEL_TOKENS - 1);
 			goto fail;
 		}
 		l->target = pt_calloc(n + 1, sizeof(int32_t));
@@ -346,6 +364,19 @@ pt_task_new(const PtModel *m, const char *const *labels, int n_labels, int max_i
 fail:
 	pt_task_free(task);
 	return NULL;
+}
+
+PtTask *
+pt_task_new(const PtModel *m, const char *const *labels, int n_labels, int max_input_tokens)
+{
+	return task_new(m, labels, NULL, NULL, n_labels, max_input_tokens);
+}
+
+PtTask *
+pt_task_new_from_ids(const PtModel *m, const int32_t *const *label_ids, const int *n_label_ids,
+					 int n_labels, int max_input_tokens)
+{
+	return task_new(m, NULL, label_ids, n_label_ids, n_labels, max_input_tokens);
 }
 
 void

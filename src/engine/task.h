@@ -101,6 +101,12 @@ typedef struct PtTask
 /* Tokenizes the labels and builds the score plan and trie; labels must be distinct. */
 PtTask	   *pt_task_new(const PtModel *m, const char *const *labels, int n_labels,
 						int max_input_tokens);
+/*
+ * The same with labels given as token ids (EOS is appended), named "0",
+ * "1", ...: cross-checks score label sets of any shape without a tokenizer.
+ */
+PtTask	   *pt_task_new_from_ids(const PtModel *m, const int32_t *const *label_ids,
+								 const int *n_label_ids, int n_labels, int max_input_tokens);
 void		pt_task_free(PtTask *task);
 
 /* Index of the label with this text, or -1. */
