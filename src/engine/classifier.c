@@ -101,7 +101,10 @@ rank_flush(const PtModel *m, ChunkBuffers *b, int n, const PtClassifyRow *rows, 
 {
 	int			V = m->cfg.vocab_size;
 
-	pt_head_logits(m, b->h, n, b->logits);
+	if (n <= PT_HEAD_FEW_ROWS)
+		pt_head_logits_few(m, b->h, n, b->logits);	/* batch 1: a thin product */
+	else
+		pt_head_logits(m, b->h, n, b->logits);
 #pragma omp parallel for if (n > 1) schedule(static)
 	for (int g = 0; g < n; g++)
 		b->lse[g] = log_sum_exp(b->logits + (size_t) g * V, V);
