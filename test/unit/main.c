@@ -24,6 +24,9 @@
 	X(test_gradient_finite_differences) \
 	X(test_determinism) \
 	X(test_packing_matches_single_rows) \
+	X(test_random_shapes_match_single_rows) \
+	X(test_gradient_deterministic_20_runs) \
+	X(test_training_deterministic_20_runs) \
 	X(test_prompt_roundtrip) \
 	X(test_prompt_corruption) \
 	X(test_score_plans) \
