@@ -26,7 +26,10 @@ CLI:
   t5_reference.py check MODEL_DIR < cases.json > results.json
   t5_reference.py buckets --buckets B --max-distance M --max-len T
   t5_reference.py make-cases MODEL_DIR --n N --seed S [--prompt-len P]
-                  [--max-input L] [--max-target K] > cases.json
+                  [--max-input L] [--max-target K] [--decoder-longer] > cases.json
+    --decoder-longer: every target is longer than its encoder row (prompt +
+    input), inputs of 1 to 3 tokens: the shapes where decoder self-attention
+    blocks are the largest of the pass
 """
 import argparse
 import json
@@ -275,7 +278,10 @@ def cmd_make_cases(args):
     for i in range(args.n):
         n_in = rng.randint(1, max_in)
         n_tg = rng.randint(1, max_tg)
-        if i % 4 == 0:
+        if args.decoder_longer:
+            n_in = rng.randint(1, 3)
+            n_tg = rng.randint(args.prompt_len + n_in + 1, max(max_tg, args.prompt_len + n_in + 1))
+        elif i % 4 == 0:
             n_tg = 1                                   # EOS-only target
         elif i % 4 == 1:
             n_in = max_in                              # longest input
@@ -307,6 +313,7 @@ def main():
     p.add_argument("--prompt-len", type=int, default=0)
     p.add_argument("--max-input", type=int, default=24)
     p.add_argument("--max-target", type=int, default=12)
+    p.add_argument("--decoder-longer", action="store_true")
     args = ap.parse_args()
     {"check": cmd_check, "buckets": cmd_buckets, "make-cases": cmd_make_cases}[args.cmd](args)
 
