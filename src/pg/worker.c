@@ -55,6 +55,8 @@ worker_sqlstate(PtErrorKind kind)
 			return ERRCODE_OUT_OF_MEMORY;
 		case PT_ERR_CANCELLED:
 			return ERRCODE_QUERY_CANCELED;
+		case PT_ERR_NUMERIC:
+			return ERRCODE_FLOATING_POINT_EXCEPTION;
 		default:
 			return ERRCODE_INTERNAL_ERROR;
 	}
@@ -208,7 +210,9 @@ worker_fail_engine(int index, const char *context)
 
 	snprintf(message, sizeof(message), "%s: %s", context, pt_error_message());
 	worker_fail(index, worker_sqlstate(kind), message, NULL,
-				kind == PT_ERR_MISMATCH ? "Retrain the task with ptune.train_prompt() on the loaded model." : NULL);
+				kind == PT_ERR_MISMATCH ? "Retrain the task with ptune.train_prompt() on the loaded model." :
+				kind == PT_ERR_NUMERIC ? "Try a lower learning_rate; if the loss is NaN from the first step, "
+				"check the model's weights." : NULL);
 }
 
 void

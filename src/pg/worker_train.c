@@ -238,7 +238,7 @@ answer_job(TrainJob *job)
 	pq_sendint64(&out, r->steps);
 	pq_sendfloat8(&out, r->seconds);
 	pq_sendfloat8(&out, r->final_loss);
-	pq_sendfloat8(&out, r->val_accuracy);
+	pq_sendfloat8(&out, r->selection_accuracy);
 	pq_sendfloat8(&out, pt_trainer_progress(job->trainer)->rows_per_second);
 	pq_sendint32(&out, r->n_labels);
 	for (int j = 0; j < r->n_labels; j++)

@@ -37,6 +37,9 @@
 	X(test_explain_nearest_pieces) \
 	X(test_training_learns) \
 	X(test_training_deterministic_and_cancellable) \
+	X(test_training_stops_on_nan) \
+	X(test_training_metadata_is_json) \
+	X(test_training_option_errors) \
 	X(test_csv_rfc4180) \
 	X(test_csv_errors)
 
