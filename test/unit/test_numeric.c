@@ -1,7 +1,8 @@
 /*
- * test_numeric.c - numerical and reporting edge cases of training: a NaN
- * loss stops training with an error naming the step, and the metadata a
- * prompt carries is valid JSON with or without validation rows.
+ * test_numeric.c - numerical and reporting edge cases: a NaN loss stops
+ * training with an error naming the step; the metadata a prompt carries is
+ * valid JSON with or without validation rows; option errors name the
+ * option; model_info's JSON escapes the model's name.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -221,5 +222,48 @@ test_training_option_errors(void)
 		CHECKF(strstr(pt_error_message(), "held-out label \"other\""), "message: %s", pt_error_message());
 		pt_trainer_free(t);
 	}
+	pt_model_free(m);
+}
+
+/* model_info's JSON escapes a model name holding a quote and a backslash. */
+void		test_model_info_json_escapes_name(void);
+void
+test_model_info_json_escapes_name(void)
+{
+	static const char *name = "we\"ird\\name/t5 \xc3\xa9";	/* quote, backslash, UTF-8 */
+	const char *src = unit_model_dir("tiny-relu");
+	const char *tmp = unit_temp_dir();
+	char		dir[600],
+				path[700];
+	json_t	   *cfg,
+			   *info;
+	json_error_t jerr;
+	PtModel    *m;
+	char	   *text;
+
+	REQUIRE(src != NULL && tmp != NULL);
+	snprintf(dir, sizeof(dir), "%s/odd-name", tmp);
+	REQUIRE(copy_checkpoint(src, dir) == 0);
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	cfg = json_load_file(path, 0, &jerr);
+	REQUIREF(cfg != NULL, "%s", jerr.text);
+	json_object_set_new(cfg, "_name_or_path", json_string(name));
+	REQUIRE(json_dump_file(cfg, path, JSON_INDENT(2)) == 0);
+	json_decref(cfg);
+
+	m = pt_model_load(dir);
+	REQUIREF(m != NULL, "%s", pt_error_message());
+	CHECK(strcmp(m->cfg.model_name, name) == 0);
+	text = pt_model_info_json(m, 0.25);
+	REQUIREF(text != NULL, "%s", pt_error_message());
+	info = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+	CHECKF(info != NULL, "model info is not JSON (%s): %s", jerr.text, text);
+	CHECKF(info && json_is_string(json_object_get(info, "model_name")) &&
+		   strcmp(json_string_value(json_object_get(info, "model_name")), name) == 0,
+		   "model_name does not survive: %s", text);
+	CHECK(info && json_integer_value(json_object_get(info, "d_model")) == m->cfg.d_model);
+	CHECK(info && json_is_string(json_object_get(info, "fingerprint")));
+	json_decref(info);
+	free(text);
 	pt_model_free(m);
 }
