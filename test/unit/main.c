@@ -2,6 +2,7 @@
  * main.c - runs every engine unit test and prints "N passed, N failed".
  *
  * usage: test_engine [NAME_SUBSTRING]   (runs the tests whose name contains it)
+ * A test that calls SKIP() is printed and counted as skipped, not passed.
  * PTUNE_UNIT_SKIP=a,b skips tests whose names contain a or b (the valgrind
  * run skips the long training test, which ASan already covers).
  */
@@ -48,6 +49,7 @@
 TESTS(DECLARE)
 
 int			unit_failures;
+const char *unit_skip_reason;
 static char temp_root[256];
 
 void
@@ -137,7 +139,8 @@ main(int argc, char **argv)
 		TESTS(ENTRY)
 	};
 	int			passed = 0,
-				failed = 0;
+				failed = 0,
+				skips = 0;
 	char		cmd[600];
 
 	snprintf(temp_root, sizeof(temp_root), "/tmp/ptune-unit-XXXXXX");
@@ -152,9 +155,15 @@ main(int argc, char **argv)
 		if ((argc > 1 && strstr(tests[i].name, argv[1]) == NULL) || skipped(tests[i].name))
 			continue;
 		unit_failures = 0;
+		unit_skip_reason = NULL;
 		printf("%s\n", tests[i].name);
 		tests[i].fn();
-		if (unit_failures == 0)
+		if (unit_failures == 0 && unit_skip_reason)
+		{
+			printf("  skipped: %s\n", unit_skip_reason);
+			skips++;
+		}
+		else if (unit_failures == 0)
 		{
 			printf("  ok\n");
 			passed++;
@@ -168,6 +177,6 @@ main(int argc, char **argv)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", temp_root);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", temp_root);
-	printf("%d passed, %d failed\n", passed, failed);
+	printf("%d passed, %d failed, %d skipped\n", passed, failed, skips);
 	return failed ? 1 : 0;
 }
