@@ -12,6 +12,7 @@
 
 #include "error.h"
 #include "helpers.h"
+#include "t5.h"
 #include "trainer.h"
 #include "unit.h"
 
@@ -221,6 +222,20 @@ test_training_option_errors(void)
 		CHECK(pt_trainer_set_test(t, &test) == -1);
 		CHECKF(strstr(pt_error_message(), "held-out label \"other\""), "message: %s", pt_error_message());
 		pt_trainer_free(t);
+	}
+
+	/* a bad decoder count is reported as such (it used to speak of encoder sequences) */
+	{
+		static const int32_t ids[2] = {5, 1};
+		PtEncoderSeq enc = {NULL, 0, ids, 2};
+		PtArena		arena = {0};
+		PtPass		pass;
+
+		CHECK(pt_pass_begin(&pass, m, &arena, &enc, 1, NULL, -1, false) == -1);
+		CHECKF(strstr(pt_error_message(), "decoder sequences (got -1)"), "message: %s", pt_error_message());
+		CHECK(pt_pass_begin(&pass, m, &arena, &enc, 0, NULL, 0, false) == -1);
+		CHECKF(strstr(pt_error_message(), "encoder sequences (got 0)"), "message: %s", pt_error_message());
+		pt_arena_free(&arena);
 	}
 	pt_model_free(m);
 }
