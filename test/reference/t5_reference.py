@@ -280,7 +280,8 @@ def cmd_make_cases(args):
         n_tg = rng.randint(1, max_tg)
         if args.decoder_longer:
             n_in = rng.randint(1, 3)
-            n_tg = rng.randint(args.prompt_len + n_in + 1, max(max_tg, args.prompt_len + n_in + 1))
+            shortest = args.prompt_len + n_in + 1
+            n_tg = rng.randint(max(shortest, max_tg * 3 // 4), max(max_tg, shortest))
         elif i % 4 == 0:
             n_tg = 1                                   # EOS-only target
         elif i % 4 == 1:
