@@ -53,9 +53,11 @@ CREATE FUNCTION ptune.train_prompt(
     ensemble_size       integer DEFAULT 1,
     max_input_tokens    integer DEFAULT current_setting('ptune.max_input_tokens')::integer,
     seed                integer DEFAULT 42,
+    test_relation       regclass DEFAULT NULL,
     scoring             text    DEFAULT 'label_tokens')
 RETURNS TABLE (task text, version integer, labels text[], train_rows integer, steps bigint,
-               seconds float8, final_loss float8, validation_accuracy float8)
+               seconds float8, final_loss float8, selection_accuracy float8,
+               test_accuracy float8)
 AS 'MODULE_PATHNAME', 'ptune_train_prompt'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 

@@ -32,5 +32,8 @@ check tiny-relu       --n 4 --seed 2                     # no prompt
 check tiny-gated      --n 6 --seed 3 --prompt-len 7 --max-input 40 --max-target 24 --rank-labels 5
 check tiny-gated-bf16 --n 4 --seed 4 --prompt-len 3
 check tiny-gated-f16  --n 4 --seed 5 --prompt-len 1
+# targets longer than the encoder row (prompt + input), batched on 2 threads
+PTUNE_THREADS=2 check tiny-relu  --n 8 --seed 6 --prompt-len 1 --max-target 60 --decoder-longer
+PTUNE_THREADS=2 check tiny-gated --n 6 --seed 7 --prompt-len 3 --max-target 40 --decoder-longer
 echo "cross-check: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

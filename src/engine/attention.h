@@ -33,8 +33,15 @@ typedef struct PtAttnLayout
 	int			bias_max_len;	/* the max_len the table was built for */
 	bool		causal;			/* query i sees keys j <= i */
 	bool		normalize;		/* store normalised probabilities (the backward pass needs them) */
-	float	   *scratch;		/* per thread: max Tq * max Tk floats (backward only) */
-	size_t		scratch_per_thread;
+	/*
+	 * Backward only: per-thread room for one (sequence, head) block of score
+	 * gradients dS [Tq, Tk].  Thread t uses dscores[t * dscores_stride ...];
+	 * dscores_stride must be at least the largest Tq * Tk of the layout and
+	 * there must be a slice for every thread (pt_attention_backward checks).
+	 */
+	float	   *dscores;
+	size_t		dscores_stride;	/* floats per thread */
+	int			dscores_threads;	/* slices */
 } PtAttnLayout;
 
 /* T5's bucket for relative_position = key_pos - query_pos (float32 math, as PyTorch). */

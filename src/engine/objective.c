@@ -130,6 +130,13 @@ pt_objective(const PtModel *m, PtWorkspace *ws, const PtExample *ex, int n,
 		loss += ex[i].weight * sum;
 		t += ex[i].n_target;
 	}
+	/* NaN is this function's error value: a NaN loss must not pass for one without a message */
+	if (!isfinite(loss))
+	{
+		pt_fail(PT_ERR_NUMERIC, "the loss is %s (the model's weights, the prompt or the "
+				"activations hold NaN or infinite values)", isnan(loss) ? "NaN" : "infinite");
+		return NAN;
+	}
 
 	if (backward)
 	{

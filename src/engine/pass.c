@@ -18,7 +18,7 @@ typedef struct PassSizes
 	size_t		enc_probs,
 				dec_self_probs,
 				dec_cross_probs;	/* floats, summed over sequences and heads */
-	size_t		attn_scratch;	/* floats per thread for attention backward */
+	size_t		dscores;		/* floats per thread for attention backward's dS block */
 	int			enc_max,
 				dec_max;
 	bool		dec_tree;		/* some decoder sequence is a tree */
@@ -65,9 +65,12 @@ validate(const PtModel *m, const PtEncoderSeq *enc, int n_enc,
 	size_t		H = (size_t) c->num_heads;
 
 	memset(z, 0, sizeof(*z));
-	if (n_enc < 1 || n_enc > PT_MAX_ROWS || n_dec < 0 || n_dec > PT_MAX_ROWS)
+	if (n_enc < 1 || n_enc > PT_MAX_ROWS)
 		return pt_fail(PT_ERR_ARGUMENT, "a batch needs 1 to %d encoder sequences (got %d)",
 					   PT_MAX_ROWS, n_enc);
+	if (n_dec < 0 || n_dec > PT_MAX_ROWS)
+		return pt_fail(PT_ERR_ARGUMENT, "a batch takes 0 to %d decoder sequences (got %d)",
+					   PT_MAX_ROWS, n_dec);
 	for (int s = 0; s < n_enc; s++)
 	{
 		long		len = (long) enc[s].prompt_len + enc[s].n_ids;
@@ -84,6 +87,8 @@ validate(const PtModel *m, const PtEncoderSeq *enc, int n_enc,
 							   enc[s].ids[i], c->vocab_size);
 		z->N += (size_t) len;
 		z->enc_probs += H * (size_t) len * (size_t) len;
+		if ((size_t) len * len > z->dscores)
+			z->dscores = (size_t) len * len;	/* encoder self-attention: Te x Te */
 		if (len > z->enc_max)
 			z->enc_max = (int) len;
 	}
@@ -117,6 +122,11 @@ validate(const PtModel *m, const PtEncoderSeq *enc, int n_enc,
 		z->Nd += (size_t) dec[s].n_ids;
 		z->dec_self_probs += H * (size_t) dec[s].n_ids * dec[s].n_ids;
 		z->dec_cross_probs += H * (size_t) dec[s].n_ids * te;
+		/* decoder self-attention (Td x Td) and cross-attention (Td x Te); backward only, so chains */
+		if ((size_t) dec[s].n_ids * dec[s].n_ids > z->dscores)
+			z->dscores = (size_t) dec[s].n_ids * dec[s].n_ids;
+		if ((size_t) dec[s].n_ids * te > z->dscores)
+			z->dscores = (size_t) dec[s].n_ids * te;
 		if (path_len > z->dec_max)
 			z->dec_max = path_len;
 	}
@@ -126,9 +136,6 @@ validate(const PtModel *m, const PtEncoderSeq *enc, int n_enc,
 	if (z->N > PT_MAX_ROWS || z->Nd > PT_MAX_ROWS)
 		return pt_fail(PT_ERR_ARGUMENT, "a batch may hold at most %d tokens", PT_MAX_ROWS);
 	z->rows = z->N > z->Nd ? z->N : z->Nd;
-	z->attn_scratch = (size_t) z->enc_max * z->enc_max;
-	if ((size_t) z->dec_max * z->enc_max > z->attn_scratch)
-		z->attn_scratch = (size_t) z->dec_max * z->enc_max;
 	return 0;
 }
 
@@ -245,8 +252,10 @@ carve(PtPass *p, PtArena *a, const PassSizes *z)
 		p->g_v_cross = pt_arena_floats(a, z->N * I);
 		p->d_enc_out = pt_arena_floats(a, z->N * d);
 		p->d_x0 = pt_arena_floats(a, z->N * d);
-		p->enc_self.scratch = pt_arena_floats(a, z->attn_scratch * threads);
-		p->enc_self.scratch_per_thread = z->attn_scratch;
+		/* one dS block per thread, as large as the largest of all three layouts */
+		p->enc_self.dscores = pt_arena_floats(a, z->dscores * threads);
+		p->enc_self.dscores_stride = z->dscores;
+		p->enc_self.dscores_threads = threads;
 	}
 }
 
@@ -339,9 +348,10 @@ fill_layouts(PtPass *p, const PassSizes *z)
 	p->dec_cross.bias = NULL;
 	p->dec_cross.causal = false;
 
-	/* one scratch area serves all three layouts: they never run concurrently */
-	p->dec_self.scratch = p->dec_cross.scratch = p->enc_self.scratch;
-	p->dec_self.scratch_per_thread = p->dec_cross.scratch_per_thread = p->enc_self.scratch_per_thread;
+	/* one dS area serves all three layouts: they never run concurrently */
+	p->dec_self.dscores = p->dec_cross.dscores = p->enc_self.dscores;
+	p->dec_self.dscores_stride = p->dec_cross.dscores_stride = p->enc_self.dscores_stride;
+	p->dec_self.dscores_threads = p->dec_cross.dscores_threads = p->enc_self.dscores_threads;
 
 	pt_position_bias_table(p->model->enc_rel_bias, c->num_heads, c->rel_buckets,
 						   c->rel_max_distance, true, z->enc_max, p->enc_self.bias);

@@ -26,7 +26,11 @@ CLI:
   t5_reference.py check MODEL_DIR < cases.json > results.json
   t5_reference.py buckets --buckets B --max-distance M --max-len T
   t5_reference.py make-cases MODEL_DIR --n N --seed S [--prompt-len P]
-                  [--max-input L] [--max-target K] [--rank-labels L] > cases.json
+                  [--max-input L] [--max-target K] [--decoder-longer] [--rank-labels L]
+                  > cases.json
+    --decoder-longer: every target is longer than its encoder row (prompt +
+    input), inputs of 1 to 3 tokens: the shapes where decoder self-attention
+    blocks are the largest of the pass
 A case with "label_ids" (each label's tokens, EOS appended) also gets
 rank_log_probs: log softmax over the labels of their teacher-forced
 log-likelihoods (T5X rank classification), one full pass per label.
@@ -296,7 +300,11 @@ def cmd_make_cases(args):
     for i in range(args.n):
         n_in = rng.randint(1, max_in)
         n_tg = rng.randint(1, max_tg)
-        if i % 4 == 0:
+        if args.decoder_longer:
+            n_in = rng.randint(1, 3)
+            shortest = args.prompt_len + n_in + 1
+            n_tg = rng.randint(max(shortest, max_tg * 3 // 4), max(max_tg, shortest))
+        elif i % 4 == 0:
             n_tg = 1                                   # EOS-only target
         elif i % 4 == 1:
             n_in = max_in                              # longest input
@@ -335,6 +343,7 @@ def main():
     p.add_argument("--prompt-len", type=int, default=0)
     p.add_argument("--max-input", type=int, default=24)
     p.add_argument("--max-target", type=int, default=12)
+    p.add_argument("--decoder-longer", action="store_true")
     p.add_argument("--rank-labels", type=int, default=0,
                    help="every other case gets this many labels (label_ids) for rank classification")
     args = ap.parse_args()
