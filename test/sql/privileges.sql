@@ -7,6 +7,8 @@ CREATE ROLE ptune_carol LOGIN;
 CREATE ROLE ptune_nobody LOGIN;
 CREATE TABLE alice_data AS SELECT * FROM toy;
 ALTER TABLE alice_data OWNER TO ptune_alice;
+CREATE TABLE bob_data AS SELECT * FROM toy;
+ALTER TABLE bob_data OWNER TO ptune_bob;
 CREATE TABLE shared_data AS SELECT * FROM toy;
 GRANT SELECT ON shared_data TO PUBLIC;
 CREATE TABLE empty_data (text text, label text);
@@ -22,6 +24,9 @@ SET client_min_messages = warning;   -- training NOTICEs carry timings
 -- training reads the table with the caller's privileges
 SET ROLE ptune_bob;
 SELECT * FROM train('bob_task', 'alice_data');
+-- and the held-out table too
+SELECT task FROM ptune.train_prompt('bob_task', 'bob_data', 'text', 'label', epochs => 0, max_steps => 1,
+                                    test_relation => 'alice_data');
 RESET ROLE;
 
 SET ROLE ptune_alice;
@@ -256,7 +261,7 @@ SELECT ptune.drop_task('team_task');
 REVOKE EXECUTE ON FUNCTION ptune.train_prompt FROM ptune_alice, ptune_bob;
 REVOKE SELECT ON ptune.prompts FROM ptune_carol;
 DROP ROLE ptune_bob;
-DROP TABLE alice_data, shared_data, empty_data;
+DROP TABLE alice_data, bob_data, shared_data, empty_data;
 DROP FUNCTION train(text, regclass);
 DROP ROLE ptune_alice, ptune_carol, ptune_nobody, ptune_erin, ptune_team, ptune_frank;
 SELECT task FROM ptune.tasks WHERE task LIKE '%\_task' ORDER BY task;
