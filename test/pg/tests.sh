@@ -357,6 +357,8 @@ test_training_progress_follows_task_visibility() {
   wait "$trainer" 2>/dev/null
   wait_for "SELECT count(*) = 0 FROM ptune.training_progress" 5
   q -c "DROP ROLE prog_bob" -c "REVOKE SELECT ON toy FROM prog_alice" -c "DROP ROLE prog_alice" >/dev/null
+}
+
 # A model whose config.json name holds a quote and a backslash, and whose
 # weights hold a NaN: model_info() is still valid JSON, and training stops
 # with SQLSTATE 22P01 and a message naming the step (not a silent failure).
