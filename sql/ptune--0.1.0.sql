@@ -49,7 +49,11 @@ CREATE FUNCTION ptune.train_prompt(
     validation_fraction float8  DEFAULT 0.1,
     ensemble_size       integer DEFAULT 1,
     max_input_tokens    integer DEFAULT current_setting('ptune.max_input_tokens')::integer,
-    seed                integer DEFAULT 42)
+    seed                integer DEFAULT 42,
+    weight_decay        float8  DEFAULT NULL,   -- NULL: the optimizer's (adafactor 1e-5, adam 0)
+    max_grad_norm       float8  DEFAULT NULL,   -- NULL: the optimizer's (adafactor none, adam 1)
+    min_dim_size_to_factor integer DEFAULT 128, -- adafactor: factor when min(P, d_model) >= this
+    adafactor_start_step integer DEFAULT 0)     -- adafactor: T5X's step count at the start
 RETURNS TABLE (task text, version integer, labels text[], train_rows integer, steps bigint,
                seconds float8, final_loss float8, validation_accuracy float8)
 AS 'MODULE_PATHNAME', 'ptune_train_prompt'

@@ -83,6 +83,8 @@ parse_request(StringInfo msg, PtTrainOptions *o, char **task, PtTextSet *set, Oi
 	o->seed = (unsigned long long) pq_getmsgint64(msg);
 	o->max_grad_norm = pq_getmsgfloat8(msg);
 	o->weight_decay = pq_getmsgfloat8(msg);
+	o->min_dim_size_to_factor = pq_getmsgint(msg, 4);
+	o->adafactor_start_step = (long) pq_getmsgint64(msg);
 	if (pt_init_parse(init, &o->init) != 0 || pt_optimizer_parse(optimizer, &o->optimizer) != 0)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s", pt_error_message())));
 
