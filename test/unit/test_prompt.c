@@ -11,6 +11,7 @@
 #include "optimizer.h"
 #include "prompt.h"
 #include "task.h"
+#include "trainer.h"
 #include "unit.h"
 
 static const char *spam_labels[] = {"ham", "spam"};
@@ -354,4 +355,13 @@ test_optimizers(void)
 	CHECK(pt_optimizer_default_max_grad_norm(PT_OPT_ADAFACTOR) == 0.0);
 	CHECK(pt_optimizer_default_max_grad_norm(PT_OPT_ADAM) == 1.0);
 	CHECK(pt_optimizer_default_weight_decay(PT_OPT_ADAFACTOR) == 1e-5);
+	{
+		PtTrainOptions to;
+
+		/* training defaults to them: no clip unless asked, T5X's factoring, a fresh schedule */
+		pt_train_options_default(&to);
+		CHECK(to.optimizer == PT_OPT_ADAFACTOR && to.learning_rate == 0.3);
+		CHECK(to.max_grad_norm < 0 && to.weight_decay < 0);
+		CHECK(to.min_dim_size_to_factor == 128 && to.adafactor_start_step == 0);
+	}
 }
