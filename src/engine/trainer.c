@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "classifier.h"
 #include "error.h"
 #include "objective.h"
@@ -28,7 +30,8 @@ struct PtTrainer
 	PtTrainOptions opt;
 	PtTask	   *task;
 	TokenSet	train,
-				val;
+				val,			/* the rows that choose the best checkpoint */
+				test;			/* held-out rows, only measured at the end (may be empty) */
 	PtWorkspace ws;
 
 	/* the member being trained */
@@ -55,6 +58,7 @@ struct PtTrainer
 	PtTrainResult result;
 	double		started;
 	bool		done;
+	bool		failed;			/* a step failed: no more steps */
 };
 
 static double
@@ -113,9 +117,12 @@ validate_options(const PtTrainOptions *o)
 	if (o->min_dim_size_to_factor < 0 || o->adafactor_start_step < 0 ||
 		o->adafactor_start_step > 1000000000000L)
 		return pt_fail(PT_ERR_ARGUMENT, "min_dim_size_to_factor and adafactor_start_step must not be negative (or absurd)");
-	if (o->eval_every < 0 || o->patience < 0 || isnan(o->max_grad_norm) ||
-		!(o->weight_decay < 1))
-		return pt_fail(PT_ERR_ARGUMENT, "eval_every, patience and max_grad_norm must not be negative");
+	if (o->eval_every < 0 || o->patience < 0 || isnan(o->max_grad_norm))
+		return pt_fail(PT_ERR_ARGUMENT, "eval_every and patience must not be negative, max_grad_norm not NaN "
+					   "(a negative max_grad_norm selects the optimizer's default)");
+	if (!(o->weight_decay < 1))
+		return pt_fail(PT_ERR_ARGUMENT, "weight_decay must be below 1 (a negative value selects "
+					   "the optimizer's default)");
 	return 0;
 }
 
@@ -160,10 +167,13 @@ free_token_set(TokenSet *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/* Tokenizes the rows of set whose label is known to the task; counts the rest. */
+/*
+ * Tokenizes the rows of set (train, validation or held-out: `what`); rows
+ * without a text or label are counted; a label the task lacks is an error.
+ */
 static int
-tokenize_set(const PtModel *m, const PtTask *task, const PtTextSet *set, TokenSet *out,
-			 int *skipped)
+tokenize_set(const PtModel *m, const PtTask *task, const PtTextSet *set, const char *what,
+			 TokenSet *out, int *skipped)
 {
 	int32_t    *buf = pt_calloc(task->max_input_tokens, sizeof(int32_t));
 
@@ -188,8 +198,8 @@ tokenize_set(const PtModel *m, const PtTask *task, const PtTextSet *set, TokenSe
 		label = pt_task_label_index(task, set->labels[i]);
 		if (label < 0)
 		{
-			pt_fail(PT_ERR_ARGUMENT, "validation label \"%s\" does not occur in the training rows",
-					set->labels[i]);
+			pt_fail(PT_ERR_ARGUMENT, "%s label \"%s\" does not occur in the training rows",
+					what, set->labels[i]);
 			free(buf);
 			return -1;
 		}
@@ -215,15 +225,21 @@ tokenize_set(const PtModel *m, const PtTask *task, const PtTextSet *set, TokenSe
 	return 0;
 }
 
-/* Moves a seeded random `count` rows of train into val. */
-static void
+/* Moves a seeded random `count` rows of train into val (which has room for them). */
+static int
 split_validation(TokenSet *train, TokenSet *val, int count, unsigned long long seed)
 {
-	int		   *order = malloc(sizeof(int) * train->n);
-	bool	   *to_val = calloc(train->n, sizeof(bool));
+	int		   *order = pt_calloc(train->n + 1, sizeof(int));
+	bool	   *to_val = pt_calloc(train->n + 1, sizeof(bool));
 	PtRng		rng;
 	int			kept = 0;
 
+	if (order == NULL || to_val == NULL)
+	{
+		free(order);
+		free(to_val);
+		return -1;
+	}
 	pt_rng_seed(&rng, seed ^ 0x76616c6964617465ull);	/* "validate" */
 	for (int i = 0; i < train->n; i++)
 		order[i] = i;
@@ -242,6 +258,7 @@ split_validation(TokenSet *train, TokenSet *val, int count, unsigned long long s
 	train->n = kept;
 	free(order);
 	free(to_val);
+	return 0;
 }
 
 static long
@@ -296,11 +313,12 @@ start_member(PtTrainer *t, int member)
 }
 
 /*
- * Accuracy and mean -log p(true label) of the given prompts on the
- * validation rows (several prompts: the ensemble's vote).
+ * Accuracy and mean -log p(true label) of the given prompts on a set of
+ * rows (several prompts: the ensemble's vote).
  */
 static int
-evaluate(PtTrainer *t, PtPrompt *const *prompts, int n_prompts, double *accuracy, double *loss)
+evaluate(PtTrainer *t, const TokenSet *set, PtPrompt *const *prompts, int n_prompts,
+		 double *accuracy, double *loss)
 {
 	int			chunk = 64;
 	int			correct = 0;
@@ -318,14 +336,14 @@ evaluate(PtTrainer *t, PtPrompt *const *prompts, int n_prompts, double *accuracy
 		values[k] = prompts[k]->values;
 		lens[k] = prompts[k]->length;
 	}
-	for (int start = 0; start < t->val.n; start += chunk)
+	for (int start = 0; start < set->n; start += chunk)
 	{
-		int			n = t->val.n - start < chunk ? t->val.n - start : chunk;
+		int			n = set->n - start < chunk ? set->n - start : chunk;
 
 		for (int i = 0; i < n; i++)
 		{
 			rows[i] = (PtClassifyRow) {t->task, t->opt.scoring, n_prompts, values, lens,
-				t->val.ids[start + i], t->val.n_ids[start + i]};
+				set->ids[start + i], set->n_ids[start + i]};
 			results[i].probs = probs + (size_t) i * t->task->n_labels;
 		}
 		if (pt_classify(t->m, &t->ws, rows, n, results) != 0)
@@ -335,15 +353,15 @@ evaluate(PtTrainer *t, PtPrompt *const *prompts, int n_prompts, double *accuracy
 		}
 		for (int i = 0; i < n; i++)
 		{
-			int			truth = t->val.label[start + i];
+			int			truth = set->label[start + i];
 
 			correct += results[i].label == truth;
 			nll -= log(fmax(results[i].probs[truth], 1e-30));
 		}
 	}
 	free(probs);
-	*accuracy = t->val.n ? (double) correct / t->val.n : NAN;
-	*loss = t->val.n ? nll / t->val.n : NAN;
+	*accuracy = set->n ? (double) correct / set->n : NAN;
+	*loss = set->n ? nll / set->n : NAN;
 	return 0;
 }
 
@@ -383,11 +401,11 @@ pt_trainer_new(const PtModel *m, const PtTrainOptions *opt, const PtTextSet *tra
 	if (t->task == NULL)
 		goto fail;
 
-	if (tokenize_set(m, t->task, train, &t->train, &t->result.skipped_rows) != 0)
+	if (tokenize_set(m, t->task, train, "training", &t->train, &t->result.skipped_rows) != 0)
 		goto fail;
 	if (dev)
 	{
-		if (tokenize_set(m, t->task, dev, &t->val, &t->result.skipped_rows) != 0)
+		if (tokenize_set(m, t->task, dev, "validation", &t->val, &t->result.skipped_rows) != 0)
 			goto fail;
 	}
 	else
@@ -397,9 +415,9 @@ pt_trainer_new(const PtModel *m, const PtTrainOptions *opt, const PtTextSet *tra
 		t->val.ids = pt_calloc(count + 1, sizeof(int32_t *));
 		t->val.n_ids = pt_calloc(count + 1, sizeof(int));
 		t->val.label = pt_calloc(count + 1, sizeof(int));
-		if (!t->val.ids || !t->val.n_ids || !t->val.label)
+		if (!t->val.ids || !t->val.n_ids || !t->val.label ||
+			split_validation(&t->train, &t->val, count, opt->seed) != 0)
 			goto fail;
-		split_validation(&t->train, &t->val, count, opt->seed);
 	}
 	if (t->train.n == 0)
 	{
@@ -434,6 +452,20 @@ fail:
 	return NULL;
 }
 
+int
+pt_trainer_set_test(PtTrainer *t, const PtTextSet *test)
+{
+	int			skipped = 0;
+
+	if (t->progress.step > 0 || t->member > 0 || t->test.n > 0)
+		return pt_fail(PT_ERR_ARGUMENT, "give the held-out rows before the first step, once");
+	if (tokenize_set(t->m, t->task, test, "held-out", &t->test, &skipped) != 0)
+		return -1;
+	t->result.test_rows = t->test.n;
+	t->result.skipped_rows += skipped;
+	return 0;
+}
+
 /* Next batch_size rows of the shuffled order; a new epoch reshuffles. */
 static int
 next_row(PtTrainer *t)
@@ -460,7 +492,7 @@ validate_and_keep_best(PtTrainer *t)
 	t->progress.evaluated = true;
 	if (t->val.n == 0)
 		return 0;
-	if (evaluate(t, &t->prompt, 1, &acc, &loss) != 0)
+	if (evaluate(t, &t->val, &t->prompt, 1, &acc, &loss) != 0)
 		return -1;
 	t->progress.val_accuracy = acc;
 	t->progress.val_loss = loss;
@@ -481,21 +513,50 @@ validate_and_keep_best(PtTrainer *t)
 	return 0;
 }
 
+/*
+ * The prompt's metadata: how it was trained, as JSON built by jansson (so
+ * always valid: no nan, strings escaped).  selection_accuracy is the best
+ * validation accuracy, on the rows that chose this checkpoint (null without
+ * validation rows).
+ */
+static char *
+member_metadata(const PtTrainer *t)
+{
+	json_t	   *meta = json_pack("{s:s, s:s, s:f, s:I, s:i, s:I, s:i, s:o}",
+								 "init", pt_init_name(t->opt.init),
+								 "optimizer", pt_optimizer_name(t->opt.optimizer),
+								 "learning_rate", t->opt.learning_rate,
+								 "seed", (json_int_t) t->opt.seed,
+								 "member", t->member,
+								 "steps", (json_int_t) t->progress.step,
+								 "selection_rows", t->val.n,
+								 "selection_accuracy",
+								 t->best ? json_real(t->best_acc) : json_null());
+	char	   *text = meta ? json_dumps(meta, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+	char	   *out;
+
+	json_decref(meta);
+	if (text == NULL)
+	{
+		pt_fail(PT_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	out = pt_strdup(text);		/* the prompt frees it with free() */
+	free(text);
+	return out;
+}
+
 /* The member is done: keep its best (or last) prompt; start the next or finish. */
 static int
 finish_member(PtTrainer *t)
 {
 	PtPrompt   *keep = t->best ? t->best : t->prompt;
-	char		meta[512];
+	char	   *meta = member_metadata(t);
 
-	snprintf(meta, sizeof(meta),
-			 "{\"init\": \"%s\", \"optimizer\": \"%s\", \"learning_rate\": %g, \"seed\": %llu, "
-			 "\"member\": %d, \"steps\": %ld, \"val_accuracy\": %.6g}",
-			 pt_init_name(t->opt.init), pt_optimizer_name(t->opt.optimizer),
-			 t->opt.learning_rate, t->opt.seed, t->member, t->progress.step,
-			 t->best ? t->best_acc : NAN);
+	if (meta == NULL)
+		return -1;
 	free(keep->metadata);
-	keep->metadata = pt_strdup(meta);
+	keep->metadata = meta;
 	t->result.prompts[t->member] = keep;
 	if (keep == t->best)
 		t->best = NULL;
@@ -513,17 +574,41 @@ finish_member(PtTrainer *t)
 		return pt_fail(PT_ERR_NOMEM, "out of memory");
 	for (int j = 0; j < t->task->n_labels; j++)
 		t->result.labels[j] = t->task->labels[j].text;
-	t->result.val_accuracy = NAN;
+	t->result.selection_accuracy = NAN;
+	t->result.test_accuracy = NAN;
 	if (t->val.n > 0)
 	{
 		double		loss;
 
-		if (evaluate(t, t->result.prompts, t->result.n_prompts, &t->result.val_accuracy, &loss) != 0)
+		if (evaluate(t, &t->val, t->result.prompts, t->result.n_prompts,
+					 &t->result.selection_accuracy, &loss) != 0)
+			return -1;
+	}
+	if (t->test.n > 0)
+	{
+		double		loss;
+
+		if (evaluate(t, &t->test, t->result.prompts, t->result.n_prompts,
+					 &t->result.test_accuracy, &loss) != 0)
 			return -1;
 	}
 	t->done = true;
 	t->progress.finished = true;
 	return 0;
+}
+
+/*
+ * Prefixes the current error with where training stopped, and keeps the
+ * trainer stopped: a NaN is not something the next step would cure.
+ */
+static int
+fail_at_step(PtTrainer *t)
+{
+	t->failed = true;
+	if (t->opt.ensemble_size > 1)
+		return pt_fail_context("training stopped at step %ld of ensemble member %d",
+							   t->progress.step + 1, t->member + 1);
+	return pt_fail_context("training stopped at step %ld", t->progress.step + 1);
 }
 
 int
@@ -540,6 +625,8 @@ pt_trainer_step(PtTrainer *t)
 
 	if (t->done)
 		return 1;
+	if (t->failed)
+		return pt_fail(PT_ERR_ARGUMENT, "this training stopped after an error");
 	t->progress.evaluated = false;
 
 	/* one mini-batch; the loss is the mean over all its target tokens */
@@ -557,16 +644,33 @@ pt_trainer_step(PtTrainer *t)
 		ex[i].weight = 1.0f / target_tokens;
 	loss = pt_objective(t->m, &t->ws, ex, B, NULL, t->batch_grads, NULL);
 	if (isnan(loss))
-		return -1;
+		return fail_at_step(t);
 
-	/* clip the gradient's norm, then let the optimizer move the prompt */
+	/*
+	 * Clip the gradient's norm, then let the optimizer move the prompt.  A
+	 * NaN norm would skip the clipping and poison the prompt: stop instead,
+	 * with the prompt as it was before this step.
+	 */
 	for (size_t k = 0; k < n; k++)
 		norm += (double) t->grad[k] * t->grad[k];
 	norm = sqrt(norm);
+	if (!isfinite(norm))
+	{
+		pt_fail(PT_ERR_NUMERIC, "the prompt's gradient is %s (loss %g)",
+				isnan(norm) ? "NaN" : "infinite", loss);
+		return fail_at_step(t);
+	}
 	if (t->opt.max_grad_norm > 0 && norm > t->opt.max_grad_norm)
 		for (size_t k = 0; k < n; k++)
 			t->grad[k] *= (float) (t->opt.max_grad_norm / norm);
 	pt_optimizer_step(t->optimizer, t->prompt->values, t->grad);
+	for (size_t k = 0; k < n; k++)
+		if (!isfinite(t->prompt->values[k]))
+		{
+			pt_fail(PT_ERR_NUMERIC, "the optimizer's update made the prompt %s (gradient norm %g)",
+					isnan(t->prompt->values[k]) ? "NaN" : "infinite", norm);
+			return fail_at_step(t);
+		}
 
 	t->step_seconds += now_seconds() - start;
 	t->rows_trained += B;
@@ -638,6 +742,7 @@ pt_trainer_free(PtTrainer *t)
 	free(t->batch_grads);
 	free_token_set(&t->train);
 	free_token_set(&t->val);
+	free_token_set(&t->test);
 	pt_workspace_free(&t->ws);
 	pt_task_free(t->task);
 	free(t);

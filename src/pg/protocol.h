@@ -13,8 +13,10 @@
  *          response: int32 status (CLASSIFY_OK or CLASSIFY_NEED_PROMPTS);
  *                    int32 n_labels; n_texts x (int32 label or -1; n_labels x float4)
  *
- * TRAIN request:     string task; the options (see sql_train.c, worker_train.c);
- *                    int32 n_rows; n_rows x (string text; string label)
+ * TRAIN request:     string task; the options (see sql_train.c, worker_train.c;
+ *                    the last, int32 scoring, is validation's);
+ *                    int32 n_rows; n_rows x (string text; string label)   training rows
+ *                    int32 n_rows; n_rows x (string text; string label)   held-out rows
  *       response:    metrics, string[] labels, the prompts as blobs, model identity
  *
  * EXPLAIN request:   int32 k; blob   response: int32 P; int32 k; P*k x (string piece; float8 sim)

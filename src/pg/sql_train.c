@@ -32,6 +32,7 @@
 #include "guc.h"
 #include "prompt_store.h"
 #include "protocol.h"
+#include "scoring.h"
 
 PG_FUNCTION_INFO_V1(ptune_train_prompt);
 
@@ -40,8 +41,9 @@ enum
 {
 	ARG_TASK, ARG_RELATION, ARG_TEXT_COLUMN, ARG_LABEL_COLUMN, ARG_PROMPT_LENGTH, ARG_INIT,
 	ARG_OPTIMIZER, ARG_LEARNING_RATE, ARG_BATCH_SIZE, ARG_EPOCHS, ARG_MAX_STEPS,
-	ARG_VALIDATION_FRACTION, ARG_ENSEMBLE_SIZE, ARG_MAX_INPUT_TOKENS, ARG_SEED,
-	ARG_WEIGHT_DECAY, ARG_MAX_GRAD_NORM, ARG_MIN_DIM_SIZE_TO_FACTOR, ARG_ADAFACTOR_START_STEP
+	ARG_VALIDATION_FRACTION, ARG_ENSEMBLE_SIZE, ARG_MAX_INPUT_TOKENS, ARG_SEED, ARG_TEST_RELATION,
+	ARG_SCORING, ARG_WEIGHT_DECAY, ARG_MAX_GRAD_NORM, ARG_MIN_DIM_SIZE_TO_FACTOR,
+	ARG_ADAFACTOR_START_STEP
 };
 
 typedef struct TrainArgs
@@ -61,6 +63,8 @@ typedef struct TrainArgs
 	int			ensemble_size;
 	int			max_input_tokens;
 	int64		seed;
+	Oid			test_relation;	/* held-out rows, or InvalidOid */
+	int			scoring;		/* validation's, stored as the version's default */
 	double		weight_decay;	/* -1: the optimizer's default */
 	double		max_grad_norm;	/* -1: the optimizer's default */
 	int			min_dim_size_to_factor;
@@ -91,8 +95,8 @@ read_args(FunctionCallInfo fcinfo, TrainArgs *a)
 {
 	static const char *names[] = {"task", "relation", "text_column", "label_column", "prompt_length",
 		"init", "optimizer", "learning_rate", "batch_size", "epochs", NULL, "validation_fraction",
-	"ensemble_size", "max_input_tokens", "seed", NULL, NULL, "min_dim_size_to_factor",
-	"adafactor_start_step"};
+	"ensemble_size", "max_input_tokens", "seed", NULL, "scoring", NULL, NULL,
+	"min_dim_size_to_factor", "adafactor_start_step"};
 
 	a->task = ptune_task_argument(fcinfo, ARG_TASK);
 	if (strlen(a->task) > 200)
@@ -116,6 +120,8 @@ read_args(FunctionCallInfo fcinfo, TrainArgs *a)
 	a->ensemble_size = PG_GETARG_INT32(ARG_ENSEMBLE_SIZE);
 	a->max_input_tokens = PG_GETARG_INT32(ARG_MAX_INPUT_TOKENS);
 	a->seed = PG_GETARG_INT32(ARG_SEED);
+	a->test_relation = PG_ARGISNULL(ARG_TEST_RELATION) ? InvalidOid : PG_GETARG_OID(ARG_TEST_RELATION);
+	a->scoring = ptune_scoring_from_name(text_to_cstring(PG_GETARG_TEXT_PP(ARG_SCORING)));
 	a->weight_decay = PG_ARGISNULL(ARG_WEIGHT_DECAY) ? -1.0 : PG_GETARG_FLOAT8(ARG_WEIGHT_DECAY);
 	a->max_grad_norm = PG_ARGISNULL(ARG_MAX_GRAD_NORM) ? -1.0 : PG_GETARG_FLOAT8(ARG_MAX_GRAD_NORM);
 	a->min_dim_size_to_factor = PG_GETARG_INT32(ARG_MIN_DIM_SIZE_TO_FACTOR);
@@ -181,11 +187,11 @@ check_task_owner(const char *task)
 }
 
 /*
- * Reads (text, label) rows with the caller's privileges into the request;
- * rows with a NULL text or label are skipped and counted.
+ * Reads (text, label) rows of relation with the caller's privileges into the
+ * request; rows with a NULL text or label are skipped and counted.
  */
 static int
-append_rows(StringInfo req, const TrainArgs *a, int *skipped, int *n_labels)
+append_rows(StringInfo req, const TrainArgs *a, Oid relation, int *skipped, int *n_labels)
 {
 	Relation	rel;
 	char	   *relname;
@@ -197,7 +203,7 @@ append_rows(StringInfo req, const TrainArgs *a, int *skipped, int *n_labels)
 	HASHCTL		ctl = {.keysize = 264, .entrysize = 264};
 
 	/* names come from the catalog and are quoted: no SQL is built from raw input */
-	rel = relation_open(a->relation, AccessShareLock);
+	rel = relation_open(relation, AccessShareLock);
 	relname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 										 RelationGetRelationName(rel));
 	relation_close(rel, AccessShareLock);
@@ -285,11 +291,13 @@ typedef struct TrainResult
 {
 	int			train_rows,
 				val_rows,
+				test_rows,
 				skipped;
 	int64		steps;
 	double		seconds,
 				final_loss,
-				val_accuracy,
+				selection_accuracy,	/* on the validation rows, which chose the checkpoint */
+				test_accuracy,	/* on the held-out rows (NaN if none) */
 				rows_per_second;
 	int			n_labels;
 	char	  **labels;
@@ -305,11 +313,13 @@ parse_result(StringInfo msg, TrainResult *r)
 {
 	r->train_rows = pq_getmsgint(msg, 4);
 	r->val_rows = pq_getmsgint(msg, 4);
+	r->test_rows = pq_getmsgint(msg, 4);
 	r->skipped = pq_getmsgint(msg, 4);
 	r->steps = pq_getmsgint64(msg);
 	r->seconds = pq_getmsgfloat8(msg);
 	r->final_loss = pq_getmsgfloat8(msg);
-	r->val_accuracy = pq_getmsgfloat8(msg);
+	r->selection_accuracy = pq_getmsgfloat8(msg);
+	r->test_accuracy = pq_getmsgfloat8(msg);
 	r->rows_per_second = pq_getmsgfloat8(msg);
 	r->n_labels = pq_getmsgint(msg, 4);
 	r->labels = palloc(sizeof(char *) * Max(r->n_labels, 1));
@@ -332,6 +342,13 @@ parse_result(StringInfo msg, TrainResult *r)
 	r->d_model = pq_getmsgint(msg, 4);
 }
 
+/* A float8 as JSON: null where there is nothing to report (NaN, infinite). */
+static char *
+json_number(double x)
+{
+	return isfinite(x) ? psprintf("%.6f", x) : "null";
+}
+
 static char *
 json_string(const char *s)
 {
@@ -344,7 +361,7 @@ json_string(const char *s)
 
 /* Stores the prompts as a new, active version of the task; returns the version. */
 static int
-store_prompts(const TrainArgs *a, const TrainResult *r, const char *relname)
+store_prompts(const TrainArgs *a, const TrainResult *r, const char *relname, const char *test_relname)
 {
 	Oid			types[11] = {TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID, INT4OID, INT4OID,
 	TEXTARRAYOID, BYTEAOID, JSONBOID, JSONBOID};
@@ -362,22 +379,23 @@ store_prompts(const TrainArgs *a, const TrainResult *r, const char *relname)
 					 "\"prompt_length\": %d, \"init\": %s, \"optimizer\": %s, \"learning_rate\": %g, "
 					 "\"batch_size\": %d, \"epochs\": %d, \"max_steps\": %lld, "
 					 "\"validation_fraction\": %g, \"ensemble_size\": %d, \"max_input_tokens\": %d, "
-					 "\"seed\": %lld, \"weight_decay\": %s, \"max_grad_norm\": %s, "
-					 "\"min_dim_size_to_factor\": %d, \"adafactor_start_step\": %d}",
+					 "\"seed\": %lld, \"test_relation\": %s, \"scoring\": %s, \"weight_decay\": %s, "
+					 "\"max_grad_norm\": %s, \"min_dim_size_to_factor\": %d, \"adafactor_start_step\": %d}",
 					 json_string(relname), json_string(a->text_column), json_string(a->label_column),
 					 a->prompt_length, json_string(a->init), json_string(a->optimizer), a->learning_rate,
 					 a->batch_size, a->epochs, (long long) a->max_steps, a->validation_fraction,
 					 a->ensemble_size, a->max_input_tokens, (long long) a->seed,
+					 test_relname ? json_string(test_relname) : "null",
+					 json_string(ptune_scoring_to_name(a->scoring)),
 					 a->weight_decay < 0 ? "null" : psprintf("%.15g", a->weight_decay),
 					 a->max_grad_norm < 0 ? "null" : psprintf("%.15g", a->max_grad_norm),
 					 a->min_dim_size_to_factor, a->adafactor_start_step);
-	metrics = psprintf("{\"train_rows\": %d, \"validation_rows\": %d, \"skipped_rows\": %d, "
-					   "\"steps\": %lld, \"seconds\": %.3f, \"final_loss\": %s, "
-					   "\"validation_accuracy\": %s, \"rows_per_second\": %.2f}",
-					   r->train_rows, r->val_rows, r->skipped, (long long) r->steps, r->seconds,
-					   isnan(r->final_loss) ? "null" : psprintf("%.6f", r->final_loss),
-					   isnan(r->val_accuracy) ? "null" : psprintf("%.6f", r->val_accuracy),
-					   r->rows_per_second);
+	metrics = psprintf("{\"train_rows\": %d, \"validation_rows\": %d, \"test_rows\": %d, "
+					   "\"skipped_rows\": %d, \"steps\": %lld, \"seconds\": %.3f, \"final_loss\": %s, "
+					   "\"selection_accuracy\": %s, \"test_accuracy\": %s, \"rows_per_second\": %s}",
+					   r->train_rows, r->val_rows, r->test_rows, r->skipped, (long long) r->steps,
+					   r->seconds, json_number(r->final_loss), json_number(r->selection_accuracy),
+					   json_number(r->test_accuracy), json_number(r->rows_per_second));
 
 	SPI_connect();
 	/* one trainer of a task at a time computes the next version number */
@@ -425,10 +443,13 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 				version;
 	TrainResult r;
 	TupleDesc	desc;
-	Datum		values[8];
-	bool		nulls[8] = {false};
+	Datum		values[9];
+	bool		nulls[9] = {false};
 	uint64		seen = 0;
-	char	   *relname;
+	char	   *relname,
+			   *test_relname = NULL;
+	int			test_skipped = 0,
+				test_labels = 0;
 
 	ptune_require_shared();
 	read_args(fcinfo, &a);
@@ -458,7 +479,20 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 	pq_sendfloat8(&req, a.weight_decay);	/* < 0: the optimizer's default */
 	pq_sendint32(&req, a.min_dim_size_to_factor);
 	pq_sendint64(&req, a.adafactor_start_step);
-	rows = append_rows(&req, &a, &skipped, &n_labels);
+	pq_sendint32(&req, a.scoring);
+	rows = append_rows(&req, &a, a.relation, &skipped, &n_labels);
+	if (OidIsValid(a.test_relation))
+	{
+		test_relname = get_rel_name(a.test_relation);
+		if (test_relname == NULL)
+			ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+							errmsg("relation %u does not exist", a.test_relation)));
+		test_relname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(a.test_relation)),
+												  test_relname);
+		(void) append_rows(&req, &a, a.test_relation, &test_skipped, &test_labels);
+	}
+	else
+		pq_sendint32(&req, 0);	/* no held-out rows */
 
 	if (rows == 0)
 		ereport(ERROR,
@@ -476,9 +510,9 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 	ptune_call(PTUNE_REQ_TRAIN, &req, &resp, false, report_progress, &seen);
 	pfree(req.data);
 	parse_result(&resp, &r);
-	r.skipped += skipped;
+	r.skipped += skipped + test_skipped;
 	version = store_prompts(&a, &r, quote_qualified_identifier(get_namespace_name(get_rel_namespace(a.relation)),
-															   relname));
+															   relname), test_relname);
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "train_prompt must return a row");
@@ -496,7 +530,9 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 	values[5] = Float8GetDatum(r.seconds);
 	values[6] = Float8GetDatum(r.final_loss);
 	nulls[6] = isnan(r.final_loss);
-	values[7] = Float8GetDatum(r.val_accuracy);
-	nulls[7] = isnan(r.val_accuracy);
+	values[7] = Float8GetDatum(r.selection_accuracy);
+	nulls[7] = isnan(r.selection_accuracy);
+	values[8] = Float8GetDatum(r.test_accuracy);
+	nulls[8] = isnan(r.test_accuracy);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

@@ -162,7 +162,7 @@ parse_job(Job *job, RoundRows *rr)
 	worker_read_request(job->slot, &msg);
 	job->scoring = (PtScoring) pq_getmsgint(&msg, 4);
 	job->n_prompts = pq_getmsgint(&msg, 4);
-	if ((job->scoring != PT_SCORE_LABEL_TOKENS && job->scoring != PT_SCORE_FULL_VOCAB) ||
+	if ((job->scoring != PT_SCORE_LABEL_TOKENS && job->scoring != PT_SCORE_RANK) ||
 		job->n_prompts < 1 || job->n_prompts > 64)
 		ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("invalid classify request")));
 	job->values = palloc(sizeof(float *) * job->n_prompts);

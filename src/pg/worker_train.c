@@ -53,16 +53,36 @@ worker_abort_trainings(const char *why)
 		}
 }
 
-/* Parses a TRAIN request into options and rows (palloc'd in the current context). */
+/* Reads int32 n_rows and n_rows (text, label) pairs (palloc'd in the current context). */
 static void
-parse_request(StringInfo msg, PtTrainOptions *o, char **task, PtTextSet *set, Oid *db, Oid *user)
+parse_rows(StringInfo msg, PtTextSet *set)
 {
-	char	   *init,
-			   *optimizer;
-	int			n;
+	int			n = pq_getmsgint(msg, 4);
 	const char **texts,
 			  **labels;
 	size_t	   *lens;
+
+	if (n < 0 || n > (1 << 26))
+		ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("invalid number of training rows")));
+	texts = palloc(sizeof(char *) * (n + 1));
+	labels = palloc(sizeof(char *) * (n + 1));
+	lens = palloc(sizeof(size_t) * (n + 1));
+	for (int i = 0; i < n; i++)
+	{
+		texts[i] = pq_getstring_len(msg, MAX_ROW_BYTES);
+		lens[i] = strlen(texts[i]);
+		labels[i] = pq_getstring_len(msg, 1 << 20);
+	}
+	*set = (PtTextSet) {n, texts, lens, labels};
+}
+
+/* Parses a TRAIN request into options, training rows and held-out rows. */
+static void
+parse_request(StringInfo msg, PtTrainOptions *o, char **task, PtTextSet *set, PtTextSet *test,
+			  Oid *db, Oid *user)
+{
+	char	   *init,
+			   *optimizer;
 
 	pt_train_options_default(o);
 	*task = pq_getstring_len(msg, 1024);
@@ -85,22 +105,13 @@ parse_request(StringInfo msg, PtTrainOptions *o, char **task, PtTextSet *set, Oi
 	o->weight_decay = pq_getmsgfloat8(msg);
 	o->min_dim_size_to_factor = pq_getmsgint(msg, 4);
 	o->adafactor_start_step = (long) pq_getmsgint64(msg);
+	o->scoring = (PtScoring) pq_getmsgint(msg, 4);
+	if (o->scoring != PT_SCORE_LABEL_TOKENS && o->scoring != PT_SCORE_RANK)
+		ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("invalid scoring in a train request")));
 	if (pt_init_parse(init, &o->init) != 0 || pt_optimizer_parse(optimizer, &o->optimizer) != 0)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s", pt_error_message())));
-
-	n = pq_getmsgint(msg, 4);
-	if (n < 0 || n > (1 << 26))
-		ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("invalid number of training rows")));
-	texts = palloc(sizeof(char *) * (n + 1));
-	labels = palloc(sizeof(char *) * (n + 1));
-	lens = palloc(sizeof(size_t) * (n + 1));
-	for (int i = 0; i < n; i++)
-	{
-		texts[i] = pq_getstring_len(msg, MAX_ROW_BYTES);
-		lens[i] = strlen(texts[i]);
-		labels[i] = pq_getstring_len(msg, 1 << 20);
-	}
-	*set = (PtTextSet) {n, texts, lens, labels};
+	parse_rows(msg, set);
+	parse_rows(msg, test);
 }
 
 /* A free progress entry, or -1. */
@@ -150,7 +161,8 @@ start_job(int slot)
 	{
 		StringInfoData msg;
 		PtTrainOptions opt;
-		PtTextSet	set;
+		PtTextSet	set,
+					test;
 		char	   *task;
 		Oid			db,
 					user;
@@ -163,12 +175,17 @@ start_job(int slot)
 							errmsg("%d prompts are training already", PTUNE_MAX_TRAININGS),
 							errhint("Wait for one to finish.")));
 		worker_read_request(slot, &msg);
-		parse_request(&msg, &opt, &task, &set, &db, &user);
+		parse_request(&msg, &opt, &task, &set, &test, &db, &user);
 		job->progress = claim_progress(task, ptune_shared->slots[slot].backend_pid, db, user,
 									   opt.ensemble_size);
 		if (job->progress < 0)
 			ereport(ERROR, (errcode(ERRCODE_TOO_MANY_CONNECTIONS), errmsg("no free training progress entry")));
 		job->trainer = pt_trainer_new(worker_model, &opt, &set, NULL);
+		if (job->trainer != NULL && test.n > 0 && pt_trainer_set_test(job->trainer, &test) != 0)
+		{
+			pt_trainer_free(job->trainer);
+			job->trainer = NULL;
+		}
 		if (job->trainer == NULL)
 		{
 			LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
@@ -236,11 +253,13 @@ answer_job(TrainJob *job)
 	initStringInfo(&out);
 	pq_sendint32(&out, r->train_rows);
 	pq_sendint32(&out, r->val_rows);
+	pq_sendint32(&out, r->test_rows);
 	pq_sendint32(&out, r->skipped_rows);
 	pq_sendint64(&out, r->steps);
 	pq_sendfloat8(&out, r->seconds);
 	pq_sendfloat8(&out, r->final_loss);
-	pq_sendfloat8(&out, r->val_accuracy);
+	pq_sendfloat8(&out, r->selection_accuracy);
+	pq_sendfloat8(&out, r->test_accuracy);
 	pq_sendfloat8(&out, pt_trainer_progress(job->trainer)->rows_per_second);
 	pq_sendint32(&out, r->n_labels);
 	for (int j = 0; j < r->n_labels; j++)
