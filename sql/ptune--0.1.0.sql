@@ -99,7 +99,11 @@ CREATE FUNCTION ptune.train_prompt(
     max_input_tokens    integer DEFAULT current_setting('ptune.max_input_tokens')::integer,
     seed                integer DEFAULT 42,
     test_relation       regclass DEFAULT NULL,
-    scoring             text    DEFAULT 'label_tokens')
+    scoring             text    DEFAULT 'label_tokens',
+    weight_decay        float8  DEFAULT NULL,   -- NULL: the optimizer's (adafactor 1e-5, adam 0)
+    max_grad_norm       float8  DEFAULT NULL,   -- NULL: the optimizer's (adafactor none, adam 1)
+    min_dim_size_to_factor integer DEFAULT 128, -- adafactor: factor when min(P, d_model) >= this
+    adafactor_start_step integer DEFAULT 0)     -- adafactor: T5X's step count at the start
 RETURNS TABLE (task text, version integer, labels text[], train_rows integer, steps bigint,
                seconds float8, final_loss float8, selection_accuracy float8,
                test_accuracy float8)

@@ -43,7 +43,8 @@ enum
 	ARG_TASK, ARG_RELATION, ARG_TEXT_COLUMN, ARG_LABEL_COLUMN, ARG_PROMPT_LENGTH, ARG_INIT,
 	ARG_OPTIMIZER, ARG_LEARNING_RATE, ARG_BATCH_SIZE, ARG_EPOCHS, ARG_MAX_STEPS,
 	ARG_VALIDATION_FRACTION, ARG_ENSEMBLE_SIZE, ARG_MAX_INPUT_TOKENS, ARG_SEED, ARG_TEST_RELATION,
-	ARG_SCORING
+	ARG_SCORING, ARG_WEIGHT_DECAY, ARG_MAX_GRAD_NORM, ARG_MIN_DIM_SIZE_TO_FACTOR,
+	ARG_ADAFACTOR_START_STEP
 };
 
 typedef struct TrainArgs
@@ -65,6 +66,10 @@ typedef struct TrainArgs
 	int64		seed;
 	Oid			test_relation;	/* held-out rows, or InvalidOid */
 	int			scoring;		/* validation's, stored as the version's default */
+	double		weight_decay;	/* -1: the optimizer's default */
+	double		max_grad_norm;	/* -1: the optimizer's default */
+	int			min_dim_size_to_factor;
+	int			adafactor_start_step;
 } TrainArgs;
 
 static void
@@ -91,14 +96,15 @@ read_args(FunctionCallInfo fcinfo, TrainArgs *a)
 {
 	static const char *names[] = {"task", "relation", "text_column", "label_column", "prompt_length",
 		"init", "optimizer", "learning_rate", "batch_size", "epochs", NULL, "validation_fraction",
-	"ensemble_size", "max_input_tokens", "seed", NULL, "scoring"};
+	"ensemble_size", "max_input_tokens", "seed", NULL, "scoring", NULL, NULL,
+	"min_dim_size_to_factor", "adafactor_start_step"};
 
 	a->task = ptune_task_argument(fcinfo, ARG_TASK);
 	if (strlen(a->task) > 200)
 		ereport(ERROR,
 				(errcode(ERRCODE_NAME_TOO_LONG),
 				 errmsg("task name is longer than 200 bytes")));
-	for (int i = ARG_RELATION; i <= ARG_SCORING; i++)
+	for (int i = ARG_RELATION; i <= ARG_ADAFACTOR_START_STEP; i++)
 		if (names[i])
 			require_arg(fcinfo, i, names[i]);
 	a->relation = PG_GETARG_OID(ARG_RELATION);
@@ -117,6 +123,10 @@ read_args(FunctionCallInfo fcinfo, TrainArgs *a)
 	a->seed = PG_GETARG_INT32(ARG_SEED);
 	a->test_relation = PG_ARGISNULL(ARG_TEST_RELATION) ? InvalidOid : PG_GETARG_OID(ARG_TEST_RELATION);
 	a->scoring = ptune_scoring_from_name(text_to_cstring(PG_GETARG_TEXT_PP(ARG_SCORING)));
+	a->weight_decay = PG_ARGISNULL(ARG_WEIGHT_DECAY) ? -1.0 : PG_GETARG_FLOAT8(ARG_WEIGHT_DECAY);
+	a->max_grad_norm = PG_ARGISNULL(ARG_MAX_GRAD_NORM) ? -1.0 : PG_GETARG_FLOAT8(ARG_MAX_GRAD_NORM);
+	a->min_dim_size_to_factor = PG_GETARG_INT32(ARG_MIN_DIM_SIZE_TO_FACTOR);
+	a->adafactor_start_step = PG_GETARG_INT32(ARG_ADAFACTOR_START_STEP);
 
 	check_range("prompt_length", a->prompt_length, 1, 1024, "The paper uses 1 to 150, typically 20 to 100.");
 	check_range("learning_rate", a->learning_rate, 1e-9, 100, NULL);
@@ -127,6 +137,16 @@ read_args(FunctionCallInfo fcinfo, TrainArgs *a)
 	check_range("ensemble_size", a->ensemble_size, 1, 64, NULL);
 	check_range("max_input_tokens", a->max_input_tokens, 2, 4096, NULL);
 	check_range("seed", (double) a->seed, 0, PG_INT32_MAX, NULL);
+	if (!PG_ARGISNULL(ARG_WEIGHT_DECAY) && !(a->weight_decay >= 0 && a->weight_decay < 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("weight_decay = %.15g is out of range [0, 1)", a->weight_decay),
+				 errhint("Adafactor multiplies the prompt by 1 - weight_decay each step; the paper's is 1e-5.")));
+	if (!PG_ARGISNULL(ARG_MAX_GRAD_NORM))
+		check_range("max_grad_norm", a->max_grad_norm, 0, 1e9, "0 turns gradient-norm clipping off.");
+	check_range("min_dim_size_to_factor", a->min_dim_size_to_factor, 0, PG_INT32_MAX,
+				"0 factors Adafactor's second moment always; T5X's default is 128.");
+	check_range("adafactor_start_step", a->adafactor_start_step, 0, PG_INT32_MAX, NULL);
 	if (a->epochs == 0 && a->max_steps == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -340,13 +360,17 @@ store_prompts(const TrainArgs *a, const TrainResult *r, const char *relname, con
 					 "\"prompt_length\": %d, \"init\": %s, \"optimizer\": %s, \"learning_rate\": %g, "
 					 "\"batch_size\": %d, \"epochs\": %d, \"max_steps\": %lld, "
 					 "\"validation_fraction\": %g, \"ensemble_size\": %d, \"max_input_tokens\": %d, "
-					 "\"seed\": %lld, \"test_relation\": %s, \"scoring\": %s}",
+					 "\"seed\": %lld, \"test_relation\": %s, \"scoring\": %s, \"weight_decay\": %s, "
+					 "\"max_grad_norm\": %s, \"min_dim_size_to_factor\": %d, \"adafactor_start_step\": %d}",
 					 json_string(relname), json_string(a->text_column), json_string(a->label_column),
 					 a->prompt_length, json_string(a->init), json_string(a->optimizer), a->learning_rate,
 					 a->batch_size, a->epochs, (long long) a->max_steps, a->validation_fraction,
 					 a->ensemble_size, a->max_input_tokens, (long long) a->seed,
 					 test_relname ? json_string(test_relname) : "null",
-					 json_string(ptune_scoring_to_name(a->scoring)));
+					 json_string(ptune_scoring_to_name(a->scoring)),
+					 a->weight_decay < 0 ? "null" : psprintf("%.15g", a->weight_decay),
+					 a->max_grad_norm < 0 ? "null" : psprintf("%.15g", a->max_grad_norm),
+					 a->min_dim_size_to_factor, a->adafactor_start_step);
 	metrics = psprintf("{\"train_rows\": %d, \"validation_rows\": %d, \"test_rows\": %d, "
 					   "\"skipped_rows\": %d, \"steps\": %lld, \"seconds\": %.3f, \"final_loss\": %s, "
 					   "\"selection_accuracy\": %s, \"test_accuracy\": %s, \"rows_per_second\": %s}",
@@ -439,8 +463,10 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 	pq_sendint32(&req, a.ensemble_size);
 	pq_sendint32(&req, a.max_input_tokens);
 	pq_sendint64(&req, a.seed);
-	pq_sendfloat8(&req, 1.0);	/* max_grad_norm */
-	pq_sendfloat8(&req, -1.0);	/* weight_decay: the optimizer's default */
+	pq_sendfloat8(&req, a.max_grad_norm);	/* < 0: the optimizer's default */
+	pq_sendfloat8(&req, a.weight_decay);	/* < 0: the optimizer's default */
+	pq_sendint32(&req, a.min_dim_size_to_factor);
+	pq_sendint64(&req, a.adafactor_start_step);
 	pq_sendint32(&req, a.scoring);
 	rows = append_rows(&req, &a, a.relation, &skipped, &n_labels);
 	if (OidIsValid(a.test_relation))
