@@ -6,9 +6,21 @@
 
 -- Refuse a schema "ptune" made beforehand: objects planted there could be
 -- picked up by this script or by ptune's own queries (with a trusted
--- extension a database owner runs CREATE EXTENSION).
+-- extension a database owner runs CREATE EXTENSION).  An empty one is taken
+-- only from the installing role or a superuser: its owner could otherwise
+-- add functions or swap tables in it later.
 DO $$
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n
+                   JOIN pg_catalog.pg_extension e ON e.extname = 'ptune'
+                   JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+                   WHERE n.nspname = 'ptune' AND (n.nspowner = e.extowner OR r.rolsuper)) THEN
+        RAISE EXCEPTION 'schema "ptune" belongs to role "%"',
+            (SELECT nspowner::regrole FROM pg_catalog.pg_namespace WHERE nspname = 'ptune')
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Its owner could add or replace objects in ptune''s schema.',
+                  HINT = 'Drop the schema "ptune", or give it to the role installing ptune, first.';
+    END IF;
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = 'ptune'::regnamespace)
        OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE pronamespace = 'ptune'::regnamespace)
        OR EXISTS (SELECT 1 FROM pg_catalog.pg_type WHERE typnamespace = 'ptune'::regnamespace)
@@ -33,9 +45,11 @@ SELECT ptune.require_preloaded();
 DROP FUNCTION ptune.require_preloaded();
 
 -- The task registry: who owns each task.  The owner is a role OID (regrole,
--- shown by name): renaming the role keeps its tasks; a dropped role's tasks
--- stay with its OID, which no new role ever gets, until a superuser
--- reassigns them (ptune.reassign_task).  The first training of a task
+-- shown by name): renaming the role keeps its tasks; DROP ROLE is refused
+-- while the role owns tasks in the database where it runs, but a role dropped
+-- from another database leaves its tasks there under its bare OID (which a
+-- new role may get once OIDs wrap around) until a superuser reassigns them
+-- (ptune.reassign_task).  The first training of a task
 -- inserts its row before training starts, so a second role training the same
 -- new task waits for it and then gets the ownership error.
 CREATE TABLE ptune.task_owners (
@@ -238,15 +252,17 @@ LANGUAGE C VOLATILE;
 -- classify with every task (granted to PUBLIC; REVOKE it to keep roles to
 -- their own tasks); nobody but the tables' owner writes them directly.
 --
--- The tables and views belong to the extension's owner (@extowner@: the role
+-- The tables belong to the extension's owner (@extowner@: the role
 -- that ran CREATE EXTENSION), so that role can dump and restore them without
 -- row-level security getting in the way, and ptune's functions write as that
--- role, never as a superuser of their own choosing.
+-- role, never as a superuser of their own choosing.  The views stay with the
+-- superuser that runs this script: a view's owner can replace it, and a
+-- superuser querying a view an untrusted role had replaced would run that
+-- role's functions.  (Extension members are not dumped, so a restore does
+-- not need to own them.)
 
 ALTER TABLE ptune.task_owners OWNER TO @extowner@;
 ALTER TABLE ptune.prompts OWNER TO @extowner@;
-ALTER VIEW ptune.tasks OWNER TO @extowner@;
-ALTER VIEW ptune.versions OWNER TO @extowner@;
 
 REVOKE ALL ON ptune.task_owners, ptune.prompts FROM PUBLIC;
 GRANT USAGE ON SCHEMA ptune TO PUBLIC;

@@ -171,6 +171,16 @@ ownership_error(const char *task, Oid owner, const char *action)
 {
 	bool		dropped = GetUserNameFromId(owner, true) == NULL;
 
+	/*
+	 * A caller who may not see the task learns that the name is taken (task
+	 * names are one namespace per database), but not who holds it.
+	 */
+	if (!ptune_may_see(owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for task \"%s\"", task),
+				 errdetail("Task names are shared by all roles of a database; this one is another role's."),
+				 errhint("To train a task of your own, choose another name.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("task \"%s\" belongs to %s", task, describe_owner(owner)),
@@ -372,6 +382,14 @@ ptune_refuse_drop_of_owners(List *roles)
 
 	if (!installed_here())
 		return;
+
+	/*
+	 * This runs before DROP ROLE checks the caller's privileges.  A caller
+	 * who may not drop roles gets PostgreSQL's own permission error, not a
+	 * list of another role's tasks (which it might not be allowed to see).
+	 */
+	if (!has_createrole_privilege(GetUserId()))
+		return;
 	foreach(lc, roles)
 	{
 		Oid			role = get_rolespec_oid(lfirst(lc), true);
@@ -381,6 +399,9 @@ ptune_refuse_drop_of_owners(List *roles)
 
 		if (!OidIsValid(role))
 			continue;
+		/* the same for a superuser target and a caller that is not one */
+		if (superuser_arg(role) && !superuser())
+			return;
 		initStringInfo(&names);
 		ptune_as_owner_begin(&as);
 		SPI_connect();

@@ -221,6 +221,35 @@ test_dump_and_restore_by_database_owner() {
   out=$(DB=alice_c q_any -U dump_bob -c "SELECT ptune.drop_task('alice_t')")
   [[ $out == *'belongs to role "dump_alice"'* ]]
   check $? "ownership survives the restore: bob still cannot drop alice's task"
+  # the installer owns the tables (for the restore) but not the views: a
+  # view she could replace would run her functions as the superuser reading it
+  out=$(DB=alicedb q_any -U dump_alice -c "CREATE OR REPLACE VIEW ptune.tasks AS SELECT * FROM ptune.tasks")
+  [[ $out == *'must be owner of view tasks'* ]]
+  check $? "the installing database owner cannot replace ptune.tasks: ${out//$'\n'/ }"
+  out=$(DB=alice_c q -c "SELECT string_agg(c.relname || ':' || pg_get_userbyid(c.relowner), ' ' ORDER BY c.relname)
+                          FROM pg_class c WHERE c.relnamespace = 'ptune'::regnamespace AND c.relkind IN ('r', 'v')")
+  [[ $out == *'prompts:dump_alice'* && $out == *'task_owners:dump_alice'* && $out != *'tasks:dump_alice'* \
+     && $out != *'versions:dump_alice'* ]]
+  check $? "after the restore the tables are hers, the views are not: $out"
+  # README: only a superuser changes EXECUTE rights on ptune's functions in a
+  # database where a non-superuser installed it
+  local can_train="SELECT has_function_privilege('dump_bob', p.oid, 'EXECUTE') FROM pg_proc p
+                   WHERE p.proname = 'train_prompt' AND p.pronamespace = 'ptune'::regnamespace"
+  out=$(DB=alicedb q_any -U dump_alice -c "REVOKE EXECUTE ON FUNCTION ptune.train_prompt FROM PUBLIC" -c "$can_train")
+  [[ $out == *'no privileges could be revoked'* && $out == *t ]]
+  check $? "the installing database owner's REVOKE EXECUTE does nothing: ${out//$'\n'/ }"
+  out=$(DB=alicedb q -c "REVOKE EXECUTE ON FUNCTION ptune.train_prompt FROM PUBLIC" -c "$can_train")
+  [[ $out == f ]]
+  check $? "a superuser's REVOKE EXECUTE takes training away from bob: $out"
+  # a schema "ptune" made beforehand by another role is refused
+  q -d postgres -c "DROP DATABASE IF EXISTS squatdb" -c "CREATE DATABASE squatdb" >/dev/null
+  DB=squatdb q -c "GRANT CREATE ON DATABASE squatdb TO dump_bob" >/dev/null
+  DB=squatdb q -U dump_bob -c "CREATE SCHEMA ptune"
+  out=$(DB=squatdb q_any -c "CREATE EXTENSION ptune")
+  [[ $out == *'schema "ptune" belongs to role "dump_bob"'* ]] \
+    && [[ $(DB=squatdb q -c "SELECT count(*) FROM pg_extension WHERE extname = 'ptune'") == 0 ]]
+  check $? "CREATE EXTENSION refuses a schema ptune another role made: ${out//$'\n'/ }"
+  q -d postgres -c "DROP DATABASE squatdb" >/dev/null
   q -d postgres -c "DROP DATABASE alicedb" -c "DROP DATABASE alice_c" -c "DROP DATABASE alice_p" \
     -c "DROP ROLE dump_alice" -c "DROP ROLE dump_bob" >/dev/null
 }

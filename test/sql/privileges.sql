@@ -126,6 +126,23 @@ RESET ROLE;
 -- DROP ROLE is refused while the role owns tasks here; REASSIGN OWNED and
 -- DROP OWNED carry tasks along like other objects
 DROP ROLE ptune_david;
+-- ... but only for a caller who could drop the role: others get PostgreSQL's
+-- own error, which names no task
+SET ROLE ptune_bob;
+DROP ROLE ptune_david;
+RESET ROLE;
+CREATE ROLE ptune_root SUPERUSER;
+SET ROLE ptune_root;
+SELECT * FROM train('root_task', 'shared_data');
+RESET ROLE;
+ALTER ROLE ptune_carol CREATEROLE;
+SET ROLE ptune_carol;
+DROP ROLE ptune_root;
+DROP ROLE ptune_david;
+RESET ROLE;
+ALTER ROLE ptune_carol NOCREATEROLE;
+SELECT ptune.drop_task('root_task');
+DROP ROLE ptune_root;
 CREATE ROLE ptune_erin LOGIN;
 REASSIGN OWNED BY ptune_david TO ptune_erin;
 SELECT task, owner FROM ptune.tasks WHERE task = 'dave_task';
