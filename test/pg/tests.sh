@@ -242,7 +242,7 @@ test_dump_and_restore_by_database_owner() {
   [[ $out == f ]]
   check $? "a superuser's REVOKE EXECUTE takes training away from bob: $out"
   # a schema "ptune" made beforehand by another role is refused
-  q -d postgres -c "DROP DATABASE IF EXISTS squatdb" -c "CREATE DATABASE squatdb" >/dev/null
+  q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS squatdb" -c "CREATE DATABASE squatdb" >/dev/null
   DB=squatdb q -c "GRANT CREATE ON DATABASE squatdb TO dump_bob" >/dev/null
   DB=squatdb q -U dump_bob -c "CREATE SCHEMA ptune"
   out=$(DB=squatdb q_any -c "CREATE EXTENSION ptune")
