@@ -86,7 +86,7 @@ PG_CONFIG ?= pg_config
 EXTENSION  = ptune
 DATA       = sql/ptune--0.1.0.sql
 MODULE_big = ptune
-OBJS       = src/pg/ptune.o src/pg/guc.o src/pg/ipc.o src/pg/client.o src/pg/prompt_store.o \
+OBJS       = src/pg/ptune.o src/pg/guc.o src/pg/ipc.o src/pg/slot.o src/pg/client.o src/pg/prompt_store.o \
              src/pg/sql_classify.o src/pg/sql_train.o src/pg/sql_evaluate.o src/pg/sql_admin.o \
              src/engine/metrics.o
 PG_CPPFLAGS = -Isrc/engine -Isrc/pg
@@ -94,7 +94,7 @@ PG_CFLAGS   = -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializ
 EXTRA_CLEAN = ptune_worker.so $(WORKER_OBJS)
 
 WORKER_OBJS = src/pg/worker.wo src/pg/worker_classify.wo src/pg/worker_train.wo \
-              src/pg/worker_explain.wo src/pg/ipc.wo
+              src/pg/worker_explain.wo src/pg/ipc.wo src/pg/slot.wo
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

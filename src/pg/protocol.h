@@ -7,7 +7,7 @@
  * an out-of-bounds read.  Strings are an int32 length and the bytes.
  *
  * CLASSIFY request:  int32 scoring; int32 n_prompts;
- *                      n_prompts x (int64 key; int32 blob_len; blob_len bytes)
+ *                      n_prompts x (PROMPT_KEY_BYTES key; int32 blob_len; blob_len bytes)
  *                      (blob_len 0: the worker should have it cached by key)
  *                    int32 n_texts; n_texts x (int32 len or -1 for NULL; bytes)
  *          response: int32 status (CLASSIFY_OK or CLASSIFY_NEED_PROMPTS);
@@ -24,14 +24,33 @@
 
 #include "postgres.h"
 
+#include "common/cryptohash.h"
+#include "common/sha2.h"
 #include "lib/stringinfo.h"
 #include "libpq/pqformat.h"
 
 #define CLASSIFY_OK 0
 #define CLASSIFY_NEED_PROMPTS 1
 
-/* Seed of the 64-bit hash that names a prompt blob in the worker's cache. */
-#define PROMPT_KEY_SEED UINT64CONST(0x7074756e65)	/* "ptune" */
+/*
+ * A prompt blob's name in the worker's cache: its SHA-256.  A cryptographic
+ * hash, because a request naming a cached prompt by key alone gets that
+ * prompt: a key that two blobs shared would let one task's requests run with
+ * another's prompt.
+ */
+#define PROMPT_KEY_BYTES PG_SHA256_DIGEST_LENGTH
+
+static inline void
+ptune_prompt_key(const char *blob, size_t len, uint8 *key)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) blob, len) < 0 ||
+		pg_cryptohash_final(ctx, key, PROMPT_KEY_BYTES) < 0)
+		elog(ERROR, "could not compute the SHA-256 of a prompt: %s", pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+}
 
 static inline void
 pq_sendstring_len(StringInfo buf, const char *s, int len)

@@ -48,7 +48,7 @@ worker_abort_trainings(const char *why)
 	for (int i = 0; i < PTUNE_MAX_TRAININGS; i++)
 		if (jobs[i].active)
 		{
-			worker_fail(jobs[i].slot, ERRCODE_ADMIN_SHUTDOWN, why, NULL, "Run ptune.train_prompt() again.");
+			ptune_slot_fail(jobs[i].slot, ERRCODE_ADMIN_SHUTDOWN, why, NULL, "Run ptune.train_prompt() again.");
 			end_job(&jobs[i]);
 		}
 }
@@ -157,15 +157,15 @@ start_job(int slot)
 			ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 							errmsg("the ptune model is not loaded"), errdetail("%s", ptune_shared->model_error)));
 		if (job == NULL)
-			ereport(ERROR, (errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+			ereport(ERROR, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 							errmsg("%d prompts are training already", PTUNE_MAX_TRAININGS),
 							errhint("Wait for one to finish.")));
-		worker_read_request(slot, &msg);
+		ptune_slot_read(slot, &msg);
 		parse_request(&msg, &opt, &task, &set, &db, &user);
 		job->progress = claim_progress(task, ptune_shared->slots[slot].backend_pid, db, user,
 									   opt.ensemble_size);
 		if (job->progress < 0)
-			ereport(ERROR, (errcode(ERRCODE_TOO_MANY_CONNECTIONS), errmsg("no free training progress entry")));
+			ereport(ERROR, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED), errmsg("no free training progress entry")));
 		job->trainer = pt_trainer_new(worker_model, &opt, &set, NULL);
 		if (job->trainer == NULL)
 		{
@@ -187,6 +187,7 @@ start_job(int slot)
 	}
 	PG_CATCH();
 	{
+		LWLockReleaseAll();
 		if (job && !job->active && job->progress >= 0)
 		{
 			LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
@@ -261,7 +262,7 @@ answer_job(TrainJob *job)
 	pq_sendstring_len(&out, worker_model->cfg.model_name, strlen(worker_model->cfg.model_name));
 	pq_sendstring_len(&out, fp, strlen(fp));
 	pq_sendint32(&out, worker_model->cfg.d_model);
-	worker_answer(job->slot, &out);
+	ptune_slot_answer(job->slot, &out);
 	pfree(out.data);
 }
 
@@ -277,10 +278,10 @@ step_one_job(void)
 		next_job = (next_job + 1) % PTUNE_MAX_TRAININGS;
 		if (!job->active)
 			continue;
-		if (worker_slot_abandoned(job->slot))
+		if (ptune_slot_abandoned(job->slot))
 		{
 			/* cancelled by its session: stop now, store nothing */
-			worker_fail(job->slot, ERRCODE_QUERY_CANCELED, "training was cancelled", NULL, NULL);
+			ptune_slot_fail(job->slot, ERRCODE_QUERY_CANCELED, "training was cancelled", NULL, NULL);
 			end_job(job);
 			return true;
 		}
@@ -308,7 +309,7 @@ bool
 worker_serve_training(void)
 {
 	int			slots[PTUNE_MAX_TRAININGS];
-	int			n = worker_take_pending(PTUNE_REQ_TRAIN, slots, PTUNE_MAX_TRAININGS);
+	int			n = ptune_slot_take_pending(PTUNE_REQ_TRAIN, slots, PTUNE_MAX_TRAININGS);
 
 	for (int i = 0; i < n; i++)
 		start_job(slots[i]);

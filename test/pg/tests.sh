@@ -173,3 +173,80 @@ test_model_missing_then_fixed() {
   [[ $(q -c "SELECT ptune.classify('toy', 'a dog') IS NOT NULL") == t ]]
   check $? "classification works again"
 }
+
+# Bytes of dynamic shared memory segments (dynamic_shared_memory_type = posix).
+dsm_bytes() { du -cb /dev/shm/PostgreSQL.* 2>/dev/null | tail -1 | cut -f1; }
+
+test_cancelled_slot_waits_free_everything() {
+  # every slot held by requests the (stopped) worker cannot answer; then
+  # 1,000 requests of ~180 kB each give up while they wait for a slot
+  local base_dsm base_payload; base_dsm=$(dsm_bytes)
+  base_payload=$(q -c "SELECT payload_bytes FROM ptune.status()")
+  local wpid; wpid=$(worker_pid)
+  kill -STOP "$wpid"
+  local holders=()
+  for s in 1 2 3 4; do
+    q -c "SELECT ptune.classify('toy', 'a dog')" >/dev/null 2>&1 &
+    holders+=($!)
+  done
+  wait_for "SELECT free_slots = 0 FROM ptune.status()" 10
+  check $? "4 requests hold the 4 slots"
+  local big="array_fill('a dog and a cat'::text, ARRAY[12000])"
+  local start out; start=$(now)
+  out=$(q -c "SET ptune.request_timeout = '2ms'" -c "DO \$\$
+    DECLARE n int := 0;
+    BEGIN
+      FOR i IN 1..1000 LOOP
+        BEGIN PERFORM ptune.classify('toy', $big);
+        EXCEPTION WHEN query_canceled THEN n := n + 1; END;
+      END LOOP;
+      RAISE NOTICE 'timed out: %', n;
+    END \$\$" 2>&1)
+  [[ $out == *"timed out: 1000"* ]]
+  check $? "1,000 requests timed out waiting for a slot in $(elapsed "$start" | cut -c1-4) s (${out##*NOTICE:  })"
+  # statement_timeout, a query cancel and a terminated session while waiting
+  for i in $(seq 1 20); do
+    q_any -c "SET statement_timeout = '3ms'" -c "SELECT ptune.classify('toy', $big)" >/dev/null
+  done
+  q -c "SELECT ptune.classify('toy', $big)" >/dev/null 2>&1 &
+  local c=$!
+  q -c "SELECT ptune.classify('toy', $big)" >/dev/null 2>&1 &
+  local t=$!
+  wait_for "SELECT waiting = 2 FROM ptune.status()" 10
+  check $? "two sessions wait in line"
+  q -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT ptune.classify(''toy'', array_fill%' AND pid <> pg_backend_pid() ORDER BY backend_start LIMIT 1" >/dev/null
+  q -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT ptune.classify(''toy'', array_fill%' AND pid <> pg_backend_pid() AND state = 'active'" >/dev/null
+  wait $c $t 2>/dev/null
+  [[ $(q -c "SELECT waiting FROM ptune.status()") == 0 ]]
+  check $? "no session is left in the line"
+  kill -CONT "$wpid"
+  wait "${holders[@]}"
+  check $? "the 4 slot holders were answered once the worker went on"
+  wait_for "SELECT free_slots = 4 AND queued + running = 0 FROM ptune.status()" 10
+  check $? "all 4 slots are free: $(q -c "SELECT free_slots, queued, running FROM ptune.status()")"
+  local payload dsm; payload=$(q -c "SELECT payload_bytes FROM ptune.status()"); dsm=$(dsm_bytes)
+  [[ $payload == "$base_payload" ]]
+  check $? "payload bytes in shared memory back to $base_payload (now $payload)"
+  (( dsm <= base_dsm ))
+  check $? "dynamic shared memory back to its baseline: $dsm bytes (was $base_dsm)"
+}
+
+test_trainings_leave_slots_for_classification() {
+  # 4 slots: trainings may hold 2; ptune.max_trainings_per_role is 2
+  q -c "$LONG_TRAINING" >/dev/null 2>&1 &
+  local t1=$!
+  q -c "${LONG_TRAINING/\'long\'/\'long2\'}" >/dev/null 2>&1 &
+  local t2=$!
+  wait_for "SELECT count(*) = 2 FROM ptune.training_progress WHERE step > 0" 30
+  check $? "two trainings run"
+  local out; out=$(q_any -c "\\set VERBOSITY verbose" -c "${LONG_TRAINING/\'long\'/\'long3\'}")
+  [[ $out == *53400* && $out == *"already trains 2 prompts"* ]]
+  check $? "a third training by the same role: ${out%%$'\n'*}"
+  local start; start=$(now)
+  [[ $(q -c "SELECT count(ptune.classify('toy', text)) FROM toy WHERE id <= 20") == 20 ]]
+  check $? "classification still finds slots ($(elapsed "$start" | cut -c1-4) s for 20 rows)"
+  q -c "SELECT pg_cancel_backend(pid) FROM ptune.training_progress" >/dev/null
+  wait $t1 $t2 2>/dev/null
+  wait_for "SELECT free_slots = 4 FROM ptune.status()" 10
+  check $? "slots free again"
+}
