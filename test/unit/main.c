@@ -34,6 +34,7 @@
 	X(test_explain_nearest_pieces) \
 	X(test_training_learns) \
 	X(test_training_deterministic_and_cancellable) \
+	X(test_training_micro_batches_match_steps) \
 	X(test_csv_rfc4180) \
 	X(test_csv_errors)
 
