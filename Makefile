@@ -101,6 +101,9 @@ include $(PGXS)
 
 all: ptune_worker.so cli
 
+# PGXS knows nothing of our headers: rebuild the backend objects when one changes
+$(filter src/pg/%,$(OBJS)): $(wildcard src/pg/*.h src/engine/*.h)
+
 # Worker objects: hidden symbols, so its copies of ipc.c and guc.c never clash
 # with ptune.so's (PostgreSQL loads libraries with RTLD_GLOBAL).
 src/pg/%.wo: src/pg/%.c $(wildcard src/pg/*.h src/engine/*.h)

@@ -77,7 +77,7 @@ wait_ms(TimestampTz deadline)
 	return Max(1, Min(POLL_MS, remaining));
 }
 
-static void
+static void pg_attribute_noreturn()
 raise_timeout(void)
 {
 	ereport(ERROR,
@@ -86,60 +86,108 @@ raise_timeout(void)
 			 errhint("Raise ptune.request_timeout, or check ptune.status() for a busy worker.")));
 }
 
-void
-ptune_call(PtuneRequestKind kind, StringInfo request, StringInfo response,
-		   bool timeout_applies, PtuneWaitCallback callback, void *arg)
+/*
+ * Waits until the worker answers (then the response is collected: true) or,
+ * when for_chunk, until it asks for the next chunk (false).  Raises the
+ * worker's error, worker problems and timeouts; the caller's PG_CATCH gives
+ * the slot back.
+ */
+static bool
+wait_for_worker(PtuneCall *call, StringInfo response, bool for_chunk)
 {
-	int			index;
-	uint64		request_id;
-	volatile TimestampTz absent_since = 0;
-	volatile TimestampTz deadline = 0;
+	for (;;)
+	{
+		const char *problem;
+		char		model_error[PTUNE_ERROR_LEN];
+		TimestampTz now = GetCurrentTimestamp();
+		PtuneSlot  *slot = &ptune_shared->slots[call->index];
+		int			progress_slot;
 
+		if (ptune_slot_collect(call->index, call->request_id, response))
+		{
+			call->index = -1;
+			return true;
+		}
+		if (for_chunk && ptune_slot_chunk_wanted(call->index))
+			return false;
+
+		LWLockAcquire(&ptune_shared->lock, LW_SHARED);
+		if (ptune_shared->worker_state == PTUNE_WORKER_STOPPED)
+			call->absent_since = call->absent_since ? call->absent_since : now;
+		else
+			call->absent_since = 0;
+		problem = worker_problem(slot, call->absent_since, now);
+		memcpy(model_error, ptune_shared->model_error, PTUNE_ERROR_LEN);
+		progress_slot = slot->progress_slot;
+		LWLockRelease(&ptune_shared->lock);
+		if (problem)
+			raise_worker_problem(problem, model_error);
+
+		if (call->callback)
+			call->callback(progress_slot, call->arg);
+		if (call->deadline != 0 && now >= call->deadline)
+			raise_timeout();
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 wait_ms(call->deadline), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+void
+ptune_call_begin(PtuneCall *call, PtuneRequestKind kind, StringInfo request, bool timeout_applies,
+				 PtuneWaitCallback callback, void *arg)
+{
 	ptune_require_shared();
+	memset(call, 0, sizeof(*call));
+	call->index = -1;
+	call->callback = callback;
+	call->arg = arg;
 	if (ptune_shared->worker_state == PTUNE_WORKER_FAILED)
 		raise_worker_problem("model", ptune_shared->model_error);
 	if (timeout_applies && ptune_request_timeout > 0)
-		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ptune_request_timeout);
+		call->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ptune_request_timeout);
 
 	/* the wait for a slot is cancellable and bounded by the deadline; nothing is allocated yet */
-	index = ptune_slot_take(kind, deadline, &request_id);
+	call->index = ptune_slot_take(kind, call->deadline, &call->request_id);
+	PG_TRY();
+	{
+		ptune_slot_submit(call->index, request->data, request->len);
+	}
+	PG_CATCH();
+	{
+		ptune_slot_release_mine();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+void
+ptune_call_send(PtuneCall *call, StringInfo chunk, bool last)
+{
+	StringInfoData early;
 
 	PG_TRY();
 	{
-		ptune_slot_submit(index, request->data, request->len);
-		for (;;)
-		{
-			const char *problem;
-			char		model_error[PTUNE_ERROR_LEN];
-			TimestampTz now = GetCurrentTimestamp();
-			PtuneSlot  *slot = &ptune_shared->slots[index];
-			int			progress_slot;
+		if (wait_for_worker(call, &early, true))
+			elog(ERROR, "the ptune worker answered before it had all the rows");
+		ptune_slot_post_chunk(call->index, call->request_id, chunk->data, chunk->len, last);
+	}
+	PG_CATCH();
+	{
+		ptune_slot_release_mine();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
 
-			if (ptune_slot_collect(index, request_id, response))
-				break;
-
-			LWLockAcquire(&ptune_shared->lock, LW_SHARED);
-			if (ptune_shared->worker_state == PTUNE_WORKER_STOPPED)
-				absent_since = absent_since ? absent_since : now;
-			else
-				absent_since = 0;
-			problem = worker_problem(slot, absent_since, now);
-			memcpy(model_error, ptune_shared->model_error, PTUNE_ERROR_LEN);
-			progress_slot = slot->progress_slot;
-			LWLockRelease(&ptune_shared->lock);
-			if (problem)
-				raise_worker_problem(problem, model_error);
-
-			if (callback)
-				callback(progress_slot, arg);
-			if (deadline != 0 && now >= deadline)
-				raise_timeout();
-
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 wait_ms(deadline), PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-		}
+void
+ptune_call_finish(PtuneCall *call, StringInfo response)
+{
+	PG_TRY();
+	{
+		(void) wait_for_worker(call, response, false);
 	}
 	PG_CATCH();
 	{
@@ -148,4 +196,21 @@ ptune_call(PtuneRequestKind kind, StringInfo request, StringInfo response,
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+}
+
+void
+ptune_call_abort(PtuneCall *call)
+{
+	ptune_slot_release_mine();
+	call->index = -1;
+}
+
+void
+ptune_call(PtuneRequestKind kind, StringInfo request, StringInfo response,
+		   bool timeout_applies, PtuneWaitCallback callback, void *arg)
+{
+	PtuneCall	call;
+
+	ptune_call_begin(&call, kind, request, timeout_applies, callback, arg);
+	ptune_call_finish(&call, response);
 }

@@ -45,7 +45,7 @@
  * library of another build then refuses the shared memory with a clear error
  * instead of reading it with the wrong offsets.
  */
-#define PTUNE_SHMEM_LAYOUT 2
+#define PTUNE_SHMEM_LAYOUT 3
 #define PTUNE_SHMEM_MAGIC 0x7074756e	/* "ptun" */
 
 typedef enum PtuneWorkerState
@@ -87,6 +87,11 @@ typedef struct PtuneSlot
 	Size		request_len;
 	dsa_pointer response;
 	Size		response_len;
+	/* a request that streams its data (training rows): the chunk handed over */
+	bool		want_chunk;		/* the worker is ready for the next chunk */
+	dsa_pointer chunk;			/* the chunk the worker has not consumed yet */
+	Size		chunk_len;
+	bool		chunk_last;
 	/* the worker's error, if the request failed */
 	bool		failed;
 	int			sqlstate;

@@ -22,6 +22,8 @@ static int	my_slot = -1;
 static uint64 my_request_id = 0;
 static dsa_pointer my_response = InvalidDsaPointer;
 static Size my_response_len = 0;
+static dsa_pointer my_chunk = InvalidDsaPointer;	/* allocated, not yet handed over */
+static Size my_chunk_len = 0;
 static bool exit_callback_registered = false;
 
 static int
@@ -89,18 +91,24 @@ payload_free(dsa_pointer dp, Size len)
 typedef struct Payloads
 {
 	dsa_pointer request,
-				response;
+				response,
+				chunk;
 	Size		request_len,
-				response_len;
+				response_len,
+				chunk_len;
 } Payloads;
+
+#define NO_PAYLOADS {InvalidDsaPointer, InvalidDsaPointer, InvalidDsaPointer, 0, 0, 0}
 
 static Payloads
 empty_slot(PtuneSlot *slot)
 {
-	Payloads	p = {slot->request, slot->response, slot->request_len, slot->response_len};
+	Payloads	p = {slot->request, slot->response, slot->chunk, slot->request_len, slot->response_len,
+	slot->chunk_len};
 
-	slot->request = slot->response = InvalidDsaPointer;
-	slot->request_len = slot->response_len = 0;
+	slot->request = slot->response = slot->chunk = InvalidDsaPointer;
+	slot->request_len = slot->response_len = slot->chunk_len = 0;
+	slot->want_chunk = false;
 	slot->state = PTUNE_SLOT_FREE;
 	slot->backend_pid = 0;
 	slot->backend_latch = NULL;
@@ -114,6 +122,7 @@ after_free(Payloads p)
 {
 	payload_free(p.request, p.request_len);
 	payload_free(p.response, p.response_len);
+	payload_free(p.chunk, p.chunk_len);
 	ConditionVariableBroadcast(&ptune_shared->slot_freed);
 }
 
@@ -241,8 +250,9 @@ ptune_slot_take(PtuneRequestKind kind, TimestampTz deadline, uint64 *request_id)
 				slot->user = GetUserId();
 				slot->cancelled = false;
 				slot->failed = false;
-				slot->request = slot->response = InvalidDsaPointer;
-				slot->request_len = slot->response_len = 0;
+				slot->request = slot->response = slot->chunk = InvalidDsaPointer;
+				slot->request_len = slot->response_len = slot->chunk_len = 0;
+				slot->want_chunk = slot->chunk_last = false;
 				slot->progress_slot = -1;
 				my_slot = index;
 				my_request_id = *request_id = slot->request_id;
@@ -357,7 +367,7 @@ void
 ptune_slot_abandon(int index, uint64 request_id)
 {
 	PtuneSlot  *slot = &ptune_shared->slots[index];
-	Payloads	p = {InvalidDsaPointer, InvalidDsaPointer, 0, 0};
+	Payloads	p = NO_PAYLOADS;
 
 	LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
 	if (slot->request_id == request_id && slot->backend_pid == MyProcPid)
@@ -403,6 +413,49 @@ ptune_slot_release_mine(void)
 		payload_free(my_response, my_response_len);
 		my_response = InvalidDsaPointer;
 	}
+	if (DsaPointerIsValid(my_chunk))
+	{
+		payload_free(my_chunk, my_chunk_len);
+		my_chunk = InvalidDsaPointer;
+	}
+}
+
+bool
+ptune_slot_chunk_wanted(int index)
+{
+	bool		wanted;
+
+	LWLockAcquire(&ptune_shared->lock, LW_SHARED);
+	wanted = ptune_shared->slots[index].want_chunk;
+	LWLockRelease(&ptune_shared->lock);
+	return wanted;
+}
+
+void
+ptune_slot_post_chunk(int index, uint64 request_id, const char *data, Size len, bool last)
+{
+	PtuneSlot  *slot = &ptune_shared->slots[index];
+	bool		handed = false;
+
+	my_chunk = payload_alloc(len, "chunk of training rows");
+	my_chunk_len = len;
+	memcpy(dsa_get_address(ptune_dsa(), my_chunk), data, len);
+	LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
+	if (slot->request_id == request_id && slot->state == PTUNE_SLOT_RUNNING && slot->want_chunk &&
+		!DsaPointerIsValid(slot->chunk))
+	{
+		slot->chunk = my_chunk;
+		slot->chunk_len = len;
+		slot->chunk_last = last;
+		slot->want_chunk = false;
+		handed = true;
+	}
+	LWLockRelease(&ptune_shared->lock);
+	if (!handed)
+		payload_free(my_chunk, my_chunk_len);	/* the worker answered meanwhile: collect says how */
+	my_chunk = InvalidDsaPointer;
+	if (ptune_shared->worker_latch)
+		SetLatch(ptune_shared->worker_latch);
 }
 
 /* ---- worker side ----------------------------------------------------------- */
@@ -468,7 +521,7 @@ complete(int index, dsa_pointer response, Size len)
 {
 	PtuneSlot  *slot = &ptune_shared->slots[index];
 	Latch	   *latch = NULL;
-	Payloads	p = {InvalidDsaPointer, InvalidDsaPointer, 0, 0};
+	Payloads	p = NO_PAYLOADS;
 
 	LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
 	if (slot->failed)
@@ -486,8 +539,11 @@ complete(int index, dsa_pointer response, Size len)
 		/* the request payload is no longer needed */
 		p.request = slot->request;
 		p.request_len = slot->request_len;
-		slot->request = InvalidDsaPointer;
-		slot->request_len = 0;
+		p.chunk = slot->chunk;
+		p.chunk_len = slot->chunk_len;
+		slot->request = slot->chunk = InvalidDsaPointer;
+		slot->request_len = slot->chunk_len = 0;
+		slot->want_chunk = false;
 		slot->response = response;
 		slot->response_len = len;
 		slot->state = PTUNE_SLOT_DONE;
@@ -544,6 +600,58 @@ ptune_slot_fail(int index, int sqlstate, const char *message, const char *detail
 	strlcpy(slot->hint, hint ? hint : "", PTUNE_ERROR_LEN);
 	LWLockRelease(&ptune_shared->lock);
 	complete(index, InvalidDsaPointer, 0);
+}
+
+void
+ptune_slot_want_chunk(int index)
+{
+	PtuneSlot  *slot = &ptune_shared->slots[index];
+	Latch	   *latch = NULL;
+
+	LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
+	if (slot->state == PTUNE_SLOT_RUNNING)
+	{
+		slot->want_chunk = true;
+		latch = slot->backend_latch;
+	}
+	LWLockRelease(&ptune_shared->lock);
+	if (latch)
+		SetLatch(latch);
+}
+
+bool
+ptune_slot_peek_chunk(int index, StringInfo view, bool *last)
+{
+	PtuneSlot  *slot = &ptune_shared->slots[index];
+	bool		have;
+
+	LWLockAcquire(&ptune_shared->lock, LW_SHARED);
+	have = DsaPointerIsValid(slot->chunk);
+	if (have)
+	{
+		/* read in place: only the worker frees it from now on (ptune_slot_drop_chunk) */
+		view->data = dsa_get_address(ptune_dsa(), slot->chunk);
+		view->len = view->maxlen = (int) slot->chunk_len;
+		view->cursor = 0;
+		*last = slot->chunk_last;
+	}
+	LWLockRelease(&ptune_shared->lock);
+	return have;
+}
+
+void
+ptune_slot_drop_chunk(int index)
+{
+	PtuneSlot  *slot = &ptune_shared->slots[index];
+	Payloads	p = NO_PAYLOADS;
+
+	LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
+	p.chunk = slot->chunk;
+	p.chunk_len = slot->chunk_len;
+	slot->chunk = InvalidDsaPointer;
+	slot->chunk_len = 0;
+	LWLockRelease(&ptune_shared->lock);
+	payload_free(p.chunk, p.chunk_len);
 }
 
 void

@@ -38,6 +38,13 @@ bool		ptune_slot_collect(int index, uint64 request_id, StringInfo response);
 /* Gives a request up: freed now, or marked for the worker to free (and stop on). */
 void		ptune_slot_abandon(int index, uint64 request_id);
 /*
+ * Streaming requests (training rows): after ptune_slot_submit() of the
+ * header, the worker asks for each chunk; the backend posts it (copied into
+ * shared memory outside the lock), the worker reads it in place and drops it.
+ */
+bool		ptune_slot_chunk_wanted(int index);
+void		ptune_slot_post_chunk(int index, uint64 request_id, const char *data, Size len, bool last);
+/*
  * Releases whatever this backend holds (waiter entry, slot, payloads): for
  * PG_CATCH blocks and at exit.  Safe to call with the lock held and twice.
  */
@@ -56,6 +63,10 @@ void		ptune_slot_read(int index, StringInfo msg);
 void		ptune_slot_answer(int index, StringInfo response);
 void		ptune_slot_fail(int index, int sqlstate, const char *message, const char *detail,
 							const char *hint);
+/* Streaming: ask the backend for the next chunk; read it in place (false: none yet); free it. */
+void		ptune_slot_want_chunk(int index);
+bool		ptune_slot_peek_chunk(int index, StringInfo view, bool *last);
+void		ptune_slot_drop_chunk(int index);
 /* True if the backend gave up on the slot (cancel, timeout, exit). */
 bool		ptune_slot_abandoned(int index);
 /* At the worker's exit: fail what generation `gen` was serving, free what was abandoned. */

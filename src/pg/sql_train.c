@@ -161,20 +161,34 @@ check_task_owner(const char *task)
 }
 
 /*
- * Reads (text, label) rows with the caller's privileges into the request;
- * rows with a NULL text or label are skipped and counted.
+ * Rows go to the worker in chunks of at most this many rows or bytes (a
+ * row's text is already cut to its token budget), so neither process ever
+ * holds the table: the backend one chunk, the worker the token ids.
+ */
+#define CHUNK_ROWS 1000
+#define CHUNK_BYTES (1 << 20)
+
+/*
+ * Reads (text, label) rows with the caller's privileges and streams them to
+ * the worker; rows with a NULL text or label are skipped and counted.  The
+ * last chunk is sent only once the rows are known to be trainable.
  */
 static int
-append_rows(StringInfo req, const TrainArgs *a, int *skipped, int *n_labels)
+stream_rows(PtuneCall *call, const TrainArgs *a, const char *relname_plain, int *skipped)
 {
 	Relation	rel;
 	char	   *relname;
 	char	   *query;
 	Portal		portal;
-	int			rows = 0;
-	int			count_pos;
+	int			rows = 0,
+				in_chunk = 0,
+				n_labels;
 	HTAB	   *labels;
 	HASHCTL		ctl = {.keysize = 264, .entrysize = 264};
+	StringInfoData chunk,
+				body;
+	MemoryContext fetch_cxt = AllocSetContextCreate(CurrentMemoryContext, "ptune training rows",
+													ALLOCSET_DEFAULT_SIZES);
 
 	/* names come from the catalog and are quoted: no SQL is built from raw input */
 	rel = relation_open(a->relation, AccessShareLock);
@@ -185,15 +199,13 @@ append_rows(StringInfo req, const TrainArgs *a, int *skipped, int *n_labels)
 					 quote_identifier(a->label_column), relname);
 
 	labels = hash_create("ptune labels", 64, &ctl, HASH_ELEM | HASH_STRINGS);
-	count_pos = req->len;
-	pq_sendint32(req, 0);		/* the row count, filled in below */
+	initStringInfo(&chunk);
+	initStringInfo(&body);
 	SPI_connect();
 	portal = SPI_cursor_open_with_args(NULL, query, 0, NULL, NULL, NULL, true, 0);
 	for (;;)
 	{
-		SPI_cursor_fetch(portal, true, 1000);
-		if (SPI_processed == 0)
-			break;
+		SPI_cursor_fetch(portal, true, CHUNK_ROWS);
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];
@@ -204,12 +216,14 @@ append_rows(StringInfo req, const TrainArgs *a, int *skipped, int *n_labels)
 			text	   *tt,
 					   *lt;
 			char		key[264];
+			MemoryContext old;
 
 			if (text_null || label_null)
 			{
 				(*skipped)++;
 				continue;
 			}
+			old = MemoryContextSwitchTo(fetch_cxt);
 			tt = DatumGetTextPP(t);
 			lt = DatumGetTextPP(l);
 			if (VARSIZE_ANY_EXHDR(lt) > 256)
@@ -217,26 +231,56 @@ append_rows(StringInfo req, const TrainArgs *a, int *skipped, int *n_labels)
 						(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 						 errmsg("a label is longer than 256 bytes"),
 						 errhint("Labels are short class names such as 'spam' or 'positive'.")));
-			pq_sendstring_len(req, VARDATA_ANY(tt),
+			pq_sendstring_len(&body, VARDATA_ANY(tt),
 							  ptune_clip_text(VARDATA_ANY(tt), VARSIZE_ANY_EXHDR(tt), a->max_input_tokens));
-			pq_sendstring_len(req, VARDATA_ANY(lt), VARSIZE_ANY_EXHDR(lt));
+			pq_sendstring_len(&body, VARDATA_ANY(lt), VARSIZE_ANY_EXHDR(lt));
 			text_to_cstring_buffer(lt, key, sizeof(key));
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(fetch_cxt);
 			(void) hash_search(labels, key, HASH_ENTER, NULL);
 			rows++;
+			in_chunk++;
+			if (in_chunk == CHUNK_ROWS || body.len >= CHUNK_BYTES)
+			{
+				resetStringInfo(&chunk);
+				pq_sendint32(&chunk, in_chunk);
+				appendBinaryStringInfo(&chunk, body.data, body.len);
+				ptune_call_send(call, &chunk, false);
+				resetStringInfo(&body);
+				in_chunk = 0;
+			}
 			CHECK_FOR_INTERRUPTS();
 		}
+		if (SPI_processed == 0)
+			break;
 		SPI_freetuptable(SPI_tuptable);
 	}
 	SPI_cursor_close(portal);
 	SPI_finish();
-
-	*n_labels = (int) hash_get_num_entries(labels);
+	n_labels = (int) hash_get_num_entries(labels);
 	hash_destroy(labels);
-	{
-		uint32		n = pg_hton32((uint32) rows);
 
-		memcpy(req->data + count_pos, &n, 4);
-	}
+	if (rows == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("relation \"%s\" has no rows with both a text and a label", relname_plain),
+				 *skipped ? errdetail("%d rows have a NULL text or label.", *skipped) : 0));
+	if (n_labels < 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("column \"%s\" has a single distinct label", a->label_column),
+				 errhint("A classifier needs rows of at least two labels.")));
+	if (*skipped > 0)
+		ereport(NOTICE, (errmsg("ptune: skipped %d rows with a NULL text or label", *skipped)));
+
+	/* the rest, and the word that training may start */
+	resetStringInfo(&chunk);
+	pq_sendint32(&chunk, in_chunk);
+	appendBinaryStringInfo(&chunk, body.data, body.len);
+	ptune_call_send(call, &chunk, true);
+	pfree(chunk.data);
+	pfree(body.data);
+	MemoryContextDelete(fetch_cxt);
 	return rows;
 }
 
@@ -395,10 +439,9 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 	TrainArgs	a;
 	StringInfoData req,
 				resp;
-	int			skipped = 0,
-				n_labels = 0,
-				rows,
-				version;
+	int		   *skipped = palloc0(sizeof(int));	/* set inside PG_TRY */
+	int			version;
+	PtuneCall	call;
 	TrainResult r;
 	TupleDesc	desc;
 	Datum		values[8];
@@ -432,25 +475,26 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 	pq_sendint64(&req, a.seed);
 	pq_sendfloat8(&req, 1.0);	/* max_grad_norm */
 	pq_sendfloat8(&req, -1.0);	/* weight_decay: the optimizer's default */
-	rows = append_rows(&req, &a, &skipped, &n_labels);
 
-	if (rows == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("relation \"%s\" has no rows with both a text and a label", relname),
-				 skipped ? errdetail("%d rows have a NULL text or label.", skipped) : 0));
-	if (n_labels < 2)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("column \"%s\" has a single distinct label", a.label_column),
-				 errhint("A classifier needs rows of at least two labels.")));
-	if (skipped > 0)
-		ereport(NOTICE, (errmsg("ptune: skipped %d rows with a NULL text or label", skipped)));
-
-	ptune_call(PTUNE_REQ_TRAIN, &req, &resp, false, report_progress, &seen);
+	/*
+	 * The worker checks the model and its capacity on this header, before a
+	 * single row is read; then the rows follow in chunks.
+	 */
+	ptune_call_begin(&call, PTUNE_REQ_TRAIN, &req, false, report_progress, &seen);
+	PG_TRY();
+	{
+		(void) stream_rows(&call, &a, relname, skipped);
+		ptune_call_finish(&call, &resp);
+	}
+	PG_CATCH();
+	{
+		ptune_call_abort(&call);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	pfree(req.data);
 	parse_result(&resp, &r);
-	r.skipped += skipped;
+	r.skipped += *skipped;
 	version = store_prompts(&a, &r, quote_qualified_identifier(get_namespace_name(get_rel_namespace(a.relation)),
 															   relname));
 
