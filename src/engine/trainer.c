@@ -66,6 +66,7 @@ struct PtTrainer
 	double		batch_loss;
 	float	   *micro_grad;		/* [P, d]: one micro-batch's gradient, added into grad */
 	bool		step_boundary;	/* a whole step (with its validation) just ended */
+	int			unit_rows;		/* rows the last pt_trainer_advance() put through the model */
 	int			eval_pos;		/* validation rows scored so far */
 	int			eval_correct;
 	double		eval_nll;
@@ -344,6 +345,7 @@ evaluate_slice(PtTrainer *t, PtPrompt *const *prompts, int n_prompts, int max_ro
 			t->eval_nll -= log(fmax(results[i].probs[truth], 1e-30));
 		}
 		t->eval_pos += n;
+		t->unit_rows += n;
 	}
 	free(probs);
 	if (t->eval_pos < t->val.n)
@@ -679,6 +681,7 @@ run_micro_batch(PtTrainer *t, int max_rows)
 		t->grad[j] += t->micro_grad[j];
 	t->batch_loss += loss;
 	t->batch_pos += k;
+	t->unit_rows = k;
 	return t->batch_pos == t->opt.batch_size;
 }
 
@@ -764,6 +767,7 @@ pt_trainer_advance(PtTrainer *t, int max_rows)
 		max_rows = 1;
 	t->step_boundary = false;
 	t->progress.evaluated = false;
+	t->unit_rows = 0;
 	switch (t->phase)
 	{
 		case PHASE_TRAIN:
@@ -807,6 +811,12 @@ pt_trainer_step(PtTrainer *t)
 		rc = pt_trainer_advance(t, INT_MAX);
 	while (rc == 0 && !t->step_boundary);
 	return rc;
+}
+
+int
+pt_trainer_unit_rows(const PtTrainer *t)
+{
+	return t->unit_rows;
 }
 
 const char *

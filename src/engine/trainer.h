@@ -122,6 +122,8 @@ long		pt_trainer_rows(const PtTrainer *t);
  * float rounding), or a slice of a validation.  0 more to do, 1 done, -1 error.
  */
 int			pt_trainer_advance(PtTrainer *t, int max_rows);
+/* Rows the last pt_trainer_advance() put through the model (to size the next unit). */
+int			pt_trainer_unit_rows(const PtTrainer *t);
 /* "tokenizing", "training", "validating" or "done". */
 const char *pt_trainer_phase(const PtTrainer *t);
 const PtTrainProgress *pt_trainer_progress(const PtTrainer *t);

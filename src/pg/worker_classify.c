@@ -12,8 +12,9 @@
  * the fewest rows left first, and new requests join between batches, so a
  * one-row request never waits behind a request of a million rows; a request
  * is answered as soon as its last row is computed.  One call of
- * worker_serve_classify() runs batches until no request is open or
- * CLASSIFY_ROUND_MS have passed, so that trainings get their slices too.
+ * worker_serve_classify() runs batches until no request is open (nor
+ * arrives within NEXT_REQUEST_GRACE_MS) or CLASSIFY_ROUND_MS have passed,
+ * so that trainings get their slices too.
  */
 #include "postgres.h"
 
@@ -35,6 +36,13 @@
 #define MAX_TEXT_BYTES (64 << 20)
 /* longest run of classification batches before the other handlers get a turn */
 #define CLASSIFY_ROUND_MS 500
+/*
+ * After answering, wait this long for the sessions' next requests before
+ * the round ends: a session classifying row by row sends its next row some
+ * 100 us after its answer, and would otherwise wait behind a whole training
+ * slice every time.
+ */
+#define NEXT_REQUEST_GRACE_MS 2
 
 typedef struct CachedPrompt
 {
@@ -463,6 +471,14 @@ worker_serve_classify(void)
 
 		CHECK_FOR_INTERRUPTS();
 		busy |= open_new_jobs() > 0;
+		if (n_open == 0 && busy && !TimestampDifferenceExceeds(last_batch_end, GetCurrentTimestamp(),
+															   NEXT_REQUEST_GRACE_MS))
+		{
+			/* a session classifying row by row sends its next row now: serve it before a training slice */
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			continue;
+		}
 		if (n_open == 0)
 			break;
 		gather_more();

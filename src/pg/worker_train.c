@@ -335,8 +335,10 @@ receive_chunk(TrainJob *job)
 }
 
 /*
- * One unit of training: at most unit_rows rows through the model, then
- * unit_rows is tuned so that a unit takes about ptune.training_slice_ms.
+ * One unit of training: at most unit_rows rows through the model.  Then
+ * unit_rows is sized from the time a row took so that the next unit takes
+ * about ptune.training_slice_ms (growing at most fourfold at a time, as a
+ * training row, with its backward pass, costs more than a validation row).
  */
 static void
 train_unit(TrainJob *job)
@@ -345,6 +347,7 @@ train_unit(TrainJob *job)
 	double		start = now_ms(),
 				took;
 	int			rc = pt_trainer_advance(job->trainer, job->unit_rows);
+	int			rows = pt_trainer_unit_rows(job->trainer);
 
 	took = now_ms() - start;
 	if (rc < 0)
@@ -353,10 +356,12 @@ train_unit(TrainJob *job)
 		end_job(job);
 		return;
 	}
-	if (took < slice_ms / 2 && job->unit_rows < MAX_UNIT_ROWS)
-		job->unit_rows *= 2;
-	else if (took > slice_ms && job->unit_rows > 1)
-		job->unit_rows /= 2;
+	if (rows > 0)
+	{
+		double		fit = slice_ms / Max(took / rows, 1e-3);
+
+		job->unit_rows = (int) Max(1, Min(Min(fit, 4.0 * job->unit_rows), MAX_UNIT_ROWS));
+	}
 	publish_progress(job, pt_trainer_phase(job->trainer));
 	if (rc == 1)
 	{

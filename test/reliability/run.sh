@@ -4,9 +4,11 @@
 # the figures to build/reliability/report.md (RELIABILITY.md holds a full run).
 #   test/reliability/run.sh            full: 60 s load, 20,000 requests, 60 s fuzzing per target
 #   test/reliability/run.sh --quick    CI: the same checks, short
+#   test/reliability/run.sh --worker-load   only section 5 (the worker under load), full size
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 quick=${1:-}
+sections=1-5
 root=$PWD
 base="$root/build/reliability"
 models="$root/build/models"
@@ -19,9 +21,10 @@ if [[ $quick == --quick ]]; then
   LOAD_SECONDS=10 REQUESTS=2000 FUZZ=10 BAD_CALLS=300 model="$models/tiny-gated"
   WORKER_SECONDS=5 BIG_ROWS=20000 HUGE_ROWS=50000
 else
+  [[ $quick == --worker-load ]] && sections=5
   LOAD_SECONDS=60 REQUESTS=20000 FUZZ=60 BAD_CALLS=2000
-  WORKER_SECONDS=30 BIG_ROWS=200000 HUGE_ROWS=1000000
-  model="$root/build/bench/flan-t5-small"
+  WORKER_SECONDS=${WORKER_SECONDS:-30} BIG_ROWS=${BIG_ROWS:-200000} HUGE_ROWS=${HUGE_ROWS:-1000000}
+  model=${RELIABILITY_MODEL:-"$root/build/bench/flan-t5-small"}
   [[ -f $model/model.safetensors ]] || tools/gen_checkpoint.py "$model" --preset flan-t5-small --seed 0 >/dev/null
 fi
 bash test/make_test_models.sh "$models" >/dev/null
@@ -69,6 +72,7 @@ r ""
 r "Measured by \`test/reliability/run.sh ${quick}\` on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs),"
 r "$(nproc) cores, model \`$(basename "$model")\` ($(du -sh "$model/model.safetensors" | cut -f1)), ptune.precision bf16."
 
+if [[ $sections == 1-5 ]]; then
 # ---- 1. load -----------------------------------------------------------------
 echo "== load"
 cat > "$WORK/classify.sql" <<'PGB'
@@ -260,6 +264,8 @@ for chunk in 1 2 3 4; do
   r "| $((chunk * per * 8)) | $(rss) |"
 done
 
+fi   # sections 1-4
+
 # ---- 5. the worker under load ------------------------------------------------------
 echo "== worker under load"
 r ""
@@ -268,6 +274,11 @@ r ""
 r "Classification has priority: the worker runs at most one slice of training work"
 r "(ptune.training_slice_ms, here $(q -c "SHOW ptune.training_slice_ms")) between classification rounds."
 r ""
+cat > "$WORK/classify.sql" <<'PGB'
+\set id random(1, 160)
+SELECT ptune.classify('toy', text) FROM toy WHERE id = :id;
+PGB
+chmod 644 "$WORK/classify.sql"
 q -c "ALTER SYSTEM SET ptune.max_trainings_per_role = 4" -c "SELECT pg_reload_conf()" >/dev/null
 q >/dev/null <<SQL
 CREATE TABLE big AS SELECT i AS id, t.text || ' ' || i AS text, t.label
@@ -309,7 +320,7 @@ stop_trainings
 eight() {   # 8 sessions, one-row classify; prints p50 ms, failed transactions
   (cd "$WORK" && "${RUN[@]}" "$PGBIN/pgbench" -n -h "$base" -p "$PGPORT" -c 8 -j 2 -T "$WORKER_SECONDS" \
     -f classify.sql -l --log-prefix="$WORK/eight" ptune_test > "$WORK/eight.out" 2>&1)
-  cat "$WORK"/eight.* | /usr/bin/python3 -c "
+  cat "$WORK"/eight.[0-9]* | /usr/bin/python3 -c "
 import sys, re
 v = sorted(int(l.split()[2]) / 1000 for l in sys.stdin if len(l.split()) > 3)
 p = lambda q: v[min(len(v) - 1, int(len(v) * q))]
@@ -347,20 +358,20 @@ q -c "CREATE TABLE huge AS SELECT i AS id, t.text || ' ' || i AS text, t.label
 huge_mb=$(q -c "SELECT pg_total_relation_size('huge') / 1048576")
 wpid=$(worker_pid); worker_before=$(hwm "$wpid")
 t=$(now)
-q -c "SELECT pg_backend_pid()" -c "SELECT steps, train_rows FROM ptune.train_prompt('huge', 'huge', 'text', 'label',
+q -c "SELECT steps, train_rows FROM ptune.train_prompt('huge', 'huge', 'text', 'label',
       prompt_length => 20, init => 'random_uniform', optimizer => 'adam', learning_rate => 0.1, batch_size => 16,
-      epochs => 0, max_steps => 5, validation_fraction => 0.001, max_input_tokens => 32)" > "$WORK/huge.out" 2>&1 &
+      epochs => 0, max_steps => 20, validation_fraction => 0.001, max_input_tokens => 32)" > "$WORK/huge.out" 2>&1 &
 huge=$!
-sleep 1; bpid=$(head -1 "$WORK/huge.out"); peak_b=0
-first=""
+bpid=""; peak_b=0; first=""
 while kill -0 $huge 2>/dev/null; do
+  [[ -z $bpid ]] && bpid=$(q -c "SELECT pid FROM pg_stat_activity WHERE query LIKE '%train_prompt(''huge''%' AND pid <> pg_backend_pid()")
   [[ -z $first && $(q -c "SELECT count(*) FROM ptune.training_progress WHERE task = 'huge' AND step > 0") == 1 ]] && first=$(elapsed "$t")
-  [[ -r /proc/$bpid/status ]] && peak_b=$(hwm "$bpid")
-  sleep 0.2
+  [[ -n $bpid && -r /proc/$bpid/status ]] && peak_b=$(hwm "$bpid")
+  sleep 0.05
 done
 wait $huge; huge_rc=$?
 r ""
-r "A table of $HUGE_ROWS rows ($huge_mb MB), trained with max_steps 5: $(tail -1 "$WORK/huge.out" | tr '|' ' ' | awk '{print $1 " steps on " $2 " training rows"}'),"
+r "A table of $HUGE_ROWS rows ($huge_mb MB), trained with max_steps 20: $(tail -1 "$WORK/huge.out" | tr '|' ' ' | awk '{print $1 " steps on " $2 " training rows"}'),"
 r "first step after ${first:0:5} s, in all $(elapsed "$t" | cut -c1-6) s; peak RSS of the backend $peak_b MB,"
 r "of the worker $(hwm "$wpid") MB (before: $worker_before MB, the model included)."
 check $huge_rc "a table of $HUGE_ROWS rows trains"
