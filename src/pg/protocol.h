@@ -67,7 +67,7 @@ pq_getstring_len(StringInfo msg, int max_len)
 	char	   *s;
 
 	if (len < 0 || len > max_len)
-		ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
 						errmsg("invalid string length %d in a ptune payload", len)));
 	s = palloc(len + 1);
 	memcpy(s, pq_getmsgbytes(msg, len), len);

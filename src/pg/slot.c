@@ -592,6 +592,13 @@ ptune_slot_fail(int index, int sqlstate, const char *message, const char *detail
 {
 	PtuneSlot  *slot = &ptune_shared->slots[index];
 
+	/*
+	 * Never class 08 (connection exception): pools drop a connection on it,
+	 * and a malformed payload (pq_getmsg* raise 08P01) is our own bug, not
+	 * the connection's.
+	 */
+	if (ERRCODE_TO_CATEGORY(sqlstate) == ERRCODE_CONNECTION_EXCEPTION)
+		sqlstate = ERRCODE_INTERNAL_ERROR;
 	LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
 	slot->failed = true;
 	slot->sqlstate = sqlstate;

@@ -180,7 +180,7 @@ parse_job(Job *job)
 	job->n_prompts = pq_getmsgint(&msg, 4);
 	if ((job->scoring != PT_SCORE_LABEL_TOKENS && job->scoring != PT_SCORE_FULL_VOCAB) ||
 		job->n_prompts < 1 || job->n_prompts > 64)
-		ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("invalid classify request")));
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid classify request")));
 	job->values = palloc(sizeof(float *) * job->n_prompts);
 	job->lens = palloc(sizeof(int) * job->n_prompts);
 	for (int k = 0; k < job->n_prompts; k++)
@@ -191,7 +191,7 @@ parse_job(Job *job)
 		CachedPrompt *c;
 
 		if (len < 0 || len > (64 << 20))
-			ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("invalid prompt length")));
+			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid prompt length")));
 		c = cache_find(key);
 		if (c == NULL && blob != NULL && (c = cache_add(blob, len, key)) == NULL)
 		{
@@ -216,7 +216,7 @@ parse_job(Job *job)
 
 	job->n_texts = pq_getmsgint(&msg, 4);
 	if (job->n_texts < 0 || job->n_texts > (1 << 20))
-		ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("invalid number of texts")));
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid number of texts")));
 	job->row_of_text = palloc(sizeof(int) * (job->n_texts + 1));
 	job->rows = palloc(sizeof(PtClassifyRow) * (job->n_texts + 1));
 	job->results = palloc(sizeof(PtClassifyResult) * (job->n_texts + 1));
@@ -230,7 +230,7 @@ parse_job(Job *job)
 		if (len < 0)
 			continue;
 		if (len > MAX_TEXT_BYTES)
-			ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("invalid text length")));
+			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid text length")));
 		ids = palloc(sizeof(int32_t) * job->task->max_input_tokens);
 		n = pt_encode_input(worker_model, job->task->max_input_tokens, pq_getmsgbytes(&msg, len),
 							(size_t) len, ids);

@@ -24,7 +24,7 @@ explain_one(int slot)
 	k = pq_getmsgint(&msg, 4);
 	len = pq_getmsgint(&msg, 4);
 	if (len <= 0 || len > (64 << 20) || k < 1 || k > 100)
-		ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("invalid explain request")));
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid explain request")));
 	p = pt_prompt_decode((const uint8_t *) pq_getmsgbytes(&msg, len), (size_t) len, NULL);
 	if (p == NULL)
 	{

@@ -293,7 +293,7 @@ receive_chunk(TrainJob *job)
 		return false;
 	n = pq_getmsgint(&view, 4);
 	if (n < 0 || n > 1000000)
-		ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("invalid number of training rows")));
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid number of training rows")));
 	texts = palloc(sizeof(char *) * (n + 1));
 	labels = palloc(sizeof(char *) * (n + 1));
 	lens = palloc(sizeof(size_t) * (n + 1));
@@ -303,7 +303,7 @@ receive_chunk(TrainJob *job)
 
 		/* the text is read in place (with its length); the label is copied to end in NUL */
 		if (len < 0 || len > MAX_ROW_BYTES)
-			ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("invalid text length %d", len)));
+			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid text length %d", len)));
 		texts[i] = pq_getmsgbytes(&view, len);
 		lens[i] = (size_t) len;
 		labels[i] = pq_getstring_len(&view, 1 << 20);

@@ -110,13 +110,15 @@ test_more_requests_than_slots() {
 
 test_sigterm_worker_mid_request() {
   local before; before=$(q -c "SELECT generation FROM ptune.status()")
-  q -c "$LONG_TRAINING" > "$WORK/sigterm.out" 2>&1 &
+  q -v VERBOSITY=verbose -c "$LONG_TRAINING" > "$WORK/sigterm.out" 2>&1 &
   local trainer=$!
   wait_for "SELECT count(*) = 1 FROM ptune.training_progress WHERE step > 0" 30
   local start; start=$(now)
   kill -TERM "$(worker_pid)"
   wait "$trainer"
   check $(( $? == 0 )) "the caller got an error: $(grep ERROR "$WORK/sigterm.out" | head -1)"
+  ! grep -qE "ERROR:  08" "$WORK/sigterm.out"
+  check $? "its SQLSTATE is not of class 08 (connection pools keep the connection)"
   local back; back=$(wait_ready 30)
   check $? "the worker came back after $(echo "$(elapsed "$start")" | cut -c1-4) s"
   [[ $(q -c "SELECT generation FROM ptune.status()") -gt $before ]]
