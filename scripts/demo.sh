@@ -97,4 +97,6 @@ step "Accuracy on $(($(wc -l < "$demo/data/test.csv") - 1)) held-out rows"
                          FROM (SELECT count(*) AS n FROM spam_test GROUP BY label) c) AS majority_class,
                         confusion
                  FROM ptune.evaluate('spam', 'spam_test', 'text', 'label')"
-[[ $keep == --keep ]] && echo "cluster left running: psql -h $demo -p $port -d postgres"
+if [[ $keep == --keep ]]; then
+  echo "cluster left running: psql -h $demo -p $port -d postgres"
+fi
