@@ -91,7 +91,7 @@ OBJS       = src/pg/ptune.o src/pg/guc.o src/pg/ipc.o src/pg/slot.o src/pg/clien
              src/engine/metrics.o
 PG_CPPFLAGS = -Isrc/engine -Isrc/pg
 PG_CFLAGS   = -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
-EXTRA_CLEAN = ptune_worker.so $(WORKER_OBJS)
+EXTRA_CLEAN = ptune_worker.so $(WORKER_OBJS) src/pg/ipc_other.wo
 
 WORKER_OBJS = src/pg/worker.wo src/pg/worker_classify.wo src/pg/worker_train.wo \
               src/pg/worker_explain.wo src/pg/ipc.wo src/pg/slot.wo
@@ -113,6 +113,16 @@ src/pg/%.wo: src/pg/%.c $(wildcard src/pg/*.h src/engine/*.h)
 ptune_worker.so: $(WORKER_OBJS) $(ENGINE_LIB)
 	$(CC) -shared -o $@ $(WORKER_OBJS) -Wl,--exclude-libs,ALL $(ENGINE_LIB) $(ENGINE_LIBS) \
 	  $(LDFLAGS_SL) -fopenmp
+
+# The worker library as another build would make it: another shared-memory
+# layout (test/pg/tests.sh checks that it stops with a clear message, no crash loop).
+src/pg/ipc_other.wo: src/pg/ipc.c $(wildcard src/pg/*.h)
+	$(CC) $(CFLAGS) $(CFLAGS_SL) $(CPPFLAGS) -Isrc/engine -Isrc/pg -fvisibility=hidden \
+	  '-DPGDLLEXPORT=__attribute__((visibility("default")))' -DPTUNE_SHMEM_LAYOUT_OTHER -c $< -o $@
+
+$(BUILD)/ptune_worker_other_layout.so: $(filter-out src/pg/ipc.wo,$(WORKER_OBJS)) src/pg/ipc_other.wo $(ENGINE_LIB)
+	$(CC) -shared -o $@ $(filter-out src/pg/ipc.wo,$(WORKER_OBJS)) src/pg/ipc_other.wo -Wl,--exclude-libs,ALL \
+	  $(ENGINE_LIB) $(ENGINE_LIBS) $(LDFLAGS_SL) -fopenmp
 
 install: install-worker
 install-worker: ptune_worker.so

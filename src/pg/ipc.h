@@ -45,7 +45,11 @@
  * library of another build then refuses the shared memory with a clear error
  * instead of reading it with the wrong offsets.
  */
+#ifndef PTUNE_SHMEM_LAYOUT_OTHER
 #define PTUNE_SHMEM_LAYOUT 3
+#else
+#define PTUNE_SHMEM_LAYOUT 999	/* a library "of another build", for test/pg/tests.sh */
+#endif
 #define PTUNE_SHMEM_MAGIC 0x7074756e	/* "ptun" */
 
 typedef enum PtuneWorkerState

@@ -275,13 +275,16 @@ answer_job(TrainJob *job)
 
 /*
  * Tokenizes the chunk of rows the backend handed over, if there is one.
- * Returns false when none has arrived yet.  The last chunk closes the rows:
- * labels, validation split; then training starts.
+ * Returns false when none has arrived yet.  The chunk is copied out and the
+ * next one asked for first, so that the backend reads the table while we
+ * tokenize.  The last chunk closes the rows (labels, validation split);
+ * then training starts.
  */
 static bool
 receive_chunk(TrainJob *job)
 {
-	StringInfoData view;
+	StringInfoData view,
+				msg;
 	bool		last;
 	int			n;
 	const char **texts,
@@ -291,7 +294,14 @@ receive_chunk(TrainJob *job)
 
 	if (!ptune_slot_peek_chunk(job->slot, &view, &last))
 		return false;
-	n = pq_getmsgint(&view, 4);
+	initStringInfo(&msg);
+	enlargeStringInfo(&msg, view.len);
+	appendBinaryStringInfo(&msg, view.data, view.len);
+	ptune_slot_drop_chunk(job->slot);
+	if (!last)
+		ptune_slot_want_chunk(job->slot);
+
+	n = pq_getmsgint(&msg, 4);
 	if (n < 0 || n > 1000000)
 		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid number of training rows")));
 	texts = palloc(sizeof(char *) * (n + 1));
@@ -299,30 +309,25 @@ receive_chunk(TrainJob *job)
 	lens = palloc(sizeof(size_t) * (n + 1));
 	for (int i = 0; i < n; i++)
 	{
-		int			len = pq_getmsgint(&view, 4);
+		int			len = pq_getmsgint(&msg, 4);
 
 		/* the text is read in place (with its length); the label is copied to end in NUL */
 		if (len < 0 || len > MAX_ROW_BYTES)
 			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid text length %d", len)));
-		texts[i] = pq_getmsgbytes(&view, len);
+		texts[i] = pq_getmsgbytes(&msg, len);
 		lens[i] = (size_t) len;
-		labels[i] = pq_getstring_len(&view, 1 << 20);
+		labels[i] = pq_getstring_len(&msg, 1 << 20);
 	}
-	pq_getmsgend(&view);
+	pq_getmsgend(&msg);
 	set = (PtTextSet) {n, texts, lens, labels};
 	if (pt_trainer_add_rows(job->trainer, &set) != 0)
 	{
-		ptune_slot_drop_chunk(job->slot);
 		worker_fail_engine(job->slot, "cannot read the training rows");
 		end_job(job);
 		return true;
 	}
-	ptune_slot_drop_chunk(job->slot);
 	if (!last)
-	{
-		ptune_slot_want_chunk(job->slot);
 		return true;
-	}
 	if (pt_trainer_close_rows(job->trainer, NULL) != 0)
 	{
 		worker_fail_engine(job->slot, "cannot train");
@@ -408,17 +413,31 @@ worker_serve_training(void)
 {
 	int			slots[PTUNE_MAX_TRAININGS];
 	int			n = ptune_slot_take_pending(PTUNE_REQ_TRAIN, slots, PTUNE_MAX_TRAININGS);
+	double		slice_ms = Max(1, worker_int_setting("ptune.training_slice_ms"));
+	double		start = now_ms();
+	bool		received = false;
 
 	for (int i = 0; i < n; i++)
 		start_job(slots[i]);
 
-	/* the next job, round-robin, that has work: one unit of it */
+	/*
+	 * Chunks of rows first (a chunk is a bounded unit too): a table loads at
+	 * the pace its backend reads it, not one chunk per round of every
+	 * training.  As many as arrived, within one slice.
+	 */
+	for (int i = 0; i < PTUNE_MAX_TRAININGS && now_ms() - start < slice_ms; i++)
+		if (jobs[i].state == JOB_RECEIVING)
+			received |= work_on(&jobs[i]);
+	if (received)
+		return true;
+
+	/* else the next training job, round-robin: one unit of it */
 	for (int tries = 0; tries < PTUNE_MAX_TRAININGS; tries++)
 	{
 		TrainJob   *job = &jobs[next_job];
 
 		next_job = (next_job + 1) % PTUNE_MAX_TRAININGS;
-		if (job->state != JOB_FREE && work_on(job))
+		if (job->state == JOB_TRAINING && work_on(job))
 			return true;
 	}
 	return n > 0;

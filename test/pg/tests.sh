@@ -252,3 +252,26 @@ test_trainings_leave_slots_for_classification() {
   wait_for "SELECT free_slots = 4 FROM ptune.status()" 10
   check $? "slots free again"
 }
+
+test_worker_of_another_build() {
+  # the ptune libraries replaced while the server runs: the new worker must refuse the old
+  # shared memory with a clear message and stop, not crash and restart every second
+  make -s "$BUILD/ptune_worker_other_layout.so" >/dev/null || { check 1 "build the other-layout worker"; return; }
+  local lib; lib="$(pg_config --pkglibdir)/ptune_worker.so"
+  cp "$lib" "$WORK/ptune_worker.so.good"
+  cp "$BUILD/ptune_worker_other_layout.so" "$lib"
+  kill -TERM "$(worker_pid)"
+  sleep 5
+  cp "$WORK/ptune_worker.so.good" "$lib"
+  local refused; refused=$(grep -c "ptune worker: not starting" "$base/server.log")
+  [[ $refused == 1 ]]
+  check $? "the worker of another build started once and stopped ($refused refusals in 5 s)"
+  grep -q "shared memory was created by another build of ptune" "$base/server.log"
+  check $? "the log says why: $(grep -m1 -A1 'created by another build' "$base/server.log" | tail -1 | cut -c1-120)"
+  [[ $(q -c "SELECT worker_state FROM ptune.status()") == stopped ]]
+  check $? "ptune.status() shows the worker stopped"
+  "${RUN[@]}" "$PGBIN/pg_ctl" -D "$base/data" -l "$base/server.log" -w restart >/dev/null
+  wait_ready 60 >/dev/null
+  [[ $(q -c "SELECT ptune.classify('toy', 'a dog') IS NOT NULL") == t ]]
+  check $? "after a restart with the right library, classification works"
+}
