@@ -275,3 +275,23 @@ test_worker_of_another_build() {
   [[ $(q -c "SELECT ptune.classify('toy', 'a dog') IS NOT NULL") == t ]]
   check $? "after a restart with the right library, classification works"
 }
+
+test_small_request_does_not_wait_behind_a_big_one() {
+  # a call of 9,600 rows (requests of 1,024) is served in batches; a one-row request that arrives meanwhile
+  # takes the next batch instead of waiting for the rest
+  q -c "SELECT count(*) FROM (SELECT unnest(ptune.classify('toy', array_agg(t.text || ' ' || g))) FROM toy t, generate_series(1, 60) g) s" \
+    > "$WORK/big.out" 2>&1 &
+  local big=$!
+  wait_for "SELECT running > 0 FROM ptune.status()" 10
+  sleep 0.3
+  local start; start=$(now)
+  [[ $(q -c "SELECT ptune.classify('toy', 'a dog') IS NOT NULL") == t ]]
+  local took; took=$(elapsed "$start")
+  kill -0 $big 2>/dev/null
+  local still=$?
+  (( $(echo "$took < 0.5" | bc) )) && [[ $still == 0 ]]
+  check $? "a one-row call took ${took:0:5} s while the 9,600-row call was still running"
+  wait $big
+  [[ $(cat "$WORK/big.out") == 9600 ]]
+  check $? "the big call then answered all its rows ($(cat "$WORK/big.out"))"
+}
