@@ -84,7 +84,7 @@ SQL
 step "Training a soft prompt (progress as NOTICEs)"
 "${psql[@]}" -c "SELECT task, version, labels, train_rows, steps, round(seconds::numeric, 1) AS seconds,
                         round(final_loss::numeric, 4) AS final_loss,
-                        round(validation_accuracy::numeric, 4) AS validation_accuracy
+                        round(selection_accuracy::numeric, 4) AS selection_accuracy
                  FROM ptune.train_prompt('spam', 'spam_train', 'text', 'label', $settings)"
 
 step "Classifying rows inside a query"

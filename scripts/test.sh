@@ -7,8 +7,8 @@
 #   scripts/test.sh unit sql   only the named suites
 #
 # Suites: unit (C unit tests), asan (the same under AddressSanitizer and
-# UBSan), valgrind (the same under memcheck, but for the two long training
-# tests, which take over ten minutes there; ASan covers them), cross (engine vs the
+# UBSan), valgrind (the same under memcheck, but for the long training, random-shape
+# and repeated-run tests, which take minutes each there; ASan covers them), cross (engine vs the
 # independent PyTorch reference), regress (pg_regress on a throwaway
 # cluster), pg (scripted cluster tests: concurrency, cancel, faults, dump),
 # fuzz (libFuzzer on the loaders and decoders, FUZZ_SECONDS per target,
@@ -53,7 +53,7 @@ for s in "${suites[@]}"; do
               mkdir -p build-asan && cp -rn build/models build-asan/ 2>/dev/null
               run_suite asan env BUILD=build-asan ASAN_OPTIONS=detect_leaks=1 \
                 UBSAN_OPTIONS=print_stacktrace=1 bash test/run_unit.sh ;;
-    valgrind) run_suite valgrind env PTUNE_UNIT_SKIP=training_learns,training_deterministic,csv_errors UNIT_WRAPPER="valgrind -q --error-exitcode=1 --leak-check=full \
+    valgrind) run_suite valgrind env PTUNE_UNIT_SKIP=training_learns,training_deterministic,csv_errors,random_shapes,gradient_deterministic_20 UNIT_WRAPPER="valgrind -q --error-exitcode=1 --leak-check=full \
                 --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect" \
                 bash test/run_unit.sh ;;
     cross)    run_suite cross bash test/cross_check.sh ;;

@@ -22,7 +22,10 @@ CREATE TABLE ptune.prompts (
     metrics           jsonb       NOT NULL DEFAULT '{}',
     created_at        timestamptz NOT NULL DEFAULT now(),
     created_by        name        NOT NULL DEFAULT current_user,
-    PRIMARY KEY (task, version, member)
+    PRIMARY KEY (task, version, member),
+    -- the version's default scoring (README, "Scoring"); absent: label_tokens
+    CONSTRAINT prompts_scoring_check
+        CHECK (coalesce(hyperparameters->>'scoring', 'label_tokens') IN ('label_tokens', 'rank'))
 );
 COMMENT ON TABLE ptune.prompts IS 'Soft prompts trained by ptune.train_prompt(), versioned per task';
 
@@ -49,9 +52,12 @@ CREATE FUNCTION ptune.train_prompt(
     validation_fraction float8  DEFAULT 0.1,
     ensemble_size       integer DEFAULT 1,
     max_input_tokens    integer DEFAULT current_setting('ptune.max_input_tokens')::integer,
-    seed                integer DEFAULT 42)
+    seed                integer DEFAULT 42,
+    test_relation       regclass DEFAULT NULL,
+    scoring             text    DEFAULT 'label_tokens')
 RETURNS TABLE (task text, version integer, labels text[], train_rows integer, steps bigint,
-               seconds float8, final_loss float8, validation_accuracy float8)
+               seconds float8, final_loss float8, selection_accuracy float8,
+               test_accuracy float8)
 AS 'MODULE_PATHNAME', 'ptune_train_prompt'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
@@ -71,21 +77,25 @@ CREATE VIEW ptune.training_progress AS
     LEFT JOIN pg_catalog.pg_roles r ON r.oid = p.user_id;
 
 -- Classification --------------------------------------------------------------
+-- scoring: 'label_tokens' or 'rank'; NULL takes ptune.scoring, then the mode
+-- stored with the task's active version (README, "Scoring").  STABLE: the
+-- answer depends on the table and the settings, which parallel workers share.
 
-CREATE FUNCTION ptune.classify(task text, input text) RETURNS text
+CREATE FUNCTION ptune.classify(task text, input text, scoring text DEFAULT NULL) RETURNS text
 AS 'MODULE_PATHNAME', 'ptune_classify'
 LANGUAGE C STABLE PARALLEL SAFE;
 
-CREATE FUNCTION ptune.classify(task text, inputs text[]) RETURNS text[]
+CREATE FUNCTION ptune.classify(task text, inputs text[], scoring text DEFAULT NULL) RETURNS text[]
 AS 'MODULE_PATHNAME', 'ptune_classify_array'
 LANGUAGE C STABLE PARALLEL SAFE;
 
-CREATE FUNCTION ptune.classify_scores(task text, input text)
+CREATE FUNCTION ptune.classify_scores(task text, input text, scoring text DEFAULT NULL)
 RETURNS TABLE (label text, probability float8)
 AS 'MODULE_PATHNAME', 'ptune_classify_scores'
 LANGUAGE C STABLE PARALLEL SAFE;
 
-CREATE FUNCTION ptune.evaluate(task text, relation regclass, text_column name, label_column name)
+CREATE FUNCTION ptune.evaluate(task text, relation regclass, text_column name, label_column name,
+                               scoring text DEFAULT NULL)
 RETURNS TABLE (rows bigint, accuracy float8, macro_f1 float8, confusion jsonb)
 AS 'MODULE_PATHNAME', 'ptune_evaluate'
 LANGUAGE C STABLE PARALLEL UNSAFE;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cross-checks the C engine against the independent float64 PyTorch T5
 # (test/reference/t5_reference.py): logits, loss and prompt gradient on
-# random cases, for both feed-forward variants and both head variants.
+# random cases, for both feed-forward variants and both head variants, and
+# rank classification's label probabilities (labels sharing prefixes).
 # Prints one summary line per model and "cross-check: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,10 +27,13 @@ check() {   # model, cases arguments...
   fi
 }
 
-check tiny-relu       --n 6 --seed 1 --prompt-len 5
+check tiny-relu       --n 6 --seed 1 --prompt-len 5 --rank-labels 4
 check tiny-relu       --n 4 --seed 2                     # no prompt
-check tiny-gated      --n 6 --seed 3 --prompt-len 7 --max-input 40 --max-target 24
+check tiny-gated      --n 6 --seed 3 --prompt-len 7 --max-input 40 --max-target 24 --rank-labels 5
 check tiny-gated-bf16 --n 4 --seed 4 --prompt-len 3
 check tiny-gated-f16  --n 4 --seed 5 --prompt-len 1
+# targets longer than the encoder row (prompt + input), batched on 2 threads
+PTUNE_THREADS=2 check tiny-relu  --n 8 --seed 6 --prompt-len 1 --max-target 60 --decoder-longer
+PTUNE_THREADS=2 check tiny-gated --n 6 --seed 7 --prompt-len 3 --max-target 40 --decoder-longer
 echo "cross-check: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -12,7 +12,7 @@ models="$root/$BUILD/models"
 pgbin=$(pg_config --bindir)
 pg_regress="$(dirname "$(pg_config --pgxs)")/../test/regress/pg_regress"
 tests=("$@")
-((${#tests[@]})) || tests=(setup train classify evaluate manage errors privileges isolation mismatch)
+((${#tests[@]})) || tests=(setup train classify evaluate scoring manage errors privileges isolation mismatch)
 
 bash test/make_test_models.sh "$models"
 rm -rf "$out"

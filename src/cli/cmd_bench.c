@@ -12,7 +12,8 @@
  * also: the load time, sgemm at each weight shape of the model, and the
  * process's peak memory.  Options change the workload for scaling studies:
  * --input-tokens N, --prompt-length N, --batches 1,8,32; --classify-only
- * measures only classification (for profiling).
+ * measures only classification (for profiling); --scoring label_tokens|rank
+ * and --labels A,B,... (at most 64) change how classification scores.
  *
  * Times are medians of repeated runs after a warm-up.  --quick does few
  * repetitions (for CI smoke runs; its figures are not for reporting).
@@ -37,10 +38,14 @@
 
 #define MAX_BATCH 64
 #define MAX_TOKENS 2048
+#define MAX_BENCH_LABELS 64
 
 /* the workload: changed by options for scaling studies */
 static int	INPUT_TOKENS = 128;
 static int	PROMPT_LEN = 20;
+static PtScoring SCORING = PT_SCORE_LABEL_TOKENS;
+static const char *LABELS[MAX_BENCH_LABELS];	/* --labels; none: two_label_task() */
+static int	N_LABELS = 0;
 
 static double
 now(void)
@@ -130,7 +135,8 @@ make_workload(const PtModel *m, Workload *w)
 	w->prompt = malloc(sizeof(float) * PROMPT_LEN * m->cfg.d_model);
 	for (int k = 0; k < PROMPT_LEN * m->cfg.d_model; k++)
 		w->prompt[k] = (float) (pt_rng_uniform(&rng) - 0.5);
-	w->task = two_label_task(m);
+	w->task = N_LABELS ? pt_task_new(m, LABELS, N_LABELS, INPUT_TOKENS < 2 ? 2 : INPUT_TOKENS)
+		: two_label_task(m);
 }
 
 /* Median seconds of fn over reps runs, after one warm-up run. */
@@ -188,12 +194,12 @@ classify_rows_per_s(const PtModel *m, Workload *w, PtWorkspace *ws, int batch, i
 	int			lens[1] = {PROMPT_LEN};
 	PtClassifyRow rows[MAX_BATCH];
 	PtClassifyResult results[MAX_BATCH];
-	float		probs[MAX_BATCH][2];
+	static float probs[MAX_BATCH][MAX_BENCH_LABELS];
 	double		t;
 
 	for (int r = 0; r < batch; r++)
 	{
-		rows[r] = (PtClassifyRow) {w->task, PT_SCORE_LABEL_TOKENS, 1, prompts, lens, w->ids[r], INPUT_TOKENS};
+		rows[r] = (PtClassifyRow) {w->task, SCORING, 1, prompts, lens, w->ids[r], INPUT_TOKENS};
 		results[r].probs = probs[r];
 	}
 	TIME_MEDIAN(reps, t, pt_classify(m, ws, rows, batch, results));
@@ -280,6 +286,16 @@ cmd_bench(int argc, char **argv)
 		else if (strcmp(argv[i], "--prompt-length") == 0 && i + 1 < argc &&
 				 cli_parse_int(argv[i], argv[i + 1], 0, 1024, &v) == 0)
 			PROMPT_LEN = (int) v, i++;
+		else if (strcmp(argv[i], "--scoring") == 0 && i + 1 < argc && pt_scoring_parse(argv[i + 1], &SCORING) == 0)
+			i++;
+		else if (strcmp(argv[i], "--labels") == 0 && i + 1 < argc)
+		{
+			char	   *save = NULL;
+
+			for (char *tok = strtok_r(argv[++i], ",", &save); tok && N_LABELS < MAX_BENCH_LABELS;
+				 tok = strtok_r(NULL, ",", &save))
+				LABELS[N_LABELS++] = tok;
+		}
 		else if (strcmp(argv[i], "--batches") == 0 && i + 1 < argc)
 		{
 			char	   *save = NULL;
@@ -292,13 +308,14 @@ cmd_bench(int argc, char **argv)
 		else
 		{
 			fprintf(stderr, "usage: ptune bench MODEL_DIR [--quick] [--input-tokens N] "
-					"[--prompt-length N] [--batches 1,8,32]\n");
+					"[--prompt-length N] [--batches 1,8,32] [--scoring label_tokens|rank] [--labels A,B,...]\n");
 			return 2;
 		}
 	}
 	if (argc < 1 || argv[0][0] == '-' || w == NULL)
 	{
-		fprintf(stderr, "usage: ptune bench MODEL_DIR [--quick] [--input-tokens N] [--prompt-length N] [--batches 1,8,32]\n");
+		fprintf(stderr, "usage: ptune bench MODEL_DIR [--quick] [--input-tokens N] [--prompt-length N] [--batches 1,8,32] "
+				"[--scoring label_tokens|rank] [--labels A,B,...]\n");
 		return 2;
 	}
 	reps = quick ? 1 : 7;

@@ -1,10 +1,12 @@
 /*
  * cmd_check.c - `ptune check MODEL_DIR < cases.json > results.json`.
  *
- * For each case {input_ids, target_ids, prompt?}: the mean target
- * cross-entropy, the full logits at each target position and the gradient of
- * that loss with respect to the prompt.  Used to cross-check the engine
- * against an independent PyTorch implementation (test/reference).
+ * For each case {input_ids, target_ids, prompt?, label_ids?}: the mean
+ * target cross-entropy, the full logits at each target position and the
+ * gradient of that loss with respect to the prompt; with label_ids (each
+ * label's tokens, EOS appended here), rank_log_probs: the log of rank
+ * classification's probability of each label.  Used to cross-check the
+ * engine against an independent PyTorch implementation (test/reference).
  */
 #include <math.h>
 #include <stdio.h>
@@ -12,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "classifier.h"
 #include "cli.h"
 #include "error.h"
 #include "objective.h"
@@ -78,6 +81,47 @@ read_prompt(json_t *arr, int d, Case *c, int index)
 			c->prompt[(size_t) p * d + j] = (float) json_number_value(json_array_get(row, j));
 	}
 	return 0;
+}
+
+/* log of each label's rank probability for case c, or NULL (error printed) */
+static json_t *
+rank_log_probs(const PtModel *m, PtWorkspace *ws, const Case *c, json_t *labels, int index)
+{
+	int			L = json_is_array(labels) ? (int) json_array_size(labels) : 0;
+	int32_t    *ids[PT_MAX_LABELS];
+	int			n_ids[PT_MAX_LABELS];
+	float		probs[PT_MAX_LABELS];
+	const float *prompts[1] = {c->prompt};
+	int			lens[1] = {c->prompt_len};
+	PtTask	   *task = NULL;
+	PtClassifyRow row;
+	PtClassifyResult res = {0, probs};
+	json_t	   *out = NULL;
+	int			got = 0;
+
+	if (L < 2 || L > PT_MAX_LABELS)
+	{
+		fprintf(stderr, "ptune: case %d: \"label_ids\" must hold 2 to %d labels\n", index, PT_MAX_LABELS);
+		return NULL;
+	}
+	for (; got < L; got++)
+		if (read_ids(json_array_get(labels, got), &ids[got], &n_ids[got], "label_ids", index) != 0)
+			goto done;
+	task = pt_task_new_from_ids(m, (const int32_t *const *) ids, n_ids, L, 4096);
+	row = (PtClassifyRow) {task, PT_SCORE_RANK, 1, prompts, lens, c->input, c->n_input};
+	if (task == NULL || pt_classify(m, ws, &row, 1, &res) != 0)
+	{
+		cli_engine_error("check");
+		goto done;
+	}
+	out = json_array();
+	for (int j = 0; j < L; j++)
+		json_array_append_new(out, json_real(log(probs[j])));
+done:
+	for (int j = 0; j < got; j++)
+		free(ids[j]);
+	pt_task_free(task);
+	return out;
 }
 
 static json_t *
@@ -167,8 +211,21 @@ cmd_check(int argc, char **argv)
 		goto done;
 	}
 	for (int i = 0; i < n; i++)
+	{
+		json_t	   *labels = json_object_get(json_array_get(cases, i), "label_ids");
+		json_t	   *lp;
+
 		json_object_set_new(json_array_get(results, i), "prompt_grad",
 							float_rows(cs[i].grad, cs[i].prompt_len, m->cfg.d_model));
+		if (labels == NULL)
+			continue;
+		if ((lp = rank_log_probs(m, &ws, &cs[i], labels, i)) == NULL)
+		{
+			json_decref(results);
+			goto done;
+		}
+		json_object_set_new(json_array_get(results, i), "rank_log_probs", lp);
+	}
 	{
 		json_t	   *out = json_object();
 

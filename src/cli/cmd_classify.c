@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "classifier.h"
+#include "error.h"
 #include "cli.h"
 #include "cli_data.h"
 
@@ -31,10 +32,13 @@ cmd_classify(int argc, char **argv)
 	bool		eof = false;
 
 	if (argc == 4 && strcmp(argv[2], "--scoring") == 0)
-		scoring = strcmp(argv[3], "full") == 0 ? PT_SCORE_FULL_VOCAB : PT_SCORE_LABEL_TOKENS;
+	{
+		if (pt_scoring_parse(argv[3], &scoring) != 0)
+			return fprintf(stderr, "ptune: %s\n", pt_error_message()), 2;
+	}
 	else if (argc != 2)
 	{
-		fprintf(stderr, "usage: ptune classify MODEL_DIR PROMPT_FILE [--scoring label_tokens|full] < texts\n");
+		fprintf(stderr, "usage: ptune classify MODEL_DIR PROMPT_FILE [--scoring label_tokens|rank] < texts\n");
 		return 2;
 	}
 	if ((m = cli_load_model(argv[0])) == NULL)

@@ -1,10 +1,12 @@
 /*
  * cmd_evaluate.c - `ptune evaluate MODEL_DIR PROMPT_FILE DATA.csv
- * --text-column C --label-column C`: accuracy, macro-F1 and the confusion
- * matrix as one JSON object {rows, accuracy, macro_f1, confusion}, where
+ * --text-column C --label-column C [--scoring label_tokens|rank]`: accuracy,
+ * macro-F1 and the confusion matrix as one JSON object
+ * {rows, accuracy, macro_f1, confusion}, where
  * confusion[true_label][predicted_label] counts rows.  Rows whose label the
  * prompt does not know count as errors under their own true label.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 #include <jansson.h>
 
 #include "classifier.h"
+#include "error.h"
 #include "cli.h"
 #include "cli_data.h"
 #include "metrics.h"
@@ -45,6 +48,8 @@ cmd_evaluate(int argc, char **argv)
 	int32_t    *ids = NULL;
 	float	   *probs = NULL;
 	int		   *truth = NULL;
+	PtScoring	scoring = PT_SCORE_LABEL_TOKENS;
+	bool		bad = argc != 7 && argc != 9;
 
 	for (int i = 3; i + 1 < argc; i += 2)
 	{
@@ -52,10 +57,15 @@ cmd_evaluate(int argc, char **argv)
 			text_col = argv[i + 1];
 		else if (strcmp(argv[i], "--label-column") == 0)
 			label_col = argv[i + 1];
+		else if (strcmp(argv[i], "--scoring") == 0 && pt_scoring_parse(argv[i + 1], &scoring) != 0)
+			return fprintf(stderr, "ptune: %s\n", pt_error_message()), 2;
+		else if (strcmp(argv[i], "--scoring") != 0)
+			bad = true;
 	}
-	if (argc != 7 || !text_col || !label_col)
+	if (bad || !text_col || !label_col)
 	{
-		fprintf(stderr, "usage: ptune evaluate MODEL_DIR PROMPT_FILE DATA.csv --text-column C --label-column C\n");
+		fprintf(stderr, "usage: ptune evaluate MODEL_DIR PROMPT_FILE DATA.csv --text-column C --label-column C "
+				"[--scoring label_tokens|rank]\n");
 		return 2;
 	}
 	if ((m = cli_load_model(argv[0])) == NULL || cli_load_prompts(m, argv[1], &cp) != 0 ||
@@ -92,7 +102,7 @@ cmd_evaluate(int argc, char **argv)
 				cli_engine_error("evaluate");
 				goto done;
 			}
-			rows[i] = (PtClassifyRow) {cp.task, PT_SCORE_LABEL_TOKENS, cp.n, cp.values, cp.lens, row_ids, count};
+			rows[i] = (PtClassifyRow) {cp.task, scoring, cp.n, cp.values, cp.lens, row_ids, count};
 			results[i].probs = probs + (size_t) i * cp.task->n_labels;
 		}
 		if (pt_classify(m, &ws, rows, n, results) != 0)

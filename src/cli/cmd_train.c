@@ -4,6 +4,10 @@
  * Progress goes to stderr, one line per validation; the final metrics go to
  * stdout as one JSON object; --curve FILE also writes every validation as a
  * CSV row (for learning curves).
+ *
+ * --dev rows (else a --validation-fraction of --train) choose the best
+ * checkpoint: their accuracy is "selection_accuracy".  --test rows take no
+ * part in training or selection: their accuracy is "test_accuracy".
  */
 #include <math.h>
 #include <stdio.h>
@@ -17,12 +21,12 @@
 #include "trainer.h"
 
 static const char *usage_text =
-"usage: ptune train MODEL_DIR --train CSV [--dev CSV] --text-column C --label-column C\n"
+"usage: ptune train MODEL_DIR --train CSV [--dev CSV] [--test CSV] --text-column C --label-column C\n"
 "         [--prompt-length 20] [--init class_labels|sampled_vocab|random_uniform]\n"
 "         [--optimizer adafactor|adam] [--lr 0.3] [--batch-size 8]\n"
 "         [--epochs N] [--steps N] [--max-input-tokens 128] [--ensemble K] [--seed S]\n"
 "         [--validation-fraction 0.1] [--eval-every N] [--patience N]\n"
-"         [--max-grad-norm 1.0] [--weight-decay W] [--scoring label_tokens|full]\n"
+"         [--max-grad-norm 1.0] [--weight-decay W] [--scoring label_tokens|rank]\n"
 "         [--curve FILE] --out PROMPT_FILE\n";
 
 typedef struct CurveWriter
@@ -71,6 +75,8 @@ parse_options(int argc, char **argv, PtTrainOptions *opt, const char **files, co
 			files[1] = v;
 		else if (strcmp(o, "--out") == 0)
 			files[2] = v;
+		else if (strcmp(o, "--test") == 0)
+			files[3] = v;
 		else if (strcmp(o, "--text-column") == 0)
 			columns[0] = v;
 		else if (strcmp(o, "--label-column") == 0)
@@ -89,9 +95,8 @@ parse_options(int argc, char **argv, PtTrainOptions *opt, const char **files, co
 		}
 		else if (strcmp(o, "--scoring") == 0)
 		{
-			if (strcmp(v, "label_tokens") != 0 && strcmp(v, "full") != 0)
-				return fprintf(stderr, "ptune: --scoring is label_tokens or full\n"), 2;
-			opt->scoring = strcmp(v, "full") == 0 ? PT_SCORE_FULL_VOCAB : PT_SCORE_LABEL_TOKENS;
+			if (pt_scoring_parse(v, &opt->scoring) != 0)
+				return fprintf(stderr, "ptune: %s\n", pt_error_message()), 2;
 		}
 		else if (strcmp(o, "--prompt-length") == 0 && cli_parse_int(o, v, 1, PT_PROMPT_MAX_LENGTH, &n) == 0)
 			opt->prompt_length = (int) n;
@@ -141,11 +146,12 @@ int
 cmd_train(int argc, char **argv)
 {
 	PtTrainOptions opt;
-	const char *files[3] = {NULL, NULL, NULL};	/* train, dev, out */
+	const char *files[4] = {NULL, NULL, NULL, NULL};	/* train, dev, out, test */
 	const char *columns[2] = {NULL, NULL};
 	const char *curve = NULL;
 	CliTextSet	train = {0},
-				dev = {0};
+				dev = {0},
+				test = {0};
 	CurveWriter writer = {0};
 	PtModel    *m = NULL;
 	PtTrainer  *t = NULL;
@@ -163,7 +169,8 @@ cmd_train(int argc, char **argv)
 	rc = 1;
 	if ((m = cli_load_model(argv[0])) == NULL ||
 		cli_read_text_set(files[0], columns[0], columns[1], &train) != 0 ||
-		(files[1] && cli_read_text_set(files[1], columns[0], columns[1], &dev) != 0))
+		(files[1] && cli_read_text_set(files[1], columns[0], columns[1], &dev) != 0) ||
+		(files[3] && cli_read_text_set(files[3], columns[0], columns[1], &test) != 0))
 		goto done;
 	if (curve && (writer.file = fopen(curve, "w")) == NULL)
 	{
@@ -174,7 +181,8 @@ cmd_train(int argc, char **argv)
 		fprintf(writer.file, "member,step,epoch,train_loss,val_accuracy,val_loss,rows_per_s\n");
 
 	t = pt_trainer_new(m, &opt, &train.set, files[1] ? &dev.set : NULL);
-	if (t == NULL || pt_train_run(t, report, &writer) != 0)
+	if (t == NULL || (files[3] && pt_trainer_set_test(t, &test.set) != 0) ||
+		pt_train_run(t, report, &writer) != 0)
 	{
 		cli_engine_error("train");
 		goto done;
@@ -191,15 +199,20 @@ cmd_train(int argc, char **argv)
 
 		for (int j = 0; j < r->n_labels; j++)
 			json_array_append_new(labels, json_string(r->labels[j]));
-		out = json_pack("{s:o, s:i, s:i, s:i, s:I, s:f, s:f, s:f, s:f, s:s, s:s, s:i, s:i}",
+		/* null, not NaN or a sentinel, where there is nothing to measure */
+		out = json_pack("{s:o, s:i, s:i, s:i, s:i, s:I, s:f, s:o, s:o, s:o, s:f, s:s, s:s, s:i, s:i}",
 						"labels", labels,
 						"train_rows", r->train_rows,
 						"val_rows", r->val_rows,
+						"test_rows", r->test_rows,
 						"skipped_rows", r->skipped_rows,
 						"steps", (json_int_t) r->steps,
 						"seconds", r->seconds,
-						"final_loss", r->final_loss,
-						"val_accuracy", isnan(r->val_accuracy) ? -1.0 : r->val_accuracy,
+						"final_loss", isfinite(r->final_loss) ? json_real(r->final_loss) : json_null(),
+						"selection_accuracy",
+						isnan(r->selection_accuracy) ? json_null() : json_real(r->selection_accuracy),
+						"test_accuracy",
+						isnan(r->test_accuracy) ? json_null() : json_real(r->test_accuracy),
 						"train_rows_per_s", pt_trainer_progress(t)->rows_per_second,
 						"init", pt_init_name(opt.init),
 						"optimizer", pt_optimizer_name(opt.optimizer),
@@ -217,6 +230,7 @@ done:
 	pt_trainer_free(t);
 	cli_free_text_set(&train);
 	cli_free_text_set(&dev);
+	cli_free_text_set(&test);
 	pt_model_free(m);
 	return rc;
 }

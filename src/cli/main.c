@@ -21,8 +21,8 @@ static const struct
 	{"info", cmd_info, "info MODEL_DIR                 the model's config and fingerprint as JSON"},
 	{"bench", cmd_bench, "bench MODEL_DIR [--quick]      speed figures as JSON"},
 	{"train", cmd_train, "train MODEL_DIR --train CSV ... --out PROMPT   train a soft prompt"},
-	{"classify", cmd_classify, "classify MODEL_DIR PROMPT < texts   label and probability per line"},
-	{"evaluate", cmd_evaluate, "evaluate MODEL_DIR PROMPT CSV --text-column C --label-column C"},
+	{"classify", cmd_classify, "classify MODEL_DIR PROMPT [--scoring label_tokens|rank] < texts   label and probability per line"},
+	{"evaluate", cmd_evaluate, "evaluate MODEL_DIR PROMPT CSV --text-column C --label-column C [--scoring S]"},
 	{"explain", cmd_explain, "explain MODEL_DIR PROMPT [-k 5]   nearest vocabulary pieces per position"},
 };
 

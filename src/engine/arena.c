@@ -6,6 +6,20 @@
 #include "arena.h"
 #include "error.h"
 
+/*
+ * Under AddressSanitizer the unused tail of the block is poisoned, so a pass
+ * that writes past what its counting run sized is caught at once instead of
+ * landing in the block's spare capacity.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POISON(addr, n)   ASAN_POISON_MEMORY_REGION((addr), (n))
+#define UNPOISON(addr, n) ASAN_UNPOISON_MEMORY_REGION((addr), (n))
+#else
+#define POISON(addr, n)   ((void) (addr), (void) (n))
+#define UNPOISON(addr, n) ((void) (addr), (void) (n))
+#endif
+
 void *
 pt_arena_bytes(PtArena *a, size_t n)
 {
@@ -37,10 +51,14 @@ pt_arena_reserve(PtArena *a, size_t bytes)
 
 		if (block == NULL)
 			return pt_fail(PT_ERR_NOMEM, "out of memory reserving %zu MB of activations", bytes >> 20);
+		if (a->base)
+			UNPOISON(a->base, a->cap);
 		free(a->base);
 		a->base = block;
 		a->cap = cap;
 	}
+	UNPOISON(a->base, bytes);
+	POISON(a->base + bytes, a->cap - bytes);
 	a->used = 0;
 	return 0;
 }
@@ -48,6 +66,8 @@ pt_arena_reserve(PtArena *a, size_t bytes)
 void
 pt_arena_free(PtArena *a)
 {
+	if (a->base)
+		UNPOISON(a->base, a->cap);
 	free(a->base);
 	a->base = NULL;
 	a->cap = a->used = 0;

@@ -7,6 +7,8 @@
  */
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "attention.h"
@@ -129,6 +131,28 @@ pt_attention_forward(const PtAttnLayout *lay, int H, int dk,
 	}
 }
 
+/*
+ * The score-gradient slice of the calling thread, after checking that a
+ * [tq, tk] block fits in it.  A block that does not fit would silently
+ * overwrite the neighbouring thread's slice (or run past the buffer), so it
+ * is a bug in the caller's sizing: stop loudly rather than compute garbage.
+ * One comparison per (sequence, head), so the check is always on.
+ */
+static float *
+dscores_slice(const PtAttnLayout *lay, int tq, int tk)
+{
+	int			thread = omp_get_thread_num();
+
+	if ((size_t) tq * (size_t) tk > lay->dscores_stride || thread >= lay->dscores_threads)
+	{
+		fprintf(stderr, "ptune: internal error: attention backward needs a %d x %d score block on "
+				"thread %d, but the scratch holds %zu floats for each of %d threads\n",
+				tq, tk, thread, lay->dscores_stride, lay->dscores_threads);
+		abort();
+	}
+	return lay->dscores + lay->dscores_stride * (size_t) thread;
+}
+
 void
 pt_attention_backward(const PtAttnLayout *lay, int H, int dk,
 					  const float *q, const float *k, const float *v,
@@ -148,7 +172,6 @@ pt_attention_backward(const PtAttnLayout *lay, int H, int dk,
 		const float *V = v + (size_t) lay->kv_off[g] * inner + h * dk;
 		float	   *dK = dkey + (size_t) lay->kv_off[g] * inner + h * dk;
 		float	   *dV = dval + (size_t) lay->kv_off[g] * inner + h * dk;
-		float	   *dS = lay->scratch + lay->scratch_per_thread * omp_get_thread_num();
 		float		beta = 0.0f;	/* the first query sequence overwrites dK, dV */
 
 		if (lay->kv_q_begin[g] == lay->kv_q_end[g])
@@ -169,6 +192,7 @@ pt_attention_backward(const PtAttnLayout *lay, int H, int dk,
 			const float *P = probs + lay->p_off[s] + (size_t) h * tq * tk;
 			const float *dC = dctx + (size_t) lay->q_off[s] * inner + h * dk;
 			float	   *dQ = dq + (size_t) lay->q_off[s] * inner + h * dk;
+			float	   *dS = dscores_slice(lay, tq, tk);	/* [tq, tk] */
 
 			/* dV[tk, dk] (+)= P^T[tk, tq] dC[tq, dk] */
 			pt_gemm(true, false, tk, dk, tq, 1.0f, P, tk, dC, inner, beta, dV, inner);
@@ -190,6 +214,57 @@ pt_attention_backward(const PtAttnLayout *lay, int H, int dk,
 			pt_gemm(false, false, tq, dk, tk, 1.0f, dS, tk, K, inner, 0.0f, dQ, inner);
 			pt_gemm(true, false, tk, dk, tq, 1.0f, dS, tk, Q, inner, beta, dK, inner);
 			beta = 1.0f;
+		}
+	}
+}
+
+void
+pt_tree_attention_forward(int n_rows, const int *parent, const int *depth,
+						  const float *bias, int bias_max_len, int H, int dk,
+						  const float *q, const float *k, const float *v, float *ctx)
+{
+	int			inner = H * dk;
+	int			width = 2 * bias_max_len - 1;
+
+	/*
+	 * A path is short (a label's tokens), so plain dot products over the
+	 * gathered ancestors beat small GEMMs here.
+	 */
+#pragma omp parallel for schedule(static)
+	for (int r = 0; r < n_rows; r++)
+	{
+		int			path[PT_MAX_SEQ_LEN];
+		float		scores[PT_MAX_SEQ_LEN];
+		int			n = depth[r] + 1;
+
+		/* path[i]: the ancestor at depth i, root first (the order a chain has) */
+		for (int a = r, i = n - 1; i >= 0; a = parent[a], i--)
+			path[i] = a;
+		for (int h = 0; h < H; h++)
+		{
+			const float *Q = q + (size_t) r * inner + h * dk;
+			/* bias of key depth i for query depth n - 1: (i - (n - 1)) + max_len - 1 */
+			const float *b = bias + (size_t) h * width + (bias_max_len - n);
+			float	   *C = ctx + (size_t) r * inner + h * dk;
+
+			for (int i = 0; i < n; i++)
+			{
+				const float *K = k + (size_t) path[i] * inner + h * dk;
+				float		dot = 0.0f;
+
+				for (int j = 0; j < dk; j++)
+					dot += Q[j] * K[j];
+				scores[i] = dot;	/* no 1/sqrt(dk) in T5 */
+			}
+			pt_softmax_row(scores, b, n, true);
+			memset(C, 0, sizeof(float) * dk);
+			for (int i = 0; i < n; i++)
+			{
+				const float *V = v + (size_t) path[i] * inner + h * dk;
+
+				for (int j = 0; j < dk; j++)
+					C[j] += scores[i] * V[j];
+			}
 		}
 	}
 }

@@ -33,8 +33,15 @@ typedef struct PtAttnLayout
 	int			bias_max_len;	/* the max_len the table was built for */
 	bool		causal;			/* query i sees keys j <= i */
 	bool		normalize;		/* store normalised probabilities (the backward pass needs them) */
-	float	   *scratch;		/* per thread: max Tq * max Tk floats (backward only) */
-	size_t		scratch_per_thread;
+	/*
+	 * Backward only: per-thread room for one (sequence, head) block of score
+	 * gradients dS [Tq, Tk].  Thread t uses dscores[t * dscores_stride ...];
+	 * dscores_stride must be at least the largest Tq * Tk of the layout and
+	 * there must be a slice for every thread (pt_attention_backward checks).
+	 */
+	float	   *dscores;
+	size_t		dscores_stride;	/* floats per thread */
+	int			dscores_threads;	/* slices */
 } PtAttnLayout;
 
 /* T5's bucket for relative_position = key_pos - query_pos (float32 math, as PyTorch). */
@@ -58,5 +65,17 @@ void		pt_attention_backward(const PtAttnLayout *lay, int H, int dk,
 								  const float *q, const float *k, const float *v,
 								  const float *probs, const float *dctx,
 								  float *dq, float *dkey, float *dval);
+
+/*
+ * Self-attention over trees of rows (inference only): row r sees the rows
+ * on its path to the root, r = a_n, parent[a_n] = a_{n-1}, ..., a_0 (parent
+ * -1), with the causal position bias of depth[a] - depth[r] from a table of
+ * pt_position_bias_table(..., false, bias_max_len, bias).  A chain
+ * (parent[r] = r - 1) computes what causal pt_attention_forward does.
+ * q, k, v, ctx are [n_rows, H * dk]; each path has at most PT_MAX_SEQ_LEN rows.
+ */
+void		pt_tree_attention_forward(int n_rows, const int *parent, const int *depth,
+									  const float *bias, int bias_max_len, int H, int dk,
+									  const float *q, const float *k, const float *v, float *ctx);
 
 #endif

@@ -1,6 +1,7 @@
 /*
- * classifier.h - classification by rank: score every label's target sequence
- * under each row's soft prompt, pick the best.
+ * classifier.h - classification: score every label's target sequence under
+ * each row's soft prompt (label-token softmax or rank classification, see
+ * task.h), pick the best.
  *
  * One call takes rows of any mix of tasks (each row brings its task and its
  * prompts), runs the encoder once per row and prompt, and the decoder for
@@ -30,10 +31,11 @@ typedef struct PtClassifyResult
 {
 	int			label;			/* index into the task's labels */
 	float	   *probs;			/* caller's array of n_labels: mean over prompts of
-								 * softmax(label scores) */
+								 * softmax(label scores); for rank scoring that is
+								 * the softmax of the sequence log-probabilities */
 } PtClassifyResult;
 
-/* Rows are processed in chunks of at most this many encoder tokens. */
+/* Rows are processed in chunks of at most this many encoder tokens, and as many decoder tokens. */
 #define PT_CLASSIFY_MAX_TOKENS 16384
 
 int			pt_classify(const PtModel *m, PtWorkspace *ws, const PtClassifyRow *rows, int n,

@@ -1,7 +1,8 @@
 /*
  * decoder.c - the T5 decoder stack with teacher forcing, forward and backward.
  *
- * Each layer:   y_mid1 = y + SelfAttention(RMSNorm(y))          (causal, position bias)
+ * Each layer:   y_mid1 = y + SelfAttention(RMSNorm(y))          (causal, position bias;
+ *                                                       over ancestors in trees)
  *               y_mid2 = y_mid1 + CrossAttention(RMSNorm(y_mid1), enc_out)  (no bias)
  *               y'     = y_mid2 + FF(RMSNorm(y_mid2))
  * then a final RMSNorm, times d_model^-0.5 when the head is tied to the
@@ -46,8 +47,13 @@ pt_decoder_forward(PtPass *p)
 		/* causal self-attention */
 		pt_rmsnorm_forward(a->y, w->ln_self, Nd, d, eps, p->ln, a->rstd_self);
 		pt_linear_forward_multi(qkv, 3, p->ln, Nd, qkv_out, p->math);
-		pt_attention_forward(&p->dec_self, c->num_heads, c->d_kv, a->q, a->k, a->v,
-							 a->probs_self, p->ctx);
+		if (p->dec_tree)
+			pt_tree_attention_forward(Nd, p->dec_parent, p->dec_depth, p->dec_self.bias,
+									  p->dec_self.bias_max_len, c->num_heads, c->d_kv,
+									  a->q, a->k, a->v, p->ctx);
+		else
+			pt_attention_forward(&p->dec_self, c->num_heads, c->d_kv, a->q, a->k, a->v,
+								 a->probs_self, p->ctx);
 		pt_residual_projection(&w->self.o, p->ctx, Nd, a->y, a->y_mid1, p->sub, p->math);
 
 		/* cross-attention over the encoder output */

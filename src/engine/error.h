@@ -19,6 +19,7 @@ typedef enum PtErrorKind
 	PT_ERR_MISMATCH,	/* a prompt does not belong to the loaded model */
 	PT_ERR_NOMEM,		/* an allocation failed */
 	PT_ERR_CANCELLED,	/* a callback asked to stop */
+	PT_ERR_NUMERIC,		/* a loss or gradient came out NaN or infinite */
 	PT_ERR_INTERNAL		/* a bug: an invariant did not hold */
 } PtErrorKind;
 

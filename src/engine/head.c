@@ -13,6 +13,30 @@ pt_head_logits(const PtModel *m, const float *h, int n, float *logits)
 }
 
 void
+pt_head_logits_few(const PtModel *m, const float *h, int n, float *logits)
+{
+	int			d = m->cfg.d_model,
+				V = m->cfg.vocab_size;
+
+#pragma omp parallel for schedule(static)
+	for (int v = 0; v < V; v++)
+	{
+		const float *w = m->lm_head.w + (size_t) v * d;
+
+		for (int i = 0; i < n; i++)
+		{
+			const float *x = h + (size_t) i * d;
+			float		dot = 0.0f;
+
+#pragma omp simd reduction(+:dot)
+			for (int k = 0; k < d; k++)
+				dot += x[k] * w[k];
+			logits[(size_t) i * V + v] = dot;
+		}
+	}
+}
+
+void
 pt_head_token_logits(const PtModel *m, const float *h, const int32_t *ids, int n_ids, float *out)
 {
 	int			d = m->cfg.d_model;

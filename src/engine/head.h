@@ -15,6 +15,14 @@
 /* logits[n, V] = h[n, d] . lm_head^T */
 void		pt_head_logits(const PtModel *m, const float *h, int n, float *logits);
 
+/*
+ * The same as pt_head_logits for a few rows (n <= PT_HEAD_FEW_ROWS): one
+ * pass over lm_head computes every row's dot products, where a matrix
+ * product would first copy the whole [V, d] weight for so thin a result.
+ */
+#define PT_HEAD_FEW_ROWS 6
+void		pt_head_logits_few(const PtModel *m, const float *h, int n, float *logits);
+
 /* out[j] = h[d] . lm_head[ids[j]]: logits of chosen tokens only */
 void		pt_head_token_logits(const PtModel *m, const float *h, const int32_t *ids, int n_ids,
 								 float *out);

@@ -520,3 +520,49 @@ pt_model_fingerprint_hex(const PtModel *m, char out[2 * PT_FINGERPRINT_BYTES + 1
 	for (int i = 0; i < PT_FINGERPRINT_BYTES; i++)
 		snprintf(out + 2 * i, 3, "%02x", m->fingerprint[i]);
 }
+
+/* A JSON string of s, or null if s is not valid UTF-8 (jansson refuses it). */
+static json_t *
+json_text(const char *s)
+{
+	json_t	   *v = json_string(s);
+
+	return v ? v : json_null();
+}
+
+char *
+pt_model_info_json(const PtModel *model, double load_seconds)
+{
+	const PtConfig *c = &model->cfg;
+	char		fp[2 * PT_FINGERPRINT_BYTES + 1];
+	json_t	   *info;
+	char	   *text;
+
+	pt_model_fingerprint_hex(model, fp);
+	info = json_pack("{s:o, s:s, s:I, s:I, s:f, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o, s:b, "
+					 "s:i, s:i, s:i, s:o, s:s}",
+					 "model_name", json_text(c->model_name),
+					 "fingerprint", fp,
+					 "parameters", (json_int_t) model->n_parameters,
+					 "file_bytes", (json_int_t) model->file_bytes,
+					 "load_seconds", isfinite(load_seconds) ? load_seconds : 0.0,
+					 "vocab_size", c->vocab_size,
+					 "d_model", c->d_model,
+					 "d_kv", c->d_kv,
+					 "d_ff", c->d_ff,
+					 "num_heads", c->num_heads,
+					 "num_layers", c->num_layers,
+					 "num_decoder_layers", c->num_decoder_layers,
+					 "feed_forward_proj", json_text(c->feed_forward_proj),
+					 "tie_word_embeddings", (int) c->tie_word_embeddings,
+					 "relative_attention_num_buckets", c->rel_buckets,
+					 "relative_attention_max_distance", c->rel_max_distance,
+					 "threads", pt_get_threads(),
+					 "blas_kernels", json_text(pt_blas_core()),
+					 "precision", model->math == PT_MATH_BF16 ? "bf16" : "fp32");
+	text = info ? json_dumps(info, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
+	json_decref(info);
+	if (text == NULL)
+		pt_fail(PT_ERR_NOMEM, "out of memory describing the model");
+	return text;
+}

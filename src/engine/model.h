@@ -98,6 +98,14 @@ void		pt_model_free(PtModel *model);
  */
 int			pt_model_set_math(PtModel *model, PtMath math);
 
+/*
+ * The model as one JSON object (what ptune.model_info() shows as config):
+ * name, fingerprint, sizes, the config fields, threads, BLAS kernels and
+ * precision.  Built with jansson, so names from config.json are escaped.
+ * malloc'd (free() it); NULL with an error on failure.
+ */
+char	   *pt_model_info_json(const PtModel *model, double load_seconds);
+
 /* 32 lowercase hex digits of the fingerprint plus NUL */
 void		pt_model_fingerprint_hex(const PtModel *model, char out[2 * PT_FINGERPRINT_BYTES + 1]);
 

@@ -95,7 +95,7 @@ pt_objective(const PtModel *m, PtWorkspace *ws, const PtExample *ex, int n,
 			b.weights[t + j] = ex[i].weight;
 		}
 		b.enc[i] = (PtEncoderSeq) {ex[i].prompt, ex[i].prompt_len, ex[i].input_ids, ex[i].n_input};
-		b.dec[i] = (PtDecoderSeq) {i, ids, ex[i].n_target};
+		b.dec[i] = (PtDecoderSeq) {i, ids, ex[i].n_target, NULL};
 		t += ex[i].n_target;
 	}
 
@@ -129,6 +129,13 @@ pt_objective(const PtModel *m, PtWorkspace *ws, const PtExample *ex, int n,
 			mean_ce[i] = sum / ex[i].n_target;
 		loss += ex[i].weight * sum;
 		t += ex[i].n_target;
+	}
+	/* NaN is this function's error value: a NaN loss must not pass for one without a message */
+	if (!isfinite(loss))
+	{
+		pt_fail(PT_ERR_NUMERIC, "the loss is %s (the model's weights, the prompt or the "
+				"activations hold NaN or infinite values)", isnan(loss) ? "NaN" : "infinite");
+		return NAN;
 	}
 
 	if (backward)

@@ -46,7 +46,8 @@ void		pt_workspace_free(PtWorkspace *ws);
  *   logits          if not NULL, receives pointers into the workspace holding
  *                   the full logits of each example, [n_target_i, V] each
  *                   (valid until the next call)
- * Returns the weighted loss, or NAN with an error set.
+ * Returns the weighted loss, or NAN with an error set (PT_ERR_NUMERIC when the
+ * loss itself comes out NaN or infinite).
  */
 double		pt_objective(const PtModel *m, PtWorkspace *ws, const PtExample *ex, int n,
 						 double *mean_ce, float **prompt_grads, const float **logits);

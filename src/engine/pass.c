@@ -3,6 +3,7 @@
  * in an arena (see t5.h).
  */
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
@@ -17,22 +18,59 @@ typedef struct PassSizes
 	size_t		enc_probs,
 				dec_self_probs,
 				dec_cross_probs;	/* floats, summed over sequences and heads */
-	size_t		attn_scratch;	/* floats per thread for attention backward */
+	size_t		dscores;		/* floats per thread for attention backward's dS block */
 	int			enc_max,
 				dec_max;
+	bool		dec_tree;		/* some decoder sequence is a tree */
 } PassSizes;
+
+/*
+ * Checks a tree decoder sequence's parents (see PtDecoderSeq); *path_len
+ * receives its longest root-to-node path.
+ */
+static int
+validate_tree(const PtDecoderSeq *seq, int s, int *path_len)
+{
+	int		   *depth = pt_calloc(seq->n_ids, sizeof(int));
+
+	if (depth == NULL)
+		return -1;
+	*path_len = 1;
+	for (int i = 0; i < seq->n_ids; i++)
+	{
+		int			up = seq->parent[i];
+
+		if (i == 0 ? up != -1 : (up < 0 || up >= i))
+		{
+			free(depth);
+			return pt_fail(PT_ERR_ARGUMENT, "decoder tree %d: node %d has parent %d; the root "
+						   "has -1, every other node an earlier node", s, i, up);
+		}
+		depth[i] = i == 0 ? 0 : depth[up] + 1;
+		if (depth[i] + 1 > *path_len)
+			*path_len = depth[i] + 1;
+	}
+	free(depth);
+	if (*path_len > PT_MAX_SEQ_LEN)
+		return pt_fail(PT_ERR_ARGUMENT, "decoder tree %d has a path of %d nodes; at most %d",
+					   s, *path_len, PT_MAX_SEQ_LEN);
+	return 0;
+}
 
 static int
 validate(const PtModel *m, const PtEncoderSeq *enc, int n_enc,
-		 const PtDecoderSeq *dec, int n_dec, PassSizes *z)
+		 const PtDecoderSeq *dec, int n_dec, bool keep, PassSizes *z)
 {
 	const PtConfig *c = &m->cfg;
 	size_t		H = (size_t) c->num_heads;
 
 	memset(z, 0, sizeof(*z));
-	if (n_enc < 1 || n_enc > PT_MAX_ROWS || n_dec < 0 || n_dec > PT_MAX_ROWS)
+	if (n_enc < 1 || n_enc > PT_MAX_ROWS)
 		return pt_fail(PT_ERR_ARGUMENT, "a batch needs 1 to %d encoder sequences (got %d)",
 					   PT_MAX_ROWS, n_enc);
+	if (n_dec < 0 || n_dec > PT_MAX_ROWS)
+		return pt_fail(PT_ERR_ARGUMENT, "a batch takes 0 to %d decoder sequences (got %d)",
+					   PT_MAX_ROWS, n_dec);
 	for (int s = 0; s < n_enc; s++)
 	{
 		long		len = (long) enc[s].prompt_len + enc[s].n_ids;
@@ -49,19 +87,33 @@ validate(const PtModel *m, const PtEncoderSeq *enc, int n_enc,
 							   enc[s].ids[i], c->vocab_size);
 		z->N += (size_t) len;
 		z->enc_probs += H * (size_t) len * (size_t) len;
+		if ((size_t) len * len > z->dscores)
+			z->dscores = (size_t) len * len;	/* encoder self-attention: Te x Te */
 		if (len > z->enc_max)
 			z->enc_max = (int) len;
 	}
 	for (int s = 0; s < n_dec; s++)
 	{
 		size_t		te;
+		int			path_len = dec[s].n_ids;
+		int			max_len = dec[s].parent ? PT_MAX_ROWS : PT_MAX_SEQ_LEN;
 
 		if (dec[s].enc < 0 || dec[s].enc >= n_enc || (s > 0 && dec[s].enc < dec[s - 1].enc))
 			return pt_fail(PT_ERR_ARGUMENT, "decoder sequences must refer to encoder sequences "
 						   "in non-decreasing order (sequence %d refers to %d)", s, dec[s].enc);
-		if (dec[s].n_ids < 1 || dec[s].n_ids > PT_MAX_SEQ_LEN)
+		if (dec[s].n_ids < 1 || dec[s].n_ids > max_len)
 			return pt_fail(PT_ERR_ARGUMENT, "decoder sequence %d has length %d; it must be 1 to %d",
-						   s, dec[s].n_ids, PT_MAX_SEQ_LEN);
+						   s, dec[s].n_ids, max_len);
+		if (dec[s].parent)
+		{
+			/* trees serve inference: the backward pass knows only chains */
+			if (keep)
+				return pt_fail(PT_ERR_ARGUMENT, "decoder sequence %d is a tree, which only "
+							   "inference supports", s);
+			if (validate_tree(&dec[s], s, &path_len) != 0)
+				return -1;
+			z->dec_tree = true;
+		}
 		for (int i = 0; i < dec[s].n_ids; i++)
 			if (dec[s].ids[i] < 0 || dec[s].ids[i] >= c->vocab_size)
 				return pt_fail(PT_ERR_ARGUMENT, "token id %d is outside the vocabulary [0, %d)",
@@ -70,15 +122,20 @@ validate(const PtModel *m, const PtEncoderSeq *enc, int n_enc,
 		z->Nd += (size_t) dec[s].n_ids;
 		z->dec_self_probs += H * (size_t) dec[s].n_ids * dec[s].n_ids;
 		z->dec_cross_probs += H * (size_t) dec[s].n_ids * te;
-		if (dec[s].n_ids > z->dec_max)
-			z->dec_max = dec[s].n_ids;
+		/* decoder self-attention (Td x Td) and cross-attention (Td x Te); backward only, so chains */
+		if ((size_t) dec[s].n_ids * dec[s].n_ids > z->dscores)
+			z->dscores = (size_t) dec[s].n_ids * dec[s].n_ids;
+		if ((size_t) dec[s].n_ids * te > z->dscores)
+			z->dscores = (size_t) dec[s].n_ids * te;
+		if (path_len > z->dec_max)
+			z->dec_max = path_len;
 	}
+	/* tree self-attention keeps no probabilities (pt_tree_attention_forward) */
+	if (z->dec_tree)
+		z->dec_self_probs = 0;
 	if (z->N > PT_MAX_ROWS || z->Nd > PT_MAX_ROWS)
 		return pt_fail(PT_ERR_ARGUMENT, "a batch may hold at most %d tokens", PT_MAX_ROWS);
 	z->rows = z->N > z->Nd ? z->N : z->Nd;
-	z->attn_scratch = (size_t) z->enc_max * z->enc_max;
-	if ((size_t) z->dec_max * z->enc_max > z->attn_scratch)
-		z->attn_scratch = (size_t) z->dec_max * z->enc_max;
 	return 0;
 }
 
@@ -103,6 +160,11 @@ carve(PtPass *p, PtArena *a, const PassSizes *z)
 	p->enc_len = pt_arena_bytes(a, sizeof(int) * p->n_enc);
 	p->dec_off = pt_arena_bytes(a, sizeof(int) * (p->n_dec + 1));
 	p->dec_len = pt_arena_bytes(a, sizeof(int) * (p->n_dec + 1));
+	if (z->dec_tree)
+	{
+		p->dec_parent = pt_arena_bytes(a, sizeof(int) * (z->Nd + 1));
+		p->dec_depth = pt_arena_bytes(a, sizeof(int) * (z->Nd + 1));
+	}
 	/* attention layouts: begin/end ranges and probability offsets */
 	p->enc_self.kv_q_begin = pt_arena_bytes(a, sizeof(int) * p->n_enc);
 	p->enc_self.kv_q_end = pt_arena_bytes(a, sizeof(int) * p->n_enc);
@@ -190,8 +252,10 @@ carve(PtPass *p, PtArena *a, const PassSizes *z)
 		p->g_v_cross = pt_arena_floats(a, z->N * I);
 		p->d_enc_out = pt_arena_floats(a, z->N * d);
 		p->d_x0 = pt_arena_floats(a, z->N * d);
-		p->enc_self.scratch = pt_arena_floats(a, z->attn_scratch * threads);
-		p->enc_self.scratch_per_thread = z->attn_scratch;
+		/* one dS block per thread, as large as the largest of all three layouts */
+		p->enc_self.dscores = pt_arena_floats(a, z->dscores * threads);
+		p->enc_self.dscores_stride = z->dscores;
+		p->enc_self.dscores_threads = threads;
 	}
 }
 
@@ -231,6 +295,21 @@ fill_layouts(PtPass *p, const PassSizes *z)
 	}
 	p->dec_rows = row;
 	p->dec_max = z->dec_max;
+	p->dec_tree = z->dec_tree;
+	for (int s = 0; p->dec_tree && s < p->n_dec; s++)
+	{
+		/* rows of a chain are each other's parents too */
+		const int  *parent = p->dec_seqs[s].parent;
+		int			off = p->dec_off[s];
+
+		for (int i = 0; i < p->dec_len[s]; i++)
+		{
+			int			up = parent ? parent[i] : i - 1;
+
+			p->dec_parent[off + i] = up < 0 ? -1 : off + up;
+			p->dec_depth[off + i] = up < 0 ? 0 : p->dec_depth[off + up] + 1;
+		}
+	}
 
 	/* decoder sequences are sorted by encoder sequence: find each one's range */
 	probs = 0;
@@ -269,9 +348,10 @@ fill_layouts(PtPass *p, const PassSizes *z)
 	p->dec_cross.bias = NULL;
 	p->dec_cross.causal = false;
 
-	/* one scratch area serves all three layouts: they never run concurrently */
-	p->dec_self.scratch = p->dec_cross.scratch = p->enc_self.scratch;
-	p->dec_self.scratch_per_thread = p->dec_cross.scratch_per_thread = p->enc_self.scratch_per_thread;
+	/* one dS area serves all three layouts: they never run concurrently */
+	p->dec_self.dscores = p->dec_cross.dscores = p->enc_self.dscores;
+	p->dec_self.dscores_stride = p->dec_cross.dscores_stride = p->enc_self.dscores_stride;
+	p->dec_self.dscores_threads = p->dec_cross.dscores_threads = p->enc_self.dscores_threads;
 
 	pt_position_bias_table(p->model->enc_rel_bias, c->num_heads, c->rel_buckets,
 						   c->rel_max_distance, true, z->enc_max, p->enc_self.bias);
@@ -289,7 +369,7 @@ pt_pass_begin(PtPass *p, const PtModel *model, PtArena *arena,
 	PtArena		counter = {0};
 
 	memset(p, 0, sizeof(*p));
-	if (validate(model, enc, n_enc, dec, n_dec, &z) != 0)
+	if (validate(model, enc, n_enc, dec, n_dec, keep, &z) != 0)
 		return -1;
 	p->model = model;
 	p->keep = keep;

@@ -46,6 +46,15 @@ typedef struct PtDecoderSeq
 	int			enc;			/* index of the encoder sequence it attends to */
 	const int32_t *ids;			/* decoder inputs: decoder_start, y_1, ..., y_{n-1} */
 	int			n_ids;
+
+	/*
+	 * NULL: a chain, as above.  Otherwise a tree of n_ids nodes (inference
+	 * only): parent[0] = -1 and 0 <= parent[i] < i; node i sees its
+	 * ancestors and itself, at relative positions depth(ancestor) - depth(i).
+	 * Each root-to-node path computes exactly what the chain of its ids
+	 * would, so prefixes shared by several sequences run once.
+	 */
+	const int  *parent;
 } PtDecoderSeq;
 
 /* What one encoder layer keeps for its backward pass (shapes for N rows). */
@@ -103,7 +112,11 @@ typedef struct PtPass
 	int		   *dec_off,
 			   *dec_len;
 	int			dec_rows,
-				dec_max;
+				dec_max;		/* longest chain or tree path */
+	/* set when some decoder sequence is a tree: self-attention follows ancestors */
+	bool		dec_tree;
+	int		   *dec_parent;		/* [dec_rows] row of each row's parent, -1 at a root */
+	int		   *dec_depth;		/* [dec_rows] position of each row in its path */
 	PtAttnLayout enc_self,
 				dec_self,
 				dec_cross;

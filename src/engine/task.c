@@ -2,6 +2,7 @@
  * task.c - labels, input encoding and score plans (see task.h).
  */
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,12 +43,11 @@ free_plan(PtScorePlan *p)
 }
 
 /*
- * Builds the plan of one scoring.  For label j at position t, the competing
+ * Builds the label-token plan.  For label j at position t, the competing
  * tokens are the t-th tokens of all labels that share j's first t tokens.
- * With full_vocab every position is scored against the whole vocabulary.
  */
 static int
-build_plan(const PtModel *m, PtTask *task, bool full_vocab, PtScorePlan *p)
+build_plan(const PtModel *m, PtTask *task, PtScorePlan *p)
 {
 	int			L = task->n_labels;
 	int			max_terms = 0;
@@ -75,26 +75,23 @@ build_plan(const PtModel *m, PtTask *task, bool full_vocab, PtScorePlan *p)
 			PtScoreTerm *term = &p->terms[p->n_terms];
 			int			begin = p->n_cands;
 
-			if (!full_vocab)
+			for (int k = 0; k < L; k++)
 			{
-				for (int k = 0; k < L; k++)
-				{
-					const PtLabel *lk = &task->labels[k];
-					bool		dup = false;
+				const PtLabel *lk = &task->labels[k];
+				bool		dup = false;
 
-					if (lk->n_target <= t || !same_prefix(lk->target, lj->target, t))
-						continue;
-					for (int c = begin; c < p->n_cands && !dup; c++)
-						dup = p->cands[c] == lk->target[t];
-					if (!dup)
-						p->cands[p->n_cands++] = lk->target[t];
-				}
-				if (p->n_cands - begin < 2)
-				{
-					/* the only possible token: probability 1 within the label set */
-					p->n_cands = begin;
+				if (lk->n_target <= t || !same_prefix(lk->target, lj->target, t))
 					continue;
-				}
+				for (int c = begin; c < p->n_cands && !dup; c++)
+					dup = p->cands[c] == lk->target[t];
+				if (!dup)
+					p->cands[p->n_cands++] = lk->target[t];
+			}
+			if (p->n_cands - begin < 2)
+			{
+				/* the only possible token: probability 1 within the label set */
+				p->n_cands = begin;
+				continue;
 			}
 			*term = (PtScoreTerm) {j, -1, t, lj->target[t], begin, p->n_cands};
 			p->n_terms++;
@@ -159,8 +156,135 @@ fail:
 	return -1;
 }
 
-PtTask *
-pt_task_new(const PtModel *m, const char *const *labels, int n_labels, int max_input_tokens)
+static void
+free_trie(PtLabelTrie *t)
+{
+	free(t->ids);
+	free(t->parent);
+	free(t->term_begin);
+	free(t->term_label);
+	free(t->term_token);
+	memset(t, 0, sizeof(*t));
+}
+
+/*
+ * Builds the rank trie (see task.h).  A label of n target tokens walks n
+ * nodes: the root, then one per token but the last (EOS is predicted, never
+ * fed).  Children are found through first-child / next-sibling lists, so the
+ * build is linear in the number of target tokens.
+ */
+static int
+build_trie(const PtModel *m, PtTask *task, PtLabelTrie *t)
+{
+	int			L = task->n_labels;
+	int			n_terms = 0;
+	int		   *first_child = NULL,
+			   *next_sibling = NULL,
+			   *term_node = NULL,
+			   *fill = NULL;
+
+	for (int j = 0; j < L; j++)
+		n_terms += task->labels[j].n_target;
+	/* at most one node per term: the root, plus one per fed token */
+	t->ids = pt_calloc(n_terms, sizeof(int32_t));
+	t->parent = pt_calloc(n_terms, sizeof(int));
+	t->term_begin = pt_calloc(n_terms + 1, sizeof(int));
+	t->term_label = pt_calloc(n_terms, sizeof(int));
+	t->term_token = pt_calloc(n_terms, sizeof(int32_t));
+	first_child = pt_calloc(n_terms, sizeof(int));
+	next_sibling = pt_calloc(n_terms, sizeof(int));
+	term_node = pt_calloc(n_terms, sizeof(int));
+	fill = pt_calloc(n_terms + 1, sizeof(int));
+	if (!t->ids || !t->parent || !t->term_begin || !t->term_label || !t->term_token ||
+		!first_child || !next_sibling || !term_node || !fill)
+		goto fail;
+
+	/* 1. the nodes, and the node of each (label, position) term in label order */
+	t->ids[0] = m->cfg.decoder_start_token_id;
+	t->parent[0] = -1;
+	first_child[0] = next_sibling[0] = -1;
+	t->n_nodes = 1;
+	for (int j = 0, term = 0; j < L; j++)
+	{
+		const PtLabel *lj = &task->labels[j];
+		int			node = 0;
+
+		for (int pos = 0; pos < lj->n_target; pos++)
+		{
+			int			child;
+
+			term_node[term++] = node;
+			if (pos + 1 == lj->n_target)
+				break;
+			/* descend by the token just scored: it is the next node's input */
+			for (child = first_child[node]; child >= 0; child = next_sibling[child])
+				if (t->ids[child] == lj->target[pos])
+					break;
+			if (child < 0)
+			{
+				child = t->n_nodes++;
+				t->ids[child] = lj->target[pos];
+				t->parent[child] = node;
+				first_child[child] = -1;
+				next_sibling[child] = first_child[node];
+				first_child[node] = child;
+			}
+			node = child;
+		}
+	}
+
+	/* 2. group the terms by node (counting sort, stable in label order) */
+	for (int i = 0; i < n_terms; i++)
+		t->term_begin[term_node[i] + 1]++;
+	for (int n = 0; n < t->n_nodes; n++)
+		t->term_begin[n + 1] += t->term_begin[n];
+	memcpy(fill, t->term_begin, sizeof(int) * (t->n_nodes + 1));
+	for (int j = 0, term = 0; j < L; j++)
+		for (int pos = 0; pos < task->labels[j].n_target; pos++, term++)
+		{
+			int			slot = fill[term_node[term]]++;
+
+			t->term_label[slot] = j;
+			t->term_token[slot] = task->labels[j].target[pos];
+		}
+
+	free(first_child);
+	free(next_sibling);
+	free(term_node);
+	free(fill);
+	return 0;
+
+fail:
+	free(first_child);
+	free(next_sibling);
+	free(term_node);
+	free(fill);
+	free_trie(t);
+	return -1;
+}
+
+int
+pt_scoring_parse(const char *name, PtScoring *out)
+{
+	if (strcmp(name, "label_tokens") == 0)
+		*out = PT_SCORE_LABEL_TOKENS;
+	else if (strcmp(name, "rank") == 0)
+		*out = PT_SCORE_RANK;
+	else
+		return pt_fail(PT_ERR_ARGUMENT, "unknown scoring \"%s\" (use label_tokens or rank)", name);
+	return 0;
+}
+
+const char *
+pt_scoring_name(PtScoring scoring)
+{
+	return scoring == PT_SCORE_RANK ? "rank" : "label_tokens";
+}
+
+/* labels as texts (tokenized here), or as token ids (label_ids != NULL, named by index) */
+static PtTask *
+task_new(const PtModel *m, const char *const *labels, const int32_t *const *label_ids,
+		 const int *n_label_ids, int n_labels, int max_input_tokens)
 {
 	PtTask	   *task;
 
@@ -184,23 +308,38 @@ pt_task_new(const PtModel *m, const char *const *labels, int n_labels, int max_i
 	for (int j = 0; j < n_labels; j++)
 	{
 		PtLabel    *l = &task->labels[j];
-		size_t		len = strlen(labels[j]);
+		char		name[16];
+		const char *text = labels ? labels[j] : name;
+		size_t		len;
 		int32_t		ids[PT_MAX_LABEL_TOKENS];
 		int			n;
 
+		snprintf(name, sizeof(name), "%d", j);
+		len = strlen(text);
 		task->n_labels = j + 1;
 		if (len > PT_MAX_LABEL_BYTES)
 		{
-			pt_fail(PT_ERR_ARGUMENT, "label \"%.40s...\" is longer than %d bytes", labels[j], PT_MAX_LABEL_BYTES);
+			pt_fail(PT_ERR_ARGUMENT, "label \"%.40s...\" is longer than %d bytes", text, PT_MAX_LABEL_BYTES);
 			goto fail;
 		}
-		l->text = pt_strdup(labels[j]);
-		n = pt_tokenizer_encode(m->tokenizer, labels[j], len, ids, PT_MAX_LABEL_TOKENS);
+		l->text = pt_strdup(text);
+		if (label_ids == NULL)
+			n = pt_tokenizer_encode(m->tokenizer, text, len, ids, PT_MAX_LABEL_TOKENS);
+		else
+		{
+			n = n_label_ids[j] < PT_MAX_LABEL_TOKENS ? n_label_ids[j] : PT_MAX_LABEL_TOKENS;
+			for (int t = 0; t < n; t++)
+				if ((ids[t] = label_ids[j][t]) < 0 || ids[t] >= m->cfg.vocab_size)
+				{
+					pt_fail(PT_ERR_ARGUMENT, "label %d has token id %d outside the vocabulary", j, ids[t]);
+					goto fail;
+				}
+		}
 		if (l->text == NULL || n < 0)
 			goto fail;
 		if (n == PT_MAX_LABEL_TOKENS)
 		{
-			pt_fail(PT_ERR_ARGUMENT, "label \"%s\" has more than %d tokens", labels[j], PT_MAX_LABEL_TOKENS - 1);
+			pt_fail(PT_ERR_ARGUMENT, "label \"%s\" has more than %d tokens", text, PT_MAX_LABEL_TOKENS - 1);
 			goto fail;
 		}
 		l->target = pt_calloc(n + 1, sizeof(int32_t));
@@ -218,14 +357,26 @@ pt_task_new(const PtModel *m, const char *const *labels, int n_labels, int max_i
 				goto fail;
 			}
 	}
-	if (build_plan(m, task, false, &task->plan[PT_SCORE_LABEL_TOKENS]) != 0 ||
-		build_plan(m, task, true, &task->plan[PT_SCORE_FULL_VOCAB]) != 0)
+	if (build_plan(m, task, &task->plan) != 0 || build_trie(m, task, &task->trie) != 0)
 		goto fail;
 	return task;
 
 fail:
 	pt_task_free(task);
 	return NULL;
+}
+
+PtTask *
+pt_task_new(const PtModel *m, const char *const *labels, int n_labels, int max_input_tokens)
+{
+	return task_new(m, labels, NULL, NULL, n_labels, max_input_tokens);
+}
+
+PtTask *
+pt_task_new_from_ids(const PtModel *m, const int32_t *const *label_ids, const int *n_label_ids,
+					 int n_labels, int max_input_tokens)
+{
+	return task_new(m, NULL, label_ids, n_label_ids, n_labels, max_input_tokens);
 }
 
 void
@@ -239,8 +390,8 @@ pt_task_free(PtTask *task)
 		free(task->labels[j].target);
 	}
 	free(task->labels);
-	free_plan(&task->plan[0]);
-	free_plan(&task->plan[1]);
+	free_plan(&task->plan);
+	free_trie(&task->trie);
 	free(task);
 }
 

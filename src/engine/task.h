@@ -10,11 +10,14 @@
  *    distribution is restricted to the tokens that continue some label, so
  *    only those tokens' logits are computed.  Positions where only one label
  *    token can follow score 0 and need no decoder step at all; for labels of
- *    one token each, the decoder runs a single step per row.
- *  - PT_SCORE_FULL_VOCAB: the sum of each target token's log-softmax over the
- *    whole vocabulary (the plain sequence log-likelihood).
- * The ScorePlan precomputes, per label set, which decoder inputs to run and
- * where each scored token's logit comes from.
+ *    one token each, the decoder runs a single step per row.  The ScorePlan
+ *    precomputes which decoder inputs to run and where each scored token's
+ *    logit comes from.
+ *  - PT_SCORE_RANK: T5X's rank classification: the sum of each target
+ *    token's log-softmax over the whole vocabulary (the plain sequence
+ *    log-likelihood, EOS included).  The decoder inputs of all labels form a
+ *    trie (PtLabelTrie): the decoder runs once per distinct prefix (tree
+ *    attention, see t5.h) and the full-vocabulary head once per trie node.
  */
 #ifndef PT_TASK_H
 #define PT_TASK_H
@@ -31,8 +34,12 @@
 typedef enum PtScoring
 {
 	PT_SCORE_LABEL_TOKENS = 0,
-	PT_SCORE_FULL_VOCAB = 1
+	PT_SCORE_RANK = 1
 } PtScoring;
+
+/* "label_tokens" / "rank" to a PtScoring; -1 (error set) for anything else. */
+int			pt_scoring_parse(const char *name, PtScoring *out);
+const char *pt_scoring_name(PtScoring scoring);
 
 typedef struct PtLabel
 {
@@ -49,7 +56,7 @@ typedef struct PtScoreTerm
 	int			position;		/* row within that sequence */
 	int32_t		token;			/* the label's token at this position */
 	int			cand_begin;		/* its competitors: cands[cand_begin, cand_end) */
-	int			cand_end;		/* (empty range: full-vocabulary softmax) */
+	int			cand_end;
 } PtScoreTerm;
 
 typedef struct PtScorePlan
@@ -63,17 +70,43 @@ typedef struct PtScorePlan
 	int			n_cands;
 } PtScorePlan;
 
+/*
+ * Rank scoring's decoder inputs as a trie.  Node 0 is decoder_start; node
+ * i > 0 has input token ids[i] and parent parent[i] < i, so node i stands
+ * for the prefix [decoder_start, target[0 .. depth_i)) that the path from
+ * the root spells.  The decoder state at node i predicts the next target
+ * token of every label with that prefix: node i's terms
+ * [term_begin[i], term_begin[i + 1]) say which label and which token.
+ * Every target token of every label is exactly one term.
+ */
+typedef struct PtLabelTrie
+{
+	int			n_nodes;
+	int32_t    *ids;			/* [n_nodes] decoder input token of each node */
+	int		   *parent;			/* [n_nodes], -1 for the root */
+	int		   *term_begin;		/* [n_nodes + 1] */
+	int		   *term_label;		/* [n_terms] */
+	int32_t    *term_token;		/* [n_terms] */
+} PtLabelTrie;
+
 typedef struct PtTask
 {
 	int			n_labels;
 	PtLabel    *labels;
 	int			max_input_tokens;	/* including the EOS */
-	PtScorePlan plan[2];		/* indexed by PtScoring */
+	PtScorePlan plan;			/* PT_SCORE_LABEL_TOKENS */
+	PtLabelTrie trie;			/* PT_SCORE_RANK */
 } PtTask;
 
-/* Tokenizes the labels and builds both score plans; labels must be distinct. */
+/* Tokenizes the labels and builds the score plan and trie; labels must be distinct. */
 PtTask	   *pt_task_new(const PtModel *m, const char *const *labels, int n_labels,
 						int max_input_tokens);
+/*
+ * The same with labels given as token ids (EOS is appended), named "0",
+ * "1", ...: cross-checks score label sets of any shape without a tokenizer.
+ */
+PtTask	   *pt_task_new_from_ids(const PtModel *m, const int32_t *const *label_ids,
+								 const int *n_label_ids, int n_labels, int max_input_tokens);
 void		pt_task_free(PtTask *task);
 
 /* Index of the label with this text, or -1. */

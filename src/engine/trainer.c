@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "classifier.h"
 #include "error.h"
 #include "objective.h"
@@ -29,7 +31,8 @@ struct PtTrainer
 	PtTrainOptions opt;
 	PtTask	   *task;
 	TokenSet	train,
-				val;
+				val,			/* the rows that choose the best checkpoint */
+				test;			/* held-out rows, only measured at the end (may be empty) */
 	PtWorkspace ws;
 
 	/* the member being trained */
@@ -76,6 +79,7 @@ struct PtTrainer
 	PtTrainResult result;
 	double		started;
 	bool		done;
+	bool		failed;			/* a step failed: no more steps */
 };
 
 /* What pt_trainer_advance() works on. */
@@ -83,7 +87,8 @@ enum
 {
 	PHASE_TRAIN,				/* micro-batches of the current step */
 	PHASE_VALIDATE,				/* the member's prompt on the validation rows */
-	PHASE_FINAL_EVAL			/* the final prompts (the ensemble) on the validation rows */
+	PHASE_FINAL_EVAL,			/* the final prompts (the ensemble) on the validation rows */
+	PHASE_FINAL_TEST			/* the final prompts on the held-out rows */
 };
 
 static double
@@ -137,9 +142,11 @@ validate_options(const PtTrainOptions *o)
 		return pt_fail(PT_ERR_ARGUMENT, "ensemble_size must be between 1 and 64");
 	if (o->max_input_tokens < 2 || o->max_input_tokens > 4096)
 		return pt_fail(PT_ERR_ARGUMENT, "max_input_tokens must be between 2 and 4096");
-	if (o->eval_every < 0 || o->patience < 0 || !(o->max_grad_norm >= 0) ||
-		!(o->weight_decay < 1))
+	if (o->eval_every < 0 || o->patience < 0 || !(o->max_grad_norm >= 0))
 		return pt_fail(PT_ERR_ARGUMENT, "eval_every, patience and max_grad_norm must not be negative");
+	if (!(o->weight_decay < 1))
+		return pt_fail(PT_ERR_ARGUMENT, "weight_decay must be below 1 (a negative value selects "
+					   "the optimizer's default)");
 	return 0;
 }
 
@@ -166,10 +173,13 @@ free_token_set(TokenSet *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/* Tokenizes the rows of set whose label is known to the task; counts the rest. */
+/*
+ * Tokenizes the rows of set (validation or held-out: `what`); rows without a
+ * text or label are counted; a label the task lacks is an error.
+ */
 static int
-tokenize_set(const PtModel *m, const PtTask *task, const PtTextSet *set, TokenSet *out,
-			 int *skipped)
+tokenize_set(const PtModel *m, const PtTask *task, const PtTextSet *set, const char *what,
+			 TokenSet *out, int *skipped)
 {
 	int32_t    *buf = pt_calloc(task->max_input_tokens, sizeof(int32_t));
 
@@ -194,8 +204,8 @@ tokenize_set(const PtModel *m, const PtTask *task, const PtTextSet *set, TokenSe
 		label = pt_task_label_index(task, set->labels[i]);
 		if (label < 0)
 		{
-			pt_fail(PT_ERR_ARGUMENT, "validation label \"%s\" does not occur in the training rows",
-					set->labels[i]);
+			pt_fail(PT_ERR_ARGUMENT, "%s label \"%s\" does not occur in the training rows",
+					what, set->labels[i]);
 			free(buf);
 			return -1;
 		}
@@ -221,15 +231,21 @@ tokenize_set(const PtModel *m, const PtTask *task, const PtTextSet *set, TokenSe
 	return 0;
 }
 
-/* Moves a seeded random `count` rows of train into val. */
-static void
+/* Moves a seeded random `count` rows of train into val (which has room for them). */
+static int
 split_validation(TokenSet *train, TokenSet *val, int count, unsigned long long seed)
 {
-	int		   *order = malloc(sizeof(int) * train->n);
-	bool	   *to_val = calloc(train->n, sizeof(bool));
+	int		   *order = pt_calloc(train->n + 1, sizeof(int));
+	bool	   *to_val = pt_calloc(train->n + 1, sizeof(bool));
 	PtRng		rng;
 	int			kept = 0;
 
+	if (order == NULL || to_val == NULL)
+	{
+		free(order);
+		free(to_val);
+		return -1;
+	}
 	pt_rng_seed(&rng, seed ^ 0x76616c6964617465ull);	/* "validate" */
 	for (int i = 0; i < train->n; i++)
 		order[i] = i;
@@ -248,6 +264,7 @@ split_validation(TokenSet *train, TokenSet *val, int count, unsigned long long s
 	train->n = kept;
 	free(order);
 	free(to_val);
+	return 0;
 }
 
 static long
@@ -297,13 +314,13 @@ start_member(PtTrainer *t, int member)
 }
 
 /*
- * Scores up to max_rows more validation rows with the given prompts (several:
+ * Scores up to max_rows more rows of set with the given prompts (several:
  * the ensemble's vote), in chunks of at most 64.  Returns 1 when every row is
  * scored (then *accuracy and *loss, the mean -log p(true label), are set and
  * the counters reset), 0 when rows are left, -1 on error.
  */
 static int
-evaluate_slice(PtTrainer *t, PtPrompt *const *prompts, int n_prompts, int max_rows,
+evaluate_slice(PtTrainer *t, const TokenSet *set, PtPrompt *const *prompts, int n_prompts, int max_rows,
 			   double *accuracy, double *loss)
 {
 	int			chunk = 64;
@@ -311,7 +328,7 @@ evaluate_slice(PtTrainer *t, PtPrompt *const *prompts, int n_prompts, int max_ro
 	int			lens[64];
 	PtClassifyRow rows[64];
 	PtClassifyResult results[64];
-	int			end = t->val.n - t->eval_pos < max_rows ? t->val.n : t->eval_pos + max_rows;
+	int			end = set->n - t->eval_pos < max_rows ? set->n : t->eval_pos + max_rows;
 	float	   *probs = pt_calloc((size_t) chunk * t->task->n_labels, sizeof(float));
 
 	if (probs == NULL)
@@ -329,7 +346,7 @@ evaluate_slice(PtTrainer *t, PtPrompt *const *prompts, int n_prompts, int max_ro
 		for (int i = 0; i < n; i++)
 		{
 			rows[i] = (PtClassifyRow) {t->task, t->opt.scoring, n_prompts, values, lens,
-				t->val.ids[start + i], t->val.n_ids[start + i]};
+				set->ids[start + i], set->n_ids[start + i]};
 			results[i].probs = probs + (size_t) i * t->task->n_labels;
 		}
 		if (pt_classify(t->m, &t->ws, rows, n, results) != 0)
@@ -339,7 +356,7 @@ evaluate_slice(PtTrainer *t, PtPrompt *const *prompts, int n_prompts, int max_ro
 		}
 		for (int i = 0; i < n; i++)
 		{
-			int			truth = t->val.label[start + i];
+			int			truth = set->label[start + i];
 
 			t->eval_correct += results[i].label == truth;
 			t->eval_nll -= log(fmax(results[i].probs[truth], 1e-30));
@@ -348,10 +365,10 @@ evaluate_slice(PtTrainer *t, PtPrompt *const *prompts, int n_prompts, int max_ro
 		t->unit_rows += n;
 	}
 	free(probs);
-	if (t->eval_pos < t->val.n)
+	if (t->eval_pos < set->n)
 		return 0;
-	*accuracy = t->val.n ? (double) t->eval_correct / t->val.n : NAN;
-	*loss = t->val.n ? t->eval_nll / t->val.n : NAN;
+	*accuracy = set->n ? (double) t->eval_correct / set->n : NAN;
+	*loss = set->n ? t->eval_nll / set->n : NAN;
 	t->eval_pos = 0;
 	t->eval_correct = 0;
 	t->eval_nll = 0.0;
@@ -501,7 +518,7 @@ pt_trainer_close_rows(PtTrainer *t, const PtTextSet *dev)
 
 	if (dev)
 	{
-		if (tokenize_set(m, t->task, dev, &t->val, &t->result.skipped_rows) != 0)
+		if (tokenize_set(m, t->task, dev, "validation", &t->val, &t->result.skipped_rows) != 0)
 			return -1;
 	}
 	else
@@ -511,9 +528,9 @@ pt_trainer_close_rows(PtTrainer *t, const PtTextSet *dev)
 		t->val.ids = pt_calloc(count + 1, sizeof(int32_t *));
 		t->val.n_ids = pt_calloc(count + 1, sizeof(int));
 		t->val.label = pt_calloc(count + 1, sizeof(int));
-		if (!t->val.ids || !t->val.n_ids || !t->val.label)
+		if (!t->val.ids || !t->val.n_ids || !t->val.label ||
+			split_validation(&t->train, &t->val, count, opt->seed) != 0)
 			return -1;
-		split_validation(&t->train, &t->val, count, opt->seed);
 	}
 	if (t->train.n == 0)
 		return pt_fail(PT_ERR_ARGUMENT, "no training rows are left (all NULL, or all held out for validation)");
@@ -538,6 +555,20 @@ pt_trainer_close_rows(PtTrainer *t, const PtTextSet *dev)
 	t->progress.n_members = opt->ensemble_size;
 	t->progress.total_steps = steps_per_member(t);
 	return start_member(t, 0);
+}
+
+int
+pt_trainer_set_test(PtTrainer *t, const PtTextSet *test)
+{
+	int			skipped = 0;
+
+	if (!t->rows_closed || t->progress.step > 0 || t->member > 0 || t->test.n > 0)
+		return pt_fail(PT_ERR_ARGUMENT, "give the held-out rows before the first step, once");
+	if (tokenize_set(t->m, t->task, test, "held-out", &t->test, &skipped) != 0)
+		return -1;
+	t->result.test_rows = t->test.n;
+	t->result.skipped_rows += skipped;
+	return 0;
 }
 
 long
@@ -575,21 +606,50 @@ next_row(PtTrainer *t)
 	return t->order[t->order_pos++];
 }
 
+/*
+ * The prompt's metadata: how it was trained, as JSON built by jansson (so
+ * always valid: no nan, strings escaped).  selection_accuracy is the best
+ * validation accuracy, on the rows that chose this checkpoint (null without
+ * validation rows).
+ */
+static char *
+member_metadata(const PtTrainer *t)
+{
+	json_t	   *meta = json_pack("{s:s, s:s, s:f, s:I, s:i, s:I, s:i, s:o}",
+								 "init", pt_init_name(t->opt.init),
+								 "optimizer", pt_optimizer_name(t->opt.optimizer),
+								 "learning_rate", t->opt.learning_rate,
+								 "seed", (json_int_t) t->opt.seed,
+								 "member", t->member,
+								 "steps", (json_int_t) t->progress.step,
+								 "selection_rows", t->val.n,
+								 "selection_accuracy",
+								 t->best ? json_real(t->best_acc) : json_null());
+	char	   *text = meta ? json_dumps(meta, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+	char	   *out;
+
+	json_decref(meta);
+	if (text == NULL)
+	{
+		pt_fail(PT_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	out = pt_strdup(text);		/* the prompt frees it with free() */
+	free(text);
+	return out;
+}
+
 /* The member is done: keep its best (or last) prompt; start the next member, or the final validation. */
 static int
 finish_member(PtTrainer *t)
 {
 	PtPrompt   *keep = t->best ? t->best : t->prompt;
-	char		meta[512];
+	char	   *meta = member_metadata(t);
 
-	snprintf(meta, sizeof(meta),
-			 "{\"init\": \"%s\", \"optimizer\": \"%s\", \"learning_rate\": %g, \"seed\": %llu, "
-			 "\"member\": %d, \"steps\": %ld, \"val_accuracy\": %.6g}",
-			 pt_init_name(t->opt.init), pt_optimizer_name(t->opt.optimizer),
-			 t->opt.learning_rate, t->opt.seed, t->member, t->progress.step,
-			 t->best ? t->best_acc : NAN);
+	if (meta == NULL)
+		return -1;
 	free(keep->metadata);
-	keep->metadata = pt_strdup(meta);
+	keep->metadata = meta;
 	t->result.prompts[t->member] = keep;
 	if (keep == t->best)
 		t->best = NULL;
@@ -607,9 +667,12 @@ finish_member(PtTrainer *t)
 		return pt_fail(PT_ERR_NOMEM, "out of memory");
 	for (int j = 0; j < t->task->n_labels; j++)
 		t->result.labels[j] = t->task->labels[j].text;
-	t->result.val_accuracy = NAN;
+	t->result.selection_accuracy = NAN;
+	t->result.test_accuracy = NAN;
 	if (t->val.n > 0)
 		t->phase = PHASE_FINAL_EVAL;
+	else if (t->test.n > 0)
+		t->phase = PHASE_FINAL_TEST;
 	else
 	{
 		t->done = true;
@@ -676,7 +739,7 @@ run_micro_batch(PtTrainer *t, int max_rows)
 									t->batch_grads + t->batch_pos, NULL);
 
 	if (isnan(loss))
-		return -1;
+		return -1;				/* the caller says at which step */
 	for (size_t j = 0; j < n; j++)
 		t->grad[j] += t->micro_grad[j];
 	t->batch_loss += loss;
@@ -692,13 +755,24 @@ end_step(PtTrainer *t)
 	size_t		n = (size_t) t->opt.prompt_length * t->m->cfg.d_model;
 	double		norm = 0.0;
 
+	/*
+	 * A NaN norm would skip the clipping and poison the prompt: stop instead,
+	 * with the prompt as it was before this step.
+	 */
 	for (size_t k = 0; k < n; k++)
 		norm += (double) t->grad[k] * t->grad[k];
 	norm = sqrt(norm);
+	if (!isfinite(norm))
+		return pt_fail(PT_ERR_NUMERIC, "the prompt's gradient is %s (loss %g)",
+					   isnan(norm) ? "NaN" : "infinite", t->batch_loss);
 	if (t->opt.max_grad_norm > 0 && norm > t->opt.max_grad_norm)
 		for (size_t k = 0; k < n; k++)
 			t->grad[k] *= (float) (t->opt.max_grad_norm / norm);
 	pt_optimizer_step(t->optimizer, t->prompt->values, t->grad);
+	for (size_t k = 0; k < n; k++)
+		if (!isfinite(t->prompt->values[k]))
+			return pt_fail(PT_ERR_NUMERIC, "the optimizer's update made the prompt %s (gradient norm %g)",
+						   isnan(t->prompt->values[k]) ? "NaN" : "infinite", norm);
 
 	t->in_step = false;
 	t->rows_trained += t->opt.batch_size;
@@ -751,6 +825,20 @@ end_validation(PtTrainer *t, double acc, double loss)
 	return end_of_step(t);
 }
 
+/*
+ * Prefixes the current error with where training stopped, and keeps the
+ * trainer stopped: a NaN is not something the next step would cure.
+ */
+static int
+fail_at_step(PtTrainer *t)
+{
+	t->failed = true;
+	if (t->opt.ensemble_size > 1)
+		return pt_fail_context("training stopped at step %ld of ensemble member %d",
+							   t->progress.step + 1, t->member + 1);
+	return pt_fail_context("training stopped at step %ld", t->progress.step + 1);
+}
+
 int
 pt_trainer_advance(PtTrainer *t, int max_rows)
 {
@@ -763,6 +851,8 @@ pt_trainer_advance(PtTrainer *t, int max_rows)
 		return pt_fail(PT_ERR_ARGUMENT, "pt_trainer_close_rows() must come before training");
 	if (t->done)
 		return 1;
+	if (t->failed)
+		return pt_fail(PT_ERR_ARGUMENT, "this training stopped after an error");
 	if (max_rows < 1)
 		max_rows = 1;
 	t->step_boundary = false;
@@ -776,20 +866,27 @@ pt_trainer_advance(PtTrainer *t, int max_rows)
 			rc = run_micro_batch(t, max_rows);
 			t->step_seconds += now_seconds() - start;
 			if (rc < 0 || (rc == 1 && end_step(t) != 0))
-				return -1;
+				return fail_at_step(t);
 			break;
 		case PHASE_VALIDATE:
-			rc = evaluate_slice(t, &t->prompt, 1, max_rows, &acc, &loss);
+			rc = evaluate_slice(t, &t->val, &t->prompt, 1, max_rows, &acc, &loss);
 			if (rc < 0 || (rc == 1 && end_validation(t, acc, loss) != 0))
-				return -1;
+				return fail_at_step(t);
 			break;
 		case PHASE_FINAL_EVAL:
-			rc = evaluate_slice(t, t->result.prompts, t->result.n_prompts, max_rows, &acc, &loss);
+		case PHASE_FINAL_TEST:
+			rc = evaluate_slice(t, t->phase == PHASE_FINAL_EVAL ? &t->val : &t->test,
+								t->result.prompts, t->result.n_prompts, max_rows, &acc, &loss);
 			if (rc < 0)
 				return -1;
-			if (rc == 1)
+			if (rc == 1 && t->phase == PHASE_FINAL_EVAL)
+				t->result.selection_accuracy = acc;
+			else if (rc == 1)
+				t->result.test_accuracy = acc;
+			if (rc == 1 && t->phase == PHASE_FINAL_EVAL && t->test.n > 0)
+				t->phase = PHASE_FINAL_TEST;	/* then the held-out rows */
+			else if (rc == 1)
 			{
-				t->result.val_accuracy = acc;
 				t->done = true;
 				t->progress.finished = true;
 				t->step_boundary = true;
@@ -884,6 +981,7 @@ pt_trainer_free(PtTrainer *t)
 	free(t->batch_grads);
 	free_token_set(&t->train);
 	free_token_set(&t->val);
+	free_token_set(&t->test);
 	pt_workspace_free(&t->ws);
 	pt_task_free(t->task);
 	free(t);

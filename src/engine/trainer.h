@@ -83,12 +83,20 @@ typedef struct PtTrainResult
 	int			n_labels;
 	char	  **labels;			/* the task's labels (sorted) */
 	int			train_rows;
-	int			val_rows;
+	int			val_rows;		/* validation rows: they choose the best checkpoint */
+	int			test_rows;		/* held-out rows given by pt_trainer_set_test() (else 0) */
 	int			skipped_rows;	/* NULL text or label */
 	long		steps;			/* over all members */
 	double		seconds;
 	double		final_loss;		/* mean training loss of the last steps */
-	double		val_accuracy;	/* of the final prompt(s) on the validation rows; NAN if none */
+	/*
+	 * Accuracy of the final prompt(s) on the validation rows, NAN if none.
+	 * Those rows chose the checkpoint, so this is optimistic: an estimate
+	 * of accuracy on new rows is test_accuracy, on held-out rows that took
+	 * no part in training or selection (NAN unless given).
+	 */
+	double		selection_accuracy;
+	double		test_accuracy;
 } PtTrainResult;
 
 typedef struct PtTrainer PtTrainer;
@@ -100,7 +108,18 @@ typedef struct PtTrainer PtTrainer;
  */
 PtTrainer  *pt_trainer_new(const PtModel *m, const PtTrainOptions *opt,
 						   const PtTextSet *train, const PtTextSet *dev);
-/* One optimisation step (and a validation when due): 0 more to do, 1 done, -1 error. */
+/*
+ * Held-out rows to measure the final prompt(s) on, apart from the validation
+ * rows (result.test_accuracy).  Call before the first step; labels must be
+ * among the training labels.
+ */
+int			pt_trainer_set_test(PtTrainer *t, const PtTextSet *test);
+/*
+ * One optimisation step (and a validation when due): 0 more to do, 1 done,
+ * -1 error.  A NaN or infinite loss, gradient or updated prompt is an error
+ * (PT_ERR_NUMERIC) naming the step; after any error the trainer takes no
+ * more steps.
+ */
 int			pt_trainer_step(PtTrainer *t);
 
 /*

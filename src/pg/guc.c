@@ -11,6 +11,7 @@
 
 #include "guc.h"
 #include "ipc.h"
+#include "scoring.h"
 
 char	   *ptune_model_path = NULL;
 int			ptune_threads = 0;
@@ -20,6 +21,14 @@ int			ptune_request_timeout = 0;
 int			ptune_max_trainings_per_role = 2;
 int			ptune_training_slice_ms = 100;
 int			ptune_precision = 1;	/* bf16: as accurate as fp32 in our measurements, twice as fast */
+
+/* values as scoring.h: -1 defers to the task's stored mode, else the engine's PtScoring */
+static const struct config_enum_entry scoring_options[] = {
+	{"stored", PTUNE_SCORING_STORED, false},
+	{"label_tokens", PTUNE_SCORING_DEFAULT, false},
+	{"rank", 1, false},
+	{NULL, 0, false}
+};
 
 static const struct config_enum_entry precision_options[] = {
 	{"fp32", 0, false},
@@ -77,5 +86,11 @@ ptune_define_gucs(void)
 							"statement_timeout applies as well; training is bounded by statement_timeout only.",
 							&ptune_request_timeout, 0, 0, INT_MAX, PGC_USERSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomEnumVariable("ptune.scoring",
+							 "How classify, classify_scores and evaluate score labels when the call gives no scoring.",
+							 "stored: the mode stored with the task's active version; label_tokens: softmax over "
+							 "the labels' tokens; rank: sum of full-vocabulary log-probabilities (T5X's rank classification).",
+							 &ptune_scoring, PTUNE_SCORING_STORED, scoring_options, PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 	MarkGUCPrefixReserved("ptune");
 }

@@ -15,6 +15,7 @@
 #include "client.h"
 #include "prompt_store.h"
 #include "protocol.h"
+#include "scoring.h"
 
 /* A token covers at most 16 characters of 4 bytes: more text than this is never read. */
 #define BYTES_PER_TOKEN 64
@@ -70,7 +71,7 @@ ptune_load_task(const char *task, MemoryContext mcxt)
 	int			rc;
 
 	SPI_connect();
-	rc = SPI_execute_with_args("SELECT version, labels, prompt FROM ptune.prompts "
+	rc = SPI_execute_with_args("SELECT version, labels, prompt, hyperparameters->>'scoring' FROM ptune.prompts "
 							   "WHERE task = $1 AND is_active ORDER BY member",
 							   1, argtypes, args, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
@@ -126,6 +127,9 @@ ptune_load_task(const char *task, MemoryContext mcxt)
 			for (int j = 0; j < tp->n_labels; j++)
 				tp->labels[j] = nulls[j] ? pstrdup("") : TextDatumGetCString(elems[j]);
 			tp->max_input_tokens = blob_max_input_tokens(tp->blobs[k]);
+			d = SPI_getbinval(row, desc, 4, &isnull);
+			tp->stored_scoring = isnull ? PTUNE_SCORING_DEFAULT : ptune_scoring_from_name(TextDatumGetCString(d));
+			tp->scoring = tp->stored_scoring;
 		}
 		MemoryContextSwitchTo(old);
 		ptune_prompt_key(VARDATA_ANY(tp->blobs[k]), VARSIZE_ANY_EXHDR(tp->blobs[k]), tp->keys[k]);
@@ -138,7 +142,7 @@ static void
 build_request(StringInfo buf, TaskPrompts *tp, bool with_blobs, text **texts, int n)
 {
 	initStringInfo(buf);
-	pq_sendint32(buf, 0);		/* scoring: label tokens */
+	pq_sendint32(buf, tp->scoring);
 	pq_sendint32(buf, tp->n_prompts);
 	for (int k = 0; k < tp->n_prompts; k++)
 	{

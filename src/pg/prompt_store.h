@@ -19,6 +19,8 @@ typedef struct TaskPrompts
 	int			n_labels;
 	char	  **labels;
 	int			max_input_tokens;
+	int			stored_scoring; /* the version's default (scoring.h) */
+	int			scoring;		/* what the next request asks for */
 	bool		blobs_sent;		/* the worker has received them in this query */
 } TaskPrompts;
 

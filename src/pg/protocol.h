@@ -13,8 +13,12 @@
  *          response: int32 status (CLASSIFY_OK or CLASSIFY_NEED_PROMPTS);
  *                    int32 n_labels; n_texts x (int32 label or -1; n_labels x float4)
  *
- * TRAIN request:     string task; the options (see sql_train.c, worker_train.c);
- *                    int32 n_rows; n_rows x (string text; string label)
+ * TRAIN request:     string task; the options (see sql_train.c, worker_train.c;
+ *                    the last, int32 scoring, is validation's).  Then the rows
+ *                    in chunks (ptune_call_send), each: int32 kind (0 training
+ *                    rows, 1 held-out rows); int32 n_rows; n_rows x (string
+ *                    text; string label).  The last chunk (flagged by the
+ *                    slot) says that all rows were sent.
  *       response:    metrics, string[] labels, the prompts as blobs, model identity
  *
  * EXPLAIN request:   int32 k; blob   response: int32 P; int32 k; P*k x (string piece; float8 sim)

@@ -3,7 +3,8 @@
  * ptune.classify_scores().
  *
  * A call per row of a query reads the task's prompts once: they are kept in
- * the function's fn_extra for the rest of the query.
+ * the function's fn_extra for the rest of the query.  The last argument,
+ * scoring, may differ per call (see scoring.h for what decides it).
  */
 #include "postgres.h"
 
@@ -14,12 +15,19 @@
 #include "utils/builtins.h"
 
 #include "prompt_store.h"
+#include "scoring.h"
 
 PG_FUNCTION_INFO_V1(ptune_classify);
 PG_FUNCTION_INFO_V1(ptune_classify_array);
 PG_FUNCTION_INFO_V1(ptune_classify_scores);
 
-/* The task's prompts, cached in fn_extra while the task argument stays the same. */
+/* argument 2 of every function here */
+#define ARG_SCORING 2
+
+/*
+ * The task's prompts, cached in fn_extra while the task argument stays the
+ * same, set to this call's scoring.
+ */
 static TaskPrompts *
 task_for_call(FunctionCallInfo fcinfo)
 {
@@ -31,6 +39,7 @@ task_for_call(FunctionCallInfo fcinfo)
 		tp = ptune_load_task(task, fcinfo->flinfo->fn_mcxt);
 		fcinfo->flinfo->fn_extra = tp;
 	}
+	tp->scoring = ptune_call_scoring(fcinfo, ARG_SCORING, tp->stored_scoring);
 	return tp;
 }
 

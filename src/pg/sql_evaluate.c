@@ -19,6 +19,7 @@
 
 #include "metrics.h"
 #include "prompt_store.h"
+#include "scoring.h"
 
 PG_FUNCTION_INFO_V1(ptune_evaluate);
 
@@ -78,6 +79,7 @@ ptune_evaluate(PG_FUNCTION_ARGS)
 					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 												get_rel_name(relid)));
 	tp = ptune_load_task(task, CurrentMemoryContext);
+	tp->scoring = ptune_call_scoring(fcinfo, 4, tp->stored_scoring);
 
 	n_names = tp->n_labels;
 	cap = n_names + 16;

@@ -32,6 +32,7 @@
 #include "guc.h"
 #include "prompt_store.h"
 #include "protocol.h"
+#include "scoring.h"
 
 PG_FUNCTION_INFO_V1(ptune_train_prompt);
 
@@ -40,7 +41,8 @@ enum
 {
 	ARG_TASK, ARG_RELATION, ARG_TEXT_COLUMN, ARG_LABEL_COLUMN, ARG_PROMPT_LENGTH, ARG_INIT,
 	ARG_OPTIMIZER, ARG_LEARNING_RATE, ARG_BATCH_SIZE, ARG_EPOCHS, ARG_MAX_STEPS,
-	ARG_VALIDATION_FRACTION, ARG_ENSEMBLE_SIZE, ARG_MAX_INPUT_TOKENS, ARG_SEED
+	ARG_VALIDATION_FRACTION, ARG_ENSEMBLE_SIZE, ARG_MAX_INPUT_TOKENS, ARG_SEED, ARG_TEST_RELATION,
+	ARG_SCORING
 };
 
 typedef struct TrainArgs
@@ -60,6 +62,8 @@ typedef struct TrainArgs
 	int			ensemble_size;
 	int			max_input_tokens;
 	int64		seed;
+	Oid			test_relation;	/* held-out rows, or InvalidOid */
+	int			scoring;		/* validation's, stored as the version's default */
 } TrainArgs;
 
 static void
@@ -86,14 +90,14 @@ read_args(FunctionCallInfo fcinfo, TrainArgs *a)
 {
 	static const char *names[] = {"task", "relation", "text_column", "label_column", "prompt_length",
 		"init", "optimizer", "learning_rate", "batch_size", "epochs", NULL, "validation_fraction",
-	"ensemble_size", "max_input_tokens", "seed"};
+	"ensemble_size", "max_input_tokens", "seed", NULL, "scoring"};
 
 	a->task = ptune_task_argument(fcinfo, ARG_TASK);
 	if (strlen(a->task) > 200)
 		ereport(ERROR,
 				(errcode(ERRCODE_NAME_TOO_LONG),
 				 errmsg("task name is longer than 200 bytes")));
-	for (int i = ARG_RELATION; i <= ARG_SEED; i++)
+	for (int i = ARG_RELATION; i <= ARG_SCORING; i++)
 		if (names[i])
 			require_arg(fcinfo, i, names[i]);
 	a->relation = PG_GETARG_OID(ARG_RELATION);
@@ -110,6 +114,8 @@ read_args(FunctionCallInfo fcinfo, TrainArgs *a)
 	a->ensemble_size = PG_GETARG_INT32(ARG_ENSEMBLE_SIZE);
 	a->max_input_tokens = PG_GETARG_INT32(ARG_MAX_INPUT_TOKENS);
 	a->seed = PG_GETARG_INT32(ARG_SEED);
+	a->test_relation = PG_ARGISNULL(ARG_TEST_RELATION) ? InvalidOid : PG_GETARG_OID(ARG_TEST_RELATION);
+	a->scoring = ptune_scoring_from_name(text_to_cstring(PG_GETARG_TEXT_PP(ARG_SCORING)));
 
 	check_range("prompt_length", a->prompt_length, 1, 1024, "The paper uses 1 to 150, typically 20 to 100.");
 	check_range("learning_rate", a->learning_rate, 1e-9, 100, NULL);
@@ -169,20 +175,34 @@ check_task_owner(const char *task)
 #define CHUNK_BYTES (1 << 20)
 
 /*
- * Reads (text, label) rows with the caller's privileges and streams them to
- * the worker; rows with a NULL text or label are skipped and counted.  The
- * last chunk is sent only once the rows are known to be trainable.
+ * Reads (text, label) rows of relation with the caller's privileges and
+ * streams them to the worker as chunks of `kind` (CHUNK_TRAINING_ROWS or
+ * CHUNK_HELD_OUT_ROWS); rows with a NULL text or label are skipped and
+ * counted.  The word that all rows were sent is a separate, last chunk.
  */
+#define CHUNK_TRAINING_ROWS 0
+#define CHUNK_HELD_OUT_ROWS 1
+
+static void
+send_chunk(PtuneCall *call, StringInfo chunk, int kind, int n, StringInfo body, bool last)
+{
+	resetStringInfo(chunk);
+	pq_sendint32(chunk, kind);
+	pq_sendint32(chunk, n);
+	appendBinaryStringInfo(chunk, body->data, body->len);
+	ptune_call_send(call, chunk, last);
+	resetStringInfo(body);
+}
+
 static int
-stream_rows(PtuneCall *call, const TrainArgs *a, const char *relname_plain, int *skipped)
+stream_rows(PtuneCall *call, const TrainArgs *a, Oid relation, int kind, int *skipped, int *n_labels_out)
 {
 	Relation	rel;
 	char	   *relname;
 	char	   *query;
 	Portal		portal;
 	int			rows = 0,
-				in_chunk = 0,
-				n_labels;
+				in_chunk = 0;
 	HTAB	   *labels;
 	HASHCTL		ctl = {.keysize = 264, .entrysize = 264};
 	StringInfoData chunk,
@@ -191,7 +211,7 @@ stream_rows(PtuneCall *call, const TrainArgs *a, const char *relname_plain, int 
 													ALLOCSET_DEFAULT_SIZES);
 
 	/* names come from the catalog and are quoted: no SQL is built from raw input */
-	rel = relation_open(a->relation, AccessShareLock);
+	rel = relation_open(relation, AccessShareLock);
 	relname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 										 RelationGetRelationName(rel));
 	relation_close(rel, AccessShareLock);
@@ -242,11 +262,7 @@ stream_rows(PtuneCall *call, const TrainArgs *a, const char *relname_plain, int 
 			in_chunk++;
 			if (in_chunk == CHUNK_ROWS || body.len >= CHUNK_BYTES)
 			{
-				resetStringInfo(&chunk);
-				pq_sendint32(&chunk, in_chunk);
-				appendBinaryStringInfo(&chunk, body.data, body.len);
-				ptune_call_send(call, &chunk, false);
-				resetStringInfo(&body);
+				send_chunk(call, &chunk, kind, in_chunk, &body, false);
 				in_chunk = 0;
 			}
 			CHECK_FOR_INTERRUPTS();
@@ -257,27 +273,10 @@ stream_rows(PtuneCall *call, const TrainArgs *a, const char *relname_plain, int 
 	}
 	SPI_cursor_close(portal);
 	SPI_finish();
-	n_labels = (int) hash_get_num_entries(labels);
+	*n_labels_out = (int) hash_get_num_entries(labels);
 	hash_destroy(labels);
-
-	if (rows == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("relation \"%s\" has no rows with both a text and a label", relname_plain),
-				 *skipped ? errdetail("%d rows have a NULL text or label.", *skipped) : 0));
-	if (n_labels < 2)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("column \"%s\" has a single distinct label", a->label_column),
-				 errhint("A classifier needs rows of at least two labels.")));
-	if (*skipped > 0)
-		ereport(NOTICE, (errmsg("ptune: skipped %d rows with a NULL text or label", *skipped)));
-
-	/* the rest, and the word that training may start */
-	resetStringInfo(&chunk);
-	pq_sendint32(&chunk, in_chunk);
-	appendBinaryStringInfo(&chunk, body.data, body.len);
-	ptune_call_send(call, &chunk, true);
+	if (in_chunk > 0)
+		send_chunk(call, &chunk, kind, in_chunk, &body, false);
 	pfree(chunk.data);
 	pfree(body.data);
 	MemoryContextDelete(fetch_cxt);
@@ -309,11 +308,13 @@ typedef struct TrainResult
 {
 	int			train_rows,
 				val_rows,
+				test_rows,
 				skipped;
 	int64		steps;
 	double		seconds,
 				final_loss,
-				val_accuracy,
+				selection_accuracy,	/* on the validation rows, which chose the checkpoint */
+				test_accuracy,	/* on the held-out rows (NaN if none) */
 				rows_per_second;
 	int			n_labels;
 	char	  **labels;
@@ -329,11 +330,13 @@ parse_result(StringInfo msg, TrainResult *r)
 {
 	r->train_rows = pq_getmsgint(msg, 4);
 	r->val_rows = pq_getmsgint(msg, 4);
+	r->test_rows = pq_getmsgint(msg, 4);
 	r->skipped = pq_getmsgint(msg, 4);
 	r->steps = pq_getmsgint64(msg);
 	r->seconds = pq_getmsgfloat8(msg);
 	r->final_loss = pq_getmsgfloat8(msg);
-	r->val_accuracy = pq_getmsgfloat8(msg);
+	r->selection_accuracy = pq_getmsgfloat8(msg);
+	r->test_accuracy = pq_getmsgfloat8(msg);
 	r->rows_per_second = pq_getmsgfloat8(msg);
 	r->n_labels = pq_getmsgint(msg, 4);
 	r->labels = palloc(sizeof(char *) * Max(r->n_labels, 1));
@@ -356,6 +359,13 @@ parse_result(StringInfo msg, TrainResult *r)
 	r->d_model = pq_getmsgint(msg, 4);
 }
 
+/* A float8 as JSON: null where there is nothing to report (NaN, infinite). */
+static char *
+json_number(double x)
+{
+	return isfinite(x) ? psprintf("%.6f", x) : "null";
+}
+
 static char *
 json_string(const char *s)
 {
@@ -368,7 +378,7 @@ json_string(const char *s)
 
 /* Stores the prompts as a new, active version of the task; returns the version. */
 static int
-store_prompts(const TrainArgs *a, const TrainResult *r, const char *relname)
+store_prompts(const TrainArgs *a, const TrainResult *r, const char *relname, const char *test_relname)
 {
 	Oid			types[11] = {TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID, INT4OID, INT4OID,
 	TEXTARRAYOID, BYTEAOID, JSONBOID, JSONBOID};
@@ -386,18 +396,19 @@ store_prompts(const TrainArgs *a, const TrainResult *r, const char *relname)
 					 "\"prompt_length\": %d, \"init\": %s, \"optimizer\": %s, \"learning_rate\": %g, "
 					 "\"batch_size\": %d, \"epochs\": %d, \"max_steps\": %lld, "
 					 "\"validation_fraction\": %g, \"ensemble_size\": %d, \"max_input_tokens\": %d, "
-					 "\"seed\": %lld}",
+					 "\"seed\": %lld, \"test_relation\": %s, \"scoring\": %s}",
 					 json_string(relname), json_string(a->text_column), json_string(a->label_column),
 					 a->prompt_length, json_string(a->init), json_string(a->optimizer), a->learning_rate,
 					 a->batch_size, a->epochs, (long long) a->max_steps, a->validation_fraction,
-					 a->ensemble_size, a->max_input_tokens, (long long) a->seed);
-	metrics = psprintf("{\"train_rows\": %d, \"validation_rows\": %d, \"skipped_rows\": %d, "
-					   "\"steps\": %lld, \"seconds\": %.3f, \"final_loss\": %s, "
-					   "\"validation_accuracy\": %s, \"rows_per_second\": %.2f}",
-					   r->train_rows, r->val_rows, r->skipped, (long long) r->steps, r->seconds,
-					   isnan(r->final_loss) ? "null" : psprintf("%.6f", r->final_loss),
-					   isnan(r->val_accuracy) ? "null" : psprintf("%.6f", r->val_accuracy),
-					   r->rows_per_second);
+					 a->ensemble_size, a->max_input_tokens, (long long) a->seed,
+					 test_relname ? json_string(test_relname) : "null",
+					 json_string(ptune_scoring_to_name(a->scoring)));
+	metrics = psprintf("{\"train_rows\": %d, \"validation_rows\": %d, \"test_rows\": %d, "
+					   "\"skipped_rows\": %d, \"steps\": %lld, \"seconds\": %.3f, \"final_loss\": %s, "
+					   "\"selection_accuracy\": %s, \"test_accuracy\": %s, \"rows_per_second\": %s}",
+					   r->train_rows, r->val_rows, r->test_rows, r->skipped, (long long) r->steps,
+					   r->seconds, json_number(r->final_loss), json_number(r->selection_accuracy),
+					   json_number(r->test_accuracy), json_number(r->rows_per_second));
 
 	SPI_connect();
 	/* one trainer of a task at a time computes the next version number */
@@ -439,15 +450,16 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 	TrainArgs	a;
 	StringInfoData req,
 				resp;
-	int		   *skipped = palloc0(sizeof(int));	/* set inside PG_TRY */
+	int		   *counts = palloc0(sizeof(int) * 2);	/* rows skipped (training, held-out): set in PG_TRY */
 	int			version;
 	PtuneCall	call;
 	TrainResult r;
 	TupleDesc	desc;
-	Datum		values[8];
-	bool		nulls[8] = {false};
+	Datum		values[9];
+	bool		nulls[9] = {false};
 	uint64		seen = 0;
-	char	   *relname;
+	char	   *relname,
+			   *test_relname = NULL;
 
 	ptune_require_shared();
 	read_args(fcinfo, &a);
@@ -475,6 +487,16 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 	pq_sendint64(&req, a.seed);
 	pq_sendfloat8(&req, 1.0);	/* max_grad_norm */
 	pq_sendfloat8(&req, -1.0);	/* weight_decay: the optimizer's default */
+	pq_sendint32(&req, a.scoring);
+	if (OidIsValid(a.test_relation))
+	{
+		test_relname = get_rel_name(a.test_relation);
+		if (test_relname == NULL)
+			ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+							errmsg("relation %u does not exist", a.test_relation)));
+		test_relname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(a.test_relation)),
+												  test_relname);
+	}
 
 	/*
 	 * The worker checks the model and its capacity on this header, before a
@@ -483,7 +505,31 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 	ptune_call_begin(&call, PTUNE_REQ_TRAIN, &req, false, report_progress, &seen);
 	PG_TRY();
 	{
-		(void) stream_rows(&call, &a, relname, skipped);
+		int			rows,
+					n_labels,
+					test_labels;
+		StringInfoData chunk,
+					none;
+
+		rows = stream_rows(&call, &a, a.relation, CHUNK_TRAINING_ROWS, &counts[0], &n_labels);
+		if (rows == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("relation \"%s\" has no rows with both a text and a label", relname),
+					 counts[0] ? errdetail("%d rows have a NULL text or label.", counts[0]) : 0));
+		if (n_labels < 2)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("column \"%s\" has a single distinct label", a.label_column),
+					 errhint("A classifier needs rows of at least two labels.")));
+		if (counts[0] > 0)
+			ereport(NOTICE, (errmsg("ptune: skipped %d rows with a NULL text or label", counts[0])));
+		if (OidIsValid(a.test_relation))
+			(void) stream_rows(&call, &a, a.test_relation, CHUNK_HELD_OUT_ROWS, &counts[1], &test_labels);
+		/* all rows sent: training may start */
+		initStringInfo(&chunk);
+		initStringInfo(&none);
+		send_chunk(&call, &chunk, CHUNK_TRAINING_ROWS, 0, &none, true);
 		ptune_call_finish(&call, &resp);
 	}
 	PG_CATCH();
@@ -494,9 +540,9 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 	pfree(req.data);
 	parse_result(&resp, &r);
-	r.skipped += *skipped;
+	r.skipped += counts[0] + counts[1];
 	version = store_prompts(&a, &r, quote_qualified_identifier(get_namespace_name(get_rel_namespace(a.relation)),
-															   relname));
+															   relname), test_relname);
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "train_prompt must return a row");
@@ -514,7 +560,9 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 	values[5] = Float8GetDatum(r.seconds);
 	values[6] = Float8GetDatum(r.final_loss);
 	nulls[6] = isnan(r.final_loss);
-	values[7] = Float8GetDatum(r.val_accuracy);
-	nulls[7] = isnan(r.val_accuracy);
+	values[7] = Float8GetDatum(r.selection_accuracy);
+	nulls[7] = isnan(r.selection_accuracy);
+	values[8] = Float8GetDatum(r.test_accuracy);
+	nulls[8] = isnan(r.test_accuracy);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

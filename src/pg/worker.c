@@ -67,6 +67,8 @@ worker_sqlstate(PtErrorKind kind)
 			return ERRCODE_OUT_OF_MEMORY;
 		case PT_ERR_CANCELLED:
 			return ERRCODE_QUERY_CANCELED;
+		case PT_ERR_NUMERIC:
+			return ERRCODE_FLOATING_POINT_EXCEPTION;
 		default:
 			return ERRCODE_INTERNAL_ERROR;
 	}
@@ -98,7 +100,9 @@ worker_fail_engine(int index, const char *context)
 
 	snprintf(message, sizeof(message), "%s: %s", context, pt_error_message());
 	ptune_slot_fail(index, worker_sqlstate(kind), message, NULL,
-				kind == PT_ERR_MISMATCH ? "Retrain the task with ptune.train_prompt() on the loaded model." : NULL);
+				kind == PT_ERR_MISMATCH ? "Retrain the task with ptune.train_prompt() on the loaded model." :
+				kind == PT_ERR_NUMERIC ? "Try a lower learning_rate; if the loss is NaN from the first step, "
+				"check the model's weights." : NULL);
 }
 
 void
@@ -119,33 +123,27 @@ worker_fail_caught(int index)
 
 static double load_seconds = 0.0;
 
-/* JSON that ptune.model_info() shows. */
+/* JSON that ptune.model_info() shows (built by the engine, which escapes names). */
 static void
 publish_model_info(void)
 {
 	const PtConfig *c = &worker_model->cfg;
 	char		fp[2 * PT_FINGERPRINT_BYTES + 1];
+	char	   *info = pt_model_info_json(worker_model, load_seconds);
 
 	pt_model_fingerprint_hex(worker_model, fp);
 	LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
 	strlcpy(ptune_shared->model_fingerprint, fp, sizeof(ptune_shared->model_fingerprint));
 	strlcpy(ptune_shared->model_name, c->model_name, sizeof(ptune_shared->model_name));
 	ptune_shared->model_parameters = worker_model->n_parameters;
-	snprintf(ptune_shared->model_info, sizeof(ptune_shared->model_info),
-			 "{\"model_name\": \"%s\", \"fingerprint\": \"%s\", \"parameters\": %lld, "
-			 "\"file_bytes\": %zu, \"load_seconds\": %.3f, \"vocab_size\": %d, \"d_model\": %d, "
-			 "\"d_kv\": %d, \"d_ff\": %d, \"num_heads\": %d, \"num_layers\": %d, "
-			 "\"num_decoder_layers\": %d, \"feed_forward_proj\": \"%s\", \"tie_word_embeddings\": %s, "
-			 "\"relative_attention_num_buckets\": %d, \"relative_attention_max_distance\": %d, "
-			 "\"threads\": %d, \"blas_kernels\": \"%s\", \"precision\": \"%s\"}",
-			 c->model_name, fp, (long long) worker_model->n_parameters, worker_model->file_bytes,
-			 load_seconds, c->vocab_size, c->d_model, c->d_kv, c->d_ff, c->num_heads, c->num_layers,
-			 c->num_decoder_layers, c->feed_forward_proj, c->tie_word_embeddings ? "true" : "false",
-			 c->rel_buckets, c->rel_max_distance, pt_get_threads(), pt_blas_core(),
-			 worker_model->math == PT_MATH_BF16 ? "bf16" : "fp32");
+	/* cut JSON is no JSON: an object that does not fit is left out */
+	strlcpy(ptune_shared->model_info,
+			info && strlen(info) < sizeof(ptune_shared->model_info) ? info : "{}",
+			sizeof(ptune_shared->model_info));
 	ptune_shared->model_error[0] = '\0';
 	ptune_shared->worker_state = PTUNE_WORKER_READY;
 	LWLockRelease(&ptune_shared->lock);
+	free(info);
 }
 
 static void

@@ -178,7 +178,7 @@ parse_job(Job *job)
 	ptune_slot_read(job->slot, &msg);
 	job->scoring = (PtScoring) pq_getmsgint(&msg, 4);
 	job->n_prompts = pq_getmsgint(&msg, 4);
-	if ((job->scoring != PT_SCORE_LABEL_TOKENS && job->scoring != PT_SCORE_FULL_VOCAB) ||
+	if ((job->scoring != PT_SCORE_LABEL_TOKENS && job->scoring != PT_SCORE_RANK) ||
 		job->n_prompts < 1 || job->n_prompts > 64)
 		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid classify request")));
 	job->values = palloc(sizeof(float *) * job->n_prompts);

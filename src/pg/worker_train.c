@@ -43,6 +43,13 @@ typedef struct TrainJob
 	int			progress;		/* index into ptune_shared->trainings */
 	PtTrainer  *trainer;
 	int			unit_rows;		/* rows per unit of work, tuned to ptune.training_slice_ms */
+	/* held-out rows, kept as text until the last chunk (pt_trainer_set_test takes them at once) */
+	MemoryContext held_out_cxt;
+	int			n_held_out,
+				cap_held_out;
+	const char **held_out_texts,
+			  **held_out_labels;
+	size_t	   *held_out_lens;
 } TrainJob;
 
 static TrainJob jobs[PTUNE_MAX_TRAININGS];
@@ -61,6 +68,10 @@ static void
 end_job(TrainJob *job)
 {
 	pt_trainer_free(job->trainer);
+	if (job->held_out_cxt)
+		MemoryContextDelete(job->held_out_cxt);
+	job->held_out_cxt = NULL;
+	job->n_held_out = job->cap_held_out = 0;
 	if (job->progress >= 0)
 	{
 		LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
@@ -109,7 +120,10 @@ parse_header(StringInfo msg, PtTrainOptions *o, char **task, Oid *db, Oid *user)
 	o->seed = (unsigned long long) pq_getmsgint64(msg);
 	o->max_grad_norm = pq_getmsgfloat8(msg);
 	o->weight_decay = pq_getmsgfloat8(msg);
+	o->scoring = (PtScoring) pq_getmsgint(msg, 4);
 	pq_getmsgend(msg);
+	if (o->scoring != PT_SCORE_LABEL_TOKENS && o->scoring != PT_SCORE_RANK)
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid scoring in a train request")));
 	if (pt_init_parse(init, &o->init) != 0 || pt_optimizer_parse(optimizer, &o->optimizer) != 0)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s", pt_error_message())));
 }
@@ -243,11 +257,13 @@ answer_job(TrainJob *job)
 	initStringInfo(&out);
 	pq_sendint32(&out, r->train_rows);
 	pq_sendint32(&out, r->val_rows);
+	pq_sendint32(&out, r->test_rows);
 	pq_sendint32(&out, r->skipped_rows);
 	pq_sendint64(&out, r->steps);
 	pq_sendfloat8(&out, r->seconds);
 	pq_sendfloat8(&out, r->final_loss);
-	pq_sendfloat8(&out, r->val_accuracy);
+	pq_sendfloat8(&out, r->selection_accuracy);
+	pq_sendfloat8(&out, r->test_accuracy);
 	pq_sendfloat8(&out, pt_trainer_progress(job->trainer)->rows_per_second);
 	pq_sendint32(&out, r->n_labels);
 	for (int j = 0; j < r->n_labels; j++)
@@ -273,6 +289,42 @@ answer_job(TrainJob *job)
 	ptune_slot_answer(job->slot, &out);
 }
 
+/* Chunk kinds (see sql_train.c). */
+#define CHUNK_TRAINING_ROWS 0
+#define CHUNK_HELD_OUT_ROWS 1
+
+/* Copies held-out rows into the job's memory, to be tokenized once all have come. */
+static void
+keep_held_out(TrainJob *job, const PtTextSet *set)
+{
+	MemoryContext old;
+
+	if (job->held_out_cxt == NULL)
+		job->held_out_cxt = AllocSetContextCreate(TopMemoryContext, "ptune held-out rows",
+												  ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(job->held_out_cxt);
+	if (job->n_held_out + set->n > job->cap_held_out)
+	{
+		int			cap = Max(2 * job->cap_held_out, job->n_held_out + set->n);
+
+		job->held_out_texts = job->cap_held_out ? repalloc(job->held_out_texts, sizeof(char *) * cap)
+			: palloc(sizeof(char *) * cap);
+		job->held_out_labels = job->cap_held_out ? repalloc(job->held_out_labels, sizeof(char *) * cap)
+			: palloc(sizeof(char *) * cap);
+		job->held_out_lens = job->cap_held_out ? repalloc(job->held_out_lens, sizeof(size_t) * cap)
+			: palloc(sizeof(size_t) * cap);
+		job->cap_held_out = cap;
+	}
+	for (int i = 0; i < set->n; i++)
+	{
+		job->held_out_texts[job->n_held_out] = pnstrdup(set->texts[i], set->lens[i]);
+		job->held_out_lens[job->n_held_out] = set->lens[i];
+		job->held_out_labels[job->n_held_out] = pstrdup(set->labels[i]);
+		job->n_held_out++;
+	}
+	MemoryContextSwitchTo(old);
+}
+
 /*
  * Tokenizes the chunk of rows the backend handed over, if there is one.
  * Returns false when none has arrived yet.  The chunk is copied out and the
@@ -286,7 +338,8 @@ receive_chunk(TrainJob *job)
 	StringInfoData view,
 				msg;
 	bool		last;
-	int			n;
+	int			kind,
+				n;
 	const char **texts,
 			  **labels;
 	size_t	   *lens;
@@ -301,8 +354,9 @@ receive_chunk(TrainJob *job)
 	if (!last)
 		ptune_slot_want_chunk(job->slot);
 
+	kind = pq_getmsgint(&msg, 4);
 	n = pq_getmsgint(&msg, 4);
-	if (n < 0 || n > 1000000)
+	if ((kind != CHUNK_TRAINING_ROWS && kind != CHUNK_HELD_OUT_ROWS) || n < 0 || n > 1000000)
 		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid number of training rows")));
 	texts = palloc(sizeof(char *) * (n + 1));
 	labels = palloc(sizeof(char *) * (n + 1));
@@ -320,7 +374,9 @@ receive_chunk(TrainJob *job)
 	}
 	pq_getmsgend(&msg);
 	set = (PtTextSet) {n, texts, lens, labels};
-	if (pt_trainer_add_rows(job->trainer, &set) != 0)
+	if (kind == CHUNK_HELD_OUT_ROWS)
+		keep_held_out(job, &set);
+	else if (pt_trainer_add_rows(job->trainer, &set) != 0)
 	{
 		worker_fail_engine(job->slot, "cannot read the training rows");
 		end_job(job);
@@ -333,6 +389,21 @@ receive_chunk(TrainJob *job)
 		worker_fail_engine(job->slot, "cannot train");
 		end_job(job);
 		return true;
+	}
+	if (job->n_held_out > 0)
+	{
+		PtTextSet	held_out = {job->n_held_out, job->held_out_texts, job->held_out_lens,
+		job->held_out_labels};
+
+		if (pt_trainer_set_test(job->trainer, &held_out) != 0)
+		{
+			worker_fail_engine(job->slot, "cannot read the held-out rows");
+			end_job(job);
+			return true;
+		}
+		MemoryContextDelete(job->held_out_cxt);
+		job->held_out_cxt = NULL;
+		job->n_held_out = 0;
 	}
 	job->state = JOB_TRAINING;
 	publish_progress(job, pt_trainer_phase(job->trainer));

@@ -296,3 +296,40 @@ test_small_request_does_not_wait_behind_a_big_one() {
   [[ $(cat "$WORK/big.out") == 9600 ]]
   check $? "the big call then answered all its rows ($(cat "$WORK/big.out"))"
 }
+
+# A model whose config.json name holds a quote and a backslash, and whose
+# weights hold a NaN: model_info() is still valid JSON, and training stops
+# with SQLSTATE 22P01 and a message naming the step (not a silent failure).
+test_odd_model_name_and_nan_weights() {
+  local good; good=$(q -c "SHOW ptune.model_path")
+  local odd="$WORK/odd-model"
+  rm -rf "$odd" && cp -r "$good" "$odd" || return 1
+  /usr/bin/python3 - "$odd" <<'PY' || return 1
+import json, struct, sys
+d = sys.argv[1]
+cfg = json.load(open(d + "/config.json"))
+cfg["_name_or_path"] = 'we"ird\\name'
+json.dump(cfg, open(d + "/config.json", "w"))
+raw = bytearray(open(d + "/model.safetensors", "rb").read())
+n = struct.unpack("<Q", raw[:8])[0]
+start = json.loads(raw[8:8 + n])["decoder.final_layer_norm.weight"]["data_offsets"][0]
+raw[8 + n + start:8 + n + start + 4] = struct.pack("<f", float("nan"))
+open(d + "/model.safetensors", "wb").write(raw)
+PY
+  [[ $(id -u) -eq 0 ]] && chown -R postgres "$odd"
+  q -c "ALTER SYSTEM SET ptune.model_path = '$odd'" -c "SELECT pg_reload_conf()" >/dev/null
+  wait_for "SELECT model_name = 'we\"ird\\name' FROM ptune.model_info()" 30
+  check $? "the odd model loaded"
+  local name; name=$(q_any -c "SELECT config->>'model_name' FROM ptune.model_info()")
+  [[ $name == 'we"ird\name' ]]
+  check $? "model_info() JSON keeps the name: $name"
+  local out; out=$(q_any -c "SET client_min_messages = warning" -c "\\set VERBOSITY verbose" \
+    -c "SELECT * FROM ptune.train_prompt('nan_task', 'toy', 'text', 'label', prompt_length => 2, epochs => 0, max_steps => 3, max_input_tokens => 8)")
+  [[ $out == *22P01* && $out == *"training stopped at step 1"* && $out == *NaN* ]]
+  check $? "a NaN loss: $(echo "$out" | head -1)"
+  [[ $(q -c "SELECT count(*) FROM ptune.prompts WHERE task = 'nan_task'") == 0 ]]
+  check $? "nothing stored"
+  q -c "ALTER SYSTEM RESET ptune.model_path" -c "SELECT pg_reload_conf()" >/dev/null
+  wait_for "SELECT config->>'model_name' = 'ptune-generated/tiny-gated' FROM ptune.model_info()" 30
+  check $? "the good model is back"
+}

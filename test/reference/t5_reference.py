@@ -26,7 +26,14 @@ CLI:
   t5_reference.py check MODEL_DIR < cases.json > results.json
   t5_reference.py buckets --buckets B --max-distance M --max-len T
   t5_reference.py make-cases MODEL_DIR --n N --seed S [--prompt-len P]
-                  [--max-input L] [--max-target K] > cases.json
+                  [--max-input L] [--max-target K] [--decoder-longer] [--rank-labels L]
+                  > cases.json
+    --decoder-longer: every target is longer than its encoder row (prompt +
+    input), inputs of 1 to 3 tokens: the shapes where decoder self-attention
+    blocks are the largest of the pass
+A case with "label_ids" (each label's tokens, EOS appended) also gets
+rank_log_probs: log softmax over the labels of their teacher-forced
+log-likelihoods (T5X rank classification), one full pass per label.
 """
 import argparse
 import json
@@ -231,6 +238,21 @@ def forward(cfg, w, input_ids, target_ids, prompt=None):
     return loss, logits
 
 
+def rank_log_probs(cfg, w, case, prompt):
+    """T5X rank classification: each label's target (its ids + EOS) scored by
+    its teacher-forced log-likelihood over the whole vocabulary, one full pass
+    per label; returns log softmax of those scores over the labels."""
+    scores = []
+    with torch.no_grad():
+        p = prompt.detach() if prompt is not None else None
+        for ids in case["label_ids"]:
+            target = list(ids) + [cfg["eos_id"]]
+            loss, _ = forward(cfg, w, case["input_ids"], target, p)
+            scores.append(-loss.item() * len(target))           # loss is the mean CE
+    s = torch.tensor(scores, dtype=DT)
+    return torch.log_softmax(s, dim=0).tolist()
+
+
 # ---------------------------------------------------------------- commands
 
 def cmd_check(args):
@@ -247,7 +269,10 @@ def cmd_check(args):
         if prompt is not None:
             (g,) = torch.autograd.grad(loss, prompt)
             grad = g.tolist()
-        results.append({"loss": loss.item(), "logits": logits.detach().tolist(), "prompt_grad": grad})
+        result = {"loss": loss.item(), "logits": logits.detach().tolist(), "prompt_grad": grad}
+        if "label_ids" in case:
+            result["rank_log_probs"] = rank_log_probs(cfg, w, case, prompt)
+        results.append(result)
     json.dump({"results": results}, sys.stdout)
     sys.stdout.write("\n")
 
@@ -275,7 +300,11 @@ def cmd_make_cases(args):
     for i in range(args.n):
         n_in = rng.randint(1, max_in)
         n_tg = rng.randint(1, max_tg)
-        if i % 4 == 0:
+        if args.decoder_longer:
+            n_in = rng.randint(1, 3)
+            shortest = args.prompt_len + n_in + 1
+            n_tg = rng.randint(max(shortest, max_tg * 3 // 4), max(max_tg, shortest))
+        elif i % 4 == 0:
             n_tg = 1                                   # EOS-only target
         elif i % 4 == 1:
             n_in = max_in                              # longest input
@@ -283,6 +312,13 @@ def cmd_make_cases(args):
             n_tg = max_tg
         ids = lambda k: [rng.randrange(V) for _ in range(k - 1)] + [EOS]
         case = {"input_ids": ids(n_in), "target_ids": ids(n_tg)}
+        if args.rank_labels and i % 2 == 0:
+            # labels that share prefixes (a trie), one the prefix of another
+            stem = [rng.randrange(V) for _ in range(rng.randint(1, 3))]
+            labels = [stem, stem + [rng.randrange(V)], [rng.randrange(V)]]
+            while len(labels) < args.rank_labels:
+                labels.append(stem[:rng.randint(0, len(stem))] + [rng.randrange(V) for _ in range(rng.randint(1, 3))])
+            case["label_ids"] = [list(l) for l in dict.fromkeys(tuple(l) for l in labels)]
         if args.prompt_len > 0:
             case["prompt"] = [[rng.uniform(-0.5, 0.5) for _ in range(cfg["d_model"])]
                               for _ in range(args.prompt_len)]
@@ -307,6 +343,9 @@ def main():
     p.add_argument("--prompt-len", type=int, default=0)
     p.add_argument("--max-input", type=int, default=24)
     p.add_argument("--max-target", type=int, default=12)
+    p.add_argument("--decoder-longer", action="store_true")
+    p.add_argument("--rank-labels", type=int, default=0,
+                   help="every other case gets this many labels (label_ids) for rank classification")
     args = ap.parse_args()
     {"check": cmd_check, "buckets": cmd_buckets, "make-cases": cmd_make_cases}[args.cmd](args)
 

@@ -32,21 +32,27 @@ NUMBERS = [None, -1, 0, 1, 2, 3, 10**9, -2**31, 2**31 - 1, "NaN", "Infinity", "-
 INITS = [None, "", "zeros", "class_labels", "RANDOM_UNIFORM", "x" * 1000]
 OPTIMIZERS = [None, "", "sgd", "adam", "ADAM", "adafactor "]
 TASKS = [None, "", "no_such_task", "x" * 300, "'; DROP TABLE toy; --"]
+SCORINGS = [None, "", "full", "RANK", "rank ", "label_tokens", "x" * 1000]
+
+
+def scoring():
+    """Half the calls also pass a scoring argument, good or bad."""
+    return f", scoring => {lit(rnd.choice(SCORINGS))}" if rnd.random() < 0.5 else ""
 
 
 def call():
     kind = rnd.choice(["classify", "classify_array", "scores", "evaluate", "explain", "train", "activate", "drop"])
     t = lit(rnd.choice(TASKS))
     if kind == "classify":
-        return f"SELECT ptune.classify({t}, {lit(rnd.choice(TEXTS))})"
+        return f"SELECT ptune.classify({t}, {lit(rnd.choice(TEXTS))}{scoring()})"
     if kind == "classify_array":
         items = ", ".join(lit(rnd.choice(TEXTS)) for _ in range(rnd.randint(0, 4)))
-        return f"SELECT ptune.classify({t}, ARRAY[{items}]::text[])"
+        return f"SELECT ptune.classify({t}, ARRAY[{items}]::text[]{scoring()})"
     if kind == "scores":
-        return f"SELECT * FROM ptune.classify_scores({t}, {lit(rnd.choice(TEXTS))})"
+        return f"SELECT * FROM ptune.classify_scores({t}, {lit(rnd.choice(TEXTS))}{scoring()})"
     if kind == "evaluate":
         return (f"SELECT * FROM ptune.evaluate({t}, {lit(rnd.choice(RELATIONS))}, {lit(rnd.choice(NAMES))}, "
-                f"{lit(rnd.choice(NAMES))})")
+                f"{lit(rnd.choice(NAMES))}{scoring()})")
     if kind == "explain":
         return f"SELECT * FROM ptune.explain_prompt({t}, {lit(rnd.choice(NUMBERS))})"
     if kind == "activate":
@@ -58,7 +64,7 @@ def call():
             f"batch_size => {lit(rnd.choice(NUMBERS))}", f"epochs => {lit(rnd.choice(NUMBERS))}",
             f"max_steps => {lit(rnd.choice(NUMBERS))}", f"validation_fraction => {lit(rnd.choice(NUMBERS))}",
             f"ensemble_size => {lit(rnd.choice(NUMBERS))}", f"max_input_tokens => {lit(rnd.choice(NUMBERS))}",
-            f"seed => {lit(rnd.choice(NUMBERS))}"]
+            f"seed => {lit(rnd.choice(NUMBERS))}", f"scoring => {lit(rnd.choice(SCORINGS))}"]
     chosen = rnd.sample(args, rnd.randint(1, 4))
     # at least one argument is bad for sure: a bad task or relation
     return (f"SELECT * FROM ptune.train_prompt({t}, {lit(rnd.choice(RELATIONS))}, {lit(rnd.choice(NAMES))}, "

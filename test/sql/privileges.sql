@@ -3,10 +3,15 @@ CREATE ROLE ptune_alice LOGIN;
 CREATE ROLE ptune_bob LOGIN;
 CREATE TABLE alice_data AS SELECT * FROM toy;
 ALTER TABLE alice_data OWNER TO ptune_alice;
+CREATE TABLE bob_data AS SELECT * FROM toy;
+ALTER TABLE bob_data OWNER TO ptune_bob;
 
 -- training reads the table with the caller's privileges
 SET ROLE ptune_bob;
 SELECT * FROM ptune.train_prompt('bob_task', 'alice_data', 'text', 'label', epochs => 0, max_steps => 1);
+-- and the held-out table too
+SELECT * FROM ptune.train_prompt('bob_task', 'bob_data', 'text', 'label', epochs => 0, max_steps => 1,
+                                 test_relation => 'alice_data');
 RESET ROLE;
 
 SET ROLE ptune_alice;
@@ -55,5 +60,6 @@ SELECT ptune.drop_task('it''s "quoted"; DROP TABLE toy');
 -- superusers may manage any task
 SELECT ptune.drop_task('alice_task');
 DROP TABLE alice_data;
+DROP TABLE bob_data;
 DROP ROLE ptune_alice;
 DROP ROLE ptune_bob;

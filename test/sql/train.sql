@@ -1,12 +1,28 @@
 -- Training stores a new active version; learning is visible on a random model
 -- with the settings that learn on random weights (see README).
+-- Held-out rows (test_relation) take no part in training or in choosing the
+-- checkpoint: test_accuracy is reported apart from selection_accuracy.
+CREATE TABLE toy_heldout AS
+SELECT i AS id,
+       concat_ws(' ', 'the', CASE WHEN i % 2 = 0 THEN animals[1 + i % 5] ELSE fruits[1 + i % 5] END,
+                 'here', CASE WHEN i % 2 = 0 THEN animals[1 + (i * 7) % 5] ELSE fruits[1 + (i * 7) % 5] END)
+           AS text,
+       CASE WHEN i % 2 = 0 THEN 'this' ELSE 'that' END AS label
+FROM generate_series(1, 40) AS i,
+     (SELECT ARRAY['dog', 'cat', 'horse', 'bird', 'fish'] AS animals,
+             ARRAY['apple', 'banana', 'orange', 'grape', 'lemon'] AS fruits) AS words;
 SET client_min_messages = warning;   -- progress NOTICEs carry timings
-SELECT task, version, labels, train_rows, steps, validation_accuracy >= 0.8 AS learned,
-       final_loss < 3 AS loss_fell
+SELECT task, version, labels, train_rows, steps, selection_accuracy >= 0.8 AS learned,
+       test_accuracy >= 0.75 AS generalizes, final_loss < 3 AS loss_fell
 FROM ptune.train_prompt('toy', 'toy', 'text', 'label', prompt_length => 20, init => 'random_uniform',
                         optimizer => 'adam', learning_rate => 0.1, batch_size => 16, epochs => 0,
-                        max_steps => 400, validation_fraction => 0.25, max_input_tokens => 16);
+                        max_steps => 400, validation_fraction => 0.25, max_input_tokens => 16,
+                        test_relation => 'toy_heldout');
 RESET client_min_messages;
+SELECT metrics->>'validation_rows' AS validation_rows, metrics->>'test_rows' AS test_rows,
+       jsonb_typeof(metrics->'selection_accuracy') AS selection, jsonb_typeof(metrics->'test_accuracy') AS test,
+       hyperparameters->>'test_relation' AS test_relation
+FROM ptune.prompts WHERE task = 'toy';
 
 SELECT task, version, member, is_active, prompt_length, d_model, labels, created_by = current_user AS mine,
        model_name, hyperparameters->>'optimizer' AS optimizer, (metrics->>'train_rows')::int AS train_rows,
@@ -31,4 +47,16 @@ FROM ptune.train_prompt('toy_ensemble', 'toy', 'text', 'label', prompt_length =>
 RESET client_min_messages;
 SELECT version, member, is_active, hyperparameters->>'init' AS init, hyperparameters->>'optimizer' AS optimizer
 FROM ptune.prompts WHERE task = 'toy_ensemble' ORDER BY member;
+
+-- without validation rows nothing chooses a checkpoint: selection_accuracy is NULL, and JSON null
+SET client_min_messages = warning;
+SELECT task, selection_accuracy IS NULL AS no_selection, test_accuracy IS NULL AS no_test
+FROM ptune.train_prompt('toy_novalidation', 'toy', 'text', 'label', prompt_length => 2, epochs => 0,
+                        max_steps => 2, validation_fraction => 0, max_input_tokens => 8);
+RESET client_min_messages;
+SELECT metrics->>'validation_rows' AS validation_rows, jsonb_typeof(metrics->'selection_accuracy') AS selection,
+       jsonb_typeof(metrics->'test_accuracy') AS test
+FROM ptune.prompts WHERE task = 'toy_novalidation';
+SELECT ptune.drop_task('toy_novalidation');
+DROP TABLE toy_heldout;
 SELECT task, active_version, versions, owner = current_user AS mine, labels FROM ptune.tasks ORDER BY task;

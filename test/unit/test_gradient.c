@@ -11,24 +11,30 @@
 #include "objective.h"
 #include "unit.h"
 
-#define N_EX 3
+#define N_EX 4
 #define PROMPT_LEN 4
+#define MAX_TARGET 24
 
 typedef struct Batch
 {
 	int32_t		input[N_EX][40];
-	int32_t		target[N_EX][4];
+	int32_t		target[N_EX][MAX_TARGET];
 	float	   *prompt[N_EX];
 	float	   *grad[N_EX];
 	PtExample	ex[N_EX];
 } Batch;
 
-/* Three examples of different lengths (one longer than max_distance 20). */
+/*
+ * Four examples of different lengths: one longer than max_distance 20, and
+ * one whose target (24) is longer than its encoder row (4 prompt rows + 2
+ * tokens), which exercises decoder self-attention blocks larger than any
+ * encoder block.
+ */
 static void
 make_batch(const PtModel *m, Batch *b, uint64_t seed)
 {
-	static const int in_len[N_EX] = {7, 33, 12};
-	static const int tgt_len[N_EX] = {2, 3, 1};
+	static const int in_len[N_EX] = {7, 33, 12, 2};
+	static const int tgt_len[N_EX] = {2, 3, 1, MAX_TARGET};
 	int			d = m->cfg.d_model;
 	int			vocab = m->cfg.vocab_size < 32000 ? m->cfg.vocab_size : 32000;
 

@@ -150,6 +150,53 @@ test_prompt_corruption(void)
 	pt_model_free(other);
 }
 
+/*
+ * Every (label, position) is exactly one term of the rank trie, at the node
+ * whose path from the root spells decoder_start + the label's prefix.
+ */
+static void
+check_trie(const PtModel *m, const PtTask *task)
+{
+	const PtLabelTrie *t = &task->trie;
+	int			n_terms = 0;
+
+	CHECK(t->n_nodes >= 1 && t->parent[0] == -1 && t->ids[0] == m->cfg.decoder_start_token_id);
+	for (int i = 1; i < t->n_nodes; i++)
+		CHECK(t->parent[i] >= 0 && t->parent[i] < i);
+	for (int j = 0; j < task->n_labels; j++)
+		n_terms += task->labels[j].n_target;
+	CHECK(t->term_begin[0] == 0 && t->term_begin[t->n_nodes] == n_terms);
+	for (int j = 0; j < task->n_labels; j++)
+	{
+		const PtLabel *l = &task->labels[j];
+
+		for (int pos = 0; pos < l->n_target; pos++)
+		{
+			int			found = 0;
+
+			for (int node = 0; node < t->n_nodes; node++)
+				for (int i = t->term_begin[node]; i < t->term_begin[node + 1]; i++)
+				{
+					int32_t		path[64];
+					int			depth = 0;
+
+					if (t->term_label[i] != j || t->term_token[i] != l->target[pos])
+						continue;
+					for (int a = node; a > 0; a = t->parent[a])
+						path[depth++] = t->ids[a];
+					if (depth != pos)
+						continue;
+					/* path holds the prefix backwards */
+					for (int q = 0; q < depth; q++)
+						if (path[depth - 1 - q] != l->target[q])
+							depth = -1;
+					found += depth == pos;
+				}
+			CHECKF(found == 1, "label %d position %d is %d terms of the trie", j, pos, found);
+		}
+	}
+}
+
 void		test_score_plans(void);
 void
 test_score_plans(void)
@@ -170,7 +217,7 @@ test_score_plans(void)
 	/* labels that tokenize to different first tokens need one decoder step */
 	task = pt_task_new(m, spam_labels, 2, 64);
 	REQUIRE(task != NULL);
-	plan = &task->plan[PT_SCORE_LABEL_TOKENS];
+	plan = &task->plan;
 	if (task->labels[0].target[0] != task->labels[1].target[0])
 	{
 		CHECK(plan->n_dec == 1 && plan->dec_len[0] == 1);
@@ -178,14 +225,15 @@ test_score_plans(void)
 	}
 	for (int t = 0; t < plan->n_terms; t++)
 		CHECK(plan->terms[t].cand_end - plan->terms[t].cand_begin >= 2);
-	/* full-vocabulary scoring scores every target token */
-	CHECK(task->plan[PT_SCORE_FULL_VOCAB].n_terms == task->labels[0].n_target + task->labels[1].n_target);
+	/* rank scoring scores every target token; distinct first tokens branch at the root */
+	CHECK(task->trie.term_begin[task->trie.n_nodes] == task->labels[0].n_target + task->labels[1].n_target);
+	check_trie(m, task);
 	pt_task_free(task);
 
 	/* shared prefixes: "new" vs "new york" vs "new jersey" branch after "new" */
 	task = pt_task_new(m, cities, 4, 64);
 	REQUIREF(task != NULL, "%s", pt_error_message());
-	plan = &task->plan[PT_SCORE_LABEL_TOKENS];
+	plan = &task->plan;
 	for (int t = 0; t < plan->n_terms; t++)
 	{
 		const PtScoreTerm *term = &plan->terms[t];
@@ -198,6 +246,26 @@ test_score_plans(void)
 		CHECK(l->target[term->position] == term->token);
 	}
 	CHECK(plan->n_dec < 4);		/* prefixes are shared, not repeated */
+	check_trie(m, task);
+	{
+		/* one node per distinct decoder prefix: the root, "new", "new york", ... */
+		int			distinct = 0;
+
+		for (int j = 0; j < 4; j++)
+			for (int t = 1; t < task->labels[j].n_target; t++)
+			{
+				bool		seen = false;
+
+				for (int k = 0; k < j && !seen; k++)
+					seen = task->labels[k].n_target > t &&
+						memcmp(task->labels[k].target, task->labels[j].target, sizeof(int32_t) * t) == 0;
+				distinct += !seen;
+			}
+		CHECKF(task->trie.n_nodes == 1 + distinct, "trie has %d nodes, %d distinct prefixes",
+			   task->trie.n_nodes, 1 + distinct);
+		CHECK(task->trie.n_nodes < 1 + (task->labels[0].n_target - 1) + (task->labels[1].n_target - 1) +
+			  (task->labels[2].n_target - 1) + (task->labels[3].n_target - 1));
+	}
 	pt_task_free(task);
 
 	/* labels that tokenize identically are refused */

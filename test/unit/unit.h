@@ -3,8 +3,10 @@
  *
  * A test is a function registered in main.c's table.  CHECK records a
  * failure (file:line and the expression) and lets the test go on; REQUIRE
- * also returns from the test.  The runner prints one line per test and ends
- * with "N passed, N failed".
+ * also returns from the test.  SKIP(why) ends a test that cannot run here
+ * (say, bfloat16 tests on a CPU without bfloat16 instructions): it is reported
+ * and counted as skipped, never as passed.  The runner prints one line per
+ * test and ends with "N passed, N failed, N skipped".
  *
  * Tests find their inputs through environment variables set by
  * test/run_unit.sh: PTUNE_TEST_MODELS (generated checkpoints) and
@@ -17,6 +19,7 @@
 #include <stdio.h>
 
 extern int	unit_failures;		/* failures in the current test */
+extern const char *unit_skip_reason;	/* set by SKIP: the current test did not run */
 
 void		unit_fail(const char *file, int line, const char *fmt,...)
 			__attribute__((format(printf, 3, 4)));
@@ -27,6 +30,8 @@ void		unit_fail(const char *file, int line, const char *fmt,...)
 	do { if (!(cond)) unit_fail(__FILE__, __LINE__, __VA_ARGS__); } while (0)
 #define REQUIRE(cond) \
 	do { if (!(cond)) { unit_fail(__FILE__, __LINE__, "REQUIRE(%s)", #cond); return; } } while (0)
+#define SKIP(why) \
+	do { unit_skip_reason = (why); return; } while (0)
 #define REQUIREF(cond, ...) \
 	do { if (!(cond)) { unit_fail(__FILE__, __LINE__, __VA_ARGS__); return; } } while (0)
 
