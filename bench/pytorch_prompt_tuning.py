@@ -23,10 +23,11 @@ How it mirrors ptune's trainer (everything except the random number streams):
     is used up, batch_size rows per step (a batch may span two epochs).
   - loss: teacher forcing with decoder input [0] + target[:-1]; the mean
     cross-entropy (full vocabulary) over all target tokens of the batch.
-  - step: gradient L2 norm clipped at 1.0, then Adam (torch.optim.Adam,
-    betas (0.9, 0.999), eps 1e-8) or Adafactor as in src/engine/optimizer.h
-    (beta_t = 1 - t^-0.8, factored second moments with eps1 1e-30, update
-    clipping at RMS 1.0, weight decay 1e-5 * lr, no momentum).
+  - step: Adam (gradient L2 norm clipped at 1.0, then torch.optim.Adam,
+    betas (0.9, 0.999), eps 1e-8) or Adafactor as in src/engine/optimizer.h,
+    i.e. T5X's for the paper (no gradient clipping; decay 1 - t^-0.8; second
+    moment factored only when min(rows, cols) >= 128, eps1 1e-30; update
+    clipping at RMS 1.0; p = (1 - 1e-5) p - lr y; no momentum).
   - steps: --epochs E gives E * ceil(rows / batch) steps, --steps N caps it
     (--steps alone: exactly N); without either, 3 epochs.
   - validation every --eval-every steps (default min(steps per epoch, 100))
@@ -183,26 +184,34 @@ class Task:
 # ---------------------------------------------------------------- optimisers
 
 class Adafactor:
-    """Adafactor as src/engine/optimizer.c implements it for one [rows, cols] matrix."""
+    """Adafactor as src/engine/optimizer.c implements it (T5X's, for the paper's settings)."""
 
-    def __init__(self, param, lr, weight_decay=1e-5, decay_rate=0.8, clip=1.0, eps1=1e-30):
+    def __init__(self, param, lr, weight_decay=1e-5, decay_rate=0.8, clip=1.0, eps1=1e-30,
+                 min_dim_size_to_factor=128):
         self.p, self.lr, self.wd = param, lr, weight_decay
         self.decay, self.clip, self.eps1 = decay_rate, clip, eps1
+        self.factored = min(param.shape) >= min_dim_size_to_factor
         self.R = torch.zeros(param.shape[0])
         self.C = torch.zeros(param.shape[1])
+        self.V = torch.zeros(param.shape)
         self.t = 0
 
     @torch.no_grad()
     def step(self):
         self.t += 1
         g = self.p.grad
-        beta = 1.0 - self.t ** -self.decay
+        beta = float(1.0 - torch.tensor(float(self.t), dtype=torch.float32) ** -self.decay)
         g2 = g * g + self.eps1
-        self.R.mul_(beta).add_(g2.mean(dim=1), alpha=1.0 - beta)
-        self.C.mul_(beta).add_(g2.mean(dim=0), alpha=1.0 - beta)
-        u = g / torch.sqrt((self.R / self.R.mean())[:, None] * self.C[None, :])
+        if self.factored:
+            self.R.mul_(beta).add_(g2.mean(dim=1), alpha=1.0 - beta)
+            self.C.mul_(beta).add_(g2.mean(dim=0), alpha=1.0 - beta)
+            S = self.R if self.p.shape[0] <= self.p.shape[1] else self.C
+            u = g / torch.sqrt(self.R[:, None] * self.C[None, :] / S.mean())
+        else:
+            self.V.mul_(beta).add_(g2, alpha=1.0 - beta)
+            u = g / torch.sqrt(self.V)
         u /= max(1.0, u.pow(2).mean().sqrt().item() / self.clip)
-        self.p.sub_(self.lr * u + self.lr * self.wd * self.p)
+        self.p.mul_(1.0 - self.wd).sub_(self.lr * u)
 
     def zero_grad(self):
         self.p.grad = None
@@ -403,7 +412,7 @@ def main():
         loss.backward()
         with torch.no_grad():
             norm = prompt.grad.norm().item()
-            if norm > 1.0:
+            if a.optimizer == "adam" and norm > 1.0:   # Adafactor: no gradient clipping
                 prompt.grad.mul_(1.0 / norm)
         opt.step()
         step_seconds += time.perf_counter() - t0

@@ -17,6 +17,8 @@ packages=(
   postgresql-15 postgresql-server-dev-15 postgresql-contrib
   # tests: reference implementation, memory checkers, fuzzers
   python3 python3-torch python3-numpy valgrind afl++ libclang-rt-14-dev
+  # tests: a client pool in front of the server (transaction pooling)
+  pgbouncer
   # scripts
   curl ca-certificates jq procps bc
 )

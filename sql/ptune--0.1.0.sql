@@ -4,11 +4,53 @@
 
 \echo Use "CREATE EXTENSION ptune" to load this file. \quit
 
+-- Refuse a schema "ptune" made beforehand: objects planted there could be
+-- picked up by this script or by ptune's own queries (with a trusted
+-- extension a database owner runs CREATE EXTENSION).
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = 'ptune'::regnamespace)
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE pronamespace = 'ptune'::regnamespace)
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_type WHERE typnamespace = 'ptune'::regnamespace)
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_operator WHERE oprnamespace = 'ptune'::regnamespace)
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_collation WHERE collnamespace = 'ptune'::regnamespace)
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_conversion WHERE connamespace = 'ptune'::regnamespace)
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_opclass WHERE opcnamespace = 'ptune'::regnamespace)
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_opfamily WHERE opfnamespace = 'ptune'::regnamespace) THEN
+        RAISE EXCEPTION 'schema "ptune" already holds objects'
+            USING ERRCODE = 'duplicate_schema',
+                  HINT = 'CREATE EXTENSION ptune makes its own schema: drop or rename the existing one first.';
+    END IF;
+END
+$$;
+
+-- The library must have been preloaded (shared memory, the worker); without
+-- it, this is a clear error instead of functions that cannot work.
+CREATE FUNCTION ptune.require_preloaded() RETURNS void
+AS 'MODULE_PATHNAME', 'ptune_require_preloaded'
+LANGUAGE C;
+SELECT ptune.require_preloaded();
+DROP FUNCTION ptune.require_preloaded();
+
+-- The task registry: who owns each task.  The owner is a role OID (regrole,
+-- shown by name): renaming the role keeps its tasks; a dropped role's tasks
+-- stay with its OID, which no new role ever gets, until a superuser
+-- reassigns them (ptune.reassign_task).  The first training of a task
+-- inserts its row before training starts, so a second role training the same
+-- new task waits for it and then gets the ownership error.
+CREATE TABLE ptune.task_owners (
+    task       text        PRIMARY KEY CHECK (task <> '' AND length(task) <= 200),
+    owner      regrole     NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX task_owners_owner ON ptune.task_owners (owner);
+COMMENT ON TABLE ptune.task_owners IS 'Owner of each ptune task; changed only by ptune''s functions';
+
 -- Soft prompts, one row per prompt: a task has versions, a version has one
 -- prompt or several (an ensemble: members 0..K-1).  Classification uses the
 -- active version.  The prompt is the engine's binary format (see README).
 CREATE TABLE ptune.prompts (
-    task              text        NOT NULL CHECK (task <> '' AND length(task) <= 200),
+    task              text        NOT NULL REFERENCES ptune.task_owners ON DELETE CASCADE,
     version           integer     NOT NULL CHECK (version > 0),
     member            integer     NOT NULL DEFAULT 0 CHECK (member >= 0),
     is_active         boolean     NOT NULL DEFAULT false,
@@ -21,7 +63,9 @@ CREATE TABLE ptune.prompts (
     hyperparameters   jsonb       NOT NULL DEFAULT '{}',
     metrics           jsonb       NOT NULL DEFAULT '{}',
     created_at        timestamptz NOT NULL DEFAULT now(),
-    created_by        name        NOT NULL DEFAULT current_user,
+    -- the role that trained this version (a superuser retraining a task
+    -- leaves its owner as it was)
+    created_by        regrole     NOT NULL DEFAULT pg_catalog.quote_ident(current_user)::regrole,
     PRIMARY KEY (task, version, member),
     -- the version's default scoring (README, "Scoring"); absent: label_tokens
     CONSTRAINT prompts_scoring_check
@@ -32,7 +76,8 @@ COMMENT ON TABLE ptune.prompts IS 'Soft prompts trained by ptune.train_prompt(),
 -- at most one active version per task
 CREATE UNIQUE INDEX prompts_one_active ON ptune.prompts (task, member) WHERE is_active;
 
--- pg_dump dumps the rows, so prompts survive dump and restore
+-- pg_dump dumps the rows, so tasks and prompts survive dump and restore
+SELECT pg_catalog.pg_extension_config_dump('ptune.task_owners', '');
 SELECT pg_catalog.pg_extension_config_dump('ptune.prompts', '');
 
 -- Training --------------------------------------------------------------------
@@ -54,7 +99,11 @@ CREATE FUNCTION ptune.train_prompt(
     max_input_tokens    integer DEFAULT current_setting('ptune.max_input_tokens')::integer,
     seed                integer DEFAULT 42,
     test_relation       regclass DEFAULT NULL,
-    scoring             text    DEFAULT 'label_tokens')
+    scoring             text    DEFAULT 'label_tokens',
+    weight_decay        float8  DEFAULT NULL,   -- NULL: the optimizer's (adafactor 1e-5, adam 0)
+    max_grad_norm       float8  DEFAULT NULL,   -- NULL: the optimizer's (adafactor none, adam 1)
+    min_dim_size_to_factor integer DEFAULT 128, -- adafactor: factor when min(P, d_model) >= this
+    adafactor_start_step integer DEFAULT 0)     -- adafactor: T5X's step count at the start
 RETURNS TABLE (task text, version integer, labels text[], train_rows integer, steps bigint,
                seconds float8, final_loss float8, selection_accuracy float8,
                test_accuracy float8)
@@ -106,65 +155,67 @@ AS 'MODULE_PATHNAME', 'ptune_explain_prompt'
 LANGUAGE C STABLE;
 
 -- Managing tasks --------------------------------------------------------------
+-- These functions check the caller's rights themselves, then write the rows
+-- as the owner of the tables (see "Security model" in README): nobody else
+-- may write ptune.prompts or ptune.task_owners directly.
 
--- Only a task's owner (the role that created it) or a superuser may change it.
-CREATE FUNCTION ptune.check_task_owner(task text) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    owner name;
-BEGIN
-    SELECT p.created_by INTO owner FROM ptune.prompts p WHERE p.task = check_task_owner.task LIMIT 1;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'task "%" does not exist', check_task_owner.task
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'List tasks with SELECT * FROM ptune.tasks.';
-    END IF;
-    IF owner <> current_user AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-        RAISE EXCEPTION 'task "%" belongs to role "%"', check_task_owner.task, owner
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'Only the role that created a task, or a superuser, may change it.';
-    END IF;
-END
-$$;
-
+-- Makes a version the active one.
 CREATE FUNCTION ptune.activate(task text, version integer) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM ptune.check_task_owner(activate.task);
-    IF NOT EXISTS (SELECT 1 FROM ptune.prompts p
-                   WHERE p.task = activate.task AND p.version = activate.version) THEN
-        RAISE EXCEPTION 'task "%" has no version %', activate.task, activate.version
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'List its versions with SELECT DISTINCT version FROM ptune.prompts WHERE task = ...';
-    END IF;
-    UPDATE ptune.prompts p SET is_active = false
-        WHERE p.task = activate.task AND p.is_active AND p.version <> activate.version;
-    UPDATE ptune.prompts p SET is_active = true
-        WHERE p.task = activate.task AND p.version = activate.version;
-END
-$$;
+AS 'MODULE_PATHNAME', 'ptune_activate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- Leaves the task without an active version (classification refuses it).
+CREATE FUNCTION ptune.deactivate(task text) RETURNS void
+AS 'MODULE_PATHNAME', 'ptune_deactivate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Deletes every version of the task; returns how many prompt rows went.
 CREATE FUNCTION ptune.drop_task(task text) RETURNS integer
-LANGUAGE plpgsql AS $$
-DECLARE
-    dropped integer;
-BEGIN
-    PERFORM ptune.check_task_owner(drop_task.task);
-    DELETE FROM ptune.prompts p WHERE p.task = drop_task.task;
-    GET DIAGNOSTICS dropped = ROW_COUNT;
-    RETURN dropped;
-END
-$$;
+AS 'MODULE_PATHNAME', 'ptune_drop_task'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
--- One row per task: its active version, how many versions, owner, labels.
-CREATE VIEW ptune.tasks AS
-    SELECT DISTINCT ON (p.task) p.task, v.active_version, v.versions, p.created_by AS owner,
-           p.labels, v.last_trained
-    FROM ptune.prompts p
-    JOIN (SELECT task, max(version) FILTER (WHERE is_active) AS active_version,
-                 count(DISTINCT version) AS versions, max(created_at) AS last_trained
-          FROM ptune.prompts GROUP BY task) v USING (task)
-    ORDER BY p.task, p.is_active DESC, p.version DESC;
+-- Gives the task to another role: a superuser, or (like ALTER ... OWNER) a
+-- role with the owner's privileges that may also SET ROLE to the new owner.
+CREATE FUNCTION ptune.reassign_task(task text, new_owner regrole) RETURNS void
+AS 'MODULE_PATHNAME', 'ptune_reassign_task'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- May the current role see (and classify with) a task of this owner?  Its
+-- own tasks and those of roles whose privileges it has, always; every task
+-- with SELECT on ptune.prompts.  The one definition of visibility: the views
+-- below and the C functions use it.
+CREATE FUNCTION ptune.task_visible(owner regrole) RETURNS boolean
+AS 'MODULE_PATHNAME', 'ptune_task_visible'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
+-- One row per task the caller may see: active version, versions, owner, labels.
+-- The view reads the tables as its owner, so its WHERE clause applies the
+-- caller's visibility (security_barrier keeps the caller's own conditions
+-- from seeing other rows first).
+CREATE VIEW ptune.tasks WITH (security_barrier) AS
+    SELECT o.task, v.active_version, v.versions, o.owner,
+           (SELECT p.labels FROM ptune.prompts p WHERE p.task = o.task
+            ORDER BY p.is_active DESC, p.version DESC LIMIT 1) AS labels,
+           v.last_trained
+    FROM ptune.task_owners o
+    LEFT JOIN LATERAL (
+        SELECT max(p.version) FILTER (WHERE p.is_active) AS active_version,
+               count(DISTINCT p.version) AS versions, max(p.created_at) AS last_trained
+        FROM ptune.prompts p WHERE p.task = o.task) v ON true
+    WHERE ptune.task_visible(o.owner);
+
+-- One row per version of the tasks the caller may see, without the prompt
+-- bytes: what a role without SELECT on ptune.prompts reads about its tasks.
+CREATE VIEW ptune.versions WITH (security_barrier) AS
+    SELECT p.task, p.version, bool_or(p.is_active) AS is_active, count(*)::integer AS members,
+           min(p.created_by::oid)::regrole AS created_by, min(p.created_at) AS created_at,
+           min(p.model_name) AS model_name, min(p.prompt_length) AS prompt_length,
+           min(p.labels) AS labels,
+           (array_agg(p.hyperparameters ORDER BY p.member))[1] AS hyperparameters,
+           (array_agg(p.metrics ORDER BY p.member))[1] AS metrics
+    FROM ptune.prompts p JOIN ptune.task_owners o ON o.task = p.task
+    WHERE ptune.task_visible(o.owner)
+    GROUP BY p.task, p.version;
 
 -- The worker ------------------------------------------------------------------
 
@@ -182,23 +233,23 @@ AS 'MODULE_PATHNAME', 'ptune_status'
 LANGUAGE C VOLATILE;
 
 -- Privileges --------------------------------------------------------------------
--- Anyone may train tasks of their own and classify with any task they can
--- read: reading a task's rows is what classification needs, so who may
--- classify follows ordinary GRANTs on ptune.prompts (an administrator may
--- REVOKE SELECT FROM PUBLIC and grant it to chosen roles, or add policies).
--- Row-level security keeps each task's versions in the hands of the role
--- that created it; superusers bypass it.
+-- See "Security model" in README.  In short: functions are executable by
+-- PUBLIC (REVOKE EXECUTE ON FUNCTION ptune.train_prompt FROM PUBLIC makes
+-- training a granted right); SELECT on ptune.prompts is the right to see and
+-- classify with every task (granted to PUBLIC; REVOKE it to keep roles to
+-- their own tasks); nobody but the tables' owner writes them directly.
+--
+-- The tables and views belong to the extension's owner (@extowner@: the role
+-- that ran CREATE EXTENSION), so that role can dump and restore them without
+-- row-level security getting in the way, and ptune's functions write as that
+-- role, never as a superuser of their own choosing.
 
-ALTER TABLE ptune.prompts ENABLE ROW LEVEL SECURITY;
-CREATE POLICY prompts_read ON ptune.prompts FOR SELECT USING (true);
-CREATE POLICY prompts_insert ON ptune.prompts FOR INSERT
-    WITH CHECK (created_by = current_user
-                AND NOT EXISTS (SELECT 1 FROM ptune.prompts other
-                                WHERE other.task = prompts.task AND other.created_by <> current_user));
-CREATE POLICY prompts_update ON ptune.prompts FOR UPDATE
-    USING (created_by = current_user) WITH CHECK (created_by = current_user);
-CREATE POLICY prompts_delete ON ptune.prompts FOR DELETE USING (created_by = current_user);
+ALTER TABLE ptune.task_owners OWNER TO @extowner@;
+ALTER TABLE ptune.prompts OWNER TO @extowner@;
+ALTER VIEW ptune.tasks OWNER TO @extowner@;
+ALTER VIEW ptune.versions OWNER TO @extowner@;
 
+REVOKE ALL ON ptune.task_owners, ptune.prompts FROM PUBLIC;
 GRANT USAGE ON SCHEMA ptune TO PUBLIC;
-GRANT SELECT, INSERT, UPDATE, DELETE ON ptune.prompts TO PUBLIC;
-GRANT SELECT ON ptune.tasks, ptune.training_progress TO PUBLIC;
+GRANT SELECT ON ptune.prompts TO PUBLIC;
+GRANT SELECT ON ptune.tasks, ptune.versions, ptune.training_progress TO PUBLIC;

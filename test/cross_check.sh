@@ -3,7 +3,10 @@
 # (test/reference/t5_reference.py): logits, loss and prompt gradient on
 # random cases, for both feed-forward variants and both head variants, and
 # rank classification's label probabilities (labels sharing prefixes).
-# Prints one summary line per model and "cross-check: N passed, N failed".
+# Then Adafactor against an independent float64 re-implementation of T5X's
+# (test/reference/t5x_adafactor.py): 20 steps on fixed pseudo-random
+# gradients, prompt shapes below and above T5X's factoring threshold (128).
+# Prints one summary line per case and "cross-check: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -35,5 +38,28 @@ check tiny-gated-f16  --n 4 --seed 5 --prompt-len 1
 # targets longer than the encoder row (prompt + input), batched on 2 threads
 PTUNE_THREADS=2 check tiny-relu  --n 8 --seed 6 --prompt-len 1 --max-target 60 --decoder-longer
 PTUNE_THREADS=2 check tiny-gated --n 6 --seed 7 --prompt-len 3 --max-target 40 --decoder-longer
+
+adafactor() {   # rows cols [make-case options...]
+  local tag="adafactor $*" opt=test/reference/t5x_adafactor.py
+  local rows=$1 cols=$2; shift 2
+  /usr/bin/python3 $opt make-case --rows "$rows" --cols "$cols" --steps 20 "$@" > "$work/opt.json"
+  /usr/bin/python3 $opt run < "$work/opt.json" > "$work/opt_reference.json"
+  "$BUILD/ptune" optimizer-check < "$work/opt.json" > "$work/opt_engine.json"
+  if /usr/bin/python3 $opt compare "$work/opt_reference.json" "$work/opt_engine.json" --tol 1e-6 \
+       > "$work/compare.txt"; then
+    passed=$((passed + 1)); echo "ok   $tag: $(tail -1 "$work/compare.txt")"
+  else
+    failed=$((failed + 1)); echo "FAIL $tag"; cat "$work/compare.txt"
+  fi
+}
+
+adafactor 20 64 --seed 1                        # full second moment (20 < 128)
+adafactor 100 64 --seed 2
+adafactor 130 64 --seed 3                       # 130 rows, but d_model 64 < 128: full
+adafactor 200 48 --seed 4
+adafactor 130 160 --seed 5                      # factored, rows < cols
+adafactor 200 128 --seed 6                      # factored, rows > cols
+adafactor 100 64 --seed 7 --start-step 1100000  # the paper's step count (T5X checkpoint_1100000)
+adafactor 100 64 --seed 8 --min-dim 1 --weight-decay 3e-6   # ptune's earlier settings as options
 echo "cross-check: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Scripted PostgreSQL tests that pg_regress cannot express: concurrent
 # sessions, cancellation, timeouts, killed sessions and workers, crash
-# recovery, dump and restore.  Starts its own throwaway cluster (as user
+# recovery, dump and restore (also by a database owner who is no superuser),
+# a cluster without preloading, a pgbouncer transaction pool.  Starts its own throwaway cluster (as user
 # postgres when run as root) with ptune preloaded; needs `make install`.
 #   test/run_pg_tests.sh [NAME_SUBSTRING]
 set -uo pipefail

@@ -26,7 +26,8 @@ static const char *usage_text =
 "         [--optimizer adafactor|adam] [--lr 0.3] [--batch-size 8]\n"
 "         [--epochs N] [--steps N] [--max-input-tokens 128] [--ensemble K] [--seed S]\n"
 "         [--validation-fraction 0.1] [--eval-every N] [--patience N]\n"
-"         [--max-grad-norm 1.0] [--weight-decay W] [--scoring label_tokens|rank]\n"
+"         [--max-grad-norm N] [--weight-decay W] [--scoring label_tokens|rank]\n"
+"         [--min-dim-size-to-factor 128] [--adafactor-start-step 0]\n"
 "         [--curve FILE] --out PROMPT_FILE\n";
 
 typedef struct CurveWriter
@@ -120,6 +121,10 @@ parse_options(int argc, char **argv, PtTrainOptions *opt, const char **files, co
 			opt->eval_every = (int) n;
 		else if (strcmp(o, "--patience") == 0 && cli_parse_int(o, v, 0, 100000, &n) == 0)
 			opt->patience = (int) n;
+		else if (strcmp(o, "--min-dim-size-to-factor") == 0 && cli_parse_int(o, v, 0, 2147483647L, &n) == 0)
+			opt->min_dim_size_to_factor = (int) n;
+		else if (strcmp(o, "--adafactor-start-step") == 0 && cli_parse_int(o, v, 0, 1000000000000L, &n) == 0)
+			opt->adafactor_start_step = n;
 		else if (strcmp(o, "--lr") == 0 && cli_parse_double(o, v, &x) == 0)
 			opt->learning_rate = x;
 		else if (strcmp(o, "--validation-fraction") == 0 && cli_parse_double(o, v, &x) == 0)

@@ -18,6 +18,7 @@ static const struct
 }			commands[] = {
 	{"tokenize", cmd_tokenize, "tokenize MODEL_DIR             ids of each stdin line (no EOS)"},
 	{"check", cmd_check, "check MODEL_DIR < cases.json   loss, logits and prompt gradient as JSON"},
+	{"optimizer-check", cmd_optcheck, "optimizer-check < case.json   the optimizer's steps on given gradients"},
 	{"info", cmd_info, "info MODEL_DIR                 the model's config and fingerprint as JSON"},
 	{"bench", cmd_bench, "bench MODEL_DIR [--quick]      speed figures as JSON"},
 	{"train", cmd_train, "train MODEL_DIR --train CSV ... --out PROMPT   train a soft prompt"},

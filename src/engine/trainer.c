@@ -109,7 +109,9 @@ pt_train_options_default(PtTrainOptions *o)
 		.optimizer = PT_OPT_ADAFACTOR,
 		.learning_rate = 0.3,
 		.weight_decay = -1.0,
-		.max_grad_norm = 1.0,
+		.max_grad_norm = -1.0,
+		.min_dim_size_to_factor = PT_ADAFACTOR_MIN_DIM_TO_FACTOR,
+		.adafactor_start_step = 0,
 		.batch_size = 8,
 		.epochs = 3,
 		.max_steps = 0,
@@ -142,8 +144,12 @@ validate_options(const PtTrainOptions *o)
 		return pt_fail(PT_ERR_ARGUMENT, "ensemble_size must be between 1 and 64");
 	if (o->max_input_tokens < 2 || o->max_input_tokens > 4096)
 		return pt_fail(PT_ERR_ARGUMENT, "max_input_tokens must be between 2 and 4096");
-	if (o->eval_every < 0 || o->patience < 0 || !(o->max_grad_norm >= 0))
-		return pt_fail(PT_ERR_ARGUMENT, "eval_every, patience and max_grad_norm must not be negative");
+	if (o->min_dim_size_to_factor < 0 || o->adafactor_start_step < 0 ||
+		o->adafactor_start_step > 1000000000000L)
+		return pt_fail(PT_ERR_ARGUMENT, "min_dim_size_to_factor and adafactor_start_step must not be negative (or absurd)");
+	if (o->eval_every < 0 || o->patience < 0 || isnan(o->max_grad_norm))
+		return pt_fail(PT_ERR_ARGUMENT, "eval_every and patience must not be negative, max_grad_norm not NaN "
+					   "(a negative max_grad_norm selects the optimizer's default)");
 	if (!(o->weight_decay < 1))
 		return pt_fail(PT_ERR_ARGUMENT, "weight_decay must be below 1 (a negative value selects "
 					   "the optimizer's default)");
@@ -281,8 +287,14 @@ steps_per_member(const PtTrainer *t)
 static int
 start_member(PtTrainer *t, int member)
 {
-	double		wd = t->opt.weight_decay >= 0 ? t->opt.weight_decay :
-		(t->opt.optimizer == PT_OPT_ADAFACTOR ? 1e-5 : 0.0);
+	PtOptimizerOptions oo;
+
+	pt_optimizer_options_default(&oo, t->opt.optimizer);
+	oo.learning_rate = t->opt.learning_rate;
+	if (t->opt.weight_decay >= 0)
+		oo.weight_decay = t->opt.weight_decay;
+	oo.min_dim_size_to_factor = t->opt.min_dim_size_to_factor;
+	oo.start_step = t->opt.adafactor_start_step;
 
 	t->member = member;
 	pt_rng_seed(&t->rng, t->opt.seed + 1000003ull * (unsigned long long) member);
@@ -291,8 +303,7 @@ start_member(PtTrainer *t, int member)
 	pt_optimizer_free(t->optimizer);
 	t->best = NULL;
 	t->prompt = pt_prompt_new(t->m, t->task, t->opt.prompt_length, t->opt.init, &t->rng);
-	t->optimizer = pt_optimizer_new(t->opt.optimizer, t->opt.prompt_length, t->m->cfg.d_model,
-									t->opt.learning_rate, wd);
+	t->optimizer = pt_optimizer_new(&oo, t->opt.prompt_length, t->m->cfg.d_model);
 	if (t->prompt == NULL || t->optimizer == NULL)
 		return -1;
 	t->best_acc = -1.0;
@@ -387,6 +398,8 @@ pt_trainer_open(const PtModel *m, const PtTrainOptions *opt)
 		return NULL;
 	t->m = m;
 	t->opt = *opt;
+	if (t->opt.max_grad_norm < 0)	/* the optimizer's default (none for Adafactor) */
+		t->opt.max_grad_norm = pt_optimizer_default_max_grad_norm(opt->optimizer);
 	t->started = now_seconds();
 	return t;
 }

@@ -35,7 +35,12 @@ typedef struct PtTrainOptions
 	PtOptimizerKind optimizer;
 	double		learning_rate;
 	double		weight_decay;	/* < 0: the optimizer's default (Adafactor 1e-5, Adam 0) */
-	double		max_grad_norm;	/* clip the gradient's L2 norm; 0 = off */
+	double		max_grad_norm;	/* clip the gradient's L2 norm; 0 = off; < 0: the optimizer's
+								 * default (Adafactor off, Adam 1.0) */
+	int			min_dim_size_to_factor; /* Adafactor: factor the second moment when
+										 * min(P, d_model) >= this (T5X: 128) */
+	long		adafactor_start_step;	/* Adafactor: T5X's step - step_offset at the
+										 * start (0: fresh; the paper's runs: 1100000) */
 	int			batch_size;
 	int			epochs;			/* passes over the training rows (0 = only max_steps) */
 	long		max_steps;		/* 0 = only epochs; both set: whichever ends first */

@@ -15,4 +15,8 @@ extern int	ptune_training_slice_ms;
 
 void		ptune_define_gucs(void);
 
+/* What to do when ptune was not preloaded (one text for every place that says it). */
+#define PTUNE_PRELOAD_HINT \
+	"Add ptune to shared_preload_libraries in postgresql.conf and restart the server."
+
 #endif

@@ -16,6 +16,7 @@
 #include "prompt_store.h"
 #include "protocol.h"
 #include "scoring.h"
+#include "tasks.h"
 
 /* A token covers at most 16 characters of 4 bytes: more text than this is never read. */
 #define BYTES_PER_TOKEN 64
@@ -68,8 +69,24 @@ ptune_load_task(const char *task, MemoryContext mcxt)
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1] = {CStringGetTextDatum(task)};
 	TaskPrompts *tp;
+	Oid			owner;
+	PtuneAsOwner as;
 	int			rc;
 
+	/* the caller's rights decide; the rows are then read as the tables' owner */
+	owner = ptune_task_owner(task, PTUNE_LOCK_SNAPSHOT);
+	if (!OidIsValid(owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("task \"%s\" does not exist", task),
+				 errhint("Train it with ptune.train_prompt(), or list tasks with SELECT task FROM ptune.tasks.")));
+	if (!ptune_may_see(owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for task \"%s\"", task),
+				 errhint("Using another role's task needs SELECT on ptune.prompts (or the owner's privileges).")));
+
+	ptune_as_owner_begin(&as);
 	SPI_connect();
 	rc = SPI_execute_with_args("SELECT version, labels, prompt, hyperparameters->>'scoring' FROM ptune.prompts "
 							   "WHERE task = $1 AND is_active ORDER BY member",
@@ -77,23 +94,10 @@ ptune_load_task(const char *task, MemoryContext mcxt)
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "reading ptune.prompts failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
-	{
-		bool		exists;
-
-		rc = SPI_execute_with_args("SELECT 1 FROM ptune.prompts WHERE task = $1 LIMIT 1",
-								   1, argtypes, args, NULL, true, 1);
-		exists = rc == SPI_OK_SELECT && SPI_processed > 0;
-		SPI_finish();
-		if (exists)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("task \"%s\" has no active version", task),
-					 errhint("Activate one with SELECT ptune.activate('%s', version).", task)));
 		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("task \"%s\" does not exist", task),
-				 errhint("Train it with ptune.train_prompt(), or list tasks with SELECT DISTINCT task FROM ptune.prompts.")));
-	}
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("task \"%s\" has no active version", task),
+				 errhint("Activate one with SELECT ptune.activate('%s', version).", task)));
 
 	tp = MemoryContextAllocZero(mcxt, sizeof(TaskPrompts));
 	tp->task = MemoryContextStrdup(mcxt, task);
@@ -135,6 +139,7 @@ ptune_load_task(const char *task, MemoryContext mcxt)
 		ptune_prompt_key(VARDATA_ANY(tp->blobs[k]), VARSIZE_ANY_EXHDR(tp->blobs[k]), tp->keys[k]);
 	}
 	SPI_finish();
+	ptune_as_owner_end(&as);
 	return tp;
 }
 

@@ -6,10 +6,12 @@
 
 #include <math.h>
 
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -19,6 +21,7 @@
 #include "prompt_store.h"
 #include "protocol.h"
 #include "slot.h"
+#include "tasks.h"
 
 PG_FUNCTION_INFO_V1(ptune_explain_prompt);
 PG_FUNCTION_INFO_V1(ptune_model_info);
@@ -151,6 +154,20 @@ ptune_status(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
 
+/*
+ * Trainings name tasks, so they are listed as tasks are: one's own (in any
+ * database, as pg_stat_activity shows one's own sessions), those of roles
+ * whose privileges one has, every training of this database with SELECT on
+ * ptune.prompts, and all of them to pg_read_all_stats.
+ */
+static bool
+training_visible(const PtuneTraining *t)
+{
+	if (ptune_may_manage(t->user) || has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS))
+		return true;
+	return t->database == MyDatabaseId && ptune_may_see(InvalidOid);
+}
+
 Datum
 ptune_training_progress(PG_FUNCTION_ARGS)
 {
@@ -168,7 +185,7 @@ ptune_training_progress(PG_FUNCTION_ARGS)
 		Datum		values[13];
 		bool		nulls[13] = {false};
 
-		if (!t->active)
+		if (!t->active || !training_visible(t))
 			continue;
 		values[0] = Int32GetDatum(t->backend_pid);
 		values[1] = ObjectIdGetDatum(t->database);

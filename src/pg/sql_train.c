@@ -33,6 +33,7 @@
 #include "prompt_store.h"
 #include "protocol.h"
 #include "scoring.h"
+#include "tasks.h"
 
 PG_FUNCTION_INFO_V1(ptune_train_prompt);
 
@@ -42,7 +43,8 @@ enum
 	ARG_TASK, ARG_RELATION, ARG_TEXT_COLUMN, ARG_LABEL_COLUMN, ARG_PROMPT_LENGTH, ARG_INIT,
 	ARG_OPTIMIZER, ARG_LEARNING_RATE, ARG_BATCH_SIZE, ARG_EPOCHS, ARG_MAX_STEPS,
 	ARG_VALIDATION_FRACTION, ARG_ENSEMBLE_SIZE, ARG_MAX_INPUT_TOKENS, ARG_SEED, ARG_TEST_RELATION,
-	ARG_SCORING
+	ARG_SCORING, ARG_WEIGHT_DECAY, ARG_MAX_GRAD_NORM, ARG_MIN_DIM_SIZE_TO_FACTOR,
+	ARG_ADAFACTOR_START_STEP
 };
 
 typedef struct TrainArgs
@@ -64,6 +66,10 @@ typedef struct TrainArgs
 	int64		seed;
 	Oid			test_relation;	/* held-out rows, or InvalidOid */
 	int			scoring;		/* validation's, stored as the version's default */
+	double		weight_decay;	/* -1: the optimizer's default */
+	double		max_grad_norm;	/* -1: the optimizer's default */
+	int			min_dim_size_to_factor;
+	int			adafactor_start_step;
 } TrainArgs;
 
 static void
@@ -90,14 +96,15 @@ read_args(FunctionCallInfo fcinfo, TrainArgs *a)
 {
 	static const char *names[] = {"task", "relation", "text_column", "label_column", "prompt_length",
 		"init", "optimizer", "learning_rate", "batch_size", "epochs", NULL, "validation_fraction",
-	"ensemble_size", "max_input_tokens", "seed", NULL, "scoring"};
+	"ensemble_size", "max_input_tokens", "seed", NULL, "scoring", NULL, NULL,
+	"min_dim_size_to_factor", "adafactor_start_step"};
 
 	a->task = ptune_task_argument(fcinfo, ARG_TASK);
 	if (strlen(a->task) > 200)
 		ereport(ERROR,
 				(errcode(ERRCODE_NAME_TOO_LONG),
 				 errmsg("task name is longer than 200 bytes")));
-	for (int i = ARG_RELATION; i <= ARG_SCORING; i++)
+	for (int i = ARG_RELATION; i <= ARG_ADAFACTOR_START_STEP; i++)
 		if (names[i])
 			require_arg(fcinfo, i, names[i]);
 	a->relation = PG_GETARG_OID(ARG_RELATION);
@@ -116,6 +123,10 @@ read_args(FunctionCallInfo fcinfo, TrainArgs *a)
 	a->seed = PG_GETARG_INT32(ARG_SEED);
 	a->test_relation = PG_ARGISNULL(ARG_TEST_RELATION) ? InvalidOid : PG_GETARG_OID(ARG_TEST_RELATION);
 	a->scoring = ptune_scoring_from_name(text_to_cstring(PG_GETARG_TEXT_PP(ARG_SCORING)));
+	a->weight_decay = PG_ARGISNULL(ARG_WEIGHT_DECAY) ? -1.0 : PG_GETARG_FLOAT8(ARG_WEIGHT_DECAY);
+	a->max_grad_norm = PG_ARGISNULL(ARG_MAX_GRAD_NORM) ? -1.0 : PG_GETARG_FLOAT8(ARG_MAX_GRAD_NORM);
+	a->min_dim_size_to_factor = PG_GETARG_INT32(ARG_MIN_DIM_SIZE_TO_FACTOR);
+	a->adafactor_start_step = PG_GETARG_INT32(ARG_ADAFACTOR_START_STEP);
 
 	check_range("prompt_length", a->prompt_length, 1, 1024, "The paper uses 1 to 150, typically 20 to 100.");
 	check_range("learning_rate", a->learning_rate, 1e-9, 100, NULL);
@@ -126,6 +137,16 @@ read_args(FunctionCallInfo fcinfo, TrainArgs *a)
 	check_range("ensemble_size", a->ensemble_size, 1, 64, NULL);
 	check_range("max_input_tokens", a->max_input_tokens, 2, 4096, NULL);
 	check_range("seed", (double) a->seed, 0, PG_INT32_MAX, NULL);
+	if (!PG_ARGISNULL(ARG_WEIGHT_DECAY) && !(a->weight_decay >= 0 && a->weight_decay < 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("weight_decay = %.15g is out of range [0, 1)", a->weight_decay),
+				 errhint("Adafactor multiplies the prompt by 1 - weight_decay each step; the paper's is 1e-5.")));
+	if (!PG_ARGISNULL(ARG_MAX_GRAD_NORM))
+		check_range("max_grad_norm", a->max_grad_norm, 0, 1e9, "0 turns gradient-norm clipping off.");
+	check_range("min_dim_size_to_factor", a->min_dim_size_to_factor, 0, PG_INT32_MAX,
+				"0 factors Adafactor's second moment always; T5X's default is 128.");
+	check_range("adafactor_start_step", a->adafactor_start_step, 0, PG_INT32_MAX, NULL);
 	if (a->epochs == 0 && a->max_steps == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -142,28 +163,6 @@ read_args(FunctionCallInfo fcinfo, TrainArgs *a)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown optimizer \"%s\"", a->optimizer),
 				 errhint("Use adafactor or adam.")));
-}
-
-/* Only the role that created a task (or a superuser) may train new versions of it. */
-static void
-check_task_owner(const char *task)
-{
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1] = {CStringGetTextDatum(task)};
-
-	SPI_connect();
-	if (SPI_execute_with_args("SELECT created_by::text FROM ptune.prompts WHERE task = $1 LIMIT 1",
-							  1, argtypes, args, NULL, true, 1) == SPI_OK_SELECT && SPI_processed > 0)
-	{
-		char	   *owner = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-
-		if (strcmp(owner, GetUserNameFromId(GetUserId(), false)) != 0 && !superuser())
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("task \"%s\" belongs to role \"%s\"", task, owner),
-					 errhint("Only the role that created a task, or a superuser, may retrain it.")));
-	}
-	SPI_finish();
 }
 
 /*
@@ -380,9 +379,11 @@ json_string(const char *s)
 static int
 store_prompts(const TrainArgs *a, const TrainResult *r, const char *relname, const char *test_relname)
 {
-	Oid			types[11] = {TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID, INT4OID, INT4OID,
-	TEXTARRAYOID, BYTEAOID, JSONBOID, JSONBOID};
-	Datum		values[11];
+	Oid			types[12] = {TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID, INT4OID, INT4OID,
+	TEXTARRAYOID, BYTEAOID, JSONBOID, JSONBOID, REGROLEOID};
+	Datum		values[12];
+	Oid			trainer = GetUserId();
+	PtuneAsOwner as;
 	Datum	   *label_datums = palloc(sizeof(Datum) * r->n_labels);
 	char	   *hyper,
 			   *metrics;
@@ -396,13 +397,17 @@ store_prompts(const TrainArgs *a, const TrainResult *r, const char *relname, con
 					 "\"prompt_length\": %d, \"init\": %s, \"optimizer\": %s, \"learning_rate\": %g, "
 					 "\"batch_size\": %d, \"epochs\": %d, \"max_steps\": %lld, "
 					 "\"validation_fraction\": %g, \"ensemble_size\": %d, \"max_input_tokens\": %d, "
-					 "\"seed\": %lld, \"test_relation\": %s, \"scoring\": %s}",
+					 "\"seed\": %lld, \"test_relation\": %s, \"scoring\": %s, \"weight_decay\": %s, "
+					 "\"max_grad_norm\": %s, \"min_dim_size_to_factor\": %d, \"adafactor_start_step\": %d}",
 					 json_string(relname), json_string(a->text_column), json_string(a->label_column),
 					 a->prompt_length, json_string(a->init), json_string(a->optimizer), a->learning_rate,
 					 a->batch_size, a->epochs, (long long) a->max_steps, a->validation_fraction,
 					 a->ensemble_size, a->max_input_tokens, (long long) a->seed,
 					 test_relname ? json_string(test_relname) : "null",
-					 json_string(ptune_scoring_to_name(a->scoring)));
+					 json_string(ptune_scoring_to_name(a->scoring)),
+					 a->weight_decay < 0 ? "null" : psprintf("%.15g", a->weight_decay),
+					 a->max_grad_norm < 0 ? "null" : psprintf("%.15g", a->max_grad_norm),
+					 a->min_dim_size_to_factor, a->adafactor_start_step);
 	metrics = psprintf("{\"train_rows\": %d, \"validation_rows\": %d, \"test_rows\": %d, "
 					   "\"skipped_rows\": %d, \"steps\": %lld, \"seconds\": %.3f, \"final_loss\": %s, "
 					   "\"selection_accuracy\": %s, \"test_accuracy\": %s, \"rows_per_second\": %s}",
@@ -410,10 +415,14 @@ store_prompts(const TrainArgs *a, const TrainResult *r, const char *relname, con
 					   r->seconds, json_number(r->final_loss), json_number(r->selection_accuracy),
 					   json_number(r->test_accuracy), json_number(r->rows_per_second));
 
+	/*
+	 * Still ours?  (A superuser may have reassigned the task meanwhile.)  The
+	 * registry row's lock makes one trainer or activation of the task at a
+	 * time compute the next version number.
+	 */
+	ptune_check_manage(a->task, PTUNE_LOCK_UPDATE, "retrain it");
+	ptune_as_owner_begin(&as);
 	SPI_connect();
-	/* one trainer of a task at a time computes the next version number */
-	SPI_execute_with_args("SELECT pg_advisory_xact_lock(hashtext('ptune.prompts:' || $1))",
-						  1, task_type, &task_datum, NULL, false, 0);
 	SPI_execute_with_args("SELECT coalesce(max(version), 0) + 1 FROM ptune.prompts WHERE task = $1",
 						  1, task_type, &task_datum, NULL, false, 1);
 	version = atoi(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
@@ -433,14 +442,16 @@ store_prompts(const TrainArgs *a, const TrainResult *r, const char *relname, con
 		values[8] = PointerGetDatum(r->prompts[k]);
 		values[9] = DirectFunctionCall1(jsonb_in, CStringGetDatum(hyper));
 		values[10] = DirectFunctionCall1(jsonb_in, CStringGetDatum(metrics));
+		values[11] = ObjectIdGetDatum(trainer);
 		if (SPI_execute_with_args("INSERT INTO ptune.prompts (task, version, member, is_active, "
 								  "model_name, model_fingerprint, prompt_length, d_model, labels, "
-								  "prompt, hyperparameters, metrics) "
-								  "VALUES ($1, $2, $3, true, $4, $5, $6, $7, $8, $9, $10, $11)",
-								  11, types, values, NULL, false, 0) != SPI_OK_INSERT)
+								  "prompt, hyperparameters, metrics, created_by) "
+								  "VALUES ($1, $2, $3, true, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+								  12, types, values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not store the prompt");
 	}
 	SPI_finish();
+	ptune_as_owner_end(&as);
 	return version;
 }
 
@@ -463,7 +474,8 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 
 	ptune_require_shared();
 	read_args(fcinfo, &a);
-	check_task_owner(a.task);
+	/* read-only transaction, ownership, name taken: refused before any work */
+	ptune_claim_task(a.task);
 	relname = get_rel_name(a.relation);
 	if (relname == NULL)
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation %u does not exist", a.relation)));
@@ -485,8 +497,10 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 	pq_sendint32(&req, a.ensemble_size);
 	pq_sendint32(&req, a.max_input_tokens);
 	pq_sendint64(&req, a.seed);
-	pq_sendfloat8(&req, 1.0);	/* max_grad_norm */
-	pq_sendfloat8(&req, -1.0);	/* weight_decay: the optimizer's default */
+	pq_sendfloat8(&req, a.max_grad_norm);	/* < 0: the optimizer's default */
+	pq_sendfloat8(&req, a.weight_decay);	/* < 0: the optimizer's default */
+	pq_sendint32(&req, a.min_dim_size_to_factor);
+	pq_sendint64(&req, a.adafactor_start_step);
 	pq_sendint32(&req, a.scoring);
 	if (OidIsValid(a.test_relation))
 	{

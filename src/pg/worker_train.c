@@ -120,6 +120,8 @@ parse_header(StringInfo msg, PtTrainOptions *o, char **task, Oid *db, Oid *user)
 	o->seed = (unsigned long long) pq_getmsgint64(msg);
 	o->max_grad_norm = pq_getmsgfloat8(msg);
 	o->weight_decay = pq_getmsgfloat8(msg);
+	o->min_dim_size_to_factor = pq_getmsgint(msg, 4);
+	o->adafactor_start_step = (long) pq_getmsgint64(msg);
 	o->scoring = (PtScoring) pq_getmsgint(msg, 4);
 	pq_getmsgend(msg);
 	if (o->scoring != PT_SCORE_LABEL_TOKENS && o->scoring != PT_SCORE_RANK)

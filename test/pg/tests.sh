@@ -1,5 +1,6 @@
 # tests.sh - the scripted tests: concurrency, cancellation, worker faults,
-# dump and restore.  Each prints what it measured.
+# dump and restore, no preloading, a client pool through pgbouncer.  Each
+# prints what it measured.
 
 test_concurrent_sessions_while_training() {
   # a prompt trains while four sessions classify
@@ -295,6 +296,190 @@ test_small_request_does_not_wait_behind_a_big_one() {
   wait $big
   [[ $(cat "$WORK/big.out") == 9600 ]]
   check $? "the big call then answered all its rows ($(cat "$WORK/big.out"))"
+}
+
+test_dump_and_restore_by_database_owner() {
+  # alice owns a database and is no superuser: she installs ptune (a trusted
+  # extension), bob trains a task there too, she dumps and restores it in
+  # custom and plain formats, and every prompt classifies identically
+  q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS alicedb" -c "DROP DATABASE IF EXISTS alice_c" \
+    -c "DROP DATABASE IF EXISTS alice_p" -c "DROP ROLE IF EXISTS dump_alice" -c "DROP ROLE IF EXISTS dump_bob" \
+    -c "CREATE ROLE dump_alice LOGIN" -c "CREATE ROLE dump_bob LOGIN" \
+    -c "CREATE DATABASE alicedb OWNER dump_alice" -c "CREATE DATABASE alice_c OWNER dump_alice" \
+    -c "CREATE DATABASE alice_p OWNER dump_alice"
+  local out
+  out=$(DB=alicedb q_any -U dump_alice -v ON_ERROR_STOP=1 -c "CREATE EXTENSION ptune" -f test/pg/toy.sql \
+        -c "GRANT SELECT ON toy TO dump_bob" -c "SET client_min_messages = warning" \
+        -c "SELECT version FROM ptune.train_prompt('alice_t', 'toy', 'text', 'label', prompt_length => 4,
+              init => 'random_uniform', optimizer => 'adam', learning_rate => 0.1, epochs => 0, max_steps => 20,
+              max_input_tokens => 16)")
+  check $? "the database owner installs ptune and trains: ${out//$'\n'/ }"
+  out=$(DB=alicedb q_any -U dump_bob -v ON_ERROR_STOP=1 -c "SET client_min_messages = warning" \
+        -c "SELECT version FROM ptune.train_prompt('bob_t', 'toy', 'text', 'label', prompt_length => 4,
+              init => 'random_uniform', optimizer => 'adam', learning_rate => 0.1, epochs => 0, max_steps => 20,
+              max_input_tokens => 16, ensemble_size => 2)")
+  check $? "another role trains in her database: ${out//$'\n'/ }"
+  local classify="SELECT t.text, s.label, round(s.probability::numeric, 6) FROM toy t,
+    LATERAL (SELECT * FROM ptune.classify_scores('alice_t', t.text) UNION ALL
+             SELECT * FROM ptune.classify_scores('bob_t', t.text)) s ORDER BY t.id, s.label, 3"
+  local owners="SELECT task, owner, active_version, versions FROM ptune.tasks ORDER BY task"
+  DB=alicedb q -c "$classify" > "$WORK/owner_before.txt"
+  DB=alicedb q -c "$owners" > "$WORK/owners_before.txt"
+  "${RUN[@]}" "$PGBIN/pg_dump" -h "$PGSOCK" -p "$PGPORT" -U dump_alice -Fc -f "$WORK/alice.dump" alicedb 2>"$WORK/dump.err"
+  check $? "pg_dump -Fc as the database owner $(head -1 "$WORK/dump.err")"
+  "${RUN[@]}" "$PGBIN/pg_dump" -h "$PGSOCK" -p "$PGPORT" -U dump_alice -Fp -f "$WORK/alice.sql" alicedb 2>>"$WORK/dump.err"
+  check $? "pg_dump -Fp as the database owner $(head -1 "$WORK/dump.err")"
+  "${RUN[@]}" "$PGBIN/pg_restore" -h "$PGSOCK" -p "$PGPORT" -U dump_alice -d alice_c "$WORK/alice.dump" 2>"$WORK/restore_c.err"
+  check $? "pg_restore as the database owner $(head -1 "$WORK/restore_c.err")"
+  DB=alice_p q -U dump_alice -v ON_ERROR_STOP=1 -f "$WORK/alice.sql" >/dev/null 2>"$WORK/restore_p.err"
+  check $? "psql -f of the plain dump as the database owner $(grep -m1 ERROR "$WORK/restore_p.err")"
+  for db in alice_c alice_p; do
+    DB=$db q -c "$classify" > "$WORK/owner_after_$db.txt"
+    DB=$db q -c "$owners" > "$WORK/owners_after_$db.txt"
+    [[ -s $WORK/owner_after_$db.txt ]] && cmp -s "$WORK/owner_before.txt" "$WORK/owner_after_$db.txt"
+    check $? "$db classifies identically ($(wc -l < "$WORK/owner_after_$db.txt") probabilities to 6 digits)"
+    cmp -s "$WORK/owners_before.txt" "$WORK/owners_after_$db.txt"
+    check $? "$db keeps every task's owner and versions: $(tr '\n' ' ' < "$WORK/owners_after_$db.txt")"
+  done
+  out=$(DB=alice_c q_any -U dump_bob -c "SELECT ptune.drop_task('alice_t')")
+  [[ $out == *'belongs to role "dump_alice"'* ]]
+  check $? "ownership survives the restore: bob still cannot drop alice's task"
+  q -d postgres -c "DROP DATABASE alicedb" -c "DROP DATABASE alice_c" -c "DROP DATABASE alice_p" \
+    -c "DROP ROLE dump_alice" -c "DROP ROLE dump_bob" >/dev/null
+}
+
+test_no_preload_is_an_error_not_fatal() {
+  # a second cluster without shared_preload_libraries
+  local data="$base/nopreload" port=$((PGPORT + 1))
+  "${RUN[@]}" "$PGBIN/initdb" -D "$data" -A trust >/dev/null || { check 1 "initdb"; return; }
+  printf "port = %s\nunix_socket_directories = '%s'\nlisten_addresses = ''\n" "$port" "$base" >> "$data/postgresql.conf"
+  "${RUN[@]}" "$PGBIN/pg_ctl" -D "$data" -l "$base/nopreload.log" -w start >/dev/null || { check 1 "start"; return; }
+  local p=("${RUN[@]}" "$PGBIN/psql" -X -At -h "$PGSOCK" -p "$port" -d postgres)
+  local out
+  out=$("${p[@]}" -c "CREATE EXTENSION ptune" -c "SELECT 'still connected'" 2>&1)
+  [[ $out == *"ERROR:  ptune must be loaded by shared_preload_libraries"* &&
+     $out == *"HINT:  Add ptune to shared_preload_libraries"* && $out == *"still connected"* ]]
+  check $? "CREATE EXTENSION: ${out//$'\n'/ | }"
+  out=$("${p[@]}" -c "LOAD 'ptune'" -c "LOAD 'ptune'" -c "SELECT 'still connected'" 2>&1)
+  [[ $(grep -c "ERROR:  ptune must be loaded" <<< "$out") == 2 && $out == *"still connected"* ]]
+  check $? "LOAD, twice: ${out//$'\n'/ | }"
+  "${p[@]}" -c "ALTER DATABASE postgres SET session_preload_libraries = 'ptune'" >/dev/null
+  out=$("${p[@]}" -c "SELECT 'connected'" -c "CREATE EXTENSION ptune" 2>&1)
+  [[ $out == *"WARNING:  ptune must be loaded by shared_preload_libraries"* && $out == *connected* &&
+     $out == *"ERROR:  ptune is not loaded"* ]]
+  check $? "session_preload_libraries: connections work, CREATE EXTENSION fails: ${out//$'\n'/ | }"
+  ! grep -q FATAL "$base/nopreload.log"
+  check $? "no FATAL in the server log"
+  "${RUN[@]}" "$PGBIN/pg_ctl" -D "$data" -m fast stop >/dev/null
+  rm -rf "$data"
+}
+
+test_pgbouncer_transaction_pool_survives_worker_errors() {
+  if ! command -v pgbouncer >/dev/null; then check 1 "pgbouncer is not installed (scripts/install_deps.sh)"; return; fi
+  local dir="$base/bouncer" port=$((PGPORT + 2))
+  mkdir -p "$dir"
+  cat > "$dir/pgbouncer.ini" <<INI
+[databases]
+ptune_test = host=$PGSOCK port=$PGPORT dbname=ptune_test
+[pgbouncer]
+listen_addr =
+listen_port = $port
+unix_socket_dir = $dir
+auth_type = trust
+auth_file = $dir/users.txt
+pool_mode = transaction
+default_pool_size = 3
+max_client_conn = 20
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+INI
+  echo '"postgres" ""' > "$dir/users.txt"
+  [[ $(id -u) -eq 0 ]] && chown -R postgres "$dir"
+  "${RUN[@]}" pgbouncer -d -q "$dir/pgbouncer.ini" || { check 1 "pgbouncer starts"; return; }
+  # 6 clients through a pool of 2 server connections, each on one client
+  # connection for the whole run, while the worker fails and restarts;
+  # client 6 sends large arrays, so a request is in flight when it restarts
+  local pids=() c
+  for c in 1 2 3 4 5 6; do
+    { echo '\set VERBOSITY verbose'
+      for i in $(seq 1 150); do
+        if ((c == 6)); then
+          echo "SELECT CASE WHEN ptune.classify('toy', array_agg(t.text || g)) IS NOT NULL THEN 'ok' END FROM toy t, generate_series(1, 20) g;"
+        else
+          echo "SELECT CASE WHEN ptune.classify('toy', 'a dog $i') IS NOT NULL THEN 'ok' END;"
+        fi
+        echo "SELECT pg_sleep(0.05);"
+      done; } > "$dir/client_$c.sql"
+    "${RUN[@]}" "$PGBIN/psql" -X -At -h "$dir" -p "$port" -d ptune_test -f "$dir/client_$c.sql" \
+      > "$dir/client_$c.out" 2>&1 &
+    pids+=($!)
+  done
+  # client 7 trains until the worker restarts under it, then classifies
+  { echo '\set VERBOSITY verbose'
+    echo "SET client_min_messages = warning;"
+    echo "${LONG_TRAINING/\'long\'/\'bouncer_long\'};"
+    for i in $(seq 1 40); do
+      echo "SELECT CASE WHEN ptune.classify('toy', 'a cat $i') IS NOT NULL THEN 'ok' END;"
+      echo "SELECT pg_sleep(0.25);"
+    done; } > "$dir/client_7.sql"
+  "${RUN[@]}" "$PGBIN/psql" -X -At -h "$dir" -p "$port" -d ptune_test -f "$dir/client_7.sql" \
+    > "$dir/client_7.out" 2>&1 &
+  pids+=($!)
+  wait_for "SELECT count(*) = 1 FROM ptune.training_progress WHERE task = 'bouncer_long' AND step > 0" 30
+  check $? "client 7's training runs"
+  kill -TERM "$(worker_pid)"          # the worker restarts under the training
+  wait_ready 30 >/dev/null
+  q -c "ALTER SYSTEM SET ptune.model_path = '/nonexistent/model'" -c "SELECT pg_reload_conf()" >/dev/null
+  wait_for "SELECT worker_state = 'failed' FROM ptune.status()" 10
+  sleep 1.5                           # callers get "model is not loaded"
+  q -c "ALTER SYSTEM RESET ptune.model_path" -c "SELECT pg_reload_conf()" >/dev/null
+  wait_ready 30 >/dev/null
+  local failed=0
+  for p in "${pids[@]}"; do wait "$p" || failed=$((failed + 1)); done
+  local oks errors lost class08 tail_ok=0
+  oks=$(cat "$dir"/client_*.out | grep -c '^ok$')
+  errors=$(cat "$dir"/client_*.out | grep -c 'ERROR:')
+  lost=$(cat "$dir"/client_*.out | grep -ciE 'connection to server was lost|server closed the connection|FATAL' || true)
+  # SQLSTATEs on which connection pools (HikariCP, pgJDBC users) discard a connection
+  class08=$(cat "$dir"/client_*.out | grep -cE 'ERROR:  (08[0-9A-Z]{3}|57P0[123])' || true)
+  for c in 1 2 3 4 5 6 7; do
+    [[ $(grep -E '^ok$|ERROR:' "$dir/client_$c.out" | tail -10 | grep -c '^ok$') == 10 ]] && tail_ok=$((tail_ok + 1))
+  done
+  check $failed "7 psql clients through pgbouncer (transaction pool of 3): $failed exited with an error"
+  grep -qE 'ERROR:.*(restarted|terminated)' "$dir/client_7.out"
+  check $? "the restart reached the training in flight: $(grep -m1 -o 'ERROR:.*' "$dir/client_7.out")"
+  (( errors > 1 ))
+  check $? "the worker's restart and failure reached the clients: $errors errors ($(grep -ho 'ERROR:  [0-9A-Z]\{5\}: [^,]*' "$dir"/client_*.out | sort | uniq -c | sort -rn | head -3 | tr -s ' ' | tr '\n' ';'))"
+  check "$lost" "no client lost its connection ($lost lost), $oks classifications answered"
+  check $(( tail_ok != 7 )) "every client's last 10 calls succeeded ($tail_ok of 7)"
+  local logins; logins=$(grep -c 'new connection to server' "$dir/pgbouncer.log" || true)
+  (( logins <= 3 ))
+  check $? "pgbouncer kept its server connections: $logins opened for a pool of 3"
+  check "$class08" "no worker error has a SQLSTATE on which pools drop connections (class 08, 57P01-57P03): $class08 had"
+  "${RUN[@]}" kill -INT "$(cat "$dir/pgbouncer.pid")" 2>/dev/null
+  q -c "ALTER SYSTEM RESET ptune.model_path" -c "SELECT pg_reload_conf()" >/dev/null
+  wait_ready 30 >/dev/null
+}
+
+test_training_progress_follows_task_visibility() {
+  # trainings name tasks: roles see their own; others' only with SELECT on ptune.prompts
+  q -c "SET client_min_messages = warning" -c "DROP ROLE IF EXISTS prog_alice" -c "DROP ROLE IF EXISTS prog_bob" \
+    -c "CREATE ROLE prog_alice LOGIN" -c "CREATE ROLE prog_bob LOGIN" -c "GRANT SELECT ON toy TO prog_alice"
+  q -U prog_alice -c "${LONG_TRAINING/\'long\'/\'alice_long\'}" >/dev/null 2>&1 &
+  local trainer=$!
+  wait_for "SELECT count(*) = 1 FROM ptune.training_progress WHERE step > 0" 30
+  local own others_default others_revoked
+  own=$(q -U prog_alice -c "SELECT count(*) FROM ptune.training_progress")
+  others_default=$(q -U prog_bob -c "SELECT count(*) FROM ptune.training_progress")
+  q -c "REVOKE SELECT ON ptune.prompts FROM PUBLIC"
+  others_revoked=$(q -U prog_bob -c "SELECT count(*) || ' ' || count(*) FILTER (WHERE task = 'alice_long') FROM ptune.training_progress_rows()")
+  q -c "GRANT SELECT ON ptune.prompts TO PUBLIC"
+  [[ $own == 1 && $others_default == 1 && $others_revoked == "0 0" ]]
+  check $? "alice sees her training ($own), bob sees it by default ($others_default), not after REVOKE ($others_revoked)"
+  q -c "SELECT pg_cancel_backend(pid) FROM ptune.training_progress" >/dev/null
+  wait "$trainer" 2>/dev/null
+  wait_for "SELECT count(*) = 0 FROM ptune.training_progress" 5
+  q -c "DROP ROLE prog_bob" -c "REVOKE SELECT ON toy FROM prog_alice" -c "DROP ROLE prog_alice" >/dev/null
 }
 
 # A model whose config.json name holds a quote and a backslash, and whose

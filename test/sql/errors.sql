@@ -28,6 +28,12 @@ SELECT * FROM ptune.train_prompt('t', 'toy', 'text', 'label', max_input_tokens =
 SELECT * FROM ptune.train_prompt('t', 'toy', 'text', 'label', init => 'zeros');
 SELECT * FROM ptune.train_prompt('t', 'toy', 'text', 'label', optimizer => 'sgd');
 SELECT * FROM ptune.train_prompt('t', 'toy', 'text', 'label', seed => -5);
+SELECT * FROM ptune.train_prompt('t', 'toy', 'text', 'label', weight_decay => 1);
+SELECT * FROM ptune.train_prompt('t', 'toy', 'text', 'label', weight_decay => 'NaN');
+SELECT * FROM ptune.train_prompt('t', 'toy', 'text', 'label', max_grad_norm => -1);
+SELECT * FROM ptune.train_prompt('t', 'toy', 'text', 'label', min_dim_size_to_factor => -1);
+SELECT * FROM ptune.train_prompt('t', 'toy', 'text', 'label', min_dim_size_to_factor => NULL);
+SELECT * FROM ptune.train_prompt('t', 'toy', 'text', 'label', adafactor_start_step => -1);
 
 -- bad tables: empty, a single label, NULL texts and labels, long labels
 CREATE TABLE no_rows (body text, class text);

@@ -4,13 +4,14 @@ SELECT version, is_active FROM ptune.prompts WHERE task = 'toy' ORDER BY version
 SELECT ptune.activate('toy', 99);
 SELECT ptune.activate('no_such_task', 1);
 
--- plain UPDATE works as users expect: deactivating every version
-UPDATE ptune.prompts SET is_active = false WHERE task = 'toy';
+-- deactivating every version takes the task offline
+SELECT ptune.deactivate('toy');
+SELECT count(*) FILTER (WHERE is_active) AS active_versions FROM ptune.versions WHERE task = 'toy';
 SELECT ptune.classify('toy', 'a dog');
 SELECT ptune.activate('toy', 2);
 SELECT ptune.classify('toy', 'a dog') IN ('this', 'that') AS classifies_again;
 
--- a corrupted prompt is a clear error, and nothing else breaks
+-- a corrupted prompt is a clear error, and nothing else breaks (a superuser may edit the rows)
 BEGIN;
 UPDATE ptune.prompts SET prompt = overlay(prompt placing '\xff'::bytea from 100 for 1) WHERE task = 'toy' AND is_active;
 SELECT ptune.classify('toy', 'a dog');

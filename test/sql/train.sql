@@ -24,7 +24,7 @@ SELECT metrics->>'validation_rows' AS validation_rows, metrics->>'test_rows' AS 
        hyperparameters->>'test_relation' AS test_relation
 FROM ptune.prompts WHERE task = 'toy';
 
-SELECT task, version, member, is_active, prompt_length, d_model, labels, created_by = current_user AS mine,
+SELECT task, version, member, is_active, prompt_length, d_model, labels, created_by::text = current_user AS mine,
        model_name, hyperparameters->>'optimizer' AS optimizer, (metrics->>'train_rows')::int AS train_rows,
        (metrics->>'validation_rows')::int AS validation_rows, octet_length(prompt) > 20 * 64 * 4 AS holds_values
 FROM ptune.prompts ORDER BY task, version, member;
@@ -59,4 +59,20 @@ SELECT metrics->>'validation_rows' AS validation_rows, jsonb_typeof(metrics->'se
 FROM ptune.prompts WHERE task = 'toy_novalidation';
 SELECT ptune.drop_task('toy_novalidation');
 DROP TABLE toy_heldout;
-SELECT task, active_version, versions, owner = current_user AS mine, labels FROM ptune.tasks ORDER BY task;
+SELECT task, active_version, versions, owner::text = current_user AS mine, labels FROM ptune.tasks ORDER BY task;
+
+-- the optimizer's options: the defaults are T5X's Adafactor for the paper (stored as
+-- null = the optimizer's default), ptune's earlier behaviours are options
+SELECT hyperparameters->'weight_decay' AS weight_decay, hyperparameters->'max_grad_norm' AS max_grad_norm,
+       hyperparameters->'min_dim_size_to_factor' AS min_dim, hyperparameters->'adafactor_start_step' AS start_step
+FROM ptune.prompts WHERE task = 'toy_ensemble' AND member = 0;
+SET client_min_messages = warning;
+SELECT task, version, steps
+FROM ptune.train_prompt('toy_options', 'toy', 'text', 'label', prompt_length => 4, epochs => 0,
+                        max_steps => 2, max_input_tokens => 16, weight_decay => 3e-6, max_grad_norm => 1,
+                        min_dim_size_to_factor => 0, adafactor_start_step => 1100000);
+RESET client_min_messages;
+SELECT hyperparameters->'weight_decay' AS weight_decay, hyperparameters->'max_grad_norm' AS max_grad_norm,
+       hyperparameters->'min_dim_size_to_factor' AS min_dim, hyperparameters->'adafactor_start_step' AS start_step
+FROM ptune.prompts WHERE task = 'toy_options';
+SELECT ptune.drop_task('toy_options');

@@ -11,6 +11,7 @@
 #include "optimizer.h"
 #include "prompt.h"
 #include "task.h"
+#include "trainer.h"
 #include "unit.h"
 
 static const char *spam_labels[] = {"ham", "spam"};
@@ -280,19 +281,27 @@ test_score_plans(void)
 	pt_model_free(m);
 }
 
-/* Adafactor and Adam, written again in double precision from the papers. */
+/*
+ * Adafactor as T5X's apply_param_gradient computes it (t5x/adafactor.py),
+ * written again in double precision: factored second moment when
+ * min(R, C) >= min_dim, else a full one; update clipping at RMS 1; weight
+ * decay p = (1 - wd) p - lr y.  (test/reference/t5x_adafactor.py is the
+ * independent float64 reference the cross suite compares against.)
+ */
 static void
-reference_adafactor(int R, int C, int steps, const float *grads, double *p)
+reference_adafactor(int R, int C, int min_dim, int steps, const float *grads, double *p)
 {
 	double	   *row = calloc(R, sizeof(double)),
 			   *col = calloc(C, sizeof(double)),
-			   *u = calloc((size_t) R * C, sizeof(double));
+			   *v = calloc((size_t) R * C, sizeof(double)),
+			   *y = calloc((size_t) R * C, sizeof(double));
+	bool		factored = (R < C ? R : C) >= min_dim;
 
 	for (int t = 1; t <= steps; t++)
 	{
 		const float *g = grads + (size_t) (t - 1) * R * C;
-		double		beta = 1.0 - pow(t, -0.8),
-					rmean = 0,
+		double		decay = 1.0 - pow(t, -0.8),
+					smean = 0,
 					ss = 0,
 					denom;
 
@@ -302,8 +311,8 @@ reference_adafactor(int R, int C, int steps, const float *grads, double *p)
 
 			for (int j = 0; j < C; j++)
 				s += (double) g[i * C + j] * g[i * C + j] + 1e-30;
-			row[i] = beta * row[i] + (1 - beta) * s / C;
-			rmean += row[i] / R;
+			row[i] = decay * row[i] + (1 - decay) * s / C;
+			smean += R <= C ? row[i] / R : 0;
 		}
 		for (int j = 0; j < C; j++)
 		{
@@ -311,21 +320,26 @@ reference_adafactor(int R, int C, int steps, const float *grads, double *p)
 
 			for (int i = 0; i < R; i++)
 				s += (double) g[i * C + j] * g[i * C + j] + 1e-30;
-			col[j] = beta * col[j] + (1 - beta) * s / R;
+			col[j] = decay * col[j] + (1 - decay) * s / R;
+			smean += R > C ? col[j] / C : 0;
 		}
 		for (int i = 0; i < R; i++)
 			for (int j = 0; j < C; j++)
 			{
-				u[i * C + j] = g[i * C + j] / sqrt(row[i] / rmean * col[j]);
-				ss += u[i * C + j] * u[i * C + j];
+				double		gij = g[i * C + j];
+
+				v[i * C + j] = decay * v[i * C + j] + (1 - decay) * (gij * gij + 1e-30);
+				y[i * C + j] = gij / sqrt(factored ? row[i] * col[j] / smean : v[i * C + j]);
+				ss += y[i * C + j] * y[i * C + j];
 			}
 		denom = fmax(1.0, sqrt(ss / (R * C)));
 		for (int k = 0; k < R * C; k++)
-			p[k] -= 0.3 * u[k] / denom + 0.3 * 1e-5 * p[k];
+			p[k] = (1 - 1e-5) * p[k] - 0.3 * y[k] / denom;
 	}
 	free(row);
 	free(col);
-	free(u);
+	free(v);
+	free(y);
 }
 
 static void
@@ -347,49 +361,75 @@ reference_adam(int n, int steps, const float *grads, double *p)
 	free(v);
 }
 
+/* Steps one optimizer and its reference over the same gradients; the worst difference. */
+static double
+compare_optimizer(PtOptimizerKind kind, int R, int C, int min_dim, int steps, double *moved)
+{
+	PtOptimizerOptions oo;
+	PtOptimizer *opt;
+	float	   *grads = malloc(sizeof(float) * steps * R * C),
+			   *p = malloc(sizeof(float) * R * C);
+	double	   *ref = malloc(sizeof(double) * R * C),
+			   *initial = malloc(sizeof(double) * R * C),
+				worst = 0;
+	uint64_t	seed = 3 + R * 131 + C;
+
+	pt_optimizer_options_default(&oo, kind);
+	oo.min_dim_size_to_factor = min_dim;
+	opt = pt_optimizer_new(&oo, R, C);
+	for (int k = 0; k < steps * R * C; k++)
+		grads[k] = test_uniform(&seed, -1.0f, 1.0f) * (k % 7 == 0 ? 10.0f : 0.1f);
+	for (int k = 0; k < R * C; k++)
+		initial[k] = ref[k] = p[k] = test_uniform(&seed, -0.5f, 0.5f);
+	for (int t = 0; t < steps; t++)
+		pt_optimizer_step(opt, p, grads + (size_t) t * R * C);
+	if (kind == PT_OPT_ADAFACTOR)
+		reference_adafactor(R, C, min_dim, steps, grads, ref);
+	else
+		reference_adam(R * C, steps, grads, ref);
+	*moved = 0;
+	for (int k = 0; k < R * C; k++)
+	{
+		worst = fmax(worst, fabs(p[k] - ref[k]));
+		*moved = fmax(*moved, fabs(p[k] - initial[k]));
+	}
+	pt_optimizer_free(opt);
+	free(grads);
+	free(p);
+	free(ref);
+	free(initial);
+	return worst;
+}
+
 void		test_optimizers(void);
 void
 test_optimizers(void)
 {
-	enum
-	{
-		R = 5, C = 8, STEPS = 6
-	};
-	float		grads[STEPS * R * C],
-				p_adafactor[R * C],
-				p_adam[R * C];
-	double		ref_adafactor[R * C],
-				ref_adam[R * C],
-				initial[R * C],
-				worst = 0,
-				moved = 0;
-	uint64_t	seed = 3;
-	PtOptimizer *adafactor = pt_optimizer_new(PT_OPT_ADAFACTOR, R, C, 0.3, 1e-5);
-	PtOptimizer *adam = pt_optimizer_new(PT_OPT_ADAM, R, C, 0.05, 0.0);
+	/* rows x cols, factoring threshold: unfactored (T5X's default 128), factored wide and tall */
+	static const int cases[][3] = {{5, 8, 128}, {5, 8, 1}, {9, 4, 4}, {3, 3, 0}};
+	double		moved;
 
-	REQUIRE(adafactor && adam);
-	for (int k = 0; k < STEPS * R * C; k++)
-		grads[k] = test_uniform(&seed, -1.0f, 1.0f) * (k % 7 == 0 ? 10.0f : 0.1f);
-	for (int k = 0; k < R * C; k++)
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++)
 	{
-		p_adafactor[k] = p_adam[k] = test_uniform(&seed, -0.5f, 0.5f);
-		ref_adafactor[k] = ref_adam[k] = initial[k] = p_adam[k];
+		double		worst = compare_optimizer(PT_OPT_ADAFACTOR, cases[c][0], cases[c][1], cases[c][2], 6, &moved);
+
+		CHECKF(worst < 1e-6, "Adafactor %dx%d (factor at %d) differs from the reference by %.3g",
+			   cases[c][0], cases[c][1], cases[c][2], worst);
+		CHECKF(moved > 0.1, "Adafactor barely moved the parameters (%.3g)", moved);
 	}
-	for (int t = 0; t < STEPS; t++)
+	CHECKF(compare_optimizer(PT_OPT_ADAM, 5, 8, 128, 6, &moved) < 1e-6, "Adam differs from the reference");
+
+	/* defaults: the paper's Adafactor has weight decay 1e-5 and no gradient-norm clipping */
+	CHECK(pt_optimizer_default_max_grad_norm(PT_OPT_ADAFACTOR) == 0.0);
+	CHECK(pt_optimizer_default_max_grad_norm(PT_OPT_ADAM) == 1.0);
+	CHECK(pt_optimizer_default_weight_decay(PT_OPT_ADAFACTOR) == 1e-5);
 	{
-		pt_optimizer_step(adafactor, p_adafactor, grads + t * R * C);
-		pt_optimizer_step(adam, p_adam, grads + t * R * C);
+		PtTrainOptions to;
+
+		/* training defaults to them: no clip unless asked, T5X's factoring, a fresh schedule */
+		pt_train_options_default(&to);
+		CHECK(to.optimizer == PT_OPT_ADAFACTOR && to.learning_rate == 0.3);
+		CHECK(to.max_grad_norm < 0 && to.weight_decay < 0);
+		CHECK(to.min_dim_size_to_factor == 128 && to.adafactor_start_step == 0);
 	}
-	reference_adafactor(R, C, STEPS, grads, ref_adafactor);
-	reference_adam(R * C, STEPS, grads, ref_adam);
-	for (int k = 0; k < R * C; k++)
-	{
-		worst = fmax(worst, fabs(p_adafactor[k] - ref_adafactor[k]));
-		worst = fmax(worst, fabs(p_adam[k] - ref_adam[k]));
-		moved = fmax(moved, fabs(p_adafactor[k] - initial[k]));
-	}
-	CHECKF(worst < 1e-6, "optimizer differs from the reference by %.3g", worst);
-	CHECKF(moved > 0.1, "Adafactor barely moved the parameters (%.3g)", moved);
-	pt_optimizer_free(adafactor);
-	pt_optimizer_free(adam);
 }
