@@ -45,8 +45,8 @@ worker_problem(PtuneSlot *slot, TimestampTz absent_since, TimestampTz now)
 }
 
 /*
- * Worker states are reported with class 55 and 57 SQLSTATEs, never class 08
- * (connection exceptions): connection pools drop a connection on class 08,
+ * Worker states are reported as 55000, never with class 08 (connection
+ * exceptions) or 57P01-57P03: connection pools drop a connection on those,
  * and this connection is fine.
  */
 static void

@@ -675,7 +675,7 @@ ptune_slot_worker_exit(uint64 gen)
 		abandoned = slot->state == PTUNE_SLOT_ABANDONED && slot->generation == gen;
 		LWLockRelease(&ptune_shared->lock);
 		if (running)
-			ptune_slot_fail(i, ERRCODE_ADMIN_SHUTDOWN, "the ptune worker was terminated while serving this request",
+			ptune_slot_fail(i, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "the ptune worker was terminated while serving this request",
 							NULL, "The worker restarts by itself; retry in a moment.");
 		else if (abandoned)
 			complete(i, InvalidDsaPointer, 0);

@@ -89,7 +89,7 @@ worker_abort_trainings(const char *why)
 	for (int i = 0; i < PTUNE_MAX_TRAININGS; i++)
 		if (jobs[i].state != JOB_FREE)
 		{
-			ptune_slot_fail(jobs[i].slot, ERRCODE_ADMIN_SHUTDOWN, why, NULL, "Run ptune.train_prompt() again.");
+			ptune_slot_fail(jobs[i].slot, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, why, NULL, "Run ptune.train_prompt() again.");
 			end_job(&jobs[i]);
 		}
 }
