@@ -4,6 +4,11 @@
 #   make test-unit       C unit tests of the engine
 #   make SANITIZE=1 BUILD=build-asan test-unit   the same under ASan + UBSan
 #   make install         extension files into PostgreSQL (needs write access)
+#   make check           engine tests that need no PostgreSQL: unit tests and the
+#                        cross-check against the float64 PyTorch reference
+#   make installcheck    after make install: pg_regress and the isolation specs on a
+#                        throwaway cluster that preloads ptune (test/run_regress.sh)
+#   scripts/test.sh      every suite, installing what it needs (what CI runs)
 #
 # Layout: src/engine (no PostgreSQL), src/cli (the ptune command),
 # src/pg (the extension: ptune.so for backends, ptune_worker.so for the model
@@ -35,7 +40,7 @@ ENGINE_LIB = $(BUILD)/libptune_engine.a
 CLI_OBJS  = $(patsubst src/cli/%.c,$(BUILD)/cli/%.o,$(wildcard src/cli/*.c))
 UNIT_OBJS = $(patsubst test/unit/%.c,$(BUILD)/unit/%.o,$(wildcard test/unit/*.c))
 
-.PHONY: engine cli test-unit clean-build install-worker
+.PHONY: engine cli test-unit check installcheck clean-build install-worker
 
 # the first target: everything (defined after PGXS is included below)
 default: all
@@ -73,6 +78,16 @@ $(BUILD)/test_engine: $(UNIT_OBJS) $(ENGINE_LIB)
 test-unit: $(BUILD)/test_engine $(BUILD)/ptune
 	BUILD=$(BUILD) bash test/run_unit.sh
 
+# (only defined when asked for: PGXS, read otherwise, has a `check` of its own)
+ifneq ($(filter check,$(MAKECMDGOALS)),)
+check: $(BUILD)/test_engine $(BUILD)/ptune
+	BUILD=$(BUILD) bash test/run_unit.sh
+	BUILD=$(BUILD) bash test/cross_check.sh
+endif
+
+installcheck: all
+	BUILD=$(BUILD) bash test/run_regress.sh
+
 clean-build:
 	rm -rf build build-asan
 
@@ -97,8 +112,17 @@ EXTRA_CLEAN = ptune_worker.so $(WORKER_OBJS) src/pg/ipc_other.wo
 WORKER_OBJS = src/pg/worker.wo src/pg/worker_classify.wo src/pg/worker_train.wo \
               src/pg/worker_explain.wo src/pg/ipc.wo src/pg/slot.wo
 
+# ptune must be preloaded, so PGXS's installcheck (against a running server that
+# may not preload it) cannot work: ours starts its own cluster.  PGXS's `check`
+# only says "not supported"; ours needs no PostgreSQL at all, so `make check`
+# (run it on its own) does not read PGXS, whose rule would clash with ours.
+NO_INSTALLCHECK = 1
 PGXS := $(shell $(PG_CONFIG) --pgxs)
+ifeq ($(filter check,$(MAKECMDGOALS)),)
 include $(PGXS)
+else ifneq ($(MAKECMDGOALS),check)
+$(error run `make check` on its own: it builds what it needs)
+endif
 
 all: ptune_worker.so cli
 

@@ -16,6 +16,9 @@
 #include "kernels.h"
 #include "linear.h"
 
+/* query rows per block in the forward pass: every chain fits in one */
+#define ATTN_Q_BLOCK PT_MAX_SEQ_LEN
+
 int
 pt_relative_bucket(int relative_position, bool bidirectional, int num_buckets, int max_distance)
 {
@@ -72,21 +75,23 @@ pt_position_bias_table(const float *rel_bias, int H, int buckets, int max_distan
 /*
  * Adds the position bias (and the causal mask) to the scores of one head,
  * then softmax; inv_sum[i] receives 1 / row sum, for rows left unnormalised.
+ * p holds query rows i0 .. i0 + n - 1 of the sequence (a block, see below).
  */
 static void
-scores_to_probs(const PtAttnLayout *lay, int h, float *p, int tq, int tk, float *inv_sum)
+scores_to_probs(const PtAttnLayout *lay, int h, float *p, int i0, int n, int tk, float *inv_sum)
 {
 	int			width = 2 * lay->bias_max_len - 1;
 
-	for (int i = 0; i < tq; i++)
+	for (int r = 0; r < n; r++)
 	{
-		float	   *row = p + (size_t) i * tk;
+		int			i = i0 + r;		/* the query's position in its sequence */
+		float	   *row = p + (size_t) r * tk;
 		int			visible = lay->causal ? (i + 1 < tk ? i + 1 : tk) : tk;
 
 		/* bias index of key j for query i: (j - i) + max_len - 1 */
 		const float *b = lay->bias ? lay->bias + (size_t) h * width + (lay->bias_max_len - 1 - i) : NULL;
 
-		inv_sum[i] = pt_softmax_row(row, b, visible, lay->normalize);
+		inv_sum[r] = pt_softmax_row(row, b, visible, lay->normalize);
 		if (visible < tk)
 			memset(row + visible, 0, sizeof(float) * (tk - visible));
 	}
@@ -108,25 +113,35 @@ pt_attention_forward(const PtAttnLayout *lay, int H, int dk,
 		int			tk = lay->kv_len[g];
 		const float *K = k + (size_t) lay->kv_off[g] * inner + h * dk;
 		const float *V = v + (size_t) lay->kv_off[g] * inner + h * dk;
-		float		inv_sum[PT_MAX_SEQ_LEN];
+		float		inv_sum[ATTN_Q_BLOCK];
 
 		for (int s = lay->kv_q_begin[g]; s < lay->kv_q_end[g]; s++)
 		{
 			int			tq = lay->q_len[s];
-			const float *Q = q + (size_t) lay->q_off[s] * inner + h * dk;
-			float	   *P = probs + lay->p_off[s] + (size_t) h * tq * tk;
-			float	   *C = ctx + (size_t) lay->q_off[s] * inner + h * dk;
 
-			/* P[tq, tk] = Q[tq, dk] K[tk, dk]^T   (no 1/sqrt(dk) in T5) */
-			pt_gemm(false, true, tq, tk, dk, 1.0f, Q, inner, K, inner, 0.0f, P, tk);
-			scores_to_probs(lay, h, P, tq, tk, inv_sum);
-			/* C[tq, dk] = P[tq, tk] V[tk, dk] */
-			pt_gemm(false, false, tq, dk, tk, 1.0f, P, tk, V, inner, 0.0f, C, inner);
-			/* unnormalised probabilities: scale the dk outputs of a row, not its tk probabilities */
-			if (!lay->normalize)
-				for (int i = 0; i < tq; i++)
-					for (int j = 0; j < dk; j++)
-						C[(size_t) i * inner + j] *= inv_sum[i];
+			/*
+			 * Query rows in blocks of at most ATTN_Q_BLOCK: a chain never has
+			 * more, but a rank trie (cross-attention of a tree) may have tens
+			 * of thousands of nodes, and inv_sum lives on the stack.
+			 */
+			for (int i0 = 0; i0 < tq; i0 += ATTN_Q_BLOCK)
+			{
+				int			n = tq - i0 < ATTN_Q_BLOCK ? tq - i0 : ATTN_Q_BLOCK;
+				const float *Q = q + (size_t) (lay->q_off[s] + i0) * inner + h * dk;
+				float	   *P = probs + lay->p_off[s] + (size_t) h * tq * tk + (size_t) i0 * tk;
+				float	   *C = ctx + (size_t) (lay->q_off[s] + i0) * inner + h * dk;
+
+				/* P[n, tk] = Q[n, dk] K[tk, dk]^T   (no 1/sqrt(dk) in T5) */
+				pt_gemm(false, true, n, tk, dk, 1.0f, Q, inner, K, inner, 0.0f, P, tk);
+				scores_to_probs(lay, h, P, i0, n, tk, inv_sum);
+				/* C[n, dk] = P[n, tk] V[tk, dk] */
+				pt_gemm(false, false, n, dk, tk, 1.0f, P, tk, V, inner, 0.0f, C, inner);
+				/* unnormalised probabilities: scale the dk outputs of a row, not its tk probabilities */
+				if (!lay->normalize)
+					for (int i = 0; i < n; i++)
+						for (int j = 0; j < dk; j++)
+							C[(size_t) i * inner + j] *= inv_sum[i];
+			}
 		}
 	}
 }

@@ -36,6 +36,7 @@
 	X(test_label_scores_match_full_logits) \
 	X(test_rank_scores_match_brute_force) \
 	X(test_decoder_trees_checked) \
+	X(test_rank_large_trie) \
 	X(test_classify_mixed_tasks_and_ensembles) \
 	X(test_classify_bf16_matches_fp32) \
 	X(test_explain_nearest_pieces) \

@@ -14,6 +14,7 @@
 #include "error.h"
 #include "linear.h"
 #include "prompt.h"
+#include "rng.h"
 #include "t5.h"
 #include "unit.h"
 
@@ -272,5 +273,85 @@ test_decoder_trees_checked(void)
 	dec.parent = two_roots;
 	CHECK(pt_pass_begin(&pass, m, &arena, &enc, 1, &dec, 1, false) != 0);
 	pt_arena_free(&arena);
+	pt_model_free(m);
+}
+
+/*
+ * A trie larger than the longest chain (PT_MAX_SEQ_LEN nodes): 400 labels of
+ * 25 random tokens.  Its cross-attention has more query rows than a chain
+ * ever has; the forward pass once kept one float per query row on the stack
+ * and overflowed it (a worker crash).  The label must be the brute-force
+ * argmax, and the log-ratio of the two most likely labels must match.
+ */
+void		test_rank_large_trie(void);
+void
+test_rank_large_trie(void)
+{
+	enum
+	{
+		L = 400, T = 25
+	};
+	const char *dir = unit_model_dir("tiny-relu");
+	PtModel    *m;
+	PtTask	   *task;
+	PtRng		rng;
+	PtWorkspace ws = {0};
+	static int32_t label_ids[L][T];
+	const int32_t *label_ptrs[L];
+	int			n_label_ids[L];
+	static double brute[L];
+	static float probs[L];
+	float		prompt[4 * 512];
+	const float *prompts[1] = {prompt};
+	int			prompt_lens[1] = {4};
+	int32_t		input[3] = {7, 8, 1};
+	PtClassifyRow row;
+	PtClassifyResult res = {-1, probs};
+	int			best = 0,
+				second = -1;
+
+	REQUIRE(dir != NULL);
+	m = pt_model_load(dir);
+	REQUIRE(m != NULL);
+	REQUIRE(m->cfg.d_model <= 512);
+	pt_rng_seed(&rng, 7);
+	for (int j = 0; j < L; j++)
+	{
+		for (int t = 0; t < T; t++)
+			label_ids[j][t] = 2 + (int32_t) (pt_rng_next(&rng) % (uint64_t) (m->cfg.vocab_size - 2));
+		label_ptrs[j] = label_ids[j];
+		n_label_ids[j] = T;
+	}
+	for (int i = 0; i < 4 * m->cfg.d_model; i++)
+		prompt[i] = 0.5f * pt_rng_uniform(&rng) - 0.25f;
+	task = pt_task_new_from_ids(m, label_ptrs, n_label_ids, L, 64);
+	REQUIREF(task != NULL, "%s", pt_error_message());
+	CHECKF(task->trie.n_nodes > PT_MAX_SEQ_LEN, "the trie has only %d nodes", task->trie.n_nodes);
+
+	row = (PtClassifyRow) {task, PT_SCORE_RANK, 1, prompts, prompt_lens, input, 3};
+	REQUIREF(pt_classify(m, &ws, &row, 1, &res) == 0, "%s", pt_error_message());
+
+	/* brute force, MAX_L labels at a time through a view of the task */
+	for (int j0 = 0; j0 < L; j0 += MAX_L)
+	{
+		PtTask		part = *task;
+
+		part.labels = task->labels + j0;
+		part.n_labels = L - j0 < MAX_L ? L - j0 : MAX_L;
+		REQUIRE(brute_force_scores(m, &ws, &part, prompt, 4, input, 3, brute + j0) == 0);
+	}
+	for (int j = 1; j < L; j++)
+		if (brute[j] > brute[best])
+			best = j;
+	for (int j = 0; j < L; j++)
+		if (j != best && (second < 0 || brute[j] > brute[second]))
+			second = j;
+	CHECKF(res.label == best, "rank label %d, brute force %d", res.label, best);
+	if (probs[second] > 1e-30f)
+		CHECKF(fabs(log((double) probs[best] / probs[second]) - (brute[best] - brute[second])) < 1e-3,
+			   "log ratio %.6f, brute force %.6f", log((double) probs[best] / probs[second]),
+			   brute[best] - brute[second]);
+	pt_workspace_free(&ws);
+	pt_task_free(task);
 	pt_model_free(m);
 }
