@@ -101,16 +101,16 @@ PG_CONFIG ?= pg_config
 EXTENSION  = ptune
 DATA       = sql/ptune--0.1.0.sql
 MODULE_big = ptune
-OBJS       = src/pg/ptune.o src/pg/guc.o src/pg/ipc.o src/pg/client.o src/pg/prompt_store.o \
+OBJS       = src/pg/ptune.o src/pg/guc.o src/pg/ipc.o src/pg/slot.o src/pg/client.o src/pg/prompt_store.o \
              src/pg/scoring.o src/pg/sql_classify.o src/pg/sql_train.o src/pg/sql_evaluate.o src/pg/sql_admin.o \
              src/pg/tasks.o \
              src/engine/metrics.o
 PG_CPPFLAGS = -Isrc/engine -Isrc/pg
 PG_CFLAGS   = -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
-EXTRA_CLEAN = ptune_worker.so $(WORKER_OBJS)
+EXTRA_CLEAN = ptune_worker.so $(WORKER_OBJS) src/pg/ipc_other.wo
 
 WORKER_OBJS = src/pg/worker.wo src/pg/worker_classify.wo src/pg/worker_train.wo \
-              src/pg/worker_explain.wo src/pg/ipc.wo
+              src/pg/worker_explain.wo src/pg/ipc.wo src/pg/slot.wo
 
 # ptune must be preloaded, so PGXS's installcheck (against a running server that
 # may not preload it) cannot work: ours starts its own cluster.  PGXS's `check`
@@ -126,6 +126,9 @@ endif
 
 all: ptune_worker.so cli
 
+# PGXS knows nothing of our headers: rebuild the backend objects when one changes
+$(filter src/pg/%,$(OBJS)): $(wildcard src/pg/*.h src/engine/*.h)
+
 # Worker objects: hidden symbols, so its copies of ipc.c and guc.c never clash
 # with ptune.so's (PostgreSQL loads libraries with RTLD_GLOBAL).
 src/pg/%.wo: src/pg/%.c $(wildcard src/pg/*.h src/engine/*.h)
@@ -135,6 +138,16 @@ src/pg/%.wo: src/pg/%.c $(wildcard src/pg/*.h src/engine/*.h)
 ptune_worker.so: $(WORKER_OBJS) $(ENGINE_LIB)
 	$(CC) -shared -o $@ $(WORKER_OBJS) -Wl,--exclude-libs,ALL $(ENGINE_LIB) $(ENGINE_LIBS) \
 	  $(LDFLAGS_SL) -fopenmp
+
+# The worker library as another build would make it: another shared-memory
+# layout (test/pg/tests.sh checks that it stops with a clear message, no crash loop).
+src/pg/ipc_other.wo: src/pg/ipc.c $(wildcard src/pg/*.h)
+	$(CC) $(CFLAGS) $(CFLAGS_SL) $(CPPFLAGS) -Isrc/engine -Isrc/pg -fvisibility=hidden \
+	  '-DPGDLLEXPORT=__attribute__((visibility("default")))' -DPTUNE_SHMEM_LAYOUT_OTHER -c $< -o $@
+
+$(BUILD)/ptune_worker_other_layout.so: $(filter-out src/pg/ipc.wo,$(WORKER_OBJS)) src/pg/ipc_other.wo $(ENGINE_LIB)
+	$(CC) -shared -o $@ $(filter-out src/pg/ipc.wo,$(WORKER_OBJS)) src/pg/ipc_other.wo -Wl,--exclude-libs,ALL \
+	  $(ENGINE_LIB) $(ENGINE_LIBS) $(LDFLAGS_SL) -fopenmp
 
 install: install-worker
 install-worker: ptune_worker.so

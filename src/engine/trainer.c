@@ -1,6 +1,7 @@
 /*
  * trainer.c - the prompt-tuning loop (see trainer.h).
  */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,12 +54,41 @@ struct PtTrainer
 	double		step_seconds;	/* total time in optimisation steps */
 	long		rows_trained;
 
+	/* rows as they stream in (pt_trainer_add_rows): label = index into row_labels */
+	bool		rows_closed;
+	char	  **row_labels;		/* distinct labels in order of appearance */
+	int			n_row_labels;
+	int			cap_row_labels;
+	int			cap_rows;
+
+	/* the unit of work in progress (pt_trainer_advance) */
+	int			phase;			/* PHASE_* */
+	bool		in_step;		/* a mini-batch is chosen and partly computed */
+	int			batch_pos;		/* rows of it done */
+	int			batch_tokens;	/* its target tokens: each token's weight is 1 / this */
+	double		batch_loss;
+	float	   *micro_grad;		/* [P, d]: one micro-batch's gradient, added into grad */
+	bool		step_boundary;	/* a whole step (with its validation) just ended */
+	int			unit_rows;		/* rows the last pt_trainer_advance() put through the model */
+	int			eval_pos;		/* validation rows scored so far */
+	int			eval_correct;
+	double		eval_nll;
+
 	/* results */
 	PtTrainProgress progress;
 	PtTrainResult result;
 	double		started;
 	bool		done;
 	bool		failed;			/* a step failed: no more steps */
+};
+
+/* What pt_trainer_advance() works on. */
+enum
+{
+	PHASE_TRAIN,				/* micro-batches of the current step */
+	PHASE_VALIDATE,				/* the member's prompt on the validation rows */
+	PHASE_FINAL_EVAL,			/* the final prompts (the ensemble) on the validation rows */
+	PHASE_FINAL_TEST			/* the final prompts on the held-out rows */
 };
 
 static double
@@ -126,34 +156,16 @@ validate_options(const PtTrainOptions *o)
 	return 0;
 }
 
+/* Grows *array to cap elements of size bytes (contents kept). */
 static int
-compare_strings(const void *a, const void *b)
+grow(void **array, size_t cap, size_t size)
 {
-	return strcmp(*(const char *const *) a, *(const char *const *) b);
-}
+	void	   *grown = realloc(*array, cap * size);
 
-/* The distinct labels of a text set, sorted; NULL labels are ignored. */
-static char **
-distinct_labels(const PtTextSet *set, int *n_out)
-{
-	const char **all = pt_calloc(set->n + 1, sizeof(char *));
-	char	  **out;
-	int			n = 0,
-				k = 0;
-
-	if (all == NULL)
-		return NULL;
-	for (int i = 0; i < set->n; i++)
-		if (set->labels[i] && set->texts[i])
-			all[n++] = set->labels[i];
-	qsort(all, n, sizeof(char *), compare_strings);
-	out = pt_calloc(n + 1, sizeof(char *));
-	for (int i = 0; out && i < n; i++)
-		if (i == 0 || strcmp(all[i], all[i - 1]) != 0)
-			out[k++] = (char *) all[i];
-	free(all);
-	*n_out = k;
-	return out;
+	if (grown == NULL)
+		return pt_fail(PT_ERR_NOMEM, "out of memory for %zu training rows", cap);
+	*array = grown;
+	return 0;
 }
 
 static void
@@ -168,8 +180,8 @@ free_token_set(TokenSet *s)
 }
 
 /*
- * Tokenizes the rows of set (train, validation or held-out: `what`); rows
- * without a text or label are counted; a label the task lacks is an error.
+ * Tokenizes the rows of set (validation or held-out: `what`); rows without a
+ * text or label are counted; a label the task lacks is an error.
  */
 static int
 tokenize_set(const PtModel *m, const PtTask *task, const PtTextSet *set, const char *what,
@@ -313,20 +325,21 @@ start_member(PtTrainer *t, int member)
 }
 
 /*
- * Accuracy and mean -log p(true label) of the given prompts on a set of
- * rows (several prompts: the ensemble's vote).
+ * Scores up to max_rows more rows of set with the given prompts (several:
+ * the ensemble's vote), in chunks of at most 64.  Returns 1 when every row is
+ * scored (then *accuracy and *loss, the mean -log p(true label), are set and
+ * the counters reset), 0 when rows are left, -1 on error.
  */
 static int
-evaluate(PtTrainer *t, const TokenSet *set, PtPrompt *const *prompts, int n_prompts,
-		 double *accuracy, double *loss)
+evaluate_slice(PtTrainer *t, const TokenSet *set, PtPrompt *const *prompts, int n_prompts, int max_rows,
+			   double *accuracy, double *loss)
 {
 	int			chunk = 64;
-	int			correct = 0;
-	double		nll = 0.0;
 	const float *values[64];
 	int			lens[64];
 	PtClassifyRow rows[64];
 	PtClassifyResult results[64];
+	int			end = set->n - t->eval_pos < max_rows ? set->n : t->eval_pos + max_rows;
 	float	   *probs = pt_calloc((size_t) chunk * t->task->n_labels, sizeof(float));
 
 	if (probs == NULL)
@@ -336,9 +349,10 @@ evaluate(PtTrainer *t, const TokenSet *set, PtPrompt *const *prompts, int n_prom
 		values[k] = prompts[k]->values;
 		lens[k] = prompts[k]->length;
 	}
-	for (int start = 0; start < set->n; start += chunk)
+	while (t->eval_pos < end)
 	{
-		int			n = set->n - start < chunk ? set->n - start : chunk;
+		int			start = t->eval_pos;
+		int			n = end - start < chunk ? end - start : chunk;
 
 		for (int i = 0; i < n; i++)
 		{
@@ -355,58 +369,170 @@ evaluate(PtTrainer *t, const TokenSet *set, PtPrompt *const *prompts, int n_prom
 		{
 			int			truth = set->label[start + i];
 
-			correct += results[i].label == truth;
-			nll -= log(fmax(results[i].probs[truth], 1e-30));
+			t->eval_correct += results[i].label == truth;
+			t->eval_nll -= log(fmax(results[i].probs[truth], 1e-30));
 		}
+		t->eval_pos += n;
+		t->unit_rows += n;
 	}
 	free(probs);
-	*accuracy = set->n ? (double) correct / set->n : NAN;
-	*loss = set->n ? nll / set->n : NAN;
-	return 0;
+	if (t->eval_pos < set->n)
+		return 0;
+	*accuracy = set->n ? (double) t->eval_correct / set->n : NAN;
+	*loss = set->n ? t->eval_nll / set->n : NAN;
+	t->eval_pos = 0;
+	t->eval_correct = 0;
+	t->eval_nll = 0.0;
+	return 1;
 }
 
 PtTrainer *
-pt_trainer_new(const PtModel *m, const PtTrainOptions *opt, const PtTextSet *train,
-			   const PtTextSet *dev)
+pt_trainer_open(const PtModel *m, const PtTrainOptions *opt)
 {
 	PtTrainer  *t;
-	char	  **labels;
-	int			n_labels = 0;
 
 	if (validate_options(opt) != 0)
 		return NULL;
-	labels = distinct_labels(train, &n_labels);
-	if (labels == NULL)
-		return NULL;
-	if (n_labels < 2)
-	{
-		free(labels);
-		pt_fail(PT_ERR_ARGUMENT, "the training rows have %d distinct label%s; prompt tuning needs at least 2",
-				n_labels, n_labels == 1 ? "" : "s");
-		return NULL;
-	}
 	t = pt_calloc(1, sizeof(PtTrainer));
 	if (t == NULL)
-	{
-		free(labels);
 		return NULL;
-	}
 	t->m = m;
 	t->opt = *opt;
 	if (t->opt.max_grad_norm < 0)	/* the optimizer's default (none for Adafactor) */
 		t->opt.max_grad_norm = pt_optimizer_default_max_grad_norm(opt->optimizer);
 	t->started = now_seconds();
-	t->task = pt_task_new(m, (const char *const *) labels, n_labels, opt->max_input_tokens);
-	free(labels);
-	if (t->task == NULL)
-		goto fail;
+	return t;
+}
 
-	if (tokenize_set(m, t->task, train, "training", &t->train, &t->result.skipped_rows) != 0)
-		goto fail;
+/* The index of a row's label among those seen so far (added if new); -1 on error. */
+static int
+row_label_index(PtTrainer *t, const char *label)
+{
+	for (int j = t->n_row_labels - 1; j >= 0; j--)
+		if (strcmp(t->row_labels[j], label) == 0)
+			return j;
+	if (t->n_row_labels == PT_MAX_LABELS)
+		return pt_fail(PT_ERR_ARGUMENT, "the training rows have more than %d distinct labels", PT_MAX_LABELS);
+	if (t->n_row_labels == t->cap_row_labels)
+	{
+		int			cap = t->cap_row_labels ? 2 * t->cap_row_labels : 16;
+		char	  **grown = realloc(t->row_labels, sizeof(char *) * cap);
+
+		if (grown == NULL)
+			return pt_fail(PT_ERR_NOMEM, "out of memory");
+		t->row_labels = grown;
+		t->cap_row_labels = cap;
+	}
+	t->row_labels[t->n_row_labels] = pt_strdup(label);
+	if (t->row_labels[t->n_row_labels] == NULL)
+		return -1;
+	return t->n_row_labels++;
+}
+
+int
+pt_trainer_add_rows(PtTrainer *t, const PtTextSet *set)
+{
+	int32_t    *buf;
+
+	if (t->rows_closed)
+		return pt_fail(PT_ERR_ARGUMENT, "rows are added before training starts");
+	if (t->train.n + set->n > t->cap_rows)
+	{
+		int			cap = t->cap_rows ? t->cap_rows : 1024;
+
+		while (cap < t->train.n + set->n)
+			cap *= 2;
+		if (grow((void **) &t->train.ids, cap, sizeof(int32_t *)) != 0 ||
+			grow((void **) &t->train.n_ids, cap, sizeof(int)) != 0 ||
+			grow((void **) &t->train.label, cap, sizeof(int)) != 0)
+			return -1;
+		t->cap_rows = cap;
+	}
+	buf = pt_calloc(t->opt.max_input_tokens, sizeof(int32_t));
+	if (buf == NULL)
+		return -1;
+	for (int i = 0; i < set->n; i++)
+	{
+		int			label,
+					n;
+
+		if (set->texts[i] == NULL || set->labels[i] == NULL)
+		{
+			t->result.skipped_rows++;
+			continue;
+		}
+		label = row_label_index(t, set->labels[i]);
+		n = label < 0 ? -1 : pt_encode_input(t->m, t->opt.max_input_tokens, set->texts[i],
+											 set->lens ? set->lens[i] : strlen(set->texts[i]), buf);
+		if (n < 0 || (t->train.ids[t->train.n] = pt_calloc(n, sizeof(int32_t))) == NULL)
+		{
+			free(buf);
+			return -1;
+		}
+		memcpy(t->train.ids[t->train.n], buf, sizeof(int32_t) * n);
+		t->train.n_ids[t->train.n] = n;
+		t->train.label[t->train.n] = label;
+		t->train.n++;
+	}
+	free(buf);
+	return 0;
+}
+
+int
+pt_trainer_close_rows(PtTrainer *t, const PtTextSet *dev)
+{
+	const PtTrainOptions *opt = &t->opt;
+	const PtModel *m = t->m;
+	int			n_labels = t->n_row_labels;
+	int		   *order,
+			   *rank;
+	const char **sorted;
+
+	if (t->rows_closed)
+		return 0;
+	t->rows_closed = true;
+	if (n_labels < 2)
+		return pt_fail(PT_ERR_ARGUMENT, "the training rows have %d distinct label%s; prompt tuning needs at least 2",
+					   n_labels, n_labels == 1 ? "" : "s");
+
+	/* the task's labels are sorted; rows refer to them by their sorted index */
+	order = pt_calloc(n_labels, sizeof(int));
+	rank = pt_calloc(n_labels, sizeof(int));
+	sorted = pt_calloc(n_labels, sizeof(char *));
+	if (!order || !rank || !sorted)
+	{
+		free(order);
+		free(rank);
+		free(sorted);
+		return -1;
+	}
+	/* insertion sort of label indices: at most PT_MAX_LABELS of them */
+	for (int j = 0; j < n_labels; j++)
+	{
+		int			k = j;
+
+		for (; k > 0 && strcmp(t->row_labels[order[k - 1]], t->row_labels[j]) > 0; k--)
+			order[k] = order[k - 1];
+		order[k] = j;
+	}
+	for (int j = 0; j < n_labels; j++)
+	{
+		rank[order[j]] = j;
+		sorted[j] = t->row_labels[order[j]];
+	}
+	for (int i = 0; i < t->train.n; i++)
+		t->train.label[i] = rank[t->train.label[i]];
+	t->task = pt_task_new(m, sorted, n_labels, opt->max_input_tokens);
+	free(order);
+	free(rank);
+	free(sorted);
+	if (t->task == NULL)
+		return -1;
+
 	if (dev)
 	{
 		if (tokenize_set(m, t->task, dev, "validation", &t->val, &t->result.skipped_rows) != 0)
-			goto fail;
+			return -1;
 	}
 	else
 	{
@@ -417,13 +543,10 @@ pt_trainer_new(const PtModel *m, const PtTrainOptions *opt, const PtTextSet *tra
 		t->val.label = pt_calloc(count + 1, sizeof(int));
 		if (!t->val.ids || !t->val.n_ids || !t->val.label ||
 			split_validation(&t->train, &t->val, count, opt->seed) != 0)
-			goto fail;
+			return -1;
 	}
 	if (t->train.n == 0)
-	{
-		pt_fail(PT_ERR_ARGUMENT, "no training rows are left (all NULL, or all held out for validation)");
-		goto fail;
-	}
+		return pt_fail(PT_ERR_ARGUMENT, "no training rows are left (all NULL, or all held out for validation)");
 	if (t->opt.eval_every == 0)
 	{
 		long		per_epoch = (t->train.n + opt->batch_size - 1) / opt->batch_size;
@@ -433,23 +556,18 @@ pt_trainer_new(const PtModel *m, const PtTrainOptions *opt, const PtTextSet *tra
 
 	t->order = pt_calloc(t->train.n, sizeof(int));
 	t->grad = pt_calloc((size_t) opt->prompt_length * m->cfg.d_model, sizeof(float));
+	t->micro_grad = pt_calloc((size_t) opt->prompt_length * m->cfg.d_model, sizeof(float));
 	t->batch = pt_calloc(opt->batch_size, sizeof(PtExample));
 	t->batch_grads = pt_calloc(opt->batch_size, sizeof(float *));
 	t->result.prompts = pt_calloc(opt->ensemble_size, sizeof(PtPrompt *));
-	if (!t->order || !t->grad || !t->batch || !t->batch_grads || !t->result.prompts)
-		goto fail;
+	if (!t->order || !t->grad || !t->micro_grad || !t->batch || !t->batch_grads || !t->result.prompts)
+		return -1;
 	t->result.train_rows = t->train.n;
 	t->result.val_rows = t->val.n;
 	t->result.n_labels = t->task->n_labels;
 	t->progress.n_members = opt->ensemble_size;
 	t->progress.total_steps = steps_per_member(t);
-	if (start_member(t, 0) != 0)
-		goto fail;
-	return t;
-
-fail:
-	pt_trainer_free(t);
-	return NULL;
+	return start_member(t, 0);
 }
 
 int
@@ -457,13 +575,35 @@ pt_trainer_set_test(PtTrainer *t, const PtTextSet *test)
 {
 	int			skipped = 0;
 
-	if (t->progress.step > 0 || t->member > 0 || t->test.n > 0)
+	if (!t->rows_closed || t->progress.step > 0 || t->member > 0 || t->test.n > 0)
 		return pt_fail(PT_ERR_ARGUMENT, "give the held-out rows before the first step, once");
 	if (tokenize_set(t->m, t->task, test, "held-out", &t->test, &skipped) != 0)
 		return -1;
 	t->result.test_rows = t->test.n;
 	t->result.skipped_rows += skipped;
 	return 0;
+}
+
+long
+pt_trainer_rows(const PtTrainer *t)
+{
+	return t->train.n + t->val.n;
+}
+
+PtTrainer *
+pt_trainer_new(const PtModel *m, const PtTrainOptions *opt, const PtTextSet *train,
+			   const PtTextSet *dev)
+{
+	PtTrainer  *t = pt_trainer_open(m, opt);
+
+	if (t == NULL)
+		return NULL;
+	if (pt_trainer_add_rows(t, train) != 0 || pt_trainer_close_rows(t, dev) != 0)
+	{
+		pt_trainer_free(t);
+		return NULL;
+	}
+	return t;
 }
 
 /* Next batch_size rows of the shuffled order; a new epoch reshuffles. */
@@ -477,40 +617,6 @@ next_row(PtTrainer *t)
 		t->progress.epoch++;
 	}
 	return t->order[t->order_pos++];
-}
-
-static int
-validate_and_keep_best(PtTrainer *t)
-{
-	double		acc,
-				loss;
-	bool		gain;
-
-	t->progress.loss = t->loss_steps ? t->loss_sum / t->loss_steps : NAN;
-	t->loss_sum = 0.0;
-	t->loss_steps = 0;
-	t->progress.evaluated = true;
-	if (t->val.n == 0)
-		return 0;
-	if (evaluate(t, &t->val, &t->prompt, 1, &acc, &loss) != 0)
-		return -1;
-	t->progress.val_accuracy = acc;
-	t->progress.val_loss = loss;
-	gain = acc > t->best_acc || (acc == t->best_acc && loss < t->best_loss);
-	if (gain)
-	{
-		pt_prompt_free(t->best);
-		t->best = pt_prompt_copy(t->prompt);
-		if (t->best == NULL)
-			return -1;
-		t->best_acc = acc;
-		t->best_loss = loss;
-		t->evals_since_gain = 0;
-	}
-	else
-		t->evals_since_gain++;
-	t->progress.best_val_accuracy = t->best_acc;
-	return 0;
 }
 
 /*
@@ -546,7 +652,7 @@ member_metadata(const PtTrainer *t)
 	return out;
 }
 
-/* The member is done: keep its best (or last) prompt; start the next or finish. */
+/* The member is done: keep its best (or last) prompt; start the next member, or the final validation. */
 static int
 finish_member(PtTrainer *t)
 {
@@ -577,24 +683,159 @@ finish_member(PtTrainer *t)
 	t->result.selection_accuracy = NAN;
 	t->result.test_accuracy = NAN;
 	if (t->val.n > 0)
+		t->phase = PHASE_FINAL_EVAL;
+	else if (t->test.n > 0)
+		t->phase = PHASE_FINAL_TEST;
+	else
 	{
-		double		loss;
-
-		if (evaluate(t, &t->val, t->result.prompts, t->result.n_prompts,
-					 &t->result.selection_accuracy, &loss) != 0)
-			return -1;
+		t->done = true;
+		t->progress.finished = true;
 	}
-	if (t->test.n > 0)
-	{
-		double		loss;
-
-		if (evaluate(t, &t->test, t->result.prompts, t->result.n_prompts,
-					 &t->result.test_accuracy, &loss) != 0)
-			return -1;
-	}
-	t->done = true;
-	t->progress.finished = true;
 	return 0;
+}
+
+/* A step (and its validation, if one was due) is over: the member may be done. */
+static int
+end_of_step(PtTrainer *t)
+{
+	t->step_boundary = true;
+	if (t->progress.step >= t->progress.total_steps)
+	{
+		if (finish_member(t) != 0)
+			return -1;
+		if (!t->done && t->phase == PHASE_TRAIN)
+			t->progress.total_steps = steps_per_member(t);
+	}
+	return 0;
+}
+
+/*
+ * Chooses the step's mini-batch: the next batch_size rows of the shuffled
+ * order.  The loss is the mean over all its target tokens, so each token
+ * weighs 1 / (the batch's target tokens) whichever micro-batch it is in.
+ */
+static void
+begin_step(PtTrainer *t)
+{
+	int			B = t->opt.batch_size;
+
+	t->batch_tokens = 0;
+	for (int i = 0; i < B; i++)
+	{
+		int			r = next_row(t);
+		const PtLabel *label = &t->task->labels[t->train.label[r]];
+
+		t->batch[i] = (PtExample) {t->prompt->values, t->opt.prompt_length, t->train.ids[r],
+			t->train.n_ids[r], label->target, label->n_target, 0.0f};
+		t->batch_grads[i] = t->micro_grad;
+		t->batch_tokens += label->n_target;
+	}
+	for (int i = 0; i < B; i++)
+		t->batch[i].weight = 1.0f / t->batch_tokens;
+	memset(t->grad, 0, sizeof(float) * (size_t) t->opt.prompt_length * t->m->cfg.d_model);
+	t->batch_pos = 0;
+	t->batch_loss = 0.0;
+	t->in_step = true;
+}
+
+/*
+ * Forward and backward over up to max_rows more rows of the mini-batch
+ * (one micro-batch); their gradient [P, d] is added into grad.  Returns 1
+ * when the mini-batch is complete, 0 when rows are left, -1 on error.
+ */
+static int
+run_micro_batch(PtTrainer *t, int max_rows)
+{
+	int			k = t->opt.batch_size - t->batch_pos < max_rows ? t->opt.batch_size - t->batch_pos : max_rows;
+	size_t		n = (size_t) t->opt.prompt_length * t->m->cfg.d_model;
+	double		loss = pt_objective(t->m, &t->ws, t->batch + t->batch_pos, k, NULL,
+									t->batch_grads + t->batch_pos, NULL);
+
+	if (isnan(loss))
+		return -1;				/* the caller says at which step */
+	for (size_t j = 0; j < n; j++)
+		t->grad[j] += t->micro_grad[j];
+	t->batch_loss += loss;
+	t->batch_pos += k;
+	t->unit_rows = k;
+	return t->batch_pos == t->opt.batch_size;
+}
+
+/* The mini-batch's gradient is complete: clip its norm, let the optimizer move the prompt. */
+static int
+end_step(PtTrainer *t)
+{
+	size_t		n = (size_t) t->opt.prompt_length * t->m->cfg.d_model;
+	double		norm = 0.0;
+
+	/*
+	 * A NaN norm would skip the clipping and poison the prompt: stop instead,
+	 * with the prompt as it was before this step.
+	 */
+	for (size_t k = 0; k < n; k++)
+		norm += (double) t->grad[k] * t->grad[k];
+	norm = sqrt(norm);
+	if (!isfinite(norm))
+		return pt_fail(PT_ERR_NUMERIC, "the prompt's gradient is %s (loss %g)",
+					   isnan(norm) ? "NaN" : "infinite", t->batch_loss);
+	if (t->opt.max_grad_norm > 0 && norm > t->opt.max_grad_norm)
+		for (size_t k = 0; k < n; k++)
+			t->grad[k] *= (float) (t->opt.max_grad_norm / norm);
+	pt_optimizer_step(t->optimizer, t->prompt->values, t->grad);
+	for (size_t k = 0; k < n; k++)
+		if (!isfinite(t->prompt->values[k]))
+			return pt_fail(PT_ERR_NUMERIC, "the optimizer's update made the prompt %s (gradient norm %g)",
+						   isnan(t->prompt->values[k]) ? "NaN" : "infinite", norm);
+
+	t->in_step = false;
+	t->rows_trained += t->opt.batch_size;
+	t->progress.rows_per_second = t->rows_trained / t->step_seconds;
+	t->progress.step++;
+	t->result.steps++;
+	t->loss_sum += t->batch_loss;
+	t->loss_steps++;
+
+	if (t->progress.step % t->opt.eval_every == 0 || t->progress.step == t->progress.total_steps)
+	{
+		t->progress.loss = t->loss_steps ? t->loss_sum / t->loss_steps : NAN;
+		t->loss_sum = 0.0;
+		t->loss_steps = 0;
+		if (t->val.n > 0)
+		{
+			t->phase = PHASE_VALIDATE;	/* the step ends with its validation */
+			return 0;
+		}
+		t->progress.evaluated = true;
+	}
+	return end_of_step(t);
+}
+
+/* The member's validation is complete: keep the prompt if it is the best so far. */
+static int
+end_validation(PtTrainer *t, double acc, double loss)
+{
+	bool		gain = acc > t->best_acc || (acc == t->best_acc && loss < t->best_loss);
+
+	t->phase = PHASE_TRAIN;
+	t->progress.evaluated = true;
+	t->progress.val_accuracy = acc;
+	t->progress.val_loss = loss;
+	if (gain)
+	{
+		pt_prompt_free(t->best);
+		t->best = pt_prompt_copy(t->prompt);
+		if (t->best == NULL)
+			return -1;
+		t->best_acc = acc;
+		t->best_loss = loss;
+		t->evals_since_gain = 0;
+	}
+	else
+		t->evals_since_gain++;
+	t->progress.best_val_accuracy = t->best_acc;
+	if (t->opt.patience > 0 && t->evals_since_gain >= t->opt.patience)
+		t->progress.total_steps = t->progress.step;	/* early stop */
+	return end_of_step(t);
 }
 
 /*
@@ -612,89 +853,90 @@ fail_at_step(PtTrainer *t)
 }
 
 int
-pt_trainer_step(PtTrainer *t)
+pt_trainer_advance(PtTrainer *t, int max_rows)
 {
-	int			B = t->opt.batch_size;
-	int			d = t->m->cfg.d_model;
-	size_t		n = (size_t) t->opt.prompt_length * d;
-	PtExample  *ex = t->batch;
-	int			target_tokens = 0;
-	double		loss,
-				norm = 0.0,
+	double		acc,
+				loss,
 				start = now_seconds();
+	int			rc;
 
+	if (!t->rows_closed)
+		return pt_fail(PT_ERR_ARGUMENT, "pt_trainer_close_rows() must come before training");
 	if (t->done)
 		return 1;
 	if (t->failed)
 		return pt_fail(PT_ERR_ARGUMENT, "this training stopped after an error");
+	if (max_rows < 1)
+		max_rows = 1;
+	t->step_boundary = false;
 	t->progress.evaluated = false;
-
-	/* one mini-batch; the loss is the mean over all its target tokens */
-	for (int i = 0; i < B; i++)
+	t->unit_rows = 0;
+	switch (t->phase)
 	{
-		int			r = next_row(t);
-		const PtLabel *label = &t->task->labels[t->train.label[r]];
-
-		ex[i] = (PtExample) {t->prompt->values, t->opt.prompt_length, t->train.ids[r],
-			t->train.n_ids[r], label->target, label->n_target, 0.0f};
-		t->batch_grads[i] = t->grad;
-		target_tokens += label->n_target;
-	}
-	for (int i = 0; i < B; i++)
-		ex[i].weight = 1.0f / target_tokens;
-	loss = pt_objective(t->m, &t->ws, ex, B, NULL, t->batch_grads, NULL);
-	if (isnan(loss))
-		return fail_at_step(t);
-
-	/*
-	 * Clip the gradient's norm, then let the optimizer move the prompt.  A
-	 * NaN norm would skip the clipping and poison the prompt: stop instead,
-	 * with the prompt as it was before this step.
-	 */
-	for (size_t k = 0; k < n; k++)
-		norm += (double) t->grad[k] * t->grad[k];
-	norm = sqrt(norm);
-	if (!isfinite(norm))
-	{
-		pt_fail(PT_ERR_NUMERIC, "the prompt's gradient is %s (loss %g)",
-				isnan(norm) ? "NaN" : "infinite", loss);
-		return fail_at_step(t);
-	}
-	if (t->opt.max_grad_norm > 0 && norm > t->opt.max_grad_norm)
-		for (size_t k = 0; k < n; k++)
-			t->grad[k] *= (float) (t->opt.max_grad_norm / norm);
-	pt_optimizer_step(t->optimizer, t->prompt->values, t->grad);
-	for (size_t k = 0; k < n; k++)
-		if (!isfinite(t->prompt->values[k]))
-		{
-			pt_fail(PT_ERR_NUMERIC, "the optimizer's update made the prompt %s (gradient norm %g)",
-					isnan(t->prompt->values[k]) ? "NaN" : "infinite", norm);
-			return fail_at_step(t);
-		}
-
-	t->step_seconds += now_seconds() - start;
-	t->rows_trained += B;
-	t->progress.rows_per_second = t->rows_trained / t->step_seconds;
-	t->progress.step++;
-	t->result.steps++;
-	t->loss_sum += loss;
-	t->loss_steps++;
-
-	if (t->progress.step % t->opt.eval_every == 0 || t->progress.step == t->progress.total_steps)
-	{
-		if (validate_and_keep_best(t) != 0)
-			return -1;
-		if (t->opt.patience > 0 && t->evals_since_gain >= t->opt.patience)
-			t->progress.total_steps = t->progress.step;	/* early stop */
-	}
-	if (t->progress.step >= t->progress.total_steps)
-	{
-		if (finish_member(t) != 0)
-			return -1;
-		if (!t->done)
-			t->progress.total_steps = steps_per_member(t);
+		case PHASE_TRAIN:
+			if (!t->in_step)
+				begin_step(t);
+			rc = run_micro_batch(t, max_rows);
+			t->step_seconds += now_seconds() - start;
+			if (rc < 0 || (rc == 1 && end_step(t) != 0))
+				return fail_at_step(t);
+			break;
+		case PHASE_VALIDATE:
+			rc = evaluate_slice(t, &t->val, &t->prompt, 1, max_rows, &acc, &loss);
+			if (rc < 0 || (rc == 1 && end_validation(t, acc, loss) != 0))
+				return fail_at_step(t);
+			break;
+		case PHASE_FINAL_EVAL:
+		case PHASE_FINAL_TEST:
+			rc = evaluate_slice(t, t->phase == PHASE_FINAL_EVAL ? &t->val : &t->test,
+								t->result.prompts, t->result.n_prompts, max_rows, &acc, &loss);
+			if (rc < 0)
+				return -1;
+			if (rc == 1 && t->phase == PHASE_FINAL_EVAL)
+				t->result.selection_accuracy = acc;
+			else if (rc == 1)
+				t->result.test_accuracy = acc;
+			if (rc == 1 && t->phase == PHASE_FINAL_EVAL && t->test.n > 0)
+				t->phase = PHASE_FINAL_TEST;	/* then the held-out rows */
+			else if (rc == 1)
+			{
+				t->done = true;
+				t->progress.finished = true;
+				t->step_boundary = true;
+			}
+			break;
 	}
 	return t->done ? 1 : 0;
+}
+
+int
+pt_trainer_step(PtTrainer *t)
+{
+	int			rc;
+
+	if (t->done)
+		return 1;
+	/* micro-batches as large as the mini-batch: one forward and backward per step */
+	do
+		rc = pt_trainer_advance(t, INT_MAX);
+	while (rc == 0 && !t->step_boundary);
+	return rc;
+}
+
+int
+pt_trainer_unit_rows(const PtTrainer *t)
+{
+	return t->unit_rows;
+}
+
+const char *
+pt_trainer_phase(const PtTrainer *t)
+{
+	if (!t->rows_closed)
+		return "tokenizing";
+	if (t->done)
+		return "done";
+	return t->phase == PHASE_TRAIN ? "training" : "validating";
 }
 
 const PtTrainProgress *
@@ -713,6 +955,12 @@ const PtTask *
 pt_trainer_task(const PtTrainer *t)
 {
 	return t->task;
+}
+
+const PtPrompt *
+pt_trainer_prompt(const PtTrainer *t)
+{
+	return t->prompt;
 }
 
 PtPrompt **
@@ -738,6 +986,10 @@ pt_trainer_free(PtTrainer *t)
 	pt_optimizer_free(t->optimizer);
 	free(t->order);
 	free(t->grad);
+	free(t->micro_grad);
+	for (int j = 0; j < t->n_row_labels; j++)
+		free(t->row_labels[j]);
+	free(t->row_labels);
 	free(t->batch);
 	free(t->batch_grads);
 	free_token_set(&t->train);

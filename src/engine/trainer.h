@@ -8,9 +8,14 @@
  * trains K prompts with different seeds.
  *
  * The trainer advances one optimisation step per pt_trainer_step() call, so
- * a caller can interleave other work (the database worker serves classify
- * requests between steps) and stop at any step boundary.  pt_train() is the
- * simple loop around it, with a progress callback that may ask to stop.
+ * a caller can interleave other work and stop at any step boundary.
+ * pt_train_run() is the simple loop around it, with a progress callback that
+ * may ask to stop.  Finer still, pt_trainer_advance() does one bounded unit:
+ * a micro-batch of a step (gradients accumulate until the mini-batch is
+ * complete, giving the same step) or a slice of a validation; the database
+ * worker serves classification between such units.  Rows may also arrive in
+ * chunks (pt_trainer_open, pt_trainer_add_rows, pt_trainer_close_rows), each
+ * tokenized as it comes, so the caller never holds the whole text set.
  */
 #ifndef PT_TRAINER_H
 #define PT_TRAINER_H
@@ -121,12 +126,38 @@ int			pt_trainer_set_test(PtTrainer *t, const PtTextSet *test);
  * more steps.
  */
 int			pt_trainer_step(PtTrainer *t);
+
+/*
+ * The same set-up in pieces: options checked by open; rows tokenized by each
+ * add_rows call (the texts may be freed after it; only token ids are kept:
+ * about 4 bytes per token per row); close_rows settles the labels (sorted),
+ * the validation split (or tokenizes `dev`) and readies the first member.
+ */
+PtTrainer  *pt_trainer_open(const PtModel *m, const PtTrainOptions *opt);
+int			pt_trainer_add_rows(PtTrainer *t, const PtTextSet *rows);
+int			pt_trainer_close_rows(PtTrainer *t, const PtTextSet *dev);
+/* Rows kept so far (training and validation). */
+long		pt_trainer_rows(const PtTrainer *t);
+
+/*
+ * One bounded unit of work with at most max_rows rows through the model: a
+ * micro-batch of the current step (the optimizer moves the prompt when the
+ * step's mini-batch is complete; the step equals pt_trainer_step()'s up to
+ * float rounding), or a slice of a validation.  0 more to do, 1 done, -1 error.
+ */
+int			pt_trainer_advance(PtTrainer *t, int max_rows);
+/* Rows the last pt_trainer_advance() put through the model (to size the next unit). */
+int			pt_trainer_unit_rows(const PtTrainer *t);
+/* "tokenizing", "training", "validating" or "done". */
+const char *pt_trainer_phase(const PtTrainer *t);
 const PtTrainProgress *pt_trainer_progress(const PtTrainer *t);
 /* Valid once pt_trainer_step() returned 1.  The prompts stay owned by the trainer. */
 const PtTrainResult *pt_trainer_result(const PtTrainer *t);
 /* Hands the result's prompts to the caller (who frees them). */
 PtPrompt  **pt_trainer_take_prompts(PtTrainer *t, int *n);
 const PtTask *pt_trainer_task(const PtTrainer *t);
+/* The prompt of the member being trained, as the last step left it. */
+const PtPrompt *pt_trainer_prompt(const PtTrainer *t);
 void		pt_trainer_free(PtTrainer *t);
 
 /* Return non-zero to stop training (cleanly, with an error PT_ERR_CANCELLED). */

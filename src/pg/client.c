@@ -1,24 +1,22 @@
 /*
  * client.c - send a request to the model worker and wait for the answer
- * (see ipc.h for the life of a request slot).
+ * (the slot protocol is in slot.c; see ipc.h for a request's life).
  */
 #include "postgres.h"
 
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "utils/wait_event.h"
 
 #include "client.h"
 #include "guc.h"
+#include "slot.h"
 
 /* A request waiting for a worker that is not running fails after this long. */
 #define WORKER_ABSENT_GRACE_MS 15000
 /* Waits wake up this often to check on the worker even without a signal. */
 #define POLL_MS 200
-
-static bool exit_callback_registered = false;
 
 void
 ptune_require_shared(void)
@@ -30,96 +28,7 @@ ptune_require_shared(void)
 				 errhint("Add ptune to shared_preload_libraries in postgresql.conf and restart the server.")));
 }
 
-/* Frees the payloads of a slot and marks it free; the caller holds the lock. */
-static void
-release_slot(PtuneSlot *slot)
-{
-	dsa_area   *area = ptune_dsa();
-
-	if (DsaPointerIsValid(slot->request))
-		dsa_free(area, slot->request);
-	if (DsaPointerIsValid(slot->response))
-		dsa_free(area, slot->response);
-	slot->request = slot->response = InvalidDsaPointer;
-	slot->state = PTUNE_SLOT_FREE;
-	slot->backend_pid = 0;
-	slot->backend_latch = NULL;
-}
-
-/*
- * Gives up on a request: a slot the worker has not taken is freed now; one
- * it is working on is marked so that the worker frees it when done (and a
- * training stops at its next step).  The caller holds the lock.
- */
-static void
-abandon_slot(PtuneSlot *slot)
-{
-	if (slot->state == PTUNE_SLOT_RUNNING)
-	{
-		slot->cancelled = true;
-		slot->state = PTUNE_SLOT_ABANDONED;
-	}
-	else if (slot->state != PTUNE_SLOT_FREE && slot->state != PTUNE_SLOT_ABANDONED)
-		release_slot(slot);
-}
-
-/* At backend exit (including pg_terminate_backend), give back our slots. */
-static void
-release_my_slots(int code, Datum arg)
-{
-	if (ptune_shared == NULL)
-		return;
-	LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < ptune_shared->n_slots; i++)
-		if (ptune_shared->slots[i].backend_pid == MyProcPid)
-			abandon_slot(&ptune_shared->slots[i]);
-	LWLockRelease(&ptune_shared->lock);
-	if (ptune_shared->worker_latch)
-		SetLatch(ptune_shared->worker_latch);
-}
-
-/* Waits (cancellably) for a free slot, then queues the request in it. */
-static int
-submit(PtuneRequestKind kind, dsa_pointer payload, Size len)
-{
-	for (;;)
-	{
-		LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
-		for (int i = 0; i < ptune_shared->n_slots; i++)
-		{
-			PtuneSlot  *slot = &ptune_shared->slots[i];
-
-			if (slot->state != PTUNE_SLOT_FREE)
-				continue;
-			slot->state = PTUNE_SLOT_PENDING;
-			slot->kind = kind;
-			slot->request_id = ptune_shared->next_request_id++;
-			slot->generation = 0;
-			slot->backend_pid = MyProcPid;
-			slot->backend_latch = MyLatch;
-			slot->cancelled = false;
-			slot->failed = false;
-			slot->request = payload;
-			slot->request_len = len;
-			slot->response = InvalidDsaPointer;
-			slot->response_len = 0;
-			slot->progress_slot = -1;
-			LWLockRelease(&ptune_shared->lock);
-			if (ptune_shared->worker_latch)
-				SetLatch(ptune_shared->worker_latch);
-			return i;
-		}
-		LWLockRelease(&ptune_shared->lock);
-
-		/* every slot is busy: wait for one, as a lock wait would */
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
-						 PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-}
-
-/* Why a request cannot be served by the current worker, or NULL if it can. */
+/* Why a request cannot be served by the current worker, or NULL if it can; the caller holds the lock. */
 static const char *
 worker_problem(PtuneSlot *slot, TimestampTz absent_since, TimestampTz now)
 {
@@ -135,6 +44,11 @@ worker_problem(PtuneSlot *slot, TimestampTz absent_since, TimestampTz now)
 	return NULL;
 }
 
+/*
+ * Worker states are reported as 55000, never with class 08 (connection
+ * exceptions) or 57P01-57P03: connection pools drop a connection on those,
+ * and this connection is fine.
+ */
 static void
 raise_worker_problem(const char *problem, const char *model_error)
 {
@@ -146,121 +60,157 @@ raise_worker_problem(const char *problem, const char *model_error)
 				 errhint("Fix ptune.model_path or the model files, then reload the configuration "
 						 "(SELECT pg_reload_conf()).")));
 	ereport(ERROR,
-			(errcode(ERRCODE_CONNECTION_FAILURE),
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("%s", problem),
 			 errhint("The worker restarts by itself; see the server log, then retry.")));
 }
 
-/* How long to sleep: until the next poll, or sooner if ptune.request_timeout expires first. */
+/* How long to sleep: until the next poll, or sooner if the deadline comes first. */
 static long
-wait_ms(TimestampTz started, bool timeout_applies)
+wait_ms(TimestampTz deadline)
 {
 	long		remaining;
 
-	if (!timeout_applies || ptune_request_timeout <= 0)
+	if (deadline == 0)
 		return POLL_MS;
-	remaining = ptune_request_timeout -
-		(long) ((GetCurrentTimestamp() - started) / 1000);
+	remaining = (long) ((deadline - GetCurrentTimestamp()) / 1000);
 	return Max(1, Min(POLL_MS, remaining));
+}
+
+static void pg_attribute_noreturn()
+raise_timeout(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_QUERY_CANCELED),
+			 errmsg("ptune request timed out after %d ms", ptune_request_timeout),
+			 errhint("Raise ptune.request_timeout, or check ptune.status() for a busy worker.")));
+}
+
+/*
+ * Waits until the worker answers (then the response is collected: true) or,
+ * when for_chunk, until it asks for the next chunk (false).  Raises the
+ * worker's error, worker problems and timeouts; the caller's PG_CATCH gives
+ * the slot back.
+ */
+static bool
+wait_for_worker(PtuneCall *call, StringInfo response, bool for_chunk)
+{
+	for (;;)
+	{
+		const char *problem;
+		char		model_error[PTUNE_ERROR_LEN];
+		TimestampTz now = GetCurrentTimestamp();
+		PtuneSlot  *slot = &ptune_shared->slots[call->index];
+		int			progress_slot;
+
+		if (ptune_slot_collect(call->index, call->request_id, response))
+		{
+			call->index = -1;
+			return true;
+		}
+		if (for_chunk && ptune_slot_chunk_wanted(call->index))
+			return false;
+
+		LWLockAcquire(&ptune_shared->lock, LW_SHARED);
+		if (ptune_shared->worker_state == PTUNE_WORKER_STOPPED)
+			call->absent_since = call->absent_since ? call->absent_since : now;
+		else
+			call->absent_since = 0;
+		problem = worker_problem(slot, call->absent_since, now);
+		memcpy(model_error, ptune_shared->model_error, PTUNE_ERROR_LEN);
+		progress_slot = slot->progress_slot;
+		LWLockRelease(&ptune_shared->lock);
+		if (problem)
+			raise_worker_problem(problem, model_error);
+
+		if (call->callback)
+			call->callback(progress_slot, call->arg);
+		if (call->deadline != 0 && now >= call->deadline)
+			raise_timeout();
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 wait_ms(call->deadline), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+void
+ptune_call_begin(PtuneCall *call, PtuneRequestKind kind, StringInfo request, bool timeout_applies,
+				 PtuneWaitCallback callback, void *arg)
+{
+	ptune_require_shared();
+	memset(call, 0, sizeof(*call));
+	call->index = -1;
+	call->callback = callback;
+	call->arg = arg;
+	if (ptune_shared->worker_state == PTUNE_WORKER_FAILED)
+		raise_worker_problem("model", ptune_shared->model_error);
+	if (timeout_applies && ptune_request_timeout > 0)
+		call->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ptune_request_timeout);
+
+	/* the wait for a slot is cancellable and bounded by the deadline; nothing is allocated yet */
+	call->index = ptune_slot_take(kind, call->deadline, &call->request_id);
+	PG_TRY();
+	{
+		ptune_slot_submit(call->index, request->data, request->len);
+	}
+	PG_CATCH();
+	{
+		ptune_slot_release_mine();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+void
+ptune_call_send(PtuneCall *call, StringInfo chunk, bool last)
+{
+	StringInfoData early;
+
+	PG_TRY();
+	{
+		if (wait_for_worker(call, &early, true))
+			elog(ERROR, "the ptune worker answered before it had all the rows");
+		ptune_slot_post_chunk(call->index, call->request_id, chunk->data, chunk->len, last);
+	}
+	PG_CATCH();
+	{
+		ptune_slot_release_mine();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+void
+ptune_call_finish(PtuneCall *call, StringInfo response)
+{
+	PG_TRY();
+	{
+		(void) wait_for_worker(call, response, false);
+	}
+	PG_CATCH();
+	{
+		/* cancel, timeout, out of memory or a worker problem: give everything back */
+		ptune_slot_release_mine();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+void
+ptune_call_abort(PtuneCall *call)
+{
+	ptune_slot_release_mine();
+	call->index = -1;
 }
 
 void
 ptune_call(PtuneRequestKind kind, StringInfo request, StringInfo response,
 		   bool timeout_applies, PtuneWaitCallback callback, void *arg)
 {
-	dsa_area   *area;
-	dsa_pointer payload;
-	int			index;
-	PtuneSlot  *slot;
-	uint64		request_id;
-	TimestampTz started = GetCurrentTimestamp();
-	TimestampTz absent_since = 0;
+	PtuneCall	call;
 
-	ptune_require_shared();
-	if (!exit_callback_registered)
-	{
-		before_shmem_exit(release_my_slots, (Datum) 0);
-		exit_callback_registered = true;
-	}
-	if (ptune_shared->worker_state == PTUNE_WORKER_FAILED)
-		raise_worker_problem("model", ptune_shared->model_error);
-
-	area = ptune_dsa();
-	payload = dsa_allocate_extended(area, Max(request->len, 1), DSA_ALLOC_HUGE | DSA_ALLOC_NO_OOM);
-	if (!DsaPointerIsValid(payload))
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of shared memory for a ptune request of %d bytes", request->len)));
-	memcpy(dsa_get_address(area, payload), request->data, request->len);
-	index = submit(kind, payload, request->len);
-	slot = &ptune_shared->slots[index];
-	request_id = slot->request_id;
-
-	PG_TRY();
-	{
-		for (;;)
-		{
-			const char *problem;
-			char		model_error[PTUNE_ERROR_LEN];
-			TimestampTz now = GetCurrentTimestamp();
-
-			LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
-			Assert(slot->request_id == request_id);
-			if (slot->state == PTUNE_SLOT_DONE)
-			{
-				PtuneSlot	copy = *slot;
-
-				initStringInfo(response);
-				if (!copy.failed && DsaPointerIsValid(copy.response))
-					appendBinaryStringInfo(response, dsa_get_address(area, copy.response),
-										   (int) copy.response_len);
-				release_slot(slot);
-				LWLockRelease(&ptune_shared->lock);
-				if (copy.failed)
-					ereport(ERROR,
-							(errcode(copy.sqlstate),
-							 errmsg("%s", copy.message),
-							 copy.detail[0] ? errdetail("%s", copy.detail) : 0,
-							 copy.hint[0] ? errhint("%s", copy.hint) : 0));
-				break;
-			}
-			if (ptune_shared->worker_state == PTUNE_WORKER_STOPPED)
-				absent_since = absent_since ? absent_since : now;
-			else
-				absent_since = 0;
-			problem = worker_problem(slot, absent_since, now);
-			strlcpy(model_error, ptune_shared->model_error, sizeof(model_error));
-			if (problem)
-				release_slot(slot);
-			LWLockRelease(&ptune_shared->lock);
-			if (problem)
-				raise_worker_problem(problem, model_error);
-
-			if (callback)
-				callback(slot->progress_slot, arg);
-			if (timeout_applies && ptune_request_timeout > 0 &&
-				TimestampDifferenceExceeds(started, now, ptune_request_timeout))
-				ereport(ERROR,
-						(errcode(ERRCODE_QUERY_CANCELED),
-						 errmsg("ptune request timed out after %d ms", ptune_request_timeout),
-						 errhint("Raise ptune.request_timeout, or check ptune.status() for a busy worker.")));
-
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 wait_ms(started, timeout_applies), PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-		}
-	}
-	PG_CATCH();
-	{
-		/* cancel, timeout or a worker problem: give the slot back and tell the worker */
-		LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
-		if (slot->request_id == request_id && slot->backend_pid == MyProcPid)
-			abandon_slot(slot);
-		LWLockRelease(&ptune_shared->lock);
-		if (ptune_shared->worker_latch)
-			SetLatch(ptune_shared->worker_latch);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
+	ptune_call_begin(&call, kind, request, timeout_applies, callback, arg);
+	ptune_call_finish(&call, response);
 }

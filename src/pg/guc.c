@@ -18,6 +18,8 @@ int			ptune_threads = 0;
 int			ptune_batch_size = 32;
 int			ptune_max_input_tokens = 128;
 int			ptune_request_timeout = 0;
+int			ptune_max_trainings_per_role = 2;
+int			ptune_training_slice_ms = 100;
 int			ptune_precision = 1;	/* bf16: as accurate as fp32 in our measurements, twice as fast */
 
 /* values as scoring.h: -1 defers to the task's stored mode, else the engine's PtScoring */
@@ -57,6 +59,23 @@ ptune_define_gucs(void)
 							"Requests that can wait for the ptune worker at once.",
 							"Further callers wait for a free slot.",
 							&ptune_request_slots, 64, 4, PTUNE_MAX_SLOTS, PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ptune.max_shared_memory",
+							"Most shared memory the payloads of ptune requests may take.",
+							"A request (or training chunk) larger than this fails with a clear error.",
+							&ptune_max_shared_memory, 1024 * 1024, 8 * 1024, INT_MAX, PGC_SIGHUP,
+							GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomIntVariable("ptune.max_trainings_per_role",
+							"Most prompts one role may train at once.",
+							"Trainings together may also hold at most half of ptune.request_slots; "
+							"the other slots are kept for classification.",
+							&ptune_max_trainings_per_role, 2, 1, PTUNE_MAX_TRAININGS, PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ptune.training_slice_ms",
+							"Longest run of training work between two classification rounds of the worker.",
+							"Training advances in slices of about this length (a micro-batch of a step, "
+							"a part of a validation); classification requests are served between them.",
+							&ptune_training_slice_ms, 100, 1, 10000, PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("ptune.max_input_tokens",
 							"Default input length, in tokens, for ptune.train_prompt().",

@@ -10,6 +10,8 @@ extern int	ptune_batch_size;
 extern int	ptune_max_input_tokens;
 extern int	ptune_request_timeout;
 extern int	ptune_precision;
+extern int	ptune_max_trainings_per_role;
+extern int	ptune_training_slice_ms;
 
 void		ptune_define_gucs(void);
 

@@ -3,10 +3,12 @@
  * worker, a fixed pool of request slots, training progress, and a dynamic
  * shared memory area (DSA) for request and response payloads.
  *
- * A request's life (see client.c and worker.c):
+ * A request's life (the protocol is in slot.c, used by client.c and worker*.c):
  *
- *   backend:  takes a FREE slot, copies the request payload into the DSA,
- *             marks the slot PENDING and sets the worker's latch
+ *   backend:  waits its turn (FIFO, on a condition variable) for a FREE slot
+ *             and RESERVEs it; then, without the lock, copies the request
+ *             payload into the DSA, marks the slot PENDING and sets the
+ *             worker's latch
  *   worker:   takes every PENDING slot (RUNNING), serves them together,
  *             writes each response into the DSA, marks it DONE and sets the
  *             backend's latch
@@ -15,6 +17,8 @@
  * A backend that stops waiting (query cancel, timeout, exit) marks its slot
  * ABANDONED; whoever touches it next (the worker when it finishes, or the
  * backend itself if the worker never started on it) frees the payloads.
+ * Payloads are allocated and copied only outside the lock, and only once a
+ * slot holds them, so no exit path can lose one.
  * Every wake-up of a waiting backend compares the worker's generation with
  * the one that took its request, so a worker that died or restarted is an
  * error, never a hang.
@@ -24,6 +28,8 @@
 
 #include "postgres.h"
 
+#include "port/atomics.h"
+#include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "utils/dsa.h"
@@ -33,6 +39,18 @@
 #define PTUNE_MAX_TRAININGS 16
 #define PTUNE_ERROR_LEN 512
 #define PTUNE_DSA_INITIAL_SIZE (4 * 1024 * 1024)
+
+/*
+ * Bump whenever PtuneShared (or anything in it) changes: a worker or backend
+ * library of another build then refuses the shared memory with a clear error
+ * instead of reading it with the wrong offsets.
+ */
+#ifndef PTUNE_SHMEM_LAYOUT_OTHER
+#define PTUNE_SHMEM_LAYOUT 3
+#else
+#define PTUNE_SHMEM_LAYOUT 999	/* a library "of another build", for test/pg/tests.sh */
+#endif
+#define PTUNE_SHMEM_MAGIC 0x7074756e	/* "ptun" */
 
 typedef enum PtuneWorkerState
 {
@@ -45,6 +63,7 @@ typedef enum PtuneWorkerState
 typedef enum PtuneSlotState
 {
 	PTUNE_SLOT_FREE = 0,
+	PTUNE_SLOT_RESERVED,		/* taken by a backend that is copying its payload in */
 	PTUNE_SLOT_PENDING,
 	PTUNE_SLOT_RUNNING,
 	PTUNE_SLOT_DONE,
@@ -65,12 +84,18 @@ typedef struct PtuneSlot
 	uint64		request_id;
 	uint64		generation;		/* worker generation that took the request */
 	int			backend_pid;
+	Oid			user;			/* the role that sent it (per-role training cap) */
 	Latch	   *backend_latch;
 	bool		cancelled;		/* the backend asked the worker to stop (training) */
 	dsa_pointer request;		/* payload, owned by the slot */
 	Size		request_len;
 	dsa_pointer response;
 	Size		response_len;
+	/* a request that streams its data (training rows): the chunk handed over */
+	bool		want_chunk;		/* the worker is ready for the next chunk */
+	dsa_pointer chunk;			/* the chunk the worker has not consumed yet */
+	Size		chunk_len;
+	bool		chunk_last;
 	/* the worker's error, if the request failed */
 	bool		failed;
 	int			sqlstate;
@@ -103,9 +128,29 @@ typedef struct PtuneTraining
 	uint64		change_count;	/* bumped on every validation, for NOTICEs */
 } PtuneTraining;
 
+/* A backend waiting for a free slot; the lowest ticket that may take one goes first. */
+typedef struct PtuneWaiter
+{
+	int			pid;			/* 0: unused entry */
+	bool		training;
+	uint64		ticket;
+} PtuneWaiter;
+
+/*
+ * Found under its own name, with a size that never changes, so that any
+ * build can read it and compare layouts before touching PtuneShared.
+ */
+typedef struct PtuneShmemHeader
+{
+	uint32		magic;
+	uint32		layout;
+	Size		size;			/* of the "ptune" struct */
+} PtuneShmemHeader;
+
 typedef struct PtuneShared
 {
-	LWLock		lock;			/* protects everything below but the DSA */
+	uint32		layout;			/* PTUNE_SHMEM_LAYOUT of the build that created it */
+	LWLock		lock;			/* protects everything below but the DSA and atomics */
 	int			lwlock_tranche;
 	int			dsa_tranche;
 
@@ -129,14 +174,23 @@ typedef struct PtuneShared
 	uint64		forward_passes;
 	uint64		rows_classified;
 
+	/* payload bytes now allocated in the DSA (requests and responses) */
+	pg_atomic_uint64 payload_bytes;
+
+	/* backends waiting for a slot: FIFO by ticket */
+	ConditionVariable slot_freed;	/* broadcast when a slot frees or a waiter leaves */
+	uint64		next_ticket;
+	int			n_waiters;		/* entries of ptune_waiters() (MaxBackends) */
+
 	int			n_slots;
 	PtuneTraining trainings[PTUNE_MAX_TRAININGS];
 	PtuneSlot	slots[FLEXIBLE_ARRAY_MEMBER];
-	/* followed by the DSA's initial segment (dsa_area_place) */
+	/* followed by n_waiters PtuneWaiters, then the DSA's initial segment */
 } PtuneShared;
 
 extern PtuneShared *ptune_shared;
 extern int	ptune_request_slots;	/* GUC ptune.request_slots */
+extern int	ptune_max_shared_memory;	/* GUC ptune.max_shared_memory, in kB */
 
 /* Size of the shared struct plus the DSA's in-place segment. */
 Size		ptune_shmem_size(void);
@@ -144,8 +198,18 @@ Size		ptune_shmem_size(void);
 void		ptune_shmem_init(void);
 /* Attaches this process to the shared struct and the payload DSA (once). */
 dsa_area   *ptune_dsa(void);
-/* Finds the shared struct if the postmaster created it; false if ptune was not preloaded. */
+/*
+ * Finds the shared struct if the postmaster created it; false if ptune was
+ * not preloaded.  Raises an ERROR (SQLSTATE 55000) when the struct was made
+ * by a build with another layout.
+ */
 bool		ptune_shmem_attach(void);
+/* The waiters' table that follows the slots. */
+PtuneWaiter *ptune_waiters(void);
+/* Applies ptune.max_shared_memory to the payload area (every process may). */
+void		ptune_dsa_apply_limit(void);
+/* ptune.max_shared_memory in bytes (at least twice the area's first segment). */
+size_t		ptune_dsa_limit(void);
 
 const char *ptune_worker_state_name(PtuneWorkerState state);
 

@@ -103,7 +103,7 @@ ptune_load_task(const char *task, MemoryContext mcxt)
 	tp->task = MemoryContextStrdup(mcxt, task);
 	tp->n_prompts = (int) SPI_processed;
 	tp->blobs = MemoryContextAlloc(mcxt, sizeof(bytea *) * tp->n_prompts);
-	tp->keys = MemoryContextAlloc(mcxt, sizeof(uint64) * tp->n_prompts);
+	tp->keys = MemoryContextAlloc(mcxt, sizeof(tp->keys[0]) * tp->n_prompts);
 	for (int k = 0; k < tp->n_prompts; k++)
 	{
 		HeapTuple	row = SPI_tuptable->vals[k];
@@ -136,8 +136,7 @@ ptune_load_task(const char *task, MemoryContext mcxt)
 			tp->scoring = tp->stored_scoring;
 		}
 		MemoryContextSwitchTo(old);
-		tp->keys[k] = hash_bytes_extended((const unsigned char *) VARDATA_ANY(tp->blobs[k]),
-										  VARSIZE_ANY_EXHDR(tp->blobs[k]), PROMPT_KEY_SEED);
+		ptune_prompt_key(VARDATA_ANY(tp->blobs[k]), VARSIZE_ANY_EXHDR(tp->blobs[k]), tp->keys[k]);
 	}
 	SPI_finish();
 	ptune_as_owner_end(&as);
@@ -152,7 +151,7 @@ build_request(StringInfo buf, TaskPrompts *tp, bool with_blobs, text **texts, in
 	pq_sendint32(buf, tp->n_prompts);
 	for (int k = 0; k < tp->n_prompts; k++)
 	{
-		pq_sendint64(buf, tp->keys[k]);
+		pq_sendbytes(buf, (const char *) tp->keys[k], PROMPT_KEY_BYTES);
 		if (with_blobs)
 			pq_sendstring_len(buf, VARDATA_ANY(tp->blobs[k]), VARSIZE_ANY_EXHDR(tp->blobs[k]));
 		else

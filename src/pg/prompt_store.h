@@ -15,7 +15,7 @@ typedef struct TaskPrompts
 	int			version;
 	int			n_prompts;		/* several for an ensemble */
 	bytea	  **blobs;
-	uint64	   *keys;			/* hash of each blob: its name in the worker's cache */
+	uint8	  (*keys)[32];		/* SHA-256 of each blob: its name in the worker's cache */
 	int			n_labels;
 	char	  **labels;
 	int			max_input_tokens;

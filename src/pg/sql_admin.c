@@ -20,6 +20,7 @@
 #include "guc.h"
 #include "prompt_store.h"
 #include "protocol.h"
+#include "slot.h"
 #include "tasks.h"
 
 PG_FUNCTION_INFO_V1(ptune_explain_prompt);
@@ -110,11 +111,13 @@ Datum
 ptune_status(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
-	Datum		values[11];
-	bool		nulls[11] = {false};
+	Datum		values[14];
+	bool		nulls[14] = {false};
 	PtuneShared copy;
 	int			queued = 0,
-				running = 0;
+				running = 0,
+				free_slots = 0,
+				waiting = 0;
 
 	ptune_require_shared();
 	LWLockAcquire(&ptune_shared->lock, LW_SHARED);
@@ -123,7 +126,10 @@ ptune_status(PG_FUNCTION_ARGS)
 	{
 		queued += ptune_shared->slots[i].state == PTUNE_SLOT_PENDING;
 		running += ptune_shared->slots[i].state == PTUNE_SLOT_RUNNING;
+		free_slots += ptune_shared->slots[i].state == PTUNE_SLOT_FREE;
 	}
+	for (int i = 0; i < ptune_shared->n_waiters; i++)
+		waiting += ptune_waiters()[i].pid != 0;
 	LWLockRelease(&ptune_shared->lock);
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
@@ -142,6 +148,9 @@ ptune_status(PG_FUNCTION_ARGS)
 	values[9] = Int64GetDatum((int64) copy.rows_classified);
 	values[10] = CStringGetTextDatum(copy.model_error);
 	nulls[10] = copy.model_error[0] == '\0';
+	values[11] = Int32GetDatum(free_slots);
+	values[12] = Int32GetDatum(waiting);
+	values[13] = Int64GetDatum((int64) ptune_payload_bytes());
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
 

@@ -166,20 +166,48 @@ read_args(FunctionCallInfo fcinfo, TrainArgs *a)
 }
 
 /*
- * Reads (text, label) rows of relation with the caller's privileges into the
- * request; rows with a NULL text or label are skipped and counted.
+ * Rows go to the worker in chunks of at most this many rows or bytes (a
+ * row's text is already cut to its token budget), so neither process ever
+ * holds the table: the backend one chunk, the worker the token ids.
  */
+#define CHUNK_ROWS 1000
+#define CHUNK_BYTES (1 << 20)
+
+/*
+ * Reads (text, label) rows of relation with the caller's privileges and
+ * streams them to the worker as chunks of `kind` (CHUNK_TRAINING_ROWS or
+ * CHUNK_HELD_OUT_ROWS); rows with a NULL text or label are skipped and
+ * counted.  The word that all rows were sent is a separate, last chunk.
+ */
+#define CHUNK_TRAINING_ROWS 0
+#define CHUNK_HELD_OUT_ROWS 1
+
+static void
+send_chunk(PtuneCall *call, StringInfo chunk, int kind, int n, StringInfo body, bool last)
+{
+	resetStringInfo(chunk);
+	pq_sendint32(chunk, kind);
+	pq_sendint32(chunk, n);
+	appendBinaryStringInfo(chunk, body->data, body->len);
+	ptune_call_send(call, chunk, last);
+	resetStringInfo(body);
+}
+
 static int
-append_rows(StringInfo req, const TrainArgs *a, Oid relation, int *skipped, int *n_labels)
+stream_rows(PtuneCall *call, const TrainArgs *a, Oid relation, int kind, int *skipped, int *n_labels_out)
 {
 	Relation	rel;
 	char	   *relname;
 	char	   *query;
 	Portal		portal;
-	int			rows = 0;
-	int			count_pos;
+	int			rows = 0,
+				in_chunk = 0;
 	HTAB	   *labels;
 	HASHCTL		ctl = {.keysize = 264, .entrysize = 264};
+	StringInfoData chunk,
+				body;
+	MemoryContext fetch_cxt = AllocSetContextCreate(CurrentMemoryContext, "ptune training rows",
+													ALLOCSET_DEFAULT_SIZES);
 
 	/* names come from the catalog and are quoted: no SQL is built from raw input */
 	rel = relation_open(relation, AccessShareLock);
@@ -190,15 +218,13 @@ append_rows(StringInfo req, const TrainArgs *a, Oid relation, int *skipped, int 
 					 quote_identifier(a->label_column), relname);
 
 	labels = hash_create("ptune labels", 64, &ctl, HASH_ELEM | HASH_STRINGS);
-	count_pos = req->len;
-	pq_sendint32(req, 0);		/* the row count, filled in below */
+	initStringInfo(&chunk);
+	initStringInfo(&body);
 	SPI_connect();
 	portal = SPI_cursor_open_with_args(NULL, query, 0, NULL, NULL, NULL, true, 0);
 	for (;;)
 	{
-		SPI_cursor_fetch(portal, true, 1000);
-		if (SPI_processed == 0)
-			break;
+		SPI_cursor_fetch(portal, true, CHUNK_ROWS);
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];
@@ -209,12 +235,14 @@ append_rows(StringInfo req, const TrainArgs *a, Oid relation, int *skipped, int 
 			text	   *tt,
 					   *lt;
 			char		key[264];
+			MemoryContext old;
 
 			if (text_null || label_null)
 			{
 				(*skipped)++;
 				continue;
 			}
+			old = MemoryContextSwitchTo(fetch_cxt);
 			tt = DatumGetTextPP(t);
 			lt = DatumGetTextPP(l);
 			if (VARSIZE_ANY_EXHDR(lt) > 256)
@@ -222,26 +250,35 @@ append_rows(StringInfo req, const TrainArgs *a, Oid relation, int *skipped, int 
 						(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 						 errmsg("a label is longer than 256 bytes"),
 						 errhint("Labels are short class names such as 'spam' or 'positive'.")));
-			pq_sendstring_len(req, VARDATA_ANY(tt),
+			pq_sendstring_len(&body, VARDATA_ANY(tt),
 							  ptune_clip_text(VARDATA_ANY(tt), VARSIZE_ANY_EXHDR(tt), a->max_input_tokens));
-			pq_sendstring_len(req, VARDATA_ANY(lt), VARSIZE_ANY_EXHDR(lt));
+			pq_sendstring_len(&body, VARDATA_ANY(lt), VARSIZE_ANY_EXHDR(lt));
 			text_to_cstring_buffer(lt, key, sizeof(key));
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(fetch_cxt);
 			(void) hash_search(labels, key, HASH_ENTER, NULL);
 			rows++;
+			in_chunk++;
+			if (in_chunk == CHUNK_ROWS || body.len >= CHUNK_BYTES)
+			{
+				send_chunk(call, &chunk, kind, in_chunk, &body, false);
+				in_chunk = 0;
+			}
 			CHECK_FOR_INTERRUPTS();
 		}
+		if (SPI_processed == 0)
+			break;
 		SPI_freetuptable(SPI_tuptable);
 	}
 	SPI_cursor_close(portal);
 	SPI_finish();
-
-	*n_labels = (int) hash_get_num_entries(labels);
+	*n_labels_out = (int) hash_get_num_entries(labels);
 	hash_destroy(labels);
-	{
-		uint32		n = pg_hton32((uint32) rows);
-
-		memcpy(req->data + count_pos, &n, 4);
-	}
+	if (in_chunk > 0)
+		send_chunk(call, &chunk, kind, in_chunk, &body, false);
+	pfree(chunk.data);
+	pfree(body.data);
+	MemoryContextDelete(fetch_cxt);
 	return rows;
 }
 
@@ -424,10 +461,9 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 	TrainArgs	a;
 	StringInfoData req,
 				resp;
-	int			skipped = 0,
-				n_labels = 0,
-				rows,
-				version;
+	int		   *counts = palloc0(sizeof(int) * 2);	/* rows skipped (training, held-out): set in PG_TRY */
+	int			version;
+	PtuneCall	call;
 	TrainResult r;
 	TupleDesc	desc;
 	Datum		values[9];
@@ -435,8 +471,6 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 	uint64		seen = 0;
 	char	   *relname,
 			   *test_relname = NULL;
-	int			test_skipped = 0,
-				test_labels = 0;
 
 	ptune_require_shared();
 	read_args(fcinfo, &a);
@@ -468,7 +502,6 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 	pq_sendint32(&req, a.min_dim_size_to_factor);
 	pq_sendint64(&req, a.adafactor_start_step);
 	pq_sendint32(&req, a.scoring);
-	rows = append_rows(&req, &a, a.relation, &skipped, &n_labels);
 	if (OidIsValid(a.test_relation))
 	{
 		test_relname = get_rel_name(a.test_relation);
@@ -477,28 +510,51 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 							errmsg("relation %u does not exist", a.test_relation)));
 		test_relname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(a.test_relation)),
 												  test_relname);
-		(void) append_rows(&req, &a, a.test_relation, &test_skipped, &test_labels);
 	}
-	else
-		pq_sendint32(&req, 0);	/* no held-out rows */
 
-	if (rows == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("relation \"%s\" has no rows with both a text and a label", relname),
-				 skipped ? errdetail("%d rows have a NULL text or label.", skipped) : 0));
-	if (n_labels < 2)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("column \"%s\" has a single distinct label", a.label_column),
-				 errhint("A classifier needs rows of at least two labels.")));
-	if (skipped > 0)
-		ereport(NOTICE, (errmsg("ptune: skipped %d rows with a NULL text or label", skipped)));
+	/*
+	 * The worker checks the model and its capacity on this header, before a
+	 * single row is read; then the rows follow in chunks.
+	 */
+	ptune_call_begin(&call, PTUNE_REQ_TRAIN, &req, false, report_progress, &seen);
+	PG_TRY();
+	{
+		int			rows,
+					n_labels,
+					test_labels;
+		StringInfoData chunk,
+					none;
 
-	ptune_call(PTUNE_REQ_TRAIN, &req, &resp, false, report_progress, &seen);
+		rows = stream_rows(&call, &a, a.relation, CHUNK_TRAINING_ROWS, &counts[0], &n_labels);
+		if (rows == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("relation \"%s\" has no rows with both a text and a label", relname),
+					 counts[0] ? errdetail("%d rows have a NULL text or label.", counts[0]) : 0));
+		if (n_labels < 2)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("column \"%s\" has a single distinct label", a.label_column),
+					 errhint("A classifier needs rows of at least two labels.")));
+		if (counts[0] > 0)
+			ereport(NOTICE, (errmsg("ptune: skipped %d rows with a NULL text or label", counts[0])));
+		if (OidIsValid(a.test_relation))
+			(void) stream_rows(&call, &a, a.test_relation, CHUNK_HELD_OUT_ROWS, &counts[1], &test_labels);
+		/* all rows sent: training may start */
+		initStringInfo(&chunk);
+		initStringInfo(&none);
+		send_chunk(&call, &chunk, CHUNK_TRAINING_ROWS, 0, &none, true);
+		ptune_call_finish(&call, &resp);
+	}
+	PG_CATCH();
+	{
+		ptune_call_abort(&call);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	pfree(req.data);
 	parse_result(&resp, &r);
-	r.skipped += skipped + test_skipped;
+	r.skipped += counts[0] + counts[1];
 	version = store_prompts(&a, &r, quote_qualified_identifier(get_namespace_name(get_rel_namespace(a.relation)),
 															   relname), test_relname);
 

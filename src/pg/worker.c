@@ -2,9 +2,10 @@
  * worker.c - the ptune model worker: loads the frozen model once and serves
  * every session's requests (see ipc.h for the request slots).
  *
- * Each round of the loop takes every pending classification request and
- * runs them as one batch, advances each active training by one step, and
- * then sleeps on its latch until a backend queues more work.
+ * Each round of the loop gives each handler (classification, explain,
+ * training: the table `handlers`) one bounded unit of work, then sleeps on
+ * its latch when none had any.  Classification comes first; a training
+ * advances by one slice of ptune.training_slice_ms per round.
  *
  * Robustness rules: every request is handled inside PG_TRY, so a bad
  * request is an ERROR for its caller only; the engine validates all sizes
@@ -26,6 +27,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/wait_event.h"
 
 #include "linear.h"
@@ -37,6 +39,16 @@ PGDLLEXPORT void ptune_worker_main(Datum arg);
 
 PtModel    *worker_model = NULL;
 PtWorkspace worker_workspace;
+
+/*
+ * What the worker serves, in order of priority: each round of the loop gives
+ * each handler one bounded unit of work, classification first.
+ */
+static const WorkerHandler handlers[] = {
+	{PTUNE_REQ_CLASSIFY, "classify", worker_serve_classify, worker_cache_reset},
+	{PTUNE_REQ_EXPLAIN, "explain", worker_serve_explain, NULL},
+	{PTUNE_REQ_TRAIN, "train", worker_serve_training, worker_abort_trainings},
+};
 
 int
 worker_sqlstate(PtErrorKind kind)
@@ -78,129 +90,7 @@ worker_int_setting(const char *name)
 	return value ? atoi(value) : 0;
 }
 
-/* ---- slots --------------------------------------------------------------- */
-
-int
-worker_take_pending(PtuneRequestKind kind, int *out, int max)
-{
-	int			n = 0;
-
-	LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < ptune_shared->n_slots && n < max; i++)
-	{
-		PtuneSlot  *slot = &ptune_shared->slots[i];
-
-		if (slot->state == PTUNE_SLOT_PENDING && slot->kind == kind)
-		{
-			slot->state = PTUNE_SLOT_RUNNING;
-			slot->generation = ptune_shared->generation;
-			out[n++] = i;
-		}
-	}
-	LWLockRelease(&ptune_shared->lock);
-	return n;
-}
-
-void
-worker_read_request(int index, StringInfo msg)
-{
-	PtuneSlot  *slot = &ptune_shared->slots[index];
-
-	/* the backend wrote the payload before marking the slot PENDING and no longer touches it */
-	initStringInfo(msg);
-	if (DsaPointerIsValid(slot->request) && slot->request_len > 0)
-		appendBinaryStringInfo(msg, dsa_get_address(ptune_dsa(), slot->request), (int) slot->request_len);
-}
-
-bool
-worker_slot_abandoned(int index)
-{
-	bool		abandoned;
-
-	LWLockAcquire(&ptune_shared->lock, LW_SHARED);
-	abandoned = ptune_shared->slots[index].state == PTUNE_SLOT_ABANDONED;
-	LWLockRelease(&ptune_shared->lock);
-	return abandoned;
-}
-
-/* Frees a slot's payloads and marks it free; the caller holds the lock. */
-static void
-free_slot(PtuneSlot *slot)
-{
-	if (DsaPointerIsValid(slot->request))
-		dsa_free(ptune_dsa(), slot->request);
-	if (DsaPointerIsValid(slot->response))
-		dsa_free(ptune_dsa(), slot->response);
-	slot->request = slot->response = InvalidDsaPointer;
-	slot->state = PTUNE_SLOT_FREE;
-	slot->backend_pid = 0;
-	slot->backend_latch = NULL;
-}
-
-/* Completes a slot: DONE for its backend, or freed if the backend left. */
-static void
-complete(int index, dsa_pointer response, Size len)
-{
-	PtuneSlot  *slot = &ptune_shared->slots[index];
-	Latch	   *latch = NULL;
-
-	LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
-	if (slot->state == PTUNE_SLOT_ABANDONED)
-	{
-		if (DsaPointerIsValid(response))
-			dsa_free(ptune_dsa(), response);
-		free_slot(slot);
-	}
-	else
-	{
-		/* the request payload is no longer needed */
-		if (DsaPointerIsValid(slot->request))
-			dsa_free(ptune_dsa(), slot->request);
-		slot->request = InvalidDsaPointer;
-		slot->response = response;
-		slot->response_len = len;
-		slot->state = PTUNE_SLOT_DONE;
-		latch = slot->backend_latch;
-	}
-	if (slot->failed)
-		ptune_shared->requests_failed++;
-	else
-		ptune_shared->requests_served++;
-	LWLockRelease(&ptune_shared->lock);
-	if (latch)
-		SetLatch(latch);
-}
-
-void
-worker_answer(int index, StringInfo response)
-{
-	dsa_pointer dp = dsa_allocate_extended(ptune_dsa(), Max(response->len, 1),
-										   DSA_ALLOC_HUGE | DSA_ALLOC_NO_OOM);
-
-	if (!DsaPointerIsValid(dp))
-	{
-		worker_fail(index, ERRCODE_OUT_OF_MEMORY, "out of shared memory for a ptune response", NULL,
-					NULL);
-		return;
-	}
-	memcpy(dsa_get_address(ptune_dsa(), dp), response->data, response->len);
-	complete(index, dp, response->len);
-}
-
-void
-worker_fail(int index, int sqlstate, const char *message, const char *detail, const char *hint)
-{
-	PtuneSlot  *slot = &ptune_shared->slots[index];
-
-	LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
-	slot->failed = true;
-	slot->sqlstate = sqlstate;
-	strlcpy(slot->message, message, PTUNE_ERROR_LEN);
-	strlcpy(slot->detail, detail ? detail : "", PTUNE_ERROR_LEN);
-	strlcpy(slot->hint, hint ? hint : "", PTUNE_ERROR_LEN);
-	LWLockRelease(&ptune_shared->lock);
-	complete(index, InvalidDsaPointer, 0);
-}
+/* ---- failing a slot -------------------------------------------------------- */
 
 void
 worker_fail_engine(int index, const char *context)
@@ -209,7 +99,7 @@ worker_fail_engine(int index, const char *context)
 	PtErrorKind kind = pt_error_kind();
 
 	snprintf(message, sizeof(message), "%s: %s", context, pt_error_message());
-	worker_fail(index, worker_sqlstate(kind), message, NULL,
+	ptune_slot_fail(index, worker_sqlstate(kind), message, NULL,
 				kind == PT_ERR_MISMATCH ? "Retrain the task with ptune.train_prompt() on the loaded model." :
 				kind == PT_ERR_NUMERIC ? "Try a lower learning_rate; if the loss is NaN from the first step, "
 				"check the model's weights." : NULL);
@@ -220,10 +110,12 @@ worker_fail_caught(int index)
 {
 	ErrorData  *edata;
 
+	/* the error may have come while we held the shared lock: ptune_slot_fail takes it */
+	LWLockReleaseAll();
 	MemoryContextSwitchTo(TopMemoryContext);
 	edata = CopyErrorData();
 	FlushErrorState();
-	worker_fail(index, edata->sqlerrcode, edata->message, edata->detail, edata->hint);
+	ptune_slot_fail(index, edata->sqlerrcode, edata->message, edata->detail, edata->hint);
 	FreeErrorData(edata);
 }
 
@@ -286,8 +178,9 @@ load_model(void)
 	struct timespec t0,
 				t1;
 
-	worker_abort_trainings("the ptune model is being reloaded");
-	worker_cache_reset();
+	for (int h = 0; h < lengthof(handlers); h++)
+		if (handlers[h].on_model_reset)
+			handlers[h].on_model_reset("the ptune model is being reloaded");
 	pt_workspace_free(&worker_workspace);
 	pt_model_free(worker_model);
 	worker_model = NULL;
@@ -351,26 +244,76 @@ worker_exit(int code, Datum arg)
 {
 	if (ptune_shared == NULL)
 		return;
-	worker_abort_trainings("the ptune worker was terminated");
-	for (int i = 0; i < ptune_shared->n_slots; i++)
-	{
-		PtuneSlot  *slot = &ptune_shared->slots[i];
-
-		if (slot->state == PTUNE_SLOT_RUNNING && slot->generation == ptune_shared->generation)
-			worker_fail(i, ERRCODE_ADMIN_SHUTDOWN, "the ptune worker was terminated while serving this request",
-						NULL, "The worker restarts by itself; retry in a moment.");
-		else if (slot->state == PTUNE_SLOT_ABANDONED && slot->generation == ptune_shared->generation)
-		{
-			LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
-			free_slot(slot);
-			LWLockRelease(&ptune_shared->lock);
-		}
-	}
+	/* an error or signal may have come while we held a lock */
+	LWLockReleaseAll();
+	for (int h = 0; h < lengthof(handlers); h++)
+		if (handlers[h].on_model_reset)
+			handlers[h].on_model_reset("the ptune worker was terminated");
+	ptune_slot_worker_exit(ptune_shared->generation);
 	LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
 	ptune_shared->worker_state = PTUNE_WORKER_STOPPED;
 	ptune_shared->worker_pid = 0;
 	ptune_shared->worker_latch = NULL;
 	LWLockRelease(&ptune_shared->lock);
+	ConditionVariableBroadcast(&ptune_shared->slot_freed);
+}
+
+/*
+ * Runs one handler's unit of work.  Each handler answers its own requests'
+ * errors; this is the net under them, so that an ERROR that escapes one
+ * fails at most that round, never the worker (whose restart would fail
+ * every request in flight).
+ */
+static bool
+serve(const WorkerHandler *h)
+{
+	volatile bool busy = false;
+	MemoryContext old = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		busy = h->serve();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		LWLockReleaseAll();
+		MemoryContextSwitchTo(old);
+		edata = CopyErrorData();
+		FlushErrorState();
+		ereport(LOG, (errmsg("ptune worker: %s: %s", h->name, edata->message)));
+		FreeErrorData(edata);
+		busy = true;
+	}
+	PG_END_TRY();
+	return busy;
+}
+
+/*
+ * Attaches to shared memory; a library of another build (the files were
+ * replaced while the server ran) logs why and exits with status 0, which
+ * the postmaster does not restart: no crash loop.
+ */
+static void
+attach_or_stop(void)
+{
+	bool		attached = false;
+
+	PG_TRY();
+	{
+		attached = ptune_shmem_attach();
+	}
+	PG_CATCH();
+	{
+		EmitErrorReport();
+		FlushErrorState();
+		ereport(LOG, (errmsg("ptune worker: not starting; restart the server to use this build of ptune")));
+		proc_exit(0);
+	}
+	PG_END_TRY();
+	if (!attached)
+		ereport(FATAL, (errmsg("ptune worker: shared memory is missing")));
 }
 
 void
@@ -382,8 +325,9 @@ ptune_worker_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
-	if (!ptune_shmem_attach())
-		ereport(FATAL, (errmsg("ptune worker: shared memory is missing")));
+	/* SHA-256 (the prompt cache's keys) registers its contexts with a resource owner */
+	CurrentResourceOwner = ResourceOwnerCreate(NULL, "ptune worker");
+	attach_or_stop();
 	before_shmem_exit(worker_exit, (Datum) 0);
 
 	LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
@@ -410,6 +354,7 @@ ptune_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			ptune_dsa_apply_limit();
 			start_engine_threads();	/* ptune.threads may have changed */
 			/* a new path, or a failed load that the user may have fixed */
 			if (strcmp(loaded_path, worker_model_path()) != 0 ||
@@ -427,9 +372,8 @@ ptune_worker_main(Datum arg)
 			}
 		}
 
-		busy |= worker_serve_classify();
-		busy |= worker_serve_explain();
-		busy |= worker_serve_training();
+		for (int h = 0; h < lengthof(handlers); h++)
+			busy |= serve(&handlers[h]);
 
 		if (!busy)
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000,

@@ -11,26 +11,20 @@
 
 #include "error.h"
 #include "ipc.h"
+#include "slot.h"
 #include "model.h"
 #include "objective.h"
 
 extern PtModel *worker_model;
 extern PtWorkspace worker_workspace;
 
-/* Marks every PENDING slot of this kind RUNNING; returns how many (indices in out). */
-int			worker_take_pending(PtuneRequestKind kind, int *out, int max);
-/* Copies a RUNNING slot's request payload into memory of the current context. */
-void		worker_read_request(int index, StringInfo msg);
-/* Answers a slot: its response, or its error (then response is unused). */
-void		worker_answer(int index, StringInfo response);
-void		worker_fail(int index, int sqlstate, const char *message, const char *detail,
-						const char *hint);
 /* Fails a slot with the engine's last error. */
 void		worker_fail_engine(int index, const char *context);
-/* Fails a slot with the error being handled in a PG_CATCH block. */
+/*
+ * Fails a slot with the error being handled in a PG_CATCH block (releasing
+ * every LWLock first, as each of the worker's error handlers must).
+ */
 void		worker_fail_caught(int index);
-/* True if the backend gave up on the slot (cancel, timeout, exit). */
-bool		worker_slot_abandoned(int index);
 
 int			worker_sqlstate(PtErrorKind kind);
 
@@ -41,9 +35,23 @@ int			worker_sqlstate(PtErrorKind kind);
 const char *worker_model_path(void);
 int			worker_int_setting(const char *name);
 
+/*
+ * A kind of request the worker serves (the loop in worker.c iterates over
+ * a table of these): serve() runs at most one bounded unit of its work and
+ * says whether it did anything; on_model_reset() drops what depends on the
+ * loaded model (NULL: nothing), answering its requests with `why`.
+ */
+typedef struct WorkerHandler
+{
+	PtuneRequestKind kind;
+	const char *name;
+	bool		(*serve) (void);
+	void		(*on_model_reset) (const char *why);
+} WorkerHandler;
+
 /* worker_classify.c */
 bool		worker_serve_classify(void);
-void		worker_cache_reset(void);
+void		worker_cache_reset(const char *why);
 
 /* worker_train.c */
 bool		worker_serve_training(void);

@@ -1,15 +1,23 @@
 /*
  * worker_classify.c - serve classification requests, batched across
- * sessions: every pending request of a round goes into one engine call.
+ * sessions: rows of every open request share the engine's batches.
  *
- * Prompts arrive as blobs named by a 64-bit key (a hash of the blob).  The
- * worker keeps decoded prompts and their tasks (tokenized labels, score
- * plans) in a small LRU cache, so a session sends a prompt's blob only with
- * its first request, or when the worker asks for it (CLASSIFY_NEED_PROMPTS).
+ * Prompts arrive as blobs named by their SHA-256.  The worker keeps decoded
+ * prompts and their tasks (tokenized labels, score plans) in a small LRU
+ * cache, so a session sends a prompt's blob only with its first request, or
+ * when the worker asks for it (CLASSIFY_NEED_PROMPTS).
+ *
+ * Scheduling: requests stay open across rounds of the worker loop.  Each
+ * engine batch of ptune.batch_size rows takes the rows of the requests with
+ * the fewest rows left first, and new requests join between batches, so a
+ * one-row request never waits behind a request of a million rows; a request
+ * is answered as soon as its last row is computed.  One call of
+ * worker_serve_classify() runs batches until no request is open (nor
+ * arrives within NEXT_REQUEST_GRACE_MS) or CLASSIFY_ROUND_MS have passed,
+ * so that trainings get their slices too.
  */
 #include "postgres.h"
 
-#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
@@ -26,10 +34,19 @@
 #define MAX_ROUND_REQUESTS PTUNE_MAX_SLOTS
 /* a text the backend sends is cut to its token budget first; this bounds the rest */
 #define MAX_TEXT_BYTES (64 << 20)
+/* longest run of classification batches before the other handlers get a turn */
+#define CLASSIFY_ROUND_MS 500
+/*
+ * After answering, wait this long for the sessions' next requests before
+ * the round ends: a session classifying row by row sends its next row some
+ * 100 us after its answer, and would otherwise wait behind a whole training
+ * slice every time.
+ */
+#define NEXT_REQUEST_GRACE_MS 2
 
 typedef struct CachedPrompt
 {
-	uint64		key;
+	uint8		key[PROMPT_KEY_BYTES];
 	PtPrompt   *prompt;
 	PtTask	   *task;			/* built from this prompt's labels */
 	uint64		last_used;
@@ -38,9 +55,45 @@ typedef struct CachedPrompt
 static CachedPrompt cache[CACHE_SIZE];
 static uint64 cache_clock = 0;
 
-void
-worker_cache_reset(void)
+/* One open request: its rows, tokenized, and how far they are computed. */
+typedef struct Job
 {
+	int			slot;
+	MemoryContext mcxt;			/* everything below; deleted when answered */
+	bool		need_prompts;
+	PtScoring	scoring;
+	int			n_prompts;
+	const float **values;
+	int		   *lens;
+	const PtTask *task;
+	int			n_texts;
+	int		   *row_of_text;	/* index into rows; -1 for NULL texts */
+	PtClassifyRow *rows;
+	PtClassifyResult *results;
+	int			n_rows;
+	int			done_rows;		/* rows[0 .. done_rows) are computed */
+} Job;
+
+static Job *open_jobs[MAX_ROUND_REQUESTS];
+static int	n_open = 0;
+
+static void
+drop_job(int j)
+{
+	MemoryContextDelete(open_jobs[j]->mcxt);
+	open_jobs[j] = open_jobs[--n_open];
+}
+
+void
+worker_cache_reset(const char *why)
+{
+	/* open requests point into the cache: they end first */
+	while (n_open > 0)
+	{
+		ptune_slot_fail(open_jobs[0]->slot, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, why, NULL,
+						"Run the query again.");
+		drop_job(0);
+	}
 	for (int i = 0; i < CACHE_SIZE; i++)
 	{
 		pt_prompt_free(cache[i].prompt);
@@ -50,10 +103,10 @@ worker_cache_reset(void)
 }
 
 static CachedPrompt *
-cache_find(uint64 key)
+cache_find(const uint8 *key)
 {
 	for (int i = 0; i < CACHE_SIZE; i++)
-		if (cache[i].prompt && cache[i].key == key)
+		if (cache[i].prompt && memcmp(cache[i].key, key, PROMPT_KEY_BYTES) == 0)
 		{
 			cache[i].last_used = ++cache_clock;
 			return &cache[i];
@@ -63,14 +116,15 @@ cache_find(uint64 key)
 
 /* Decodes a blob, checks it against the model, builds its task and caches it; NULL on error. */
 static CachedPrompt *
-cache_add(const char *blob, int len, uint64 claimed_key)
+cache_add(const char *blob, int len, const uint8 *claimed_key)
 {
-	uint64		key = hash_bytes_extended((const unsigned char *) blob, len, PROMPT_KEY_SEED);
+	uint8		key[PROMPT_KEY_BYTES];
 	PtPrompt   *p;
 	PtTask	   *task;
 	CachedPrompt *slot = &cache[0];
 
-	if (key != claimed_key)
+	ptune_prompt_key(blob, len, key);
+	if (memcmp(key, claimed_key, PROMPT_KEY_BYTES) != 0)
 	{
 		pt_fail(PT_ERR_FORMAT, "prompt blob does not match its key");
 		return NULL;
@@ -89,93 +143,55 @@ cache_add(const char *blob, int len, uint64 claimed_key)
 		pt_prompt_free(p);
 		return NULL;
 	}
-	/* evict the least recently used entry */
+	/* evict the least recently used entry that no open request uses */
 	for (int i = 1; i < CACHE_SIZE; i++)
 		if (cache[i].last_used < slot->last_used)
 			slot = &cache[i];
+	for (int j = 0; j < n_open; j++)
+		if (slot->task && open_jobs[j]->task == slot->task)
+		{
+			/* every entry busy (128 prompts in flight): fail rather than pull one from under a request */
+			pt_prompt_free(p);
+			pt_task_free(task);
+			pt_fail(PT_ERR_NOMEM, "the worker's prompt cache is full of prompts in use");
+			return NULL;
+		}
 	pt_prompt_free(slot->prompt);
 	pt_task_free(slot->task);
-	*slot = (CachedPrompt) {key, p, task, ++cache_clock};
+	memcpy(slot->key, key, PROMPT_KEY_BYTES);
+	slot->prompt = p;
+	slot->task = task;
+	slot->last_used = ++cache_clock;
 	return slot;
 }
 
-/* One request of the round, parsed. */
-typedef struct Job
-{
-	int			slot;
-	bool		failed;			/* already answered with an error */
-	bool		need_prompts;
-	PtScoring	scoring;
-	int			n_prompts;
-	const float **values;
-	int		   *lens;
-	const PtTask *task;
-	int			n_texts;
-	int		   *row_of_text;	/* its rows in the round's array; -1 for NULL texts */
-	int			first_row;		/* its rows are rows[first_row .. first_row + n_rows) */
-	int			n_rows;
-} Job;
-
 /*
- * Drops the jobs whose sessions gave up (cancel, timeout, exit) and tells
- * whether any live job has rows in rows[start .. end): a cancelled request
- * of thousands of rows must not keep the worker busy for minutes.
+ * Parses one request into job (in job->mcxt) and tokenizes its texts.
+ * Returns false when the request was answered with an error here; protocol
+ * violations raise an ERROR.
  */
 static bool
-rows_still_wanted(Job *jobs, int n_jobs, int start, int end)
-{
-	bool		wanted = false;
-
-	for (int j = 0; j < n_jobs; j++)
-	{
-		if (jobs[j].failed || jobs[j].need_prompts)
-			continue;
-		if (worker_slot_abandoned(jobs[j].slot))
-		{
-			worker_fail(jobs[j].slot, ERRCODE_QUERY_CANCELED, "classification was cancelled", NULL, NULL);
-			jobs[j].failed = true;
-			continue;
-		}
-		if (jobs[j].first_row < end && jobs[j].first_row + jobs[j].n_rows > start)
-			wanted = true;
-	}
-	return wanted;
-}
-
-/* The rows of all requests of a round. */
-typedef struct RoundRows
-{
-	PtClassifyRow *rows;
-	int			n;
-	int			cap;
-} RoundRows;
-
-/*
- * Parses one request and appends its rows.  Returns false when the request
- * was answered with an error here; protocol violations raise an ERROR.
- */
-static bool
-parse_job(Job *job, RoundRows *rr)
+parse_job(Job *job)
 {
 	StringInfoData msg;
 
-	worker_read_request(job->slot, &msg);
+	ptune_slot_read(job->slot, &msg);
 	job->scoring = (PtScoring) pq_getmsgint(&msg, 4);
 	job->n_prompts = pq_getmsgint(&msg, 4);
 	if ((job->scoring != PT_SCORE_LABEL_TOKENS && job->scoring != PT_SCORE_RANK) ||
 		job->n_prompts < 1 || job->n_prompts > 64)
-		ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("invalid classify request")));
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid classify request")));
 	job->values = palloc(sizeof(float *) * job->n_prompts);
 	job->lens = palloc(sizeof(int) * job->n_prompts);
 	for (int k = 0; k < job->n_prompts; k++)
 	{
-		uint64		key = pq_getmsgint64(&msg);
+		const uint8 *key = (const uint8 *) pq_getmsgbytes(&msg, PROMPT_KEY_BYTES);
 		int			len = pq_getmsgint(&msg, 4);
 		const char *blob = len > 0 && len <= (64 << 20) ? pq_getmsgbytes(&msg, len) : NULL;
 		CachedPrompt *c;
 
 		if (len < 0 || len > (64 << 20))
-			ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("invalid prompt length")));
+			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid prompt length")));
 		c = cache_find(key);
 		if (c == NULL && blob != NULL && (c = cache_add(blob, len, key)) == NULL)
 		{
@@ -200,13 +216,10 @@ parse_job(Job *job, RoundRows *rr)
 
 	job->n_texts = pq_getmsgint(&msg, 4);
 	if (job->n_texts < 0 || job->n_texts > (1 << 20))
-		ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("invalid number of texts")));
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid number of texts")));
 	job->row_of_text = palloc(sizeof(int) * (job->n_texts + 1));
-	if (rr->n + job->n_texts > rr->cap)
-	{
-		rr->cap = Max(rr->cap * 2, rr->n + job->n_texts);
-		rr->rows = repalloc(rr->rows, sizeof(PtClassifyRow) * rr->cap);
-	}
+	job->rows = palloc(sizeof(PtClassifyRow) * (job->n_texts + 1));
+	job->results = palloc(sizeof(PtClassifyResult) * (job->n_texts + 1));
 	for (int i = 0; i < job->n_texts; i++)
 	{
 		int			len = pq_getmsgint(&msg, 4);
@@ -217,7 +230,7 @@ parse_job(Job *job, RoundRows *rr)
 		if (len < 0)
 			continue;
 		if (len > MAX_TEXT_BYTES)
-			ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("invalid text length")));
+			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid text length")));
 		ids = palloc(sizeof(int32_t) * job->task->max_input_tokens);
 		n = pt_encode_input(worker_model, job->task->max_input_tokens, pq_getmsgbytes(&msg, len),
 							(size_t) len, ids);
@@ -226,15 +239,17 @@ parse_job(Job *job, RoundRows *rr)
 			worker_fail_engine(job->slot, "could not tokenize the input");
 			return false;
 		}
-		job->row_of_text[i] = rr->n;
-		rr->rows[rr->n++] = (PtClassifyRow) {job->task, job->scoring, job->n_prompts, job->values,
+		job->row_of_text[i] = job->n_rows;
+		job->results[job->n_rows].probs = palloc(sizeof(float) * job->task->n_labels);
+		job->rows[job->n_rows++] = (PtClassifyRow) {job->task, job->scoring, job->n_prompts, job->values,
 			job->lens, ids, n};
 	}
+	pfree(msg.data);
 	return true;
 }
 
 static void
-answer_job(const Job *job, const PtClassifyResult *results)
+answer_job(const Job *job)
 {
 	StringInfoData out;
 
@@ -247,12 +262,74 @@ answer_job(const Job *job, const PtClassifyResult *results)
 		{
 			int			r = job->row_of_text[i];
 
-			pq_sendint32(&out, r < 0 ? -1 : results[r].label);
+			pq_sendint32(&out, r < 0 ? -1 : job->results[r].label);
 			for (int j = 0; j < job->task->n_labels; j++)
-				pq_sendfloat4(&out, r < 0 ? 0.0f : results[r].probs[j]);
+				pq_sendfloat4(&out, r < 0 ? 0.0f : job->results[r].probs[j]);
 		}
 	}
-	worker_answer(job->slot, &out);
+	ptune_slot_answer(job->slot, &out);
+}
+
+/* Answers (or fails) job j inside PG_TRY and closes it. */
+static void
+finish_job(int j)
+{
+	Job		   *job = open_jobs[j];
+	MemoryContext old = MemoryContextSwitchTo(job->mcxt);
+
+	PG_TRY();
+	{
+		answer_job(job);
+	}
+	PG_CATCH();
+	{
+		worker_fail_caught(job->slot);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	drop_job(j);
+}
+
+/* Opens a job for each newly pending request (parse errors answer it at once). */
+static int
+open_new_jobs(void)
+{
+	int			slots[MAX_ROUND_REQUESTS];
+	int			n = ptune_slot_take_pending(PTUNE_REQ_CLASSIFY, slots, MAX_ROUND_REQUESTS - n_open);
+
+	for (int i = 0; i < n; i++)
+	{
+		MemoryContext mcxt = AllocSetContextCreate(TopMemoryContext, "ptune classify request",
+												   ALLOCSET_DEFAULT_SIZES);
+		MemoryContext old = MemoryContextSwitchTo(mcxt);
+		Job		   *job = palloc0(sizeof(Job));
+		volatile bool ok = false;
+
+		job->slot = slots[i];
+		job->mcxt = mcxt;
+		if (worker_model == NULL)
+			ptune_slot_fail(slots[i], ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "the ptune model is not loaded",
+							ptune_shared->model_error, "Fix ptune.model_path, then SELECT pg_reload_conf().");
+		else
+		{
+			PG_TRY();
+			{
+				ok = parse_job(job);
+			}
+			PG_CATCH();
+			{
+				worker_fail_caught(job->slot);
+				ok = false;
+			}
+			PG_END_TRY();
+		}
+		MemoryContextSwitchTo(old);
+		if (ok)
+			open_jobs[n_open++] = job;
+		else
+			MemoryContextDelete(mcxt);
+	}
+	return n;
 }
 
 /*
@@ -260,126 +337,159 @@ answer_job(const Job *job, const PtClassifyResult *results)
  * previous answer arrives, but a woken backend takes some 100 us to do so.
  * Starting the next pass at once would catch only the fastest of them and
  * leave the others for the pass after: batches of 1 and 3 instead of 4.  So
- * when fewer requests are pending than the last round answered, and that
- * round just ended, wait briefly for the others: at most GATHER_MAX_US, and
- * at most 1/GATHER_SHARE of the last round's time, so that a round of short
- * passes is not slowed.  A single session never waits (1 is not < 1).
+ * when fewer requests are open than the last batch answered, and that batch
+ * just ended, wait briefly for the others: at most GATHER_MAX_US, and at
+ * most 1/GATHER_SHARE of the last batch's time, so that short passes are not
+ * slowed.  A single session never waits (1 is not < 1).
  */
 #define GATHER_MAX_US 2000
 #define GATHER_SHARE 20
 
-static int	last_round_jobs = 0;
-static TimestampTz last_round_end = 0;
-static long last_round_us = 0;
+static int	last_batch_jobs = 0;
+static TimestampTz last_batch_end = 0;
+static long last_batch_us = 0;
 
-static int
-gather_more(int *slots, int n_jobs)
+static void
+gather_more(void)
 {
 	TimestampTz start = GetCurrentTimestamp();
-	long		window = Min(GATHER_MAX_US, last_round_us / GATHER_SHARE);
+	long		window = Min(GATHER_MAX_US, last_batch_us / GATHER_SHARE);
 
-	if (n_jobs >= last_round_jobs || start - last_round_end > window)
-		return n_jobs;
-	while (n_jobs < last_round_jobs && GetCurrentTimestamp() - start < window)
+	if (n_open >= last_batch_jobs || start - last_batch_end > window)
+		return;
+	while (n_open < last_batch_jobs && GetCurrentTimestamp() - start < window)
 	{
 		/* backends set our latch when they queue a request */
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
-		n_jobs += worker_take_pending(PTUNE_REQ_CLASSIFY, slots + n_jobs, MAX_ROUND_REQUESTS - n_jobs);
+		open_new_jobs();
 	}
-	return n_jobs;
+}
+
+/* Order of service: fewest rows left first, then the oldest. */
+static int
+compare_jobs(const void *a, const void *b)
+{
+	const Job  *x = *(Job *const *) a;
+	const Job  *y = *(Job *const *) b;
+	int			lx = x->n_rows - x->done_rows,
+				ly = y->n_rows - y->done_rows;
+
+	if (lx != ly)
+		return lx < ly ? -1 : 1;
+	return ptune_shared->slots[x->slot].request_id < ptune_shared->slots[y->slot].request_id ? -1 : 1;
+}
+
+/*
+ * One engine batch over the open jobs: drops abandoned ones, answers the
+ * finished ones.  Returns false when there was nothing to compute.
+ */
+static bool
+run_one_batch(int batch_size)
+{
+	PtClassifyRow *rows = palloc(sizeof(PtClassifyRow) * batch_size);
+	PtClassifyResult *results = palloc(sizeof(PtClassifyResult) * batch_size);
+	Job		  **from = palloc(sizeof(Job *) * batch_size);
+	int			n = 0,
+				n_jobs = 0;
+	TimestampTz start = GetCurrentTimestamp();
+
+	/* a session that gave up (cancel, timeout, exit) must not keep the worker busy */
+	for (int j = n_open - 1; j >= 0; j--)
+		if (ptune_slot_abandoned(open_jobs[j]->slot))
+		{
+			ptune_slot_fail(open_jobs[j]->slot, ERRCODE_QUERY_CANCELED, "classification was cancelled", NULL, NULL);
+			drop_job(j);
+		}
+	/* requests with nothing to compute (NULL texts only, or prompts to resend) are answered now */
+	for (int j = n_open - 1; j >= 0; j--)
+		if (open_jobs[j]->need_prompts || open_jobs[j]->done_rows == open_jobs[j]->n_rows)
+			finish_job(j);
+	if (n_open == 0)
+		return false;
+
+	qsort(open_jobs, n_open, sizeof(Job *), compare_jobs);
+	for (int j = 0; j < n_open && n < batch_size; j++)
+	{
+		Job		   *job = open_jobs[j];
+
+		n_jobs++;
+		for (int r = job->done_rows; r < job->n_rows && n < batch_size; r++)
+		{
+			rows[n] = job->rows[r];
+			results[n] = job->results[r];
+			from[n++] = job;
+		}
+	}
+	if (pt_classify(worker_model, &worker_workspace, rows, n, results) != 0)
+	{
+		/* an engine failure fails the requests of this batch, not the others */
+		for (int j = n_open - 1; j >= 0; j--)
+			for (int i = 0; i < n; i++)
+				if (from[i] == open_jobs[j])
+				{
+					worker_fail_engine(open_jobs[j]->slot, "classification failed");
+					drop_job(j);
+					break;
+				}
+	}
+	else
+	{
+		for (int i = 0; i < n; i++)
+			from[i]->results[from[i]->done_rows++].label = results[i].label;
+		LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
+		ptune_shared->forward_passes++;
+		ptune_shared->rows_classified += n;
+		LWLockRelease(&ptune_shared->lock);
+		for (int j = n_open - 1; j >= 0; j--)
+			if (open_jobs[j]->done_rows == open_jobs[j]->n_rows)
+				finish_job(j);
+	}
+	last_batch_jobs = n_jobs;
+	last_batch_end = GetCurrentTimestamp();
+	last_batch_us = (long) (last_batch_end - start);
+	pfree(rows);
+	pfree(results);
+	pfree(from);
+	return true;
 }
 
 bool
 worker_serve_classify(void)
 {
-	static int	slots[MAX_ROUND_REQUESTS];
-	int			n_jobs = worker_take_pending(PTUNE_REQ_CLASSIFY, slots, MAX_ROUND_REQUESTS);
-	TimestampTz round_start;
-	MemoryContext round,
-				old;
-	Job		   *jobs;
-	RoundRows	rr;
-	PtClassifyResult *results;
+	TimestampTz start = GetCurrentTimestamp();
 	int			batch_size = Max(1, worker_int_setting("ptune.batch_size"));
+	bool		busy = false;
+	MemoryContext batch_cxt = AllocSetContextCreate(TopMemoryContext, "ptune classify batch",
+													ALLOCSET_DEFAULT_SIZES);
 
-	if (n_jobs == 0)
-		return false;
-	n_jobs = gather_more(slots, n_jobs);
-	round_start = GetCurrentTimestamp();
-	if (worker_model == NULL)
+	for (;;)
 	{
-		for (int j = 0; j < n_jobs; j++)
-			worker_fail(slots[j], ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "the ptune model is not loaded",
-						ptune_shared->model_error, "Fix ptune.model_path, then SELECT pg_reload_conf().");
-		return true;
-	}
-
-	round = AllocSetContextCreate(TopMemoryContext, "ptune classify round", ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(round);
-	jobs = palloc0(sizeof(Job) * n_jobs);
-	rr.cap = 256;
-	rr.n = 0;
-	rr.rows = palloc(sizeof(PtClassifyRow) * rr.cap);
-
-	for (int j = 0; j < n_jobs; j++)
-	{
-		int			rows_before = rr.n;
-
-		jobs[j].slot = slots[j];
-		PG_TRY();
-		{
-			jobs[j].failed = !parse_job(&jobs[j], &rr);
-		}
-		PG_CATCH();
-		{
-			worker_fail_caught(jobs[j].slot);
-			MemoryContextSwitchTo(round);
-			jobs[j].failed = true;
-		}
-		PG_END_TRY();
-		if (jobs[j].failed || jobs[j].need_prompts)
-			rr.n = rows_before;
-		jobs[j].first_row = rows_before;
-		jobs[j].n_rows = rr.n - rows_before;
-	}
-
-	/* one engine call per ptune.batch_size rows, whatever request they came from */
-	results = palloc(sizeof(PtClassifyResult) * (rr.n + 1));
-	for (int r = 0; r < rr.n; r++)
-		results[r].probs = palloc(sizeof(float) * rr.rows[r].task->n_labels);
-	for (int start = 0; start < rr.n; start += batch_size)
-	{
-		int			n = Min(batch_size, rr.n - start);
+		MemoryContext old;
+		bool		ran;
 
 		CHECK_FOR_INTERRUPTS();
-		if (!rows_still_wanted(jobs, n_jobs, start, start + n))
-			continue;
-		if (pt_classify(worker_model, &worker_workspace, rr.rows + start, n, results + start) != 0)
+		busy |= open_new_jobs() > 0;
+		if (n_open == 0 && busy && !TimestampDifferenceExceeds(last_batch_end, GetCurrentTimestamp(),
+															   NEXT_REQUEST_GRACE_MS))
 		{
-			for (int j = 0; j < n_jobs; j++)
-				if (!jobs[j].failed && !jobs[j].need_prompts)
-				{
-					worker_fail_engine(jobs[j].slot, "classification failed");
-					jobs[j].failed = true;
-				}
-			break;
+			/* a session classifying row by row sends its next row now: serve it before a training slice */
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			continue;
 		}
-		LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
-		ptune_shared->forward_passes++;
-		ptune_shared->rows_classified += n;
-		LWLockRelease(&ptune_shared->lock);
+		if (n_open == 0)
+			break;
+		gather_more();
+		old = MemoryContextSwitchTo(batch_cxt);
+		ran = run_one_batch(batch_size);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(batch_cxt);
+		busy = true;
+		if (!ran || TimestampDifferenceExceeds(start, GetCurrentTimestamp(), CLASSIFY_ROUND_MS))
+			break;
 	}
-
-	for (int j = 0; j < n_jobs; j++)
-		if (!jobs[j].failed)
-			answer_job(&jobs[j], results);
-	last_round_jobs = n_jobs;
-	last_round_end = GetCurrentTimestamp();
-	last_round_us = (long) (last_round_end - round_start);
-
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(round);
-	return true;
+	MemoryContextDelete(batch_cxt);
+	return busy;
 }

@@ -20,11 +20,11 @@ explain_one(int slot)
 	int32_t    *ids;
 	float	   *sims;
 
-	worker_read_request(slot, &msg);
+	ptune_slot_read(slot, &msg);
 	k = pq_getmsgint(&msg, 4);
 	len = pq_getmsgint(&msg, 4);
 	if (len <= 0 || len > (64 << 20) || k < 1 || k > 100)
-		ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("invalid explain request")));
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid explain request")));
 	p = pt_prompt_decode((const uint8_t *) pq_getmsgbytes(&msg, len), (size_t) len, NULL);
 	if (p == NULL)
 	{
@@ -50,14 +50,14 @@ explain_one(int slot)
 		pq_sendfloat8(&out, sims[i]);
 	}
 	pt_prompt_free(p);
-	worker_answer(slot, &out);
+	ptune_slot_answer(slot, &out);
 }
 
 bool
 worker_serve_explain(void)
 {
 	int			slots[16];
-	int			n = worker_take_pending(PTUNE_REQ_EXPLAIN, slots, 16);
+	int			n = ptune_slot_take_pending(PTUNE_REQ_EXPLAIN, slots, 16);
 
 	for (int i = 0; i < n; i++)
 	{
@@ -65,7 +65,7 @@ worker_serve_explain(void)
 		MemoryContext old = MemoryContextSwitchTo(ctx);
 
 		if (worker_model == NULL)
-			worker_fail(slots[i], ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "the ptune model is not loaded",
+			ptune_slot_fail(slots[i], ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "the ptune model is not loaded",
 						ptune_shared->model_error, NULL);
 		else
 		{

@@ -111,13 +111,15 @@ test_more_requests_than_slots() {
 
 test_sigterm_worker_mid_request() {
   local before; before=$(q -c "SELECT generation FROM ptune.status()")
-  q -c "$LONG_TRAINING" > "$WORK/sigterm.out" 2>&1 &
+  q -v VERBOSITY=verbose -c "$LONG_TRAINING" > "$WORK/sigterm.out" 2>&1 &
   local trainer=$!
   wait_for "SELECT count(*) = 1 FROM ptune.training_progress WHERE step > 0" 30
   local start; start=$(now)
   kill -TERM "$(worker_pid)"
   wait "$trainer"
   check $(( $? == 0 )) "the caller got an error: $(grep ERROR "$WORK/sigterm.out" | head -1)"
+  ! grep -qE "ERROR:  (08|57P0[123])" "$WORK/sigterm.out"
+  check $? "its SQLSTATE is neither class 08 nor 57P01-57P03 (connection pools keep the connection)"
   local back; back=$(wait_ready 30)
   check $? "the worker came back after $(echo "$(elapsed "$start")" | cut -c1-4) s"
   [[ $(q -c "SELECT generation FROM ptune.status()") -gt $before ]]
@@ -173,6 +175,127 @@ test_model_missing_then_fixed() {
   q -c "ALTER SYSTEM RESET ptune.model_path" -c "SELECT pg_reload_conf()" >/dev/null
   [[ $(q -c "SELECT ptune.classify('toy', 'a dog') IS NOT NULL") == t ]]
   check $? "classification works again"
+}
+
+# Bytes of dynamic shared memory segments (dynamic_shared_memory_type = posix).
+dsm_bytes() { du -cb /dev/shm/PostgreSQL.* 2>/dev/null | tail -1 | cut -f1; }
+
+test_cancelled_slot_waits_free_everything() {
+  # every slot held by requests the (stopped) worker cannot answer; then
+  # 1,000 requests of ~180 kB each give up while they wait for a slot
+  local base_dsm base_payload; base_dsm=$(dsm_bytes)
+  base_payload=$(q -c "SELECT payload_bytes FROM ptune.status()")
+  local wpid; wpid=$(worker_pid)
+  kill -STOP "$wpid"
+  local holders=()
+  for s in 1 2 3 4; do
+    q -c "SELECT ptune.classify('toy', 'a dog')" >/dev/null 2>&1 &
+    holders+=($!)
+  done
+  wait_for "SELECT free_slots = 0 FROM ptune.status()" 10
+  check $? "4 requests hold the 4 slots"
+  local big="array_fill('a dog and a cat'::text, ARRAY[12000])"
+  local start out; start=$(now)
+  out=$(q -c "SET ptune.request_timeout = '2ms'" -c "DO \$\$
+    DECLARE n int := 0;
+    BEGIN
+      FOR i IN 1..1000 LOOP
+        BEGIN PERFORM ptune.classify('toy', $big);
+        EXCEPTION WHEN query_canceled THEN n := n + 1; END;
+      END LOOP;
+      RAISE NOTICE 'timed out: %', n;
+    END \$\$" 2>&1)
+  [[ $out == *"timed out: 1000"* ]]
+  check $? "1,000 requests timed out waiting for a slot in $(elapsed "$start" | cut -c1-4) s (${out##*NOTICE:  })"
+  # statement_timeout, a query cancel and a terminated session while waiting
+  for i in $(seq 1 20); do
+    q_any -c "SET statement_timeout = '3ms'" -c "SELECT ptune.classify('toy', $big)" >/dev/null
+  done
+  q -c "SELECT ptune.classify('toy', $big)" >/dev/null 2>&1 &
+  local c=$!
+  q -c "SELECT ptune.classify('toy', $big)" >/dev/null 2>&1 &
+  local t=$!
+  wait_for "SELECT waiting = 2 FROM ptune.status()" 10
+  check $? "two sessions wait in line"
+  q -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT ptune.classify(''toy'', array_fill%' AND pid <> pg_backend_pid() ORDER BY backend_start LIMIT 1" >/dev/null
+  q -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT ptune.classify(''toy'', array_fill%' AND pid <> pg_backend_pid() AND state = 'active'" >/dev/null
+  wait $c $t 2>/dev/null
+  [[ $(q -c "SELECT waiting FROM ptune.status()") == 0 ]]
+  check $? "no session is left in the line"
+  kill -CONT "$wpid"
+  wait "${holders[@]}"
+  check $? "the 4 slot holders were answered once the worker went on"
+  wait_for "SELECT free_slots = 4 AND queued + running = 0 FROM ptune.status()" 10
+  check $? "all 4 slots are free: $(q -c "SELECT free_slots, queued, running FROM ptune.status()")"
+  local payload dsm; payload=$(q -c "SELECT payload_bytes FROM ptune.status()"); dsm=$(dsm_bytes)
+  [[ $payload == "$base_payload" ]]
+  check $? "payload bytes in shared memory back to $base_payload (now $payload)"
+  (( dsm <= base_dsm ))
+  check $? "dynamic shared memory back to its baseline: $dsm bytes (was $base_dsm)"
+}
+
+test_trainings_leave_slots_for_classification() {
+  # 4 slots: trainings may hold 2; ptune.max_trainings_per_role is 2
+  q -c "$LONG_TRAINING" >/dev/null 2>&1 &
+  local t1=$!
+  q -c "${LONG_TRAINING/\'long\'/\'long2\'}" >/dev/null 2>&1 &
+  local t2=$!
+  wait_for "SELECT count(*) = 2 FROM ptune.training_progress WHERE step > 0" 30
+  check $? "two trainings run"
+  local out; out=$(q_any -c "\\set VERBOSITY verbose" -c "${LONG_TRAINING/\'long\'/\'long3\'}")
+  [[ $out == *53400* && $out == *"already trains 2 prompts"* ]]
+  check $? "a third training by the same role: ${out%%$'\n'*}"
+  local start; start=$(now)
+  [[ $(q -c "SELECT count(ptune.classify('toy', text)) FROM toy WHERE id <= 20") == 20 ]]
+  check $? "classification still finds slots ($(elapsed "$start" | cut -c1-4) s for 20 rows)"
+  q -c "SELECT pg_cancel_backend(pid) FROM ptune.training_progress" >/dev/null
+  wait $t1 $t2 2>/dev/null
+  wait_for "SELECT free_slots = 4 FROM ptune.status()" 10
+  check $? "slots free again"
+}
+
+test_worker_of_another_build() {
+  # the ptune libraries replaced while the server runs: the new worker must refuse the old
+  # shared memory with a clear message and stop, not crash and restart every second
+  make -s "$BUILD/ptune_worker_other_layout.so" >/dev/null || { check 1 "build the other-layout worker"; return; }
+  local lib; lib="$(pg_config --pkglibdir)/ptune_worker.so"
+  cp "$lib" "$WORK/ptune_worker.so.good"
+  cp "$BUILD/ptune_worker_other_layout.so" "$lib"
+  kill -TERM "$(worker_pid)"
+  sleep 5
+  cp "$WORK/ptune_worker.so.good" "$lib"
+  local refused; refused=$(grep -c "ptune worker: not starting" "$base/server.log")
+  [[ $refused == 1 ]]
+  check $? "the worker of another build started once and stopped ($refused refusals in 5 s)"
+  grep -q "shared memory was created by another build of ptune" "$base/server.log"
+  check $? "the log says why: $(grep -m1 -A1 'created by another build' "$base/server.log" | tail -1 | cut -c1-120)"
+  [[ $(q -c "SELECT worker_state FROM ptune.status()") == stopped ]]
+  check $? "ptune.status() shows the worker stopped"
+  "${RUN[@]}" "$PGBIN/pg_ctl" -D "$base/data" -l "$base/server.log" -w restart >/dev/null
+  wait_ready 60 >/dev/null
+  [[ $(q -c "SELECT ptune.classify('toy', 'a dog') IS NOT NULL") == t ]]
+  check $? "after a restart with the right library, classification works"
+}
+
+test_small_request_does_not_wait_behind_a_big_one() {
+  # a call of 9,600 rows (requests of 1,024) is served in batches; a one-row request that arrives meanwhile
+  # takes the next batch instead of waiting for the rest
+  q -c "SELECT count(*) FROM (SELECT unnest(ptune.classify('toy', array_agg(t.text || ' ' || g))) FROM toy t, generate_series(1, 60) g) s" \
+    > "$WORK/big.out" 2>&1 &
+  local big=$!
+  wait_for "SELECT running > 0 FROM ptune.status()" 10
+  sleep 0.3
+  # the query's own time (psql's \timing), not the connection's start on a busy machine
+  local out took
+  out=$(q -c '\timing on' -c "SELECT ptune.classify('toy', 'a dog') IS NOT NULL")
+  took=$(echo "$out" | awk '/^Time:/ {print $2 / 1000}')
+  kill -0 $big 2>/dev/null
+  local still=$?
+  [[ $out == t* ]] && (( $(echo "${took:-9} < 0.5" | bc) )) && [[ $still == 0 ]]
+  check $? "a one-row call took ${took:0:5} s while the 9,600-row call was still running"
+  wait $big
+  [[ $(cat "$WORK/big.out") == 9600 ]]
+  check $? "the big call then answered all its rows ($(cat "$WORK/big.out"))"
 }
 
 test_dump_and_restore_by_database_owner() {

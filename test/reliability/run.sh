@@ -4,9 +4,11 @@
 # the figures to build/reliability/report.md (RELIABILITY.md holds a full run).
 #   test/reliability/run.sh            full: 60 s load, 20,000 requests, 60 s fuzzing per target
 #   test/reliability/run.sh --quick    CI: the same checks, short
+#   test/reliability/run.sh --worker-load   only section 5 (the worker under load), full size
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 quick=${1:-}
+sections=1-5
 root=$PWD
 base="$root/build/reliability"
 models="$root/build/models"
@@ -17,9 +19,12 @@ RUN=()
 source test/pg/lib.sh
 if [[ $quick == --quick ]]; then
   LOAD_SECONDS=10 REQUESTS=2000 FUZZ=10 BAD_CALLS=300 model="$models/tiny-gated"
+  WORKER_SECONDS=5 BIG_ROWS=20000 HUGE_ROWS=50000
 else
+  [[ $quick == --worker-load ]] && sections=5
   LOAD_SECONDS=60 REQUESTS=20000 FUZZ=60 BAD_CALLS=2000
-  model="$root/build/bench/flan-t5-small"
+  WORKER_SECONDS=${WORKER_SECONDS:-30} BIG_ROWS=${BIG_ROWS:-200000} HUGE_ROWS=${HUGE_ROWS:-1000000}
+  model=${RELIABILITY_MODEL:-"$root/build/bench/flan-t5-small"}
   [[ -f $model/model.safetensors ]] || tools/gen_checkpoint.py "$model" --preset flan-t5-small --seed 0 >/dev/null
 fi
 bash test/make_test_models.sh "$models" >/dev/null
@@ -67,6 +72,7 @@ r ""
 r "Measured by \`test/reliability/run.sh ${quick}\` on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs),"
 r "$(nproc) cores, model \`$(basename "$model")\` ($(du -sh "$model/model.safetensors" | cut -f1)), ptune.precision bf16."
 
+if [[ $sections == 1-5 ]]; then
 # ---- 1. load -----------------------------------------------------------------
 echo "== load"
 cat > "$WORK/classify.sql" <<'PGB'
@@ -257,6 +263,119 @@ for chunk in 1 2 3 4; do
   (cd "$WORK" && "${RUN[@]}" "$PGBIN/pgbench" -n -h "$base" -p "$PGPORT" -c 8 -j 2 -t "$per" -f classify.sql ptune_test >/dev/null 2>&1)
   r "| $((chunk * per * 8)) | $(rss) |"
 done
+
+fi   # sections 1-4
+
+# ---- 5. the worker under load ------------------------------------------------------
+echo "== worker under load"
+r ""
+r "## 5. The worker under load"
+r ""
+r "Classification has priority: the worker runs at most one slice of training work"
+r "(ptune.training_slice_ms, here $(q -c "SHOW ptune.training_slice_ms")) between classification rounds."
+r ""
+cat > "$WORK/classify.sql" <<'PGB'
+\set id random(1, 160)
+SELECT ptune.classify('toy', text) FROM toy WHERE id = :id;
+PGB
+chmod 644 "$WORK/classify.sql"
+q -c "ALTER SYSTEM SET ptune.max_trainings_per_role = 4" -c "SELECT pg_reload_conf()" >/dev/null
+q >/dev/null <<SQL
+CREATE TABLE big AS SELECT i AS id, t.text || ' ' || i AS text, t.label
+  FROM generate_series(1, $BIG_ROWS) i JOIN toy t ON t.id = 1 + i % 160;
+SQL
+one_row() {   # seconds; prints p50 p99 (ms) of one-row classify calls by one session
+  (cd "$WORK" && "${RUN[@]}" "$PGBIN/pgbench" -n -h "$base" -p "$PGPORT" -c 1 -T "$1" -f classify.sql -l \
+    --log-prefix="$WORK/one" ptune_test >/dev/null 2>&1)
+  cat "$WORK"/one.* | /usr/bin/python3 -c "
+import sys
+v = sorted(int(l.split()[2]) / 1000 for l in sys.stdin)
+p = lambda q: v[min(len(v) - 1, int(len(v) * q))]
+print(f'{len(v)} | {p(.5):.1f} | {p(.99):.1f} | {v[-1]:.1f}')"
+  rm -f "$WORK"/one.*
+}
+trainings() {   # n: start n trainings (the first on the big table with validation_fraction 0.5)
+  for i in $(seq 1 "$1"); do
+    local table=toy vf=0.1
+    [[ $i == 1 ]] && { table=big; vf=0.5; }
+    q -c "SELECT * FROM ptune.train_prompt('load$i', '$table', 'text', 'label', prompt_length => 20,
+          init => 'random_uniform', optimizer => 'adam', learning_rate => 0.1, batch_size => 16, epochs => 0,
+          max_steps => 1000000, validation_fraction => $vf, max_input_tokens => 32)" >/dev/null 2>&1 &
+  done
+  wait_for "SELECT count(*) = $1 FROM ptune.training_progress WHERE step > 0" 600
+}
+stop_trainings() { q -c "SELECT pg_cancel_backend(pid) FROM ptune.training_progress" >/dev/null; wait; }
+r "One session classifying one row per call ($WORKER_SECONDS s each):"
+r ""
+r "| while | calls | p50 ms | p99 ms | max ms |"
+r "|---|---|---|---|---|"
+r "| idle | $(one_row "$WORKER_SECONDS") |"
+trainings 1
+r "| 1 training ($BIG_ROWS rows, validation_fraction 0.5) | $(one_row "$WORKER_SECONDS") |"
+stop_trainings
+trainings 4
+r "| 4 trainings (one of them the above) | $(one_row "$WORKER_SECONDS") |"
+stop_trainings
+
+eight() {   # 8 sessions, one-row classify; prints p50 ms, failed transactions
+  (cd "$WORK" && "${RUN[@]}" "$PGBIN/pgbench" -n -h "$base" -p "$PGPORT" -c 8 -j 2 -T "$WORKER_SECONDS" \
+    -f classify.sql -l --log-prefix="$WORK/eight" ptune_test > "$WORK/eight.out" 2>&1)
+  cat "$WORK"/eight.[0-9]* | /usr/bin/python3 -c "
+import sys, re
+v = sorted(int(l.split()[2]) / 1000 for l in sys.stdin if len(l.split()) > 3)
+p = lambda q: v[min(len(v) - 1, int(len(v) * q))]
+m = re.search(r'number of failed transactions: (\d+)', open('$WORK/eight.out').read())
+print(f'{len(v)} | {p(.5):.1f} | {p(.99):.1f} | {m.group(1) if m else \"n/a\"}')"
+  rm -f "$WORK"/eight.*
+}
+r ""
+r "8 sessions (pgbench, one-row classify, $WORKER_SECONDS s), and the training's throughput:"
+r ""
+r "| while | transactions | p50 ms | p99 ms | failed | training rows/s |"
+r "|---|---|---|---|---|---|"
+r "| idle | $(eight) | — |"
+q -c "SELECT * FROM ptune.train_prompt('alone', 'toy', 'text', 'label', prompt_length => 20,
+      init => 'random_uniform', optimizer => 'adam', learning_rate => 0.1, batch_size => 16, epochs => 0,
+      max_steps => 1000000, max_input_tokens => 32)" >/dev/null 2>&1 &
+wait_for "SELECT count(*) = 1 FROM ptune.training_progress WHERE step > 0" 600
+sleep "$WORKER_SECONDS"
+alone=$(q -c "SELECT round(rows_per_second) FROM ptune.training_progress")
+q -c "SELECT pg_cancel_backend(pid) FROM ptune.training_progress" >/dev/null; wait
+q -c "SELECT * FROM ptune.train_prompt('loaded', 'toy', 'text', 'label', prompt_length => 20,
+      init => 'random_uniform', optimizer => 'adam', learning_rate => 0.1, batch_size => 16, epochs => 0,
+      max_steps => 1000000, max_input_tokens => 32)" >/dev/null 2>&1 &
+wait_for "SELECT count(*) = 1 FROM ptune.training_progress WHERE step > 0" 600
+s0=$(q -c "SELECT step FROM ptune.training_progress"); t0=$(now)
+line=$(eight)
+s1=$(q -c "SELECT step FROM ptune.training_progress"); t1=$(now)
+q -c "SELECT pg_cancel_backend(pid) FROM ptune.training_progress" >/dev/null; wait
+r "| 1 training | $line | $(echo "($s1 - $s0) * 16 / ($t1 - $t0)" | bc) (alone: $alone) |"
+
+# a big table: rows stream to the worker; memory stays bounded
+hwm() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' /proc/"$1"/status; }
+q -c "CREATE TABLE huge AS SELECT i AS id, t.text || ' ' || i AS text, t.label
+      FROM generate_series(1, $HUGE_ROWS) i JOIN toy t ON t.id = 1 + i % 160" >/dev/null
+huge_mb=$(q -c "SELECT pg_total_relation_size('huge') / 1048576")
+wpid=$(worker_pid); worker_before=$(hwm "$wpid")
+t=$(now)
+q -c "SELECT steps, train_rows FROM ptune.train_prompt('huge', 'huge', 'text', 'label',
+      prompt_length => 20, init => 'random_uniform', optimizer => 'adam', learning_rate => 0.1, batch_size => 16,
+      epochs => 0, max_steps => 20, validation_fraction => 0.001, max_input_tokens => 32)" > "$WORK/huge.out" 2>&1 &
+huge=$!
+bpid=""; peak_b=0; first=""
+while kill -0 $huge 2>/dev/null; do
+  [[ -z $bpid ]] && bpid=$(q -c "SELECT pid FROM pg_stat_activity WHERE query LIKE '%train_prompt(''huge''%' AND pid <> pg_backend_pid()")
+  [[ -z $first && $(q -c "SELECT count(*) FROM ptune.training_progress WHERE task = 'huge' AND step > 0") == 1 ]] && first=$(elapsed "$t")
+  [[ -n $bpid && -r /proc/$bpid/status ]] && peak_b=$(hwm "$bpid")
+  sleep 0.05
+done
+wait $huge; huge_rc=$?
+r ""
+r "A table of $HUGE_ROWS rows ($huge_mb MB), trained with max_steps 20: $(tail -1 "$WORK/huge.out" | tr '|' ' ' | awk '{print $1 " steps on " $2 " training rows"}'),"
+r "first step after ${first:0:5} s, in all $(elapsed "$t" | cut -c1-6) s; peak RSS of the backend $peak_b MB,"
+r "of the worker $(hwm "$wpid") MB (before: $worker_before MB, the model included)."
+check $huge_rc "a table of $HUGE_ROWS rows trains"
+q -c "ALTER SYSTEM RESET ptune.max_trainings_per_role" -c "SELECT pg_reload_conf()" >/dev/null
 
 echo
 cat "$report"

@@ -213,6 +213,103 @@ test_training_deterministic_and_cancellable(void)
 	pt_model_free(m);
 }
 
+static double
+max_abs_diff(const float *a, const float *b, size_t n, double *scale)
+{
+	double		d = 0.0;
+
+	*scale = 0.0;
+	for (size_t i = 0; i < n; i++)
+	{
+		d = fmax(d, fabs((double) a[i] - b[i]));
+		*scale = fmax(*scale, fabs((double) a[i]));
+	}
+	return d;
+}
+
+/*
+ * The worker's way of training: rows streamed in chunks, steps in
+ * micro-batches (gradients accumulated), validations in slices.  Each step
+ * must equal the one-batch step up to float rounding, and the run the same
+ * run: same steps, same validation accuracy, same prompt to tolerance.
+ */
+void		test_training_micro_batches_match_steps(void);
+void
+test_training_micro_batches_match_steps(void)
+{
+	const char *dir = unit_model_dir("tiny-gated");
+	PtModel    *m;
+	PtTrainOptions opt;
+	PtTrainer  *a,
+			   *b;
+	Toy			toy;
+	size_t		n;
+	double		scale,
+				diff;
+	int			rc = 0,
+				units = 0;
+
+	REQUIRE(dir != NULL);
+	m = pt_model_load(dir);
+	REQUIRE(m != NULL);
+	make_toy(&toy, 3);
+	toy_options(&opt);
+	opt.max_steps = 12;
+	opt.eval_every = 5;
+	opt.ensemble_size = 2;
+	n = (size_t) opt.prompt_length * m->cfg.d_model;
+
+	a = pt_trainer_new(m, &opt, &toy.set, NULL);
+	b = pt_trainer_open(m, &opt);
+	REQUIRE(a && b);
+	for (int start = 0; start < N_ROWS; start += 7)
+	{
+		int			k = N_ROWS - start < 7 ? N_ROWS - start : 7;
+		PtTextSet	chunk = {k, toy.texts + start, NULL, toy.labels + start};
+
+		REQUIREF(pt_trainer_add_rows(b, &chunk) == 0, "%s", pt_error_message());
+	}
+	REQUIREF(pt_trainer_close_rows(b, NULL) == 0, "%s", pt_error_message());
+	CHECK(pt_trainer_rows(a) == pt_trainer_rows(b));
+
+	/* step 1: one batch of 16 against micro-batches of 3 (3+3+3+3+3+1) */
+	REQUIRE(pt_trainer_step(a) == 0);
+	while (pt_trainer_progress(b)->step < 1)
+	{
+		REQUIRE(pt_trainer_advance(b, 3) == 0);
+		units++;
+	}
+	CHECKF(units == 6, "step 1 took %d units", units);
+	diff = max_abs_diff(pt_trainer_prompt(a)->values, pt_trainer_prompt(b)->values, n, &scale);
+	CHECKF(diff <= 1e-5 * fmax(scale, 1.0), "step 1: prompts differ by %g (scale %g)", diff, scale);
+
+	/* the rest of the run, validations in slices of 3 rows */
+	REQUIREF(pt_train_run(a, NULL, NULL) == 0, "%s", pt_error_message());
+	while ((rc = pt_trainer_advance(b, 3)) == 0)
+		;
+	REQUIREF(rc == 1, "%s", pt_error_message());
+	{
+		const PtTrainResult *ra = pt_trainer_result(a),
+				   *rb = pt_trainer_result(b);
+
+		REQUIRE(ra && rb);
+		CHECK(ra->steps == rb->steps && ra->n_prompts == rb->n_prompts && ra->n_prompts == 2);
+		CHECKF(ra->selection_accuracy == rb->selection_accuracy, "validation accuracy %g against %g",
+			   ra->selection_accuracy, rb->selection_accuracy);
+		CHECK(ra->train_rows == rb->train_rows && ra->val_rows == rb->val_rows);
+		CHECK(fabs(ra->final_loss - rb->final_loss) <= 1e-4 * fmax(1.0, fabs(ra->final_loss)));
+		for (int k = 0; k < ra->n_prompts; k++)
+		{
+			diff = max_abs_diff(ra->prompts[k]->values, rb->prompts[k]->values, n, &scale);
+			CHECKF(diff <= 1e-4 * fmax(scale, 1.0), "member %d: prompts differ by %g (scale %g)", k, diff, scale);
+		}
+		CHECK(strcmp(pt_trainer_phase(b), "done") == 0);
+	}
+	pt_trainer_free(a);
+	pt_trainer_free(b);
+	pt_model_free(m);
+}
+
 /* Rows of two tasks in one batch give what each task's rows give alone. */
 void		test_classify_mixed_tasks_and_ensembles(void);
 void
