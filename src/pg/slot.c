@@ -573,18 +573,25 @@ ptune_slot_answer(int index, StringInfo response)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		LWLockReleaseAll();
-		MemoryContextSwitchTo(TopMemoryContext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		ptune_slot_fail(index, edata->sqlerrcode, edata->message, edata->detail, edata->hint);
-		FreeErrorData(edata);
+		ptune_slot_fail_caught(index);
 		return;
 	}
 	PG_END_TRY();
 	complete(index, dp, response->len);
+}
+
+void
+ptune_slot_fail_caught(int index)
+{
+	ErrorData  *edata;
+
+	/* the error may have come while we held the shared lock: ptune_slot_fail takes it */
+	LWLockReleaseAll();
+	MemoryContextSwitchTo(TopMemoryContext);
+	edata = CopyErrorData();
+	FlushErrorState();
+	ptune_slot_fail(index, edata->sqlerrcode, edata->message, edata->detail, edata->hint);
+	FreeErrorData(edata);
 }
 
 void

@@ -63,6 +63,11 @@ void		ptune_slot_read(int index, StringInfo msg);
 void		ptune_slot_answer(int index, StringInfo response);
 void		ptune_slot_fail(int index, int sqlstate, const char *message, const char *detail,
 							const char *hint);
+/*
+ * Fails a slot with the error being handled in a PG_CATCH block (releasing
+ * every LWLock first, as each of the worker's error handlers must).
+ */
+void		ptune_slot_fail_caught(int index);
 /* Streaming: ask the backend for the next chunk; read it in place (false: none yet); free it. */
 void		ptune_slot_want_chunk(int index);
 bool		ptune_slot_peek_chunk(int index, StringInfo view, bool *last);

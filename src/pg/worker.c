@@ -105,20 +105,6 @@ worker_fail_engine(int index, const char *context)
 				"check the model's weights." : NULL);
 }
 
-void
-worker_fail_caught(int index)
-{
-	ErrorData  *edata;
-
-	/* the error may have come while we held the shared lock: ptune_slot_fail takes it */
-	LWLockReleaseAll();
-	MemoryContextSwitchTo(TopMemoryContext);
-	edata = CopyErrorData();
-	FlushErrorState();
-	ptune_slot_fail(index, edata->sqlerrcode, edata->message, edata->detail, edata->hint);
-	FreeErrorData(edata);
-}
-
 /* ---- the model ----------------------------------------------------------- */
 
 static double load_seconds = 0.0;

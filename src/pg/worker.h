@@ -20,11 +20,6 @@ extern PtWorkspace worker_workspace;
 
 /* Fails a slot with the engine's last error. */
 void		worker_fail_engine(int index, const char *context);
-/*
- * Fails a slot with the error being handled in a PG_CATCH block (releasing
- * every LWLock first, as each of the worker's error handlers must).
- */
-void		worker_fail_caught(int index);
 
 int			worker_sqlstate(PtErrorKind kind);
 

@@ -283,7 +283,7 @@ finish_job(int j)
 	}
 	PG_CATCH();
 	{
-		worker_fail_caught(job->slot);
+		ptune_slot_fail_caught(job->slot);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
@@ -318,7 +318,7 @@ open_new_jobs(void)
 			}
 			PG_CATCH();
 			{
-				worker_fail_caught(job->slot);
+				ptune_slot_fail_caught(job->slot);
 				ok = false;
 			}
 			PG_END_TRY();

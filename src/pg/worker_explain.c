@@ -75,7 +75,7 @@ worker_serve_explain(void)
 			}
 			PG_CATCH();
 			{
-				worker_fail_caught(slots[i]);
+				ptune_slot_fail_caught(slots[i]);
 			}
 			PG_END_TRY();
 		}

@@ -217,7 +217,7 @@ start_job(int slot)
 		LWLockReleaseAll();
 		if (job && job->state == JOB_FREE)
 			end_job(job);		/* frees a trainer and progress entry taken before the error */
-		worker_fail_caught(slot);
+		ptune_slot_fail_caught(slot);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
@@ -472,7 +472,7 @@ work_on(TrainJob *job)
 	}
 	PG_CATCH();
 	{
-		worker_fail_caught(job->slot);
+		ptune_slot_fail_caught(job->slot);
 		end_job(job);
 	}
 	PG_END_TRY();
