@@ -16,7 +16,7 @@
 #include "kernels.h"
 #include "t5.h"
 
-void
+int
 pt_decoder_forward(PtPass *p)
 {
 	const PtModel *m = p->model;
@@ -28,7 +28,7 @@ pt_decoder_forward(PtPass *p)
 	float		eps = c->layer_norm_eps;
 
 	if (p->n_dec == 0)
-		return;
+		return 0;
 	for (int s = 0; s < p->n_dec; s++)
 		pt_embed_rows(m->embed, p->dec_seqs[s].ids, p->dec_seqs[s].n_ids, d,
 					  p->dec[0].y + (size_t) p->dec_off[s] * d);
@@ -43,6 +43,9 @@ pt_decoder_forward(PtPass *p)
 		float	   *qkv_out[3] = {a->q, a->k, a->v};
 		const PtLinear *kv[2] = {&w->cross.k, &w->cross.v};
 		float	   *kv_out[2] = {a->k_cross, a->v_cross};
+
+		if (pt_yield(&p->yield) != 0)
+			return -1;
 
 		/* causal self-attention */
 		pt_rmsnorm_forward(a->y, w->ln_self, Nd, d, eps, p->ln, a->rstd_self);
@@ -71,9 +74,10 @@ pt_decoder_forward(PtPass *p)
 	pt_rmsnorm_forward(p->dec_final_in, m->dec_final_ln, Nd, d, eps, p->dec_out, p->dec_rstd_final);
 	if (m->lm_scale != 1.0f)
 		pt_scale(p->dec_out, m->lm_scale, (size_t) Nd * d);
+	return 0;
 }
 
-void
+int
 pt_decoder_backward(PtPass *p, const float *d_dec_out)
 {
 	const PtModel *m = p->model;
@@ -85,7 +89,7 @@ pt_decoder_backward(PtPass *p, const float *d_dec_out)
 
 	memset(p->d_enc_out, 0, sizeof(float) * N * d);
 	if (p->n_dec == 0)
-		return;
+		return 0;
 
 	/* final norm, through the lm_scale factor */
 	memcpy(p->g_ln, d_dec_out, sizeof(float) * Nd * d);
@@ -98,6 +102,9 @@ pt_decoder_backward(PtPass *p, const float *d_dec_out)
 	{
 		const PtDecoderLayer *w = &m->dec[l];
 		const PtDecLayerActs *a = &p->dec[l];
+
+		if (pt_yield(&p->yield) != 0)
+			return -1;
 
 		/* feed-forward: g becomes d(y_mid2) */
 		pt_ff_backward(c, &w->ff, a->h0, a->h1, g, Nd, p->g_act, p->g_h0, p->g_h1, p->g_ln);
@@ -126,4 +133,5 @@ pt_decoder_backward(PtPass *p, const float *d_dec_out)
 		pt_linear_backward(&w->self.v, p->g_v, Nd, p->g_ln, true);
 		pt_rmsnorm_backward(a->y, w->ln_self, a->rstd_self, p->g_ln, Nd, d, g);
 	}
+	return 0;
 }

@@ -12,7 +12,7 @@
 #include "kernels.h"
 #include "t5.h"
 
-void
+int
 pt_encoder_forward(PtPass *p)
 {
 	const PtModel *m = p->model;
@@ -43,6 +43,9 @@ pt_encoder_forward(PtPass *p)
 		const PtLinear *qkv[3] = {&w->attn.q, &w->attn.k, &w->attn.v};
 		float	   *qkv_out[3] = {a->q, a->k, a->v};
 
+		if (pt_yield(&p->yield) != 0)
+			return -1;
+
 		/* self-attention sublayer */
 		pt_rmsnorm_forward(a->x, w->ln_attn, N, d, eps, p->ln, a->rstd_attn);
 		pt_linear_forward_multi(qkv, 3, p->ln, N, qkv_out, p->math);
@@ -54,9 +57,10 @@ pt_encoder_forward(PtPass *p)
 		pt_ff_forward(c, &w->ff, p->ln, N, a->h0, a->h1, p->act, a->x_mid, next, p->sub, p->math);
 	}
 	pt_rmsnorm_forward(p->enc_final_in, m->enc_final_ln, N, d, eps, p->enc_out, p->enc_rstd_final);
+	return 0;
 }
 
-void
+int
 pt_encoder_backward(PtPass *p)
 {
 	const PtModel *m = p->model;
@@ -74,6 +78,9 @@ pt_encoder_backward(PtPass *p)
 		const PtEncoderLayer *w = &m->enc[l];
 		const PtEncLayerActs *a = &p->enc[l];
 
+		if (pt_yield(&p->yield) != 0)
+			return -1;
+
 		/* feed-forward sublayer: g is d(x'); after it, d(x_mid) */
 		pt_ff_backward(c, &w->ff, a->h0, a->h1, g, N, p->g_act, p->g_h0, p->g_h1, p->g_ln);
 		pt_rmsnorm_backward(a->x_mid, w->ln_ff, a->rstd_ff, p->g_ln, N, d, g);
@@ -87,4 +94,5 @@ pt_encoder_backward(PtPass *p)
 		pt_linear_backward(&w->attn.v, p->g_v, N, p->g_ln, true);
 		pt_rmsnorm_backward(a->x, w->ln_attn, a->rstd_attn, p->g_ln, N, d, g);
 	}
+	return 0;
 }

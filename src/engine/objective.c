@@ -101,8 +101,10 @@ pt_objective(const PtModel *m, PtWorkspace *ws, const PtExample *ex, int n,
 
 	if (pt_pass_begin(&pass, m, &ws->pass, b.enc, n, b.dec, n, backward) != 0)
 		return NAN;
-	pt_encoder_forward(&pass);
-	pt_decoder_forward(&pass);
+	if (backward)
+		pass.yield = ws->yield;
+	if (pt_encoder_forward(&pass) != 0 || pt_decoder_forward(&pass) != 0)
+		return NAN;
 	pt_head_logits(m, pass.dec_out, (int) T, b.logits);
 
 	if (logits)
@@ -141,8 +143,8 @@ pt_objective(const PtModel *m, PtWorkspace *ws, const PtExample *ex, int n,
 	if (backward)
 	{
 		pt_head_backward(m, b.logits, (int) T, b.d_dec_out);
-		pt_decoder_backward(&pass, b.d_dec_out);
-		pt_encoder_backward(&pass);
+		if (pt_decoder_backward(&pass, b.d_dec_out) != 0 || pt_encoder_backward(&pass) != 0)
+			return NAN;
 		/* examples may share one gradient buffer (one prompt, many rows): zero, then add */
 		for (int i = 0; i < n; i++)
 			if (prompt_grads[i] && ex[i].prompt_len > 0)

@@ -16,6 +16,7 @@
 
 #include "arena.h"
 #include "model.h"
+#include "yield.h"
 
 typedef struct PtExample
 {
@@ -32,6 +33,11 @@ typedef struct PtWorkspace
 {
 	PtArena		pass;			/* activations */
 	PtArena		head;			/* logits and decoder inputs */
+	/*
+	 * Pause points of passes with a backward (training): called before each
+	 * layer, see yield.h.  Forward-only passes (classification) never pause.
+	 */
+	PtYield		yield;
 } PtWorkspace;
 
 void		pt_workspace_free(PtWorkspace *ws);
@@ -47,7 +53,8 @@ void		pt_workspace_free(PtWorkspace *ws);
  *                   the full logits of each example, [n_target_i, V] each
  *                   (valid until the next call)
  * Returns the weighted loss, or NAN with an error set (PT_ERR_NUMERIC when the
- * loss itself comes out NaN or infinite).
+ * loss itself comes out NaN or infinite; PT_ERR_CANCELLED when ws->yield
+ * asked a backward pass to stop).
  */
 double		pt_objective(const PtModel *m, PtWorkspace *ws, const PtExample *ex, int n,
 						 double *mean_ce, float **prompt_grads, const float **logits);

@@ -401,3 +401,11 @@ pt_pass_prompt_grad(const PtPass *p, int s, float *out, bool accumulate)
 	else
 		memcpy(out, g, n * sizeof(float));
 }
+
+int
+pt_yield(const PtYield *y)
+{
+	if (y->fn == NULL || y->fn(y->arg) == 0)
+		return 0;
+	return pt_fail(PT_ERR_CANCELLED, "the pass was stopped between two layers");
+}

@@ -17,6 +17,9 @@
  *   pt_decoder_backward(&p, d_dec_out); -> p.d_enc_out
  *   pt_encoder_backward(&p);            -> p.d_x0 [enc_rows, d]
  *   pt_pass_prompt_grad(&p, s, out)     -> rows of d_x0 at sequence s's prompt
+ *
+ * A training pass may set p.yield after pt_pass_begin(): the four stages then
+ * call it before each layer (see yield.h) and return -1 when it asks to stop.
  */
 #ifndef PT_T5_H
 #define PT_T5_H
@@ -28,6 +31,7 @@
 #include "arena.h"
 #include "attention.h"
 #include "model.h"
+#include "yield.h"
 
 /* Limits that keep every size computation far from overflow. */
 #define PT_MAX_SEQ_LEN   8192
@@ -97,6 +101,7 @@ typedef struct PtPass
 {
 	const PtModel *model;
 	bool		keep;			/* every layer keeps its activations (for backward) */
+	PtYield		yield;			/* called before each layer; {NULL} for none */
 	PtMath		math;			/* the model's inference precision; fp32 when training */
 
 	int			n_enc;
@@ -156,13 +161,18 @@ int			pt_pass_begin(PtPass *p, const PtModel *model, PtArena *arena,
 						  const PtEncoderSeq *enc, int n_enc,
 						  const PtDecoderSeq *dec, int n_dec, bool keep);
 
-void		pt_encoder_forward(PtPass *p);
-void		pt_decoder_forward(PtPass *p);
+/*
+ * The four stages return 0, or -1 when p->yield asked to stop (error
+ * PT_ERR_CANCELLED; the pass's results are then undefined).  Without a
+ * yield hook they cannot fail.
+ */
+int			pt_encoder_forward(PtPass *p);
+int			pt_decoder_forward(PtPass *p);
 
 /* d_dec_out: [Nd, d] gradient of the loss w.r.t. p->dec_out. Fills p->d_enc_out. */
-void		pt_decoder_backward(PtPass *p, const float *d_dec_out);
+int			pt_decoder_backward(PtPass *p, const float *d_dec_out);
 /* Fills p->d_x0 from p->d_enc_out. */
-void		pt_encoder_backward(PtPass *p);
+int			pt_encoder_backward(PtPass *p);
 
 /* out[prompt_len, d] (+)= gradient of encoder sequence s's prompt rows */
 void		pt_pass_prompt_grad(const PtPass *p, int s, float *out, bool accumulate);

@@ -51,7 +51,9 @@ struct PtTrainer
 	float	  **batch_grads;	/* [batch_size], all pointing at grad */
 	double		loss_sum;		/* since the last validation */
 	int			loss_steps;
-	double		step_seconds;	/* total time in optimisation steps */
+	double		step_seconds;	/* total time in optimisation steps, less yield_seconds */
+	PtYield		yield;			/* the caller's hook (pt_trainer_set_yield) */
+	double		yield_seconds;	/* time spent in it during the unit of work in progress */
 	long		rows_trained;
 
 	/* rows as they stream in (pt_trainer_add_rows): label = index into row_labels */
@@ -402,6 +404,35 @@ pt_trainer_open(const PtModel *m, const PtTrainOptions *opt)
 		t->opt.max_grad_norm = pt_optimizer_default_max_grad_norm(opt->optimizer);
 	t->started = now_seconds();
 	return t;
+}
+
+/*
+ * The hook the training passes call (through the workspace): the caller's,
+ * timed, so that the time spent on other work there is not counted as
+ * training time (rows_per_second, the worker's slice sizing).
+ */
+static int
+timed_yield(void *arg)
+{
+	PtTrainer  *t = arg;
+	double		start = now_seconds();
+	int			rc = t->yield.fn(t->yield.arg);
+
+	t->yield_seconds += now_seconds() - start;
+	return rc;
+}
+
+void
+pt_trainer_set_yield(PtTrainer *t, PtYieldFn fn, void *arg)
+{
+	t->yield = (PtYield) {fn, arg};
+	t->ws.yield = fn ? (PtYield) {timed_yield, t} : (PtYield) {NULL, NULL};
+}
+
+double
+pt_trainer_unit_yield_seconds(const PtTrainer *t)
+{
+	return t->yield_seconds;
 }
 
 /* The index of a row's label among those seen so far (added if new); -1 on error. */
@@ -871,13 +902,14 @@ pt_trainer_advance(PtTrainer *t, int max_rows)
 	t->step_boundary = false;
 	t->progress.evaluated = false;
 	t->unit_rows = 0;
+	t->yield_seconds = 0.0;
 	switch (t->phase)
 	{
 		case PHASE_TRAIN:
 			if (!t->in_step)
 				begin_step(t);
 			rc = run_micro_batch(t, max_rows);
-			t->step_seconds += now_seconds() - start;
+			t->step_seconds += now_seconds() - start - t->yield_seconds;
 			if (rc < 0 || (rc == 1 && end_step(t) != 0))
 				return fail_at_step(t);
 			break;

@@ -43,6 +43,7 @@
 	X(test_training_learns) \
 	X(test_training_deterministic_and_cancellable) \
 	X(test_training_micro_batches_match_steps) \
+	X(test_yield_is_transparent) \
 	X(test_training_stops_on_nan) \
 	X(test_training_metadata_is_json) \
 	X(test_training_option_errors) \
