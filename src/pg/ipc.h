@@ -46,7 +46,7 @@
  * instead of reading it with the wrong offsets.
  */
 #ifndef PTUNE_SHMEM_LAYOUT_OTHER
-#define PTUNE_SHMEM_LAYOUT 3
+#define PTUNE_SHMEM_LAYOUT 4
 #else
 #define PTUNE_SHMEM_LAYOUT 999	/* a library "of another build", for test/pg/tests.sh */
 #endif
@@ -173,6 +173,7 @@ typedef struct PtuneShared
 	uint64		requests_failed;
 	uint64		forward_passes;
 	uint64		rows_classified;
+	uint64		training_pauses;	/* training passes paused to serve requests */
 
 	/* payload bytes now allocated in the DSA (requests and responses) */
 	pg_atomic_uint64 payload_bytes;

@@ -5,7 +5,9 @@
  * Each round of the loop gives each handler (classification, explain,
  * training: the table `handlers`) one bounded unit of work, then sleeps on
  * its latch when none had any.  Classification comes first; a training
- * advances by one slice of ptune.training_slice_ms per round.
+ * advances by one slice of ptune.training_slice_ms per round, and its
+ * passes pause between layers to serve classification that arrived
+ * meanwhile (worker_serve_urgent).
  *
  * Robustness rules: every request is handled inside PG_TRY, so a bad
  * request is an ERROR for its caller only; the engine validates all sizes
@@ -45,9 +47,9 @@ PtWorkspace worker_workspace;
  * each handler one bounded unit of work, classification first.
  */
 static const WorkerHandler handlers[] = {
-	{PTUNE_REQ_CLASSIFY, "classify", worker_serve_classify, worker_cache_reset},
-	{PTUNE_REQ_EXPLAIN, "explain", worker_serve_explain, NULL},
-	{PTUNE_REQ_TRAIN, "train", worker_serve_training, worker_abort_trainings},
+	{PTUNE_REQ_CLASSIFY, "classify", worker_serve_classify, worker_cache_reset, true},
+	{PTUNE_REQ_EXPLAIN, "explain", worker_serve_explain, NULL, true},
+	{PTUNE_REQ_TRAIN, "train", worker_serve_training, worker_abort_trainings, false},
 };
 
 int
@@ -273,6 +275,17 @@ serve(const WorkerHandler *h)
 		busy = true;
 	}
 	PG_END_TRY();
+	return busy;
+}
+
+bool
+worker_serve_urgent(void)
+{
+	bool		busy = false;
+
+	for (int h = 0; h < lengthof(handlers); h++)
+		if (handlers[h].urgent)
+			busy |= serve(&handlers[h]);
 	return busy;
 }
 

@@ -42,7 +42,16 @@ typedef struct WorkerHandler
 	const char *name;
 	bool		(*serve) (void);
 	void		(*on_model_reset) (const char *why);
+	/* also served from a training pass's pause points (worker_serve_urgent) */
+	bool		urgent;
 } WorkerHandler;
+
+/*
+ * Serves the urgent handlers' waiting requests (classification, explain),
+ * each inside its own PG_TRY; for a training pass's pause points (see
+ * worker_train.c), which must never see an ERROR.  True if any did work.
+ */
+bool		worker_serve_urgent(void);
 
 /* worker_classify.c */
 bool		worker_serve_classify(void);

@@ -8,7 +8,9 @@
  * trains in bounded units: each call of worker_serve_training() gives one
  * job, round-robin, one slice of about ptune.training_slice_ms (a chunk to
  * tokenize, a micro-batch of a step, or a part of a validation), so the
- * worker serves classification between slices.  Progress is published in
+ * worker serves classification between slices (and, through the engine's
+ * pause points, between the layers of a training pass: pause_for_others).
+ * Progress is published in
  * shared memory (the view ptune.training_progress); a cancelled request
  * (query cancel, statement_timeout, session exit) stops at the next slice
  * and nothing is returned.
@@ -17,6 +19,7 @@
 
 #include <time.h>
 
+#include "postmaster/interrupt.h"
 #include "utils/float.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -43,6 +46,9 @@ typedef struct TrainJob
 	int			progress;		/* index into ptune_shared->trainings */
 	PtTrainer  *trainer;
 	int			unit_rows;		/* rows per unit of work, tuned to ptune.training_slice_ms */
+	/* why the pause hook stopped the pass in progress (an error message), or "" */
+	char		stopped_why[PTUNE_ERROR_LEN];
+	int			stopped_sqlstate;
 	/* held-out rows, kept as text until the last chunk (pt_trainer_set_test takes them at once) */
 	MemoryContext held_out_cxt;
 	int			n_held_out,
@@ -92,6 +98,64 @@ worker_abort_trainings(const char *why)
 			ptune_slot_fail(jobs[i].slot, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, why, NULL, "Run ptune.train_prompt() again.");
 			end_job(&jobs[i]);
 		}
+}
+
+/*
+ * The pause points of a training pass (the engine calls this between two
+ * layers, see yield.h): serve the classification and explain requests that
+ * arrived meanwhile, so that a one-row classify waits for one layer of a
+ * training row, not for the whole row (~0.45 s on flan-t5-small).  Stop the
+ * pass (return 1) when its session gave up or the worker must exit.
+ *
+ * This runs inside engine frames, so no ERROR may leave it: everything is
+ * inside PG_TRY, and an error becomes a stop with its message.  It serves
+ * no training (nor the rows of one), so the suspended pass, its trainer and
+ * workspace stay untouched; classification has its own workspace and cache.
+ * Config reloads (which may reload the model) wait for the main loop.
+ */
+static int
+pause_for_others(void *arg)
+{
+	TrainJob   *job = arg;
+	volatile int stop = 0;
+	MemoryContext old = CurrentMemoryContext;
+
+	if (ShutdownRequestPending)
+	{
+		strlcpy(job->stopped_why, "the ptune worker was terminated", sizeof(job->stopped_why));
+		job->stopped_sqlstate = ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE;
+		return 1;
+	}
+	PG_TRY();
+	{
+		if (ptune_slot_abandoned(job->slot))
+		{
+			strlcpy(job->stopped_why, "training was cancelled", sizeof(job->stopped_why));
+			job->stopped_sqlstate = ERRCODE_QUERY_CANCELED;
+			stop = 1;
+		}
+		else if (worker_serve_urgent())
+		{
+			LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
+			ptune_shared->training_pauses++;
+			LWLockRelease(&ptune_shared->lock);
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		LWLockReleaseAll();
+		MemoryContextSwitchTo(old);
+		edata = CopyErrorData();
+		FlushErrorState();
+		strlcpy(job->stopped_why, edata->message, sizeof(job->stopped_why));
+		job->stopped_sqlstate = edata->sqlerrcode;
+		FreeErrorData(edata);
+		stop = 1;
+	}
+	PG_END_TRY();
+	return stop;
 }
 
 /* Parses a TRAIN header into options (palloc'd in the current context). */
@@ -206,6 +270,8 @@ start_job(int slot)
 			job->state = JOB_RECEIVING;
 			job->slot = slot;
 			job->unit_rows = 1;
+			job->stopped_why[0] = '\0';
+			pt_trainer_set_yield(job->trainer, pause_for_others, job);
 			LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
 			ptune_shared->slots[slot].progress_slot = job->progress;
 			LWLockRelease(&ptune_shared->lock);
@@ -427,10 +493,16 @@ train_unit(TrainJob *job)
 	int			rc = pt_trainer_advance(job->trainer, job->unit_rows);
 	int			rows = pt_trainer_unit_rows(job->trainer);
 
-	took = now_ms() - start;
+	/* time spent serving others at the pause points is not this training's */
+	took = now_ms() - start - 1e3 * pt_trainer_unit_yield_seconds(job->trainer);
 	if (rc < 0)
 	{
-		worker_fail_engine(job->slot, "training failed");
+		if (job->stopped_why[0])
+			ptune_slot_fail(job->slot, job->stopped_sqlstate, job->stopped_why, NULL,
+							job->stopped_sqlstate == ERRCODE_QUERY_CANCELED ? NULL :
+							"Run ptune.train_prompt() again.");
+		else
+			worker_fail_engine(job->slot, "training failed");
 		end_job(job);
 		return;
 	}

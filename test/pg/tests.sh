@@ -277,6 +277,34 @@ test_worker_of_another_build() {
   check $? "after a restart with the right library, classification works"
 }
 
+test_classify_answered_inside_a_training_pass() {
+  # a training's passes pause between layers to serve classification: one-row calls made while
+  # a prompt trains are answered from inside its passes (ptune.status().training_pauses counts
+  # the pauses that served something) and the training's steps stay those of an undisturbed run
+  q -c "$LONG_TRAINING" >/dev/null 2>&1 &
+  local trainer=$!
+  wait_for "SELECT count(*) = 1 FROM ptune.training_progress WHERE step > 0" 30
+  check $? "training is running"
+  local before; before=$(q -c "SELECT training_pauses FROM ptune.status()")
+  local out slowest=0 answered=0
+  for i in $(seq 1 20); do
+    out=$(q -c '\timing on' -c "SELECT ptune.classify('toy', text) FROM toy WHERE id = $i")
+    [[ ${out%%$'\n'*} == this || ${out%%$'\n'*} == that ]] && answered=$((answered + 1))
+    slowest=$(echo "$out" | awk -v m="$slowest" '/^Time:/ {print ($2 > m ? $2 : m)}')
+  done
+  local after; after=$(q -c "SELECT training_pauses FROM ptune.status()")
+  [[ $answered == 20 ]]
+  check $? "20 one-row calls answered while training (slowest ${slowest} ms)"
+  (( after > before ))
+  check $? "training passes paused to serve them: $((after - before)) pauses served requests"
+  [[ $(q -c "SELECT count(*) FROM ptune.training_progress WHERE step > 0") == 1 ]]
+  check $? "the training went on"
+  q -c "SELECT pg_cancel_backend(pid) FROM ptune.training_progress" >/dev/null
+  wait "$trainer" 2>/dev/null
+  wait_for "SELECT count(*) = 0 FROM ptune.training_progress" 5
+  check $? "the cancelled training ended"
+}
+
 test_small_request_does_not_wait_behind_a_big_one() {
   # a call of 9,600 rows (requests of 1,024) is served in batches; a one-row request that arrives meanwhile
   # takes the next batch instead of waiting for the rest
