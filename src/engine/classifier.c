@@ -210,8 +210,9 @@ classify_chunk(const PtModel *m, PtWorkspace *ws, const PtClassifyRow *rows, int
 
 	if (pt_pass_begin(&pass, m, &ws->pass, b.enc, n_enc, b.dec, n_dec, false) != 0)
 		return -1;
-	pt_encoder_forward(&pass);
-	pt_decoder_forward(&pass);
+	pass.yield = ws->yield;
+	if (pt_encoder_forward(&pass) != 0 || pt_decoder_forward(&pass) != 0)
+		return -1;
 
 	for (e = 0; e < n_enc; e++)
 	{

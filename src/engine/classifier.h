@@ -38,6 +38,7 @@ typedef struct PtClassifyResult
 /* Rows are processed in chunks of at most this many encoder tokens, and as many decoder tokens. */
 #define PT_CLASSIFY_MAX_TOKENS 16384
 
+/* -1 with an error (PT_ERR_CANCELLED when ws->yield asked a pass to stop). */
 int			pt_classify(const PtModel *m, PtWorkspace *ws, const PtClassifyRow *rows, int n,
 						PtClassifyResult *results);
 

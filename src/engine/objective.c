@@ -101,8 +101,7 @@ pt_objective(const PtModel *m, PtWorkspace *ws, const PtExample *ex, int n,
 
 	if (pt_pass_begin(&pass, m, &ws->pass, b.enc, n, b.dec, n, backward) != 0)
 		return NAN;
-	if (backward)
-		pass.yield = ws->yield;
+	pass.yield = ws->yield;
 	if (pt_encoder_forward(&pass) != 0 || pt_decoder_forward(&pass) != 0)
 		return NAN;
 	pt_head_logits(m, pass.dec_out, (int) T, b.logits);

@@ -34,8 +34,9 @@ typedef struct PtWorkspace
 	PtArena		pass;			/* activations */
 	PtArena		head;			/* logits and decoder inputs */
 	/*
-	 * Pause points of passes with a backward (training): called before each
-	 * layer, see yield.h.  Forward-only passes (classification) never pause.
+	 * Pause points of every pass run in this workspace (pt_objective,
+	 * pt_classify): called before each layer, see yield.h.  A trainer sets
+	 * it on its own workspace; other workspaces leave it {NULL}.
 	 */
 	PtYield		yield;
 } PtWorkspace;
@@ -54,7 +55,7 @@ void		pt_workspace_free(PtWorkspace *ws);
  *                   (valid until the next call)
  * Returns the weighted loss, or NAN with an error set (PT_ERR_NUMERIC when the
  * loss itself comes out NaN or infinite; PT_ERR_CANCELLED when ws->yield
- * asked a backward pass to stop).
+ * asked the pass to stop).
  */
 double		pt_objective(const PtModel *m, PtWorkspace *ws, const PtExample *ex, int n,
 						 double *mean_ce, float **prompt_grads, const float **logits);

@@ -150,11 +150,11 @@ int			pt_trainer_advance(PtTrainer *t, int max_rows);
 /* Rows the last pt_trainer_advance() put through the model (to size the next unit). */
 int			pt_trainer_unit_rows(const PtTrainer *t);
 /*
- * A hook for the pause points of the training passes (see yield.h: before
- * every layer of a micro-batch's forward and backward; validation passes,
- * bounded by max_rows, have none).  When it asks to stop, the unit of work
- * fails with PT_ERR_CANCELLED and the trainer takes no more steps.  fn NULL
- * removes it.  Time spent in it is not training time (rows_per_second).
+ * A hook for the pause points of the trainer's passes (see yield.h: before
+ * every layer of a micro-batch's forward and backward, and of a validation
+ * slice's forward).  When it asks to stop, the unit of work fails with
+ * PT_ERR_CANCELLED and the trainer takes no more steps.  fn NULL removes
+ * it.  Time spent in it is not training time (rows_per_second).
  */
 void		pt_trainer_set_yield(PtTrainer *t, PtYieldFn fn, void *arg);
 /* Seconds the last pt_trainer_advance() spent in the hook. */

@@ -4,8 +4,9 @@
  * One training row's forward and backward pass is the smallest unit the
  * trainer can schedule (about 0.45 s on flan-t5-small), too long for a
  * server that must answer a one-row classification within some 100 ms.  So
- * a training pass calls a hook at every layer boundary of its forward and
- * backward (2 x (encoder layers + decoder layers) times per pass), and the
+ * a pass run in a workspace with a hook (a trainer's: its training and
+ * validation passes) calls it before every layer of its forward and
+ * backward (encoder layers + decoder layers times per direction), and the
  * caller may do other work there: the database worker serves pending
  * classification requests.
  *

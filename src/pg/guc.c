@@ -72,9 +72,9 @@ ptune_define_gucs(void)
 							&ptune_max_trainings_per_role, 2, 1, PTUNE_MAX_TRAININGS, PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("ptune.training_slice_ms",
-							"Longest run of training work between two classification rounds of the worker.",
-							"Training advances in slices of about this length (a micro-batch of a step, "
-							"a part of a validation); classification requests are served between them.",
+							"Longest run of row tokenizing between two classification rounds of the worker.",
+							"Rows that stream in for a training are tokenized for at most this long per round; "
+							"training and validation passes pause between layers to serve classification.",
 							&ptune_training_slice_ms, 100, 1, 10000, PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("ptune.max_input_tokens",

@@ -4,16 +4,16 @@
  * A training request is a header (the options), then its rows in chunks
  * (see sql_train.c).  On the header the worker checks that a model is
  * loaded and a training may start, before a single row is sent; each chunk
- * is tokenized as it arrives (only token ids are kept).  Then the job
- * trains in bounded units: each call of worker_serve_training() gives one
- * job, round-robin, one slice of about ptune.training_slice_ms (a chunk to
- * tokenize, a micro-batch of a step, or a part of a validation), so the
- * worker serves classification between slices (and, through the engine's
- * pause points, between the layers of a training pass: pause_for_others).
- * Progress is published in
- * shared memory (the view ptune.training_progress); a cancelled request
- * (query cancel, statement_timeout, session exit) stops at the next slice
- * and nothing is returned.
+ * is tokenized as it arrives (only token ids are kept), for at most
+ * ptune.training_slice_ms per round.  Then the job trains in bounded units:
+ * each call of worker_serve_training() gives one job, round-robin, one unit
+ * (a micro-batch of a step, or a part of a validation: UNIT_TOKENS), so the
+ * worker serves classification between units, and, through the engine's
+ * pause points, between the layers of each pass (pause_for_others).
+ * Progress is published in shared memory (the view
+ * ptune.training_progress); a cancelled request (query cancel,
+ * statement_timeout, session exit) stops at the next pause point and
+ * nothing is returned.
  */
 #include "postgres.h"
 
@@ -29,8 +29,17 @@
 #include "worker.h"
 
 #define MAX_ROW_BYTES (64 << 20)
-/* the most rows one unit of work may put through the model */
-#define MAX_UNIT_ROWS 4096
+/*
+ * Encoder tokens (prompt plus input, at max_input_tokens) one unit of work
+ * puts through the model: a micro-batch of a step, or a validation slice.
+ * Units are sized from the options alone, never from timings: the step
+ * computed from micro-batches differs in float rounding with their sizes,
+ * so timing-sized units would make a training's result depend on the
+ * machine's load.  Latency does not need small units: the passes pause
+ * between layers (pause_for_others), and a layer of 512 tokens takes some
+ * 10-40 ms on flan-t5-small.
+ */
+#define UNIT_TOKENS 512
 
 typedef enum JobState
 {
@@ -45,7 +54,7 @@ typedef struct TrainJob
 	int			slot;
 	int			progress;		/* index into ptune_shared->trainings */
 	PtTrainer  *trainer;
-	int			unit_rows;		/* rows per unit of work, tuned to ptune.training_slice_ms */
+	int			unit_rows;		/* rows per unit of work (see UNIT_TOKENS) */
 	/* why the pause hook stopped the pass in progress (an error message), or "" */
 	char		stopped_why[PTUNE_ERROR_LEN];
 	int			stopped_sqlstate;
@@ -269,7 +278,7 @@ start_job(int slot)
 								errmsg("no free training progress entry")));
 			job->state = JOB_RECEIVING;
 			job->slot = slot;
-			job->unit_rows = 1;
+			job->unit_rows = Max(1, UNIT_TOKENS / (opt.prompt_length + opt.max_input_tokens));
 			job->stopped_why[0] = '\0';
 			pt_trainer_set_yield(job->trainer, pause_for_others, job);
 			LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
@@ -478,25 +487,15 @@ receive_chunk(TrainJob *job)
 	return true;
 }
 
-/*
- * One unit of training: at most unit_rows rows through the model.  Then
- * unit_rows is sized from the time a row took so that the next unit takes
- * about ptune.training_slice_ms (growing at most fourfold at a time, as a
- * training row, with its backward pass, costs more than a validation row).
- */
+/* One unit of training: at most unit_rows rows through the model. */
 static void
 train_unit(TrainJob *job)
 {
-	double		slice_ms = Max(1, worker_int_setting("ptune.training_slice_ms"));
-	double		start = now_ms(),
-				took;
 	int			rc = pt_trainer_advance(job->trainer, job->unit_rows);
-	int			rows = pt_trainer_unit_rows(job->trainer);
 
-	/* time spent serving others at the pause points is not this training's */
-	took = now_ms() - start - 1e3 * pt_trainer_unit_yield_seconds(job->trainer);
 	if (rc < 0)
 	{
+		/* stopped at a pause point (cancel, shutdown, an error there), or the engine failed */
 		if (job->stopped_why[0])
 			ptune_slot_fail(job->slot, job->stopped_sqlstate, job->stopped_why, NULL,
 							job->stopped_sqlstate == ERRCODE_QUERY_CANCELED ? NULL :
@@ -505,12 +504,6 @@ train_unit(TrainJob *job)
 			worker_fail_engine(job->slot, "training failed");
 		end_job(job);
 		return;
-	}
-	if (rows > 0)
-	{
-		double		fit = slice_ms / Max(took / rows, 1e-3);
-
-		job->unit_rows = (int) Max(1, Min(Min(fit, 4.0 * job->unit_rows), MAX_UNIT_ROWS));
 	}
 	publish_progress(job, pt_trainer_phase(job->trainer));
 	if (rc == 1)

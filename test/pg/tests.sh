@@ -234,6 +234,113 @@ test_cancelled_slot_waits_free_everything() {
   check $? "dynamic shared memory back to its baseline: $dsm bytes (was $base_dsm)"
 }
 
+test_max_shared_memory_errors() {
+  # ptune.max_shared_memory at its floor (8 MB): a request that can never fit is refused at once
+  # (54000); requests that fit, but not next to those in flight, fail with 53200; neither leaks.
+  # A task of max_input_tokens 4096 keeps texts of up to 262 kB, so one request (1,024 texts at
+  # most) can exceed 8 MB.
+  q -c "SET client_min_messages = warning" -c "SELECT 1 FROM ptune.train_prompt('wide', 'toy', 'text', 'label',
+    prompt_length => 4, init => 'random_uniform', optimizer => 'adam', batch_size => 4, epochs => 0,
+    max_steps => 2, max_input_tokens => 4096)" >/dev/null
+  local base_dsm base_payload; base_dsm=$(dsm_bytes)
+  base_payload=$(q -c "SELECT payload_bytes FROM ptune.status()")
+  q -c "ALTER SYSTEM SET ptune.max_shared_memory = '8MB'" -c "SELECT pg_reload_conf()" >/dev/null
+  sleep 0.5
+  local texts="array_fill(repeat('a dog ', 1500), ARRAY[%d])"   # texts of 9 kB
+  local out; out=$(q_any -c '\set VERBOSITY verbose' -c "SELECT count(*) FROM unnest(ptune.classify('wide', $(printf "$texts" 1000)))")
+  [[ $out == *54000* && $out == *"does not fit in ptune.max_shared_memory (8192 kB)"* &&
+     $out == *"HINT:  Send fewer or shorter rows per call, or raise ptune.max_shared_memory."* ]]
+  check $? "9 MB in one request: ${out:0:150}"
+  # the worker stopped, so requests stay in shared memory: 4 calls of 2.5 MB cannot all fit in 8 MB
+  local wpid; wpid=$(worker_pid)
+  local dsm_after=()
+  for round in 1 2; do
+    rm -f "$WORK"/shm_*.out
+    kill -STOP "$wpid"
+    local pids=()
+    for s in 1 2 3 4; do
+      q_any -c '\set VERBOSITY verbose' -c "SELECT count(*) FROM unnest(ptune.classify('wide', $(printf "$texts" 280)))" \
+        > "$WORK/shm_$s.out" 2>&1 &
+      pids+=($!)
+      # until this call holds a slot or was refused
+      for try in $(seq 1 100); do
+        (( $(q -c "SELECT queued + running FROM ptune.status()") + $(cat "$WORK"/shm_*.out | grep -c ERROR) >= s )) && break
+        sleep 0.1
+      done
+    done
+    local refused; refused=$(grep -l "53200" "$WORK"/shm_*.out 2>/dev/null | wc -l)
+    (( refused >= 1 ))
+    check $? "round $round: $refused of 4 concurrent 2.5 MB calls refused: $(grep -h -m1 ERROR "$WORK"/shm_*.out | head -1 | cut -c1-110)"
+    grep -q "HINT:  Retry when fewer requests run, or raise ptune.max_shared_memory." "$WORK"/shm_*.out &&
+      grep -q "DETAIL:  Requests in flight use [0-9]* bytes of ptune.max_shared_memory (8192 kB)." "$WORK"/shm_*.out
+    check $? "the error says what is in flight and what to do"
+    kill -CONT "$wpid"
+    wait "${pids[@]}"
+    local answered; answered=$(grep -lx 280 "$WORK"/shm_*.out | wc -l)
+    [[ $((answered + refused)) == 4 ]]
+    check $? "the $answered others were answered once the worker went on"
+    dsm_after+=("$(dsm_bytes)")
+  done
+  q -c "ALTER SYSTEM RESET ptune.max_shared_memory" -c "SELECT pg_reload_conf()" >/dev/null
+  wait_for "SELECT free_slots = 4 AND queued + running = 0 FROM ptune.status()" 10
+  check $? "all 4 slots are free"
+  local payload; payload=$(q -c "SELECT payload_bytes FROM ptune.status()")
+  [[ $payload == "$base_payload" ]]
+  check $? "payload bytes back to $base_payload (now $payload)"
+  # the area keeps segments it grew for reuse (PostgreSQL's DSA returns none), within the limit
+  (( dsm_after[1] <= dsm_after[0] && dsm_after[1] <= base_dsm + 8 * 1048576 ))
+  check $? "shared memory stays within the limit and does not grow on a second round: ${dsm_after[*]} bytes (before: $base_dsm)"
+  q -c "SELECT ptune.drop_task('wide')" >/dev/null
+}
+
+test_slot_waits_are_fifo() {
+  # all 4 slots held (the worker stopped); 5 sessions queue in a known order, each sending a
+  # request of a distinct size; freeing one slot at a time must serve them in that order
+  # (who took a slot shows in payload_bytes: session i sends ~i x 100 kB)
+  local wpid; wpid=$(worker_pid)
+  kill -STOP "$wpid"
+  local holders=() waiters=()
+  for s in 1 2 3 4; do
+    q -c "SELECT ptune.classify('toy', 'a dog')" >/dev/null 2>&1 &
+    holders+=($!)
+  done
+  wait_for "SELECT free_slots = 0 FROM ptune.status()" 10
+  check $? "4 requests hold the 4 slots"
+  for i in 1 2 3 4 5; do
+    q -c "SELECT count(*) FROM unnest(ptune.classify('toy', array_fill(repeat('a dog ', 166), ARRAY[$((i * 100))])))" \
+      > "$WORK/fifo_$i.out" 2>&1 &
+    waiters+=($!)
+    wait_for "SELECT waiting = $i FROM ptune.status()" 10
+  done
+  local order="" before after
+  local free_next=("${holders[@]}")
+  for k in 0 1 2 3 4; do
+    before=$(q -c "SELECT payload_bytes FROM ptune.status()")
+    if (( k < 4 )); then
+      # cancel a holder: its pending slot frees at once
+      q -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query = 'SELECT ptune.classify(''toy'', ''a dog'')' AND state = 'active' LIMIT 1" >/dev/null
+    else
+      # then free the slot of the first waiter, for the fifth
+      q -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%ARRAY[100]%' AND pid <> pg_backend_pid()" >/dev/null
+    fi
+    wait_for "SELECT waiting = $((4 - k)) FROM ptune.status()" 10
+    sleep 0.2
+    after=$(q -c "SELECT payload_bytes FROM ptune.status()")
+    # (the last step also freed the first waiter's ~100 kB)
+    order+="$(echo "($after - $before + ($k == 4) * 102400) / 102400 + 0.5" | bc -l | cut -d. -f1)"
+  done
+  [[ $order == 12345 ]]
+  check $? "waiters took the freed slots in arrival order: $order"
+  kill -CONT "$wpid"
+  wait "${holders[@]}" "${waiters[@]}" 2>/dev/null
+  local answered=0
+  for i in 2 3 4 5; do [[ $(cat "$WORK/fifo_$i.out") == $((i * 100)) ]] && answered=$((answered + 1)); done
+  [[ $answered == 4 ]]
+  check $? "the 4 waiters not cancelled were answered ($answered)"
+  wait_for "SELECT free_slots = 4 AND waiting = 0 FROM ptune.status()" 10
+  check $? "all slots free, nobody waiting"
+}
+
 test_trainings_leave_slots_for_classification() {
   # 4 slots: trainings may hold 2; ptune.max_trainings_per_role is 2
   q -c "$LONG_TRAINING" >/dev/null 2>&1 &

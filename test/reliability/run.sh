@@ -5,6 +5,8 @@
 #   test/reliability/run.sh            full: 60 s load, 20,000 requests, 60 s fuzzing per target
 #   test/reliability/run.sh --quick    CI: the same checks, short
 #   test/reliability/run.sh --worker-load   only section 5 (the worker under load), full size
+#   test/reliability/run.sh --worker-latency   section 5 without the big table (--big-table: only that),
+#                                           to keep each run short
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 quick=${1:-}
@@ -21,7 +23,7 @@ if [[ $quick == --quick ]]; then
   LOAD_SECONDS=10 REQUESTS=2000 FUZZ=10 BAD_CALLS=300 model="$models/tiny-gated"
   WORKER_SECONDS=5 BIG_ROWS=20000 HUGE_ROWS=50000
 else
-  [[ $quick == --worker-load ]] && sections=5
+  case $quick in --worker-load) sections=5 ;; --worker-latency) sections=5a ;; --big-table) sections=5b ;; esac
   LOAD_SECONDS=60 REQUESTS=20000 FUZZ=60 BAD_CALLS=2000
   WORKER_SECONDS=${WORKER_SECONDS:-30} BIG_ROWS=${BIG_ROWS:-200000} HUGE_ROWS=${HUGE_ROWS:-1000000}
   model=${RELIABILITY_MODEL:-"$root/build/bench/flan-t5-small"}
@@ -272,26 +274,31 @@ r ""
 r "## 5. The worker under load"
 r ""
 r "Classification has priority: the worker runs at most one slice of training work"
-r "(ptune.training_slice_ms, here $(q -c "SHOW ptune.training_slice_ms")) between classification rounds."
+r "(ptune.training_slice_ms, here $(q -c "SHOW ptune.training_slice_ms")) between classification rounds,"
+r "and a training pass pauses between layers to serve classification that arrived meanwhile."
 r ""
+q -c "ALTER SYSTEM SET ptune.max_trainings_per_role = 4" -c "SELECT pg_reload_conf()" >/dev/null
+if [[ $sections != 5b ]]; then
 cat > "$WORK/classify.sql" <<'PGB'
 \set id random(1, 160)
 SELECT ptune.classify('toy', text) FROM toy WHERE id = :id;
 PGB
 chmod 644 "$WORK/classify.sql"
-q -c "ALTER SYSTEM SET ptune.max_trainings_per_role = 4" -c "SELECT pg_reload_conf()" >/dev/null
 q >/dev/null <<SQL
 CREATE TABLE big AS SELECT i AS id, t.text || ' ' || i AS text, t.label
   FROM generate_series(1, $BIG_ROWS) i JOIN toy t ON t.id = 1 + i % 160;
 SQL
-one_row() {   # seconds; prints p50 p99 (ms) of one-row classify calls by one session
+pauses() { q -c "SELECT training_pauses FROM ptune.status()"; }
+one_row() {   # seconds; prints calls, p50, p99, max (ms) of one-row classify calls by one session,
+              # and the training passes that paused to serve them
+  local p0; p0=$(pauses)
   (cd "$WORK" && "${RUN[@]}" "$PGBIN/pgbench" -n -h "$base" -p "$PGPORT" -c 1 -T "$1" -f classify.sql -l \
     --log-prefix="$WORK/one" ptune_test >/dev/null 2>&1)
   cat "$WORK"/one.* | /usr/bin/python3 -c "
 import sys
 v = sorted(int(l.split()[2]) / 1000 for l in sys.stdin)
 p = lambda q: v[min(len(v) - 1, int(len(v) * q))]
-print(f'{len(v)} | {p(.5):.1f} | {p(.99):.1f} | {v[-1]:.1f}')"
+print(f'{len(v)} | {p(.5):.1f} | {p(.99):.1f} | {v[-1]:.1f} | $(( $(pauses) - p0 ))')"
   rm -f "$WORK"/one.*
 }
 trainings() {   # n: start n trainings (the first on the big table with validation_fraction 0.5)
@@ -307,8 +314,8 @@ trainings() {   # n: start n trainings (the first on the big table with validati
 stop_trainings() { q -c "SELECT pg_cancel_backend(pid) FROM ptune.training_progress" >/dev/null; wait; }
 r "One session classifying one row per call ($WORKER_SECONDS s each):"
 r ""
-r "| while | calls | p50 ms | p99 ms | max ms |"
-r "|---|---|---|---|---|"
+r "| while | calls | p50 ms | p99 ms | max ms | training pauses that served |"
+r "|---|---|---|---|---|---|"
 r "| idle | $(one_row "$WORKER_SECONDS") |"
 trainings 1
 r "| 1 training ($BIG_ROWS rows, validation_fraction 0.5) | $(one_row "$WORKER_SECONDS") |"
@@ -350,12 +357,18 @@ line=$(eight)
 s1=$(q -c "SELECT step FROM ptune.training_progress"); t1=$(now)
 q -c "SELECT pg_cancel_backend(pid) FROM ptune.training_progress" >/dev/null; wait
 r "| 1 training | $line | $(echo "($s1 - $s0) * 16 / ($t1 - $t0)" | bc) (alone: $alone) |"
+fi   # section 5a
+
+if [[ $sections != 5a ]]; then
 
 # a big table: rows stream to the worker; memory stays bounded
 hwm() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' /proc/"$1"/status; }
 q -c "CREATE TABLE huge AS SELECT i AS id, t.text || ' ' || i AS text, t.label
       FROM generate_series(1, $HUGE_ROWS) i JOIN toy t ON t.id = 1 + i % 160" >/dev/null
 huge_mb=$(q -c "SELECT pg_total_relation_size('huge') / 1048576")
+# a fresh worker, so that its peak RSS is this training's (the model included)
+kill -TERM "$(worker_pid)"; sleep 1; wait_ready 120 >/dev/null
+q -c "SELECT ptune.classify('toy', 'a dog')" >/dev/null
 wpid=$(worker_pid); worker_before=$(hwm "$wpid")
 t=$(now)
 q -c "SELECT steps, train_rows FROM ptune.train_prompt('huge', 'huge', 'text', 'label',
@@ -375,6 +388,7 @@ r "A table of $HUGE_ROWS rows ($huge_mb MB), trained with max_steps 20: $(tail -
 r "first step after ${first:0:5} s, in all $(elapsed "$t" | cut -c1-6) s; peak RSS of the backend $peak_b MB,"
 r "of the worker $(hwm "$wpid") MB (before: $worker_before MB, the model included)."
 check $huge_rc "a table of $HUGE_ROWS rows trains"
+fi   # section 5b
 q -c "ALTER SYSTEM RESET ptune.max_trainings_per_role" -c "SELECT pg_reload_conf()" >/dev/null
 
 echo
