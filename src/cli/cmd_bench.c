@@ -33,7 +33,7 @@
 #include "linear.h"
 #include "objective.h"
 #include "rng.h"
-#include "t5.h"
+#include "transformer.h"
 #include "task.h"
 
 #define MAX_BATCH 64

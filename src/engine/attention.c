@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "attention.h"
-#include "t5.h"
+#include "transformer.h"
 #include "kernels.h"
 #include "linear.h"
 

@@ -1,13 +1,13 @@
 /*
  * pass.c - validate a batch, pack its sequences and lay out its activations
- * in an arena (see t5.h).
+ * in an arena (see transformer.h).
  */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
-#include "t5.h"
+#include "transformer.h"
 
 /* Sizes that depend on the batch, computed before anything is allocated. */
 typedef struct PassSizes

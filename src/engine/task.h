@@ -17,7 +17,7 @@
  *    token's log-softmax over the whole vocabulary (the plain sequence
  *    log-likelihood, EOS included).  The decoder inputs of all labels form a
  *    trie (PtLabelTrie): the decoder runs once per distinct prefix (tree
- *    attention, see t5.h) and the full-vocabulary head once per trie node.
+ *    attention, see transformer.h) and the full-vocabulary head once per trie node.
  */
 #ifndef PT_TASK_H
 #define PT_TASK_H

@@ -12,7 +12,7 @@
 
 #include "error.h"
 #include "helpers.h"
-#include "t5.h"
+#include "transformer.h"
 #include "trainer.h"
 #include "unit.h"
 
