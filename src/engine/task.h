@@ -26,10 +26,7 @@
 #include <stdint.h>
 
 #include "model.h"
-
-#define PT_MAX_LABELS 1000
-#define PT_MAX_LABEL_BYTES 256
-#define PT_MAX_LABEL_TOKENS 32
+#include "ptune_limits.h"
 
 typedef enum PtScoring
 {
