@@ -28,7 +28,6 @@
 #include "trainer.h"
 #include "worker.h"
 
-#define MAX_ROW_BYTES (64 << 20)
 /*
  * Encoder tokens (prompt plus input, at max_input_tokens) one unit of work
  * puts through the model: a micro-batch of a step, or a validation slice.
@@ -443,7 +442,7 @@ receive_chunk(TrainJob *job)
 		int			len = pq_getmsgint(&msg, 4);
 
 		/* the text is read in place (with its length); the label is copied to end in NUL */
-		if (len < 0 || len > MAX_ROW_BYTES)
+		if (len < 0 || len > PT_MAX_FIELD_BYTES)
 			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid text length %d", len)));
 		texts[i] = pq_getmsgbytes(&msg, len);
 		lens[i] = (size_t) len;

@@ -1,5 +1,5 @@
 /*
- * t5.h - one forward (and optionally backward) pass of a T5 model over a
+ * transformer.h - one forward (and optionally backward) pass of a T5 model over a
  * batch, with soft prompts.
  *
  * The batch is a list of encoder sequences (soft prompt rows followed by
@@ -21,8 +21,8 @@
  * A training pass may set p.yield after pt_pass_begin(): the four stages then
  * call it before each layer (see yield.h) and return -1 when it asks to stop.
  */
-#ifndef PT_T5_H
-#define PT_T5_H
+#ifndef PT_TRANSFORMER_H
+#define PT_TRANSFORMER_H
 
 #include <stdbool.h>
 #include <stddef.h>
