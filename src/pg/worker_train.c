@@ -157,7 +157,8 @@ pause_for_others(void *arg)
 		MemoryContextSwitchTo(old);
 		edata = CopyErrorData();
 		FlushErrorState();
-		strlcpy(job->stopped_why, edata->message, sizeof(job->stopped_why));
+		strlcpy(job->stopped_why, edata->message ? edata->message : "an error between two layers",
+				sizeof(job->stopped_why));
 		job->stopped_sqlstate = edata->sqlerrcode;
 		FreeErrorData(edata);
 		stop = 1;

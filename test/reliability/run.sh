@@ -356,7 +356,7 @@ s0=$(q -c "SELECT step FROM ptune.training_progress"); t0=$(now)
 line=$(eight)
 s1=$(q -c "SELECT step FROM ptune.training_progress"); t1=$(now)
 q -c "SELECT pg_cancel_backend(pid) FROM ptune.training_progress" >/dev/null; wait
-r "| 1 training | $line | $(echo "($s1 - $s0) * 16 / ($t1 - $t0)" | bc) (alone: $alone) |"
+r "| 1 training | $line | $(echo "scale=1; ($s1 - $s0) * 16 / ($t1 - $t0)" | bc) (alone: $alone) |"
 fi   # section 5a
 
 if [[ $sections != 5a ]]; then
