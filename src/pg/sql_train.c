@@ -33,6 +33,7 @@
 #include "prompt_store.h"
 #include "wire.h"
 #include "scoring.h"
+#include "table_scan.h"
 #include "tasks.h"
 
 PG_FUNCTION_INFO_V1(ptune_train_prompt);
@@ -191,12 +192,10 @@ send_chunk(PtuneCall *call, StringInfo chunk, int kind, int n, StringInfo body, 
 static int
 stream_rows(PtuneCall *call, const TrainArgs *a, Oid relation, int kind, int *skipped, int *n_labels_out)
 {
-	Relation	rel;
-	char	   *relname;
-	char	   *query;
-	Portal		portal;
+	PtuneRowScan scan;
 	int			rows = 0,
-				in_chunk = 0;
+				in_chunk = 0,
+				n;
 	HTAB	   *labels;
 	HASHCTL		ctl = {.keysize = 264, .entrysize = 264};
 	StringInfoData chunk,
@@ -204,39 +203,23 @@ stream_rows(PtuneCall *call, const TrainArgs *a, Oid relation, int kind, int *sk
 	MemoryContext fetch_cxt = AllocSetContextCreate(CurrentMemoryContext, "ptune training rows",
 													ALLOCSET_DEFAULT_SIZES);
 
-	/* names come from the catalog and are quoted: no SQL is built from raw input */
-	rel = relation_open(relation, AccessShareLock);
-	relname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-										 RelationGetRelationName(rel));
-	relation_close(rel, AccessShareLock);
-	query = psprintf("SELECT (%s)::text, (%s)::text FROM %s", quote_identifier(a->text_column),
-					 quote_identifier(a->label_column), relname);
-
 	labels = hash_create("ptune labels", 64, &ctl, HASH_ELEM | HASH_STRINGS);
 	initStringInfo(&chunk);
 	initStringInfo(&body);
-	SPI_connect();
-	portal = SPI_cursor_open_with_args(NULL, query, 0, NULL, NULL, NULL, true, 0);
-	for (;;)
+	ptune_scan_open(&scan, relation, a->text_column, a->label_column, CHUNK_ROWS);
+	while ((n = ptune_scan_fetch(&scan)) > 0)
 	{
-		SPI_cursor_fetch(portal, true, CHUNK_ROWS);
-		for (uint64 i = 0; i < SPI_processed; i++)
+		for (int i = 0; i < n; i++)
 		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			bool		text_null,
-						label_null;
-			Datum		t = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &text_null);
-			Datum		l = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &label_null);
+			Datum		t,
+						l;
 			text	   *tt,
 					   *lt;
 			char		key[264];
 			MemoryContext old;
 
-			if (text_null || label_null)
-			{
-				(*skipped)++;
+			if (!ptune_scan_row(&scan, i, &t, &l))
 				continue;
-			}
 			old = MemoryContextSwitchTo(fetch_cxt);
 			tt = DatumGetTextPP(t);
 			lt = DatumGetTextPP(l);
@@ -261,12 +244,9 @@ stream_rows(PtuneCall *call, const TrainArgs *a, Oid relation, int kind, int *sk
 			}
 			CHECK_FOR_INTERRUPTS();
 		}
-		if (SPI_processed == 0)
-			break;
-		SPI_freetuptable(SPI_tuptable);
 	}
-	SPI_cursor_close(portal);
-	SPI_finish();
+	ptune_scan_close(&scan);
+	*skipped += (int) scan.skipped;
 	*n_labels_out = (int) hash_get_num_entries(labels);
 	hash_destroy(labels);
 	if (in_chunk > 0)
