@@ -130,7 +130,7 @@ all: ptune_worker.so cli
 # PGXS knows nothing of our headers: rebuild the backend objects when one changes
 $(filter src/pg/%,$(OBJS)): $(wildcard src/pg/*.h src/engine/*.h)
 
-# Worker objects: hidden symbols, so its copies of ipc.c and guc.c never clash
+# Worker objects: hidden symbols, so its copies of ipc.c, slot.c and wire.c never clash
 # with ptune.so's (PostgreSQL loads libraries with RTLD_GLOBAL).
 src/pg/%.wo: src/pg/%.c $(wildcard src/pg/*.h src/engine/*.h)
 	$(CC) $(CFLAGS) $(CFLAGS_SL) $(CPPFLAGS) -Isrc/engine -Isrc/pg -fvisibility=hidden \
