@@ -222,9 +222,9 @@ ptune_check_manage(const char *task, PtuneTaskLock lock, const char *action)
 }
 
 void
-ptune_claim_task(const char *task)
+ptune_claim_task(const char *task, const char *command)
 {
-	PreventCommandIfReadOnly("ptune.train_prompt()");
+	PreventCommandIfReadOnly(command);
 	for (;;)
 	{
 		Oid			owner;
