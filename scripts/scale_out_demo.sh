@@ -93,6 +93,7 @@ port = $(port_of "$n")
 unix_socket_directories = '$dir'
 listen_addresses = ''
 wal_level = logical
+wal_retrieve_retry_interval = '200ms'
 max_worker_processes = 16
 CONF
   "${run[@]}" "$pgbin/pg_ctl" -D "$dir/$n" -l "$dir/$n.log" -w start >/dev/null
@@ -181,6 +182,28 @@ for ((i = 1; i <= shards; i++)); do
   [[ $(sql "shard$i" -c "SELECT md5(prompt) FROM ptune.prompts WHERE task = 'spam' AND is_active ORDER BY member") == "$ref" ]] ||
     fail "shard$i holds other prompt bytes than the coordinator"
 done
+
+step "Replication and roles: owners travel by name, so the role must exist on the shard"
+# Logical replication sends regrole columns as text (the role's name) and the
+# shard reads the name back into its own OID.  A task of a role the shard does
+# not have stops the apply worker (it retries) until the role is created.
+sql coord -c "CREATE ROLE mailer" -c "GRANT SELECT ON spam_train TO mailer" -c "SET ROLE mailer" \
+  -c "SET client_min_messages = warning" \
+  -c "SELECT task FROM ptune.train_prompt('mailer_task', 'spam_train', 'text', 'label', prompt_length => 1,
+        init => 'random_uniform', optimizer => 'adam', epochs => 0, max_steps => 1, max_input_tokens => 8,
+        validation_fraction => 0)" >/dev/null
+for _ in $(seq 100); do grep -q 'role "mailer" does not exist' "$dir/shard2.log" && break; sleep 0.1; done
+grep -q 'role "mailer" does not exist' "$dir/shard2.log" || fail "expected shard2's apply worker to stop at the unknown role"
+echo "shard2 without the role: $(grep -m1 -o 'ERROR: .*role "mailer" does not exist.*' "$dir/shard2.log")"
+sql shard2 -c "CREATE ROLE mailer"
+for _ in $(seq 300); do
+  [[ $(sql shard2 -c "SELECT owner FROM ptune.tasks WHERE task = 'mailer_task'") == mailer ]] && break
+  sleep 0.1
+done
+[[ $(sql shard2 -c "SELECT owner FROM ptune.tasks WHERE task = 'mailer_task'") == mailer ]] ||
+  fail "the task did not arrive once the role existed"
+echo "shard2 with the role: mailer_task arrived, owned by mailer (OID $(sql shard2 -c "SELECT 'mailer'::regrole::oid")" \
+     "here, $(sql coord -c "SELECT 'mailer'::regrole::oid") on the coordinator)"
 
 step "What postgres_fdw ships: classify() over the data partitions runs on the coordinator"
 plan=$(sql coord -c "EXPLAIN (VERBOSE, COSTS OFF) SELECT id, ptune.classify('spam', text) FROM spam")
