@@ -47,6 +47,7 @@
 #include "client.h"
 #include "ipc.h"
 #include "prompt.h"
+#include "ptune_limits.h"
 #include "prompt_store.h"
 #include "task.h"
 #include "tasks.h"
@@ -57,8 +58,6 @@ PG_FUNCTION_INFO_V1(ptune_import_task);
 #define TASK_MAGIC "PTUNETSK"
 #define TASK_FORMAT_VERSION 1
 #define TASK_HEADER_BYTES 16
-#define TASK_MAX_NAME_BYTES 200 /* ptune.task_owners' CHECK */
-#define TASK_MAX_MEMBERS 64		/* train_prompt's ensemble_size */
 #define TASK_MAX_TEXT_BYTES (1024 * 1024)	/* names, JSON */
 #define PROMPT_HEADER_BYTES 56	/* src/engine/prompt.h */
 
@@ -351,7 +350,7 @@ parse_export(bytea *data, TaskExport *t)
 
 	r.p = base + TASK_HEADER_BYTES;
 	r.left = len - TASK_HEADER_BYTES - 4;
-	t->task = read_text(&r, 1, TASK_MAX_NAME_BYTES, "task name");
+	t->task = read_text(&r, 1, PT_MAX_TASK_NAME_BYTES, "task name");
 	t->version = read_u32(&r, "version");
 	t->model_name = read_text(&r, 0, TASK_MAX_TEXT_BYTES, "model name");
 	t->fingerprint = read_bytes(&r, PT_FINGERPRINT_BYTES, "fingerprint");
@@ -371,13 +370,17 @@ parse_export(bytea *data, TaskExport *t)
 	t->trained_by = read_text(&r, 0, TASK_MAX_TEXT_BYTES, "trainer's name");
 	t->trained_at = read_text(&r, 0, TASK_MAX_TEXT_BYTES, "training time");
 	t->n_members = read_u32(&r, "member count");
-	if (t->n_members < 1 || t->n_members > TASK_MAX_MEMBERS)
-		bad_blob(psprintf("%u members (allowed: 1 to %d)", t->n_members, TASK_MAX_MEMBERS));
+	if (t->n_members < 1 || t->n_members > PT_MAX_ENSEMBLE_SIZE)
+		bad_blob(psprintf("%u members (allowed: 1 to %d)", t->n_members, PT_MAX_ENSEMBLE_SIZE));
 	t->prompts = palloc(sizeof(bytea *) * t->n_members);
 	for (uint32 k = 0; k < t->n_members; k++)
 	{
 		uint32		plen = read_u32(&r, "prompt size");
-		const unsigned char *p = read_bytes(&r, plen, "prompt");
+		const unsigned char *p;
+
+		if (plen > PT_MAX_FIELD_BYTES)
+			bad_blob(psprintf("the prompt of member %u has %u bytes (at most %d)", k, plen, PT_MAX_FIELD_BYTES));
+		p = read_bytes(&r, plen, "prompt");
 
 		check_prompt(p, plen, k, t->prompt_length, t->d_model, t->fingerprint, t->labels, t->n_labels);
 		t->prompts[k] = palloc(VARHDRSZ + plen);
@@ -442,10 +445,10 @@ ptune_import_task(PG_FUNCTION_ARGS)
 		elog(ERROR, "import_task must return a row");
 	parse_export(PG_GETARG_BYTEA_PP(0), &t);
 	task = PG_ARGISNULL(1) ? t.task : ptune_task_argument(fcinfo, 1);
-	if (strlen(task) > TASK_MAX_NAME_BYTES)
+	if (strlen(task) > PT_MAX_TASK_NAME_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_NAME_TOO_LONG),
-				 errmsg("task name is longer than %d bytes", TASK_MAX_NAME_BYTES)));
+				 errmsg("task name is longer than %d bytes", PT_MAX_TASK_NAME_BYTES)));
 	check_loaded_model(&t, task);
 	/* the JSON must parse before anything is written */
 	(void) DirectFunctionCall1(jsonb_in, CStringGetDatum(t.hyperparameters));

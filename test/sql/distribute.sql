@@ -20,10 +20,14 @@ SELECT metrics->'imported'->>'task' AS from_task, (metrics->'imported'->>'versio
 FROM ptune.prompts p WHERE task = 'toy_copy';
 -- importing again makes a new version; an ensemble keeps its members
 SELECT task, version FROM ptune.import_task(ptune.export_task('toy'), 'toy_copy');
-SELECT members FROM ptune.import_task(ptune.export_task('toy_ensemble'), 'toy_ensemble_copy');
+SELECT task FROM ptune.train_prompt('dist_ensemble', 'toy', 'text', 'label', prompt_length => 2, epochs => 0,
+                                    max_steps => 1, max_input_tokens => 8, ensemble_size => 2);
+SELECT members FROM ptune.import_task(ptune.export_task('dist_ensemble'), 'dist_ensemble_copy');
+SELECT count(*) AS same_prompts FROM ptune.prompts a JOIN ptune.prompts b USING (member, prompt)
+WHERE a.task = 'dist_ensemble' AND b.task = 'dist_ensemble_copy';
 -- the name it was exported under, by default; a given version
 SELECT task, version FROM ptune.import_task(ptune.export_task('toy_copy', 1));
-SELECT ptune.drop_task('toy_copy'), ptune.drop_task('toy_ensemble_copy');
+SELECT ptune.drop_task('toy_copy'), ptune.drop_task('dist_ensemble_copy');
 SELECT task, version FROM ptune.import_task(ptune.export_task('toy', 1), 'toy_copy');
 SELECT ptune.drop_task('toy_copy');
 
@@ -32,8 +36,8 @@ SELECT ptune.export_task(NULL);
 SELECT ptune.export_task('no_such_task');
 SELECT ptune.export_task('toy', 999);
 BEGIN;
-SELECT ptune.deactivate('toy_ensemble');
-SELECT ptune.export_task('toy_ensemble');
+SELECT ptune.deactivate('dist_ensemble');
+SELECT ptune.export_task('dist_ensemble');
 ROLLBACK;
 
 -- Privileges: alice owns a task, bob tries every way around the rules.
@@ -175,7 +179,7 @@ $$;
 SELECT count(*) AS not_imported FROM ptune.tasks WHERE task = 'relu_copy';
 SELECT ptune.drop_task('relu_task');
 
-SELECT ptune.drop_task('dist_alice_task'), ptune.drop_task('dist_bob_task');
+SELECT ptune.drop_task('dist_alice_task'), ptune.drop_task('dist_bob_task'), ptune.drop_task('dist_ensemble');
 DROP TABLE dist_data, alice_export;
 DROP ROLE dist_alice, dist_bob;
 DROP FUNCTION try_import, body, seal, str, le32, crc32;
