@@ -235,6 +235,18 @@ for n in "${names[@]}"; do
 done
 printf 'through the coordinator: %d rows in %.2f s = %.1f rows/s\n' "$total" "$t_sharded" "$(echo "$total / $t_sharded" | bc -l)"
 
+step "Conditions travel to the shards; a query without the label classifies nothing"
+plan=$(sql coord -c "EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM spam_classified WHERE predicted = 'spam'")
+grep 'Remote SQL' <<< "$plan"
+[[ $(grep -c "Remote SQL: SELECT id FROM public.spam_classified WHERE ((predicted = 'spam'))" <<< "$plan") == "$shards" ]] ||
+  fail "expected the condition on predicted to run on the shards"
+for n in "${names[@]}"; do before[$n]=$(counter "$n"); done
+echo "rows: $(sql coord -c "SELECT count(*) FROM spam_classified WHERE label = 'spam'") spam rows counted"
+for n in "${names[@]}"; do
+  [[ $(counter "$n") == "${before[$n]}" ]] || fail "$n classified rows for a query that does not select the label"
+done
+echo "rows_classified unchanged on every server"
+
 step "The same rows on one server (the coordinator): the labels must be equal"
 t0=$(now)
 sql coord -c "CREATE TABLE single_labels AS SELECT id, ptune.classify('spam', text) AS predicted FROM spam_dev"
