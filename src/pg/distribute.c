@@ -458,7 +458,7 @@ ptune_import_task(PG_FUNCTION_ARGS)
 	 * The same rules as a training: a new task becomes the caller's, an
 	 * existing one must be the caller's to manage (then a new version).
 	 */
-	ptune_claim_task(task, "ptune.import_task()");
+	ptune_claim_task(task, "ptune.import_task()", "import into it");
 	ptune_check_manage(task, PTUNE_LOCK_UPDATE, "import into it");
 
 	label_datums = palloc(sizeof(Datum) * t.n_labels);
