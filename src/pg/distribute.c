@@ -125,6 +125,8 @@ ptune_export_task(PG_FUNCTION_ARGS)
 				 errmsg("permission denied for task \"%s\"", task),
 				 errhint("Exporting another role's task needs SELECT on ptune.prompts (or the owner's privileges).")));
 
+	/* before SPI_connect: the export must outlive SPI_finish's memory context */
+	initStringInfo(&buf);
 	ptune_as_owner_begin(&as);
 	SPI_connect();
 	if (SPI_execute_with_args("SELECT version, model_name, prompt_length, d_model, labels, prompt, "
@@ -145,7 +147,6 @@ ptune_export_task(PG_FUNCTION_ARGS)
 				 errmsg("task \"%s\" has no active version", task),
 				 errhint("Name a version: ptune.export_task('%s', version).", task)));
 
-	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, TASK_MAGIC, 8);
 	appendStringInfoChar(&buf, TASK_FORMAT_VERSION);
 	appendBinaryStringInfo(&buf, "\0\0\0", 3);

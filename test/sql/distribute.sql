@@ -25,6 +25,14 @@ SELECT task FROM ptune.train_prompt('dist_ensemble', 'toy', 'text', 'label', pro
 SELECT members FROM ptune.import_task(ptune.export_task('dist_ensemble'), 'dist_ensemble_copy');
 SELECT count(*) AS same_prompts FROM ptune.prompts a JOIN ptune.prompts b USING (member, prompt)
 WHERE a.task = 'dist_ensemble' AND b.task = 'dist_ensemble_copy';
+-- a prompt larger than a memory chunk (100 rows x 64 x 4 bytes) and a toasted row
+SELECT task FROM ptune.train_prompt('dist_large', 'toy', 'text', 'label', prompt_length => 100, epochs => 0,
+                                    max_steps => 1, max_input_tokens => 8);
+SELECT length(ptune.export_task('dist_large')) > 25600 AS large_export;
+SELECT members FROM ptune.import_task(ptune.export_task('dist_large'), 'dist_large_copy');
+SELECT count(*) FILTER (WHERE ptune.classify('dist_large', text) = ptune.classify('dist_large_copy', text)) AS same_label
+FROM toy;
+SELECT ptune.drop_task('dist_large'), ptune.drop_task('dist_large_copy');
 -- the name it was exported under, by default; a given version
 SELECT task, version FROM ptune.import_task(ptune.export_task('toy_copy', 1));
 SELECT ptune.drop_task('toy_copy'), ptune.drop_task('dist_ensemble_copy');
