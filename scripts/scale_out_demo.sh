@@ -55,7 +55,7 @@ else
   rows=100000
   if [[ ! -f $model/model.safetensors ]]; then
     cut -d, -f2- "$data/train.csv" > "$dir.train_text.txt"
-    tools/gen_checkpoint.py "$model" --preset spam-256 --seed 0 \
+    ptune_py/gen_checkpoint.py "$model" --preset spam-256 --seed 0 \
       --train-spiece "$dir.train_text.txt" --spiece-vocab 8000 >/dev/null
     rm -f "$dir.train_text.txt"
   fi
