@@ -104,9 +104,11 @@ DATA       = sql/ptune--0.1.0.sql
 MODULE_big = ptune
 OBJS       = src/pg/ptune.o src/pg/guc.o src/pg/ipc.o src/pg/slot.o src/pg/wire.o src/pg/client.o src/pg/prompt_store.o \
              src/pg/scoring.o src/pg/sql_classify.o src/pg/sql_train.o src/pg/sql_evaluate.o src/pg/sql_admin.o \
-             src/pg/tasks.o src/pg/table_scan.o \
+             src/pg/tasks.o src/pg/table_scan.o src/pg/distribute.o \
              src/engine/metrics.o
 PG_CPPFLAGS = -Isrc/engine -Isrc/pg
+# zlib: the CRC-32 of task exports (src/pg/distribute.c), the prompts' own
+SHLIB_LINK  = -lz
 PG_CFLAGS   = -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 EXTRA_CLEAN = ptune_worker.so $(WORKER_OBJS) src/pg/ipc_other.wo
 

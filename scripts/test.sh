@@ -11,6 +11,8 @@
 # and repeated-run tests, which take minutes each there; ASan covers them), cross (engine vs the
 # independent PyTorch reference), regress (pg_regress on a throwaway
 # cluster), pg (scripted cluster tests: concurrency, cancel, faults, dump),
+# scaleout (scripts/scale_out_demo.sh --tiny: a coordinator and two shards,
+# postgres_fdw, export/import and logical replication of a prompt),
 # fuzz (libFuzzer on the loaders and decoders, FUZZ_SECONDS per target,
 # default 15), reliability (load, faults under load, bad input, memory: the
 # short version), bench (a smoke run of every benchmark: it must work, its
@@ -18,7 +20,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-all_suites=(unit asan valgrind cross regress pg fuzz reliability bench)
+all_suites=(unit asan valgrind cross regress pg scaleout fuzz reliability bench)
 suites=("$@")
 ((${#suites[@]})) || suites=("${all_suites[@]}")
 
@@ -59,6 +61,7 @@ for s in "${suites[@]}"; do
     cross)    run_suite cross bash test/cross_check.sh ;;
     regress)  run_suite regress bash test/run_regress.sh ;;
     pg)       run_suite pg bash test/run_pg_tests.sh ;;
+    scaleout) run_suite scaleout bash scripts/scale_out_demo.sh --tiny ;;
     fuzz)     run_suite fuzz bash test/run_fuzz.sh "${FUZZ_SECONDS:-15}" ;;
     reliability) run_suite reliability bash test/reliability/run.sh --quick ;;
     bench)    run_suite bench bash bench/run.sh --quick ;;

@@ -231,6 +231,27 @@ CREATE VIEW ptune.versions WITH (security_barrier) AS
     WHERE ptune.task_visible(o.owner)
     GROUP BY p.task, p.version;
 
+-- ==== Distribution: tasks to other servers (README, "Scaling out") =========
+-- A task version as one self-checking bytea (format in src/pg/distribute.c):
+-- export where it was trained, import on every server that classifies with
+-- it.  Export: whoever may see the task.  Import: the rules of a training (a
+-- new task becomes the caller's; into an existing one only its owner and
+-- those with the owner's privileges), and the loaded model must have the
+-- fingerprint the task was trained on.
+
+-- The task's active version, or the one named.
+CREATE FUNCTION ptune.export_task(task text, version integer DEFAULT NULL) RETURNS bytea
+AS 'MODULE_PATHNAME', 'ptune_export_task'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+-- Stores the export as a new, active version of `task` (default: the name it
+-- was exported under); returns the new version and the exporting server's.
+CREATE FUNCTION ptune.import_task(data bytea, task text DEFAULT NULL)
+RETURNS TABLE (task text, version integer, source_version bigint, members integer, labels text[])
+AS 'MODULE_PATHNAME', 'ptune_import_task'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+-- ==== end of Distribution ====================================================
+
 -- The worker ------------------------------------------------------------------
 
 CREATE FUNCTION ptune.model_info()

@@ -424,7 +424,7 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 	ptune_require_shared();
 	read_args(fcinfo, &a);
 	/* read-only transaction, ownership, name taken: refused before any work */
-	ptune_claim_task(a.task);
+	ptune_claim_task(a.task, "ptune.train_prompt()", "retrain it");
 	relname = get_rel_name(a.relation);
 	if (relname == NULL)
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation %u does not exist", a.relation)));

@@ -222,9 +222,9 @@ ptune_check_manage(const char *task, PtuneTaskLock lock, const char *action)
 }
 
 void
-ptune_claim_task(const char *task)
+ptune_claim_task(const char *task, const char *command, const char *action)
 {
-	PreventCommandIfReadOnly("ptune.train_prompt()");
+	PreventCommandIfReadOnly(command);
 	for (;;)
 	{
 		Oid			owner;
@@ -240,7 +240,7 @@ ptune_claim_task(const char *task)
 		if (!OidIsValid(owner))
 			continue;			/* dropped since: try to create it again */
 		if (!ptune_may_manage(owner))
-			ownership_error(task, owner, "retrain it");
+			ownership_error(task, owner, action);
 		/* an existing task: it cannot be dropped while this training runs */
 		if (ptune_task_owner(task, PTUNE_LOCK_KEY_SHARE) == owner)
 			return;

@@ -56,13 +56,14 @@ bool		ptune_may_see(Oid owner);
 Oid			ptune_check_manage(const char *task, PtuneTaskLock lock, const char *action);
 
 /*
- * Before a training starts: refuses a read-only transaction, then registers a
+ * Before a training or an import (command and action, "retrain it", name
+ * it in errors): refuses a read-only transaction, then registers a
  * new task as the current role's (a racing first training of the same task
  * waits for this one's transaction and then gets the ownership error) or
  * checks the ownership of an existing one and keeps it from being dropped
  * while training.
  */
-void		ptune_claim_task(const char *task);
+void		ptune_claim_task(const char *task, const char *command, const char *action);
 
 /* ptune's reaction to DROP ROLE, REASSIGN OWNED and DROP OWNED (see ptune.c). */
 void		ptune_refuse_drop_of_owners(List *roles);
