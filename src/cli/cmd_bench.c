@@ -366,11 +366,12 @@ cmd_bench(int argc, char **argv)
 	sgemm = classify_only ? NAN : fmax(sgemm_ff_first, sgemm_gflops(M, c->d_ff, c->d_model, quick ? 1 : 9));
 	encoder = classify_only ? NAN : encoder_gflops(m, w, &ws, reps);
 	train_ms = classify_only ? NAN : train_step_ms(m, w, &ws, quick ? 1 : 5);
-	out = json_pack("{s:s, s:i, s:s, s:s, s:i, s:i, s:f, s:f, s:o, s:o, s:o, s:o, s:o, s:f}",
+	out = json_pack("{s:s, s:i, s:s, s:s, s:o, s:i, s:i, s:f, s:f, s:o, s:o, s:o, s:o, s:o, s:f}",
 					"model", c->model_name,
 					"threads", pt_get_threads(),
 					"blas_kernels", pt_blas_core(),
-					"precision", m->math == PT_MATH_BF16 ? "bf16" : "fp32",
+					"precision", pt_math_name(m->math),
+					"kernels", pt_kernels_json(),
 					"input_tokens", INPUT_TOKENS,
 					"prompt_length", PROMPT_LEN,
 					"file_mb", m->file_bytes / 1048576.0,

@@ -14,6 +14,7 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "kernel_choice.h"
 #include "model.h"
 #include "safetensors.h"
 
@@ -346,6 +347,32 @@ open_weight_files(PtModel *m)
 				   "ptune reads Hugging Face checkpoints in the safetensors format", m->dir);
 }
 
+/*
+ * Times the fp32 kernels on this model's weight shapes (or reads the cached
+ * result, kernel_choice.h).  The first encoder and decoder layers hold every
+ * shape the model has.
+ */
+static void
+choose_kernels(PtModel *m)
+{
+	const PtLinear *lins[18];
+	int			n = 0;
+
+	if (m->cfg.num_layers > 0)
+	{
+		PtEncoderLayer *e = &m->enc[0];
+
+		lins[n++] = &e->attn.q, lins[n++] = &e->attn.o, lins[n++] = &e->ff.wi0, lins[n++] = &e->ff.wo;
+	}
+	if (m->cfg.num_decoder_layers > 0)
+	{
+		PtDecoderLayer *d = &m->dec[0];
+
+		lins[n++] = &d->self.q, lins[n++] = &d->self.o, lins[n++] = &d->ff.wi0, lins[n++] = &d->ff.wo;
+	}
+	pt_kernels_choose(lins, n);
+}
+
 PtModel *
 pt_model_load(const char *dir)
 {
@@ -421,6 +448,7 @@ pt_model_load(const char *dir)
 		goto fail;
 	digest = XXH3_128bits_digest(ld.hash);
 	XXH128_canonicalFromHash((XXH128_canonical_t *) m->fingerprint, digest);
+	choose_kernels(m);
 
 	XXH3_freeState(ld.hash);
 	free(config_bytes);
@@ -472,7 +500,8 @@ release_bf16(PtLinear *lin)
 int
 pt_model_set_math(PtModel *m, PtMath math)
 {
-	if (math == PT_MATH_BF16 && for_each_linear(m, pt_linear_prepare_bf16) != 0)
+	if ((math == PT_MATH_BF16 && for_each_linear(m, pt_linear_prepare_bf16) != 0) ||
+		(math == PT_MATH_INT8 && for_each_linear(m, pt_linear_prepare_int8) != 0))
 	{
 		for_each_linear(m, release_bf16);
 		m->math = PT_MATH_FP32;
@@ -487,7 +516,7 @@ pt_model_set_math(PtModel *m, PtMath math)
 	 * mapping stays, so training (fp32) or an embedding lookup faults the
 	 * pages it needs back in from the page cache.
 	 */
-	if (math == PT_MATH_BF16)
+	if (math != PT_MATH_FP32)
 		for (int i = 0; i < m->n_files; i++)
 			madvise(m->files[i].map, m->files[i].map_size, MADV_DONTNEED);
 	return 0;
@@ -530,6 +559,32 @@ json_text(const char *s)
 	return v ? v : json_null();
 }
 
+/*
+ * Which kernel runs each precision's products here, as a JSON object:
+ * {"fp32": {"forward": "onednn", "backward": "onednn", "chosen": "measured",
+ *  "gflops": {...}}, "bf16": "brg:avx512_core_bf16" or null, "int8": ...}
+ */
+json_t *
+pt_kernels_json(void)
+{
+	json_t	   *fp32 = json_pack("{s:s, s:s, s:s, s:{s:f, s:f, s:f, s:f}}",
+								 "forward", pt_kernel_name(pt_fp32_kernel(false)),
+								 "backward", pt_kernel_name(pt_fp32_kernel(true)),
+								 "chosen", pt_kernels_source(),
+								 "gflops",
+								 "openblas_forward", pt_kernels_gflops(PT_KERNEL_OPENBLAS, false),
+								 "onednn_forward", pt_kernels_gflops(PT_KERNEL_ONEDNN, false),
+								 "openblas_backward", pt_kernels_gflops(PT_KERNEL_OPENBLAS, true),
+								 "onednn_backward", pt_kernels_gflops(PT_KERNEL_ONEDNN, true));
+
+	return json_pack("{s:o, s:o, s:o, s:s, s:s}",
+					 "fp32", fp32 ? fp32 : json_null(),
+					 "bf16", pt_bf16_supported() ? json_text(pt_dnnl_kernel(PT_MATH_BF16)) : json_null(),
+					 "int8", pt_int8_supported() ? json_text(pt_dnnl_kernel(PT_MATH_INT8)) : json_null(),
+					 "cpu", pt_cpu_model(),
+					 "cpu_flags", pt_cpu_flags());
+}
+
 char *
 pt_model_info_json(const PtModel *model, double load_seconds)
 {
@@ -540,7 +595,7 @@ pt_model_info_json(const PtModel *model, double load_seconds)
 
 	pt_model_fingerprint_hex(model, fp);
 	info = json_pack("{s:o, s:s, s:I, s:I, s:f, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o, s:b, "
-					 "s:i, s:i, s:i, s:o, s:s}",
+					 "s:i, s:i, s:i, s:o, s:s, s:o}",
 					 "model_name", json_text(c->model_name),
 					 "fingerprint", fp,
 					 "parameters", (json_int_t) model->n_parameters,
@@ -559,7 +614,8 @@ pt_model_info_json(const PtModel *model, double load_seconds)
 					 "relative_attention_max_distance", c->rel_max_distance,
 					 "threads", pt_get_threads(),
 					 "blas_kernels", json_text(pt_blas_core()),
-					 "precision", model->math == PT_MATH_BF16 ? "bf16" : "fp32");
+					 "precision", pt_math_name(model->math),
+					 "kernels", pt_kernels_json());
 	text = info ? json_dumps(info, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
 	json_decref(info);
 	if (text == NULL)

@@ -92,9 +92,11 @@ PtModel    *pt_model_load(const char *dir);
 void		pt_model_free(PtModel *model);
 
 /*
- * Switches inference between fp32 and bfloat16 (training always computes in
- * fp32).  bfloat16 prepares a bfloat16 copy of every weight matrix; it fails
- * (and the model stays fp32) on CPUs without bfloat16 instructions.
+ * Switches inference between fp32, bfloat16 and int8 (training always
+ * computes in fp32, whatever the model's precision).  bfloat16 prepares a
+ * bfloat16 copy of every weight matrix, int8 an s8 copy with one scale per
+ * output channel; it fails (and the model stays fp32) on CPUs without
+ * bfloat16 instructions (or, for int8, without oneDNN's int8 matmul).
  */
 int			pt_model_set_math(PtModel *model, PtMath math);
 
@@ -105,6 +107,14 @@ int			pt_model_set_math(PtModel *model, PtMath math);
  * malloc'd (free() it); NULL with an error on failure.
  */
 char	   *pt_model_info_json(const PtModel *model, double load_seconds);
+
+/*
+ * The kernels each precision's products run on, as a JSON object (the
+ * "kernels" of pt_model_info_json, and of ptune bench): fp32's measured
+ * choice for forward and backward products, oneDNN's kernel names for bf16
+ * and int8 (null where the CPU lacks them), the CPU model and its flags.
+ */
+struct json_t *pt_kernels_json(void);
 
 /* 32 lowercase hex digits of the fingerprint plus NUL */
 void		pt_model_fingerprint_hex(const PtModel *model, char out[2 * PT_FINGERPRINT_BYTES + 1]);
