@@ -148,13 +148,14 @@ static void
 apply_precision(void)
 {
 	const char *want = GetConfigOption("ptune.precision", true, false);
-	PtMath		math = want && strcmp(want, "bf16") == 0 ? PT_MATH_BF16 : PT_MATH_FP32;
+	PtMath		math = want && strcmp(want, "bf16") == 0 ? PT_MATH_BF16 :
+		want && strcmp(want, "int8") == 0 ? PT_MATH_INT8 : PT_MATH_FP32;
 
 	if (worker_model == NULL || worker_model->math == math)
 		return;
 	if (pt_model_set_math(worker_model, math) != 0)
-		ereport(LOG, (errmsg("ptune worker: bf16 is not available, computing in fp32: %s",
-							 pt_error_message())));
+		ereport(LOG, (errmsg("ptune worker: %s is not available, computing in fp32: %s",
+							 pt_math_name(math), pt_error_message())));
 }
 
 /* (Re)loads the model named by ptune.model_path; failures leave the worker FAILED. */

@@ -39,6 +39,10 @@
 	X(test_rank_large_trie) \
 	X(test_classify_mixed_tasks_and_ensembles) \
 	X(test_classify_bf16_matches_fp32) \
+	X(test_classify_int8_matches_fp32) \
+	X(test_fp32_kernels_agree) \
+	X(test_int8_product_within_bound) \
+	X(test_kernel_choice_reported_and_cached) \
 	X(test_explain_nearest_pieces) \
 	X(test_training_learns) \
 	X(test_training_deterministic_and_cancellable) \
