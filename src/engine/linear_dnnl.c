@@ -234,6 +234,12 @@ prepare(PtLinear *lin, PtMath math)
 		goto done;
 	b->math = math;
 	b->weights_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+	{
+		const char *impl = NULL;
+
+		if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
+			snprintf(dnnl.impl[int8 ? KIND_INT8 : KIND_BF16], sizeof(dnnl.impl[0]), "%s", impl);
+	}
 
 	/* W is [n, k] row-major, i.e. the [k, n] matrix in column-major ("ba") order */
 	if (int8)
