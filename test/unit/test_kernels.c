@@ -15,7 +15,7 @@
 #include "error.h"
 #include "helpers.h"
 #include "kernel_choice.h"
-#include "t5.h"
+#include "transformer.h"
 #include "unit.h"
 
 /* a deterministic value in [-1, 1) */
