@@ -113,4 +113,11 @@ bool		pt_int8_matmul(const PtLinear *lin, int m, float *y, bool accumulate);
 bool		pt_dnnl_f32_matmul(const PtLinear *lin, bool backward, const float *x, int m,
 							   float *y, bool accumulate);
 
+/*
+ * oneDNN's own matmul at [m, k] x [k, n] in a precision (weights in its
+ * preferred layout, all rows at once): the best of reps runs in GFLOP/s, 0
+ * if it cannot run.  The ceiling ptune bench compares the encoder with.
+ */
+double		pt_dnnl_matmul_gflops(PtMath math, int m, int n, int k, int reps);
+
 #endif

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <oneapi/dnnl/dnnl.h>
 
@@ -635,4 +636,81 @@ pt_dnnl_f32_matmul(const PtLinear *lin, bool backward, const float *x, int m, fl
 		return false;
 	return run_pieces(backward ? KIND_F32_BACKWARD : KIND_F32_FORWARD, lin, m, x, sizeof(float) * k,
 					  y, sizeof(float) * n, accumulate);
+}
+
+/* ---- the ceiling, for ptune bench ------------------------------------------- */
+
+static double
+seconds_now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+double
+pt_dnnl_matmul_gflops(PtMath math, int m, int n, int k, int reps)
+{
+	dnnl_data_type_t src_type = math == PT_MATH_BF16 ? dnnl_bf16 : math == PT_MATH_INT8 ? dnnl_s8 : dnnl_f32,
+				dst_type = math == PT_MATH_INT8 ? dnnl_s32 : dnnl_f32;
+	dnnl_dims_t wdims = {k, n},
+				sdims = {m, k},
+				ddims = {m, n};
+	dnnl_memory_desc_t any,
+				src_md,
+				dst_md;
+	dnnl_primitive_desc_t pd = NULL;
+	dnnl_primitive_t prim = NULL;
+	dnnl_memory_t src = NULL,
+				weights = NULL,
+				dst = NULL;
+	double		best = 0.0;
+
+	if ((math == PT_MATH_BF16 && !pt_bf16_supported()) || (math == PT_MATH_INT8 && !pt_int8_supported()) ||
+		!pt_dnnl_supported())
+		return 0.0;
+	/* oneDNN's own best case: one primitive for all m rows, weights in the layout it prefers */
+	if (dnnl_memory_desc_init_by_tag(&any, 2, wdims, src_type == dnnl_f32 ? dnnl_f32 : src_type == dnnl_bf16 ? dnnl_bf16 : dnnl_s8,
+									 dnnl_format_tag_any) == dnnl_success &&
+		(pd = matmul_desc(m, n, k, src_type, &any, dst_type, false)) != NULL &&
+		dnnl_primitive_create(&prim, pd) == dnnl_success &&
+		dnnl_memory_desc_init_by_tag(&src_md, 2, sdims, src_type, dnnl_ab) == dnnl_success &&
+		dnnl_memory_desc_init_by_tag(&dst_md, 2, ddims, dst_type, dnnl_ab) == dnnl_success &&
+		dnnl_memory_create(&src, &src_md, dnnl.engine, DNNL_MEMORY_ALLOCATE) == dnnl_success &&
+		dnnl_memory_create(&weights, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), dnnl.engine,
+						   DNNL_MEMORY_ALLOCATE) == dnnl_success &&
+		dnnl_memory_create(&dst, &dst_md, dnnl.engine, DNNL_MEMORY_ALLOCATE) == dnnl_success)
+	{
+		dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}};
+		void	   *p = NULL;
+
+		/* zeros: the speed does not depend on the values, and nothing is uninitialised */
+		if (dnnl_memory_get_data_handle(src, &p) == dnnl_success && p)
+			memset(p, 0, dnnl_memory_desc_get_size(&src_md));
+		if (dnnl_memory_get_data_handle(weights, &p) == dnnl_success && p)
+			memset(p, 0, dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)));
+		for (int r = 0; r <= reps; r++)	/* the first run is a warm-up */
+		{
+			double		t = seconds_now();
+
+			if (dnnl_primitive_execute(prim, dnnl.stream, 3, args) != dnnl_success ||
+				dnnl_stream_wait(dnnl.stream) != dnnl_success)
+				break;
+			t = seconds_now() - t;
+			if (r > 0 && (best == 0.0 || t < best))
+				best = t;
+		}
+	}
+	if (src)
+		dnnl_memory_destroy(src);
+	if (weights)
+		dnnl_memory_destroy(weights);
+	if (dst)
+		dnnl_memory_destroy(dst);
+	if (prim)
+		dnnl_primitive_destroy(prim);
+	if (pd)
+		dnnl_primitive_desc_destroy(pd);
+	return best > 0 ? 2.0 * m * n * k / best * 1e-9 : 0.0;
 }
