@@ -4,8 +4,15 @@
  * Loading the libraries and threads live in runtime.c; the oneDNN products
  * in linear_dnnl.c.
  */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dtype.h"
+#include "error.h"
 #include "kernel_choice.h"
 #include "linear.h"
+#include "safetensors.h"
 
 /* cblas_sgemm's enums, as cblas.h defines them */
 enum
@@ -82,10 +89,15 @@ reduced_matmul(PtMath math, const PtLinear *lin, int m, float *y, bool accumulat
 	return pt_int8_matmul(lin, m, y, accumulate);
 }
 
-/* y (+)= x W^T, in the asked precision where the weights are prepared for it, else fp32 */
+/*
+ * y (+)= x W^T, in the asked precision where the weights are prepared for
+ * it, else fp32; always bf16 where there are no fp32 weights.
+ */
 static void
 product(const PtLinear *lin, const float *x, int m, float *y, PtMath math, bool accumulate)
 {
+	if (lin->w == NULL)
+		math = PT_MATH_BF16;
 	if (math != PT_MATH_FP32 && m > 0 && pt_linear_packed_math(lin) == math &&
 		load_input(math, x, m, lin->in_dim) && reduced_matmul(math, lin, m, y, accumulate))
 		return;
@@ -112,6 +124,12 @@ pt_linear_forward_multi(const PtLinear *const *lins, int n, const float *x, int 
 
 	for (int i = 0; i < n; i++)
 	{
+		if (lins[i]->w == NULL)
+		{
+			/* bf16 weights only: a product of its own (the loaded input may be another precision's) */
+			product(lins[i], x, m, ys[i], PT_MATH_BF16, false);
+			continue;
+		}
 		if (math != PT_MATH_FP32 && m > 0 && pt_linear_packed_math(lins[i]) == math)
 		{
 			if (!loaded)
@@ -123,8 +141,122 @@ pt_linear_forward_multi(const PtLinear *const *lins, int n, const float *x, int 
 	}
 }
 
+/* out[n] = W[r, k0 .. k0 + n) in fp32, from whichever form the weights are kept in */
+static void
+row_part(const PtLinear *lin, int r, int k0, int n, float *out)
+{
+	size_t		at = (size_t) r * lin->in_dim + k0;
+
+	if (lin->w)
+		memcpy(out, lin->w + at, sizeof(float) * n);
+	else if (lin->w_bf16)
+		pt_convert_to_f32(PT_DTYPE_BF16, lin->w_bf16 + at, n, out);
+	else
+		pt_convert_to_f32(lin->src_dtype, (const char *) lin->src + at * pt_dtype_size(lin->src_dtype),
+						  n, out);
+}
+
+#define BACKWARD_CHUNK 256
+
+/* The plain bf16 [out, in] weights of a bf16-only linear: the checkpoint's own, or rounded once. */
+static bool
+ensure_bf16_plain(const PtLinear *lin)
+{
+	PtLinear   *l = (PtLinear *) lin;	/* a cache: the weights' values do not change */
+	uint16_t   *w;
+
+	if (lin->w_bf16)
+		return true;
+	w = malloc(sizeof(uint16_t) * (size_t) lin->out_dim * lin->in_dim);
+	if (w == NULL)
+		return false;
+	pt_convert_to_bf16(lin->src_dtype, lin->src, (size_t) lin->out_dim * lin->in_dim, w);
+	l->w_bf16 = w;
+	l->w_bf16_owned = true;
+	return true;
+}
+
 void
 pt_linear_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool accumulate)
 {
-	fp32_product(true, lin, dy, m, dx, accumulate);
+	if (m <= 0)
+		return;
+	if (lin->w != NULL)
+	{
+		fp32_product(true, lin, dy, m, dx, accumulate);
+		return;
+	}
+	/* a bf16 model: dy rounded to bf16, products accumulated in fp32 */
+	if (ensure_bf16_plain(lin) && pt_bf16_load_input(dy, (size_t) m * lin->out_dim) &&
+		pt_bf16_matmul_backward(lin, m, dx, accumulate))
+		return;
+	/* oneDNN failed (or no memory for the copy): fp32 from the weights' own data, row by row */
+	if (!accumulate)
+		memset(dx, 0, sizeof(float) * (size_t) m * lin->in_dim);
+	for (int o = 0; o < lin->out_dim; o++)
+		for (int k0 = 0; k0 < lin->in_dim; k0 += BACKWARD_CHUNK)
+		{
+			float		row[BACKWARD_CHUNK];
+			int			n = lin->in_dim - k0 < BACKWARD_CHUNK ? lin->in_dim - k0 : BACKWARD_CHUNK;
+
+			row_part(lin, o, k0, n, row);
+			for (int i = 0; i < m; i++)
+			{
+				float		g = dy[(size_t) i * lin->out_dim + o];
+				float	   *out = dx + (size_t) i * lin->in_dim + k0;
+
+				for (int k = 0; k < n; k++)
+					out[k] += g * row[k];
+			}
+		}
+}
+
+/* ---- the weights' storage ----------------------------------------------------- */
+
+int
+pt_linear_materialize_f32(PtLinear *lin)
+{
+	float	   *w;
+
+	if (lin->w != NULL)
+		return 0;
+	if (lin->src_dtype == PT_DTYPE_F32 && ((uintptr_t) lin->src % sizeof(float)) == 0)
+	{
+		lin->w = lin->src;		/* the mapping itself */
+		lin->w_owned = false;
+		return 0;
+	}
+	w = pt_malloc(sizeof(float) * (size_t) lin->out_dim * lin->in_dim);
+	if (w == NULL)
+		return -1;
+	pt_convert_to_f32(lin->src_dtype, lin->src, (size_t) lin->out_dim * lin->in_dim, w);
+	lin->w = w;
+	lin->w_owned = true;
+	return 0;
+}
+
+void
+pt_linear_drop_f32(PtLinear *lin)
+{
+	if (lin->w_owned)
+		free((void *) lin->w);
+	lin->w = NULL;
+	lin->w_owned = false;
+}
+
+void
+pt_linear_free(PtLinear *lin)
+{
+	pt_linear_release_bf16(lin);
+	pt_linear_drop_f32(lin);
+	if (lin->w_bf16_owned)
+		free((void *) lin->w_bf16);
+	lin->w_bf16 = NULL;
+	lin->w_bf16_owned = false;
+}
+
+void
+pt_linear_row(const PtLinear *lin, int r, float *out)
+{
+	row_part(lin, r, 0, lin->in_dim, out);
 }

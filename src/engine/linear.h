@@ -22,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "runtime.h"
 
@@ -39,12 +40,27 @@ const char *pt_math_name(PtMath math);
 /* oneDNN's copy of the weights in a reduced precision, in its preferred layout */
 typedef struct PtLinearPacked PtLinearPacked;
 
+/*
+ * Where the weights live.  src is the checkpoint's tensor (in the file's
+ * mapping, F32, F16 or BF16).  A model in fp32 or int8 reads w, the fp32
+ * weights: src itself for an aligned F32 tensor, else a converted copy
+ * (w_owned).  A model in bf16 keeps no fp32 weights (w == NULL): forward
+ * products read the packed copy, backward products a plain bf16 [out, in]
+ * matrix, w_bf16: src itself for an aligned BF16 tensor, else a rounded
+ * copy made the first time a backward product needs it (w_bf16_owned).
+ * Rule: a PtLinear without w computes in bf16, whatever the caller asks.
+ */
 typedef struct PtLinear
 {
 	int			out_dim;
 	int			in_dim;
-	const float *w;				/* [out_dim, in_dim] fp32 */
+	const float *w;				/* [out_dim, in_dim] fp32, or NULL (bf16 model) */
 	PtLinearPacked *packed;		/* NULL unless prepared for bf16 or int8 */
+	const void *src;			/* the checkpoint's [out_dim, in_dim] data, in src_dtype */
+	int			src_dtype;		/* PtDType */
+	bool		w_owned;		/* w was allocated (converted), not the mapping */
+	const uint16_t *w_bf16;		/* [out_dim, in_dim] bf16 for backward products, or NULL */
+	bool		w_bf16_owned;
 } PtLinear;
 
 /* y[m, out] = x[m, in] . W^T */
@@ -60,7 +76,10 @@ void		pt_linear_forward_add(const PtLinear *lin, const float *x, int m, float *y
 void		pt_linear_forward_multi(const PtLinear *const *lins, int n, const float *x, int m,
 									float *const *ys, PtMath math);
 
-/* dx[m, in] = dy[m, out] . W, or += when accumulate */
+/*
+ * dx[m, in] = dy[m, out] . W, or += when accumulate: fp32 where the weights
+ * are fp32, else bf16 inputs with fp32 accumulation (mixed precision).
+ */
 void		pt_linear_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool accumulate);
 
 /*
@@ -93,6 +112,17 @@ const char *pt_dnnl_kernel(PtMath math);
 /* Converts W once for bf16 / int8 products (replacing another precision's copy). */
 int			pt_linear_prepare_bf16(PtLinear *lin);
 int			pt_linear_prepare_int8(PtLinear *lin);
+/*
+ * The weights' storage (see PtLinear): make the fp32 w (from src) or drop
+ * it (a bf16 model keeps none); free everything the linear allocated.
+ */
+int			pt_linear_materialize_f32(PtLinear *lin);
+void		pt_linear_drop_f32(PtLinear *lin);
+void		pt_linear_free(PtLinear *lin);
+
+/* out[in_dim] = row r of W in fp32, whatever form the weights are kept in */
+void		pt_linear_row(const PtLinear *lin, int r, float *out);
+
 /* Frees the reduced-precision copy, whatever its precision. */
 void		pt_linear_release_bf16(PtLinear *lin);
 /* The precision the weights are prepared for (PT_MATH_FP32: none). */
@@ -106,6 +136,8 @@ PtMath		pt_linear_packed_math(const PtLinear *lin);
  */
 bool		pt_bf16_load_input(const float *x, size_t n);
 bool		pt_bf16_matmul(const PtLinear *lin, int m, float *y, bool accumulate);
+/* dx[m, in] (+)= the loaded dy[m, out] (bf16) . W with the plain bf16 weights (w_bf16) */
+bool		pt_bf16_matmul_backward(const PtLinear *lin, int m, float *dx, bool accumulate);
 bool		pt_int8_load_input(const float *x, int m, int k);
 bool		pt_int8_matmul(const PtLinear *lin, int m, float *y, bool accumulate);
 

@@ -35,6 +35,7 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "safetensors.h"
 #include "linear.h"
 
 /* The kinds of product, each with its own operand types (and primitives). */
@@ -44,6 +45,7 @@ typedef enum Kind
 	KIND_INT8,					/* s8 [m, k] x packed s8 W^T -> s32 */
 	KIND_F32_FORWARD,			/* f32 [m, in] x W^T (plain, "ba") -> f32 [m, out] */
 	KIND_F32_BACKWARD,			/* f32 [m, out] x W (plain, "ab") -> f32 [m, in] */
+	KIND_BF16_BACKWARD,			/* bf16 [m, out] x plain bf16 W ("ab") -> f32 [m, in] */
 	N_KINDS
 } Kind;
 
@@ -183,17 +185,20 @@ matmul_desc(int m, int n, int k, dnnl_data_type_t src_type, const dnnl_memory_de
 static void
 kind_types(Kind kind, dnnl_data_type_t *src, dnnl_data_type_t *dst)
 {
-	*src = kind == KIND_BF16 ? dnnl_bf16 : kind == KIND_INT8 ? dnnl_s8 : dnnl_f32;
+	*src = kind == KIND_BF16 || kind == KIND_BF16_BACKWARD ? dnnl_bf16 : kind == KIND_INT8 ? dnnl_s8 : dnnl_f32;
 	*dst = kind == KIND_INT8 ? dnnl_s32 : dnnl_f32;
 }
 
-/* The fp32 weights as oneDNN sees them: [in, out] "ba" forward, [out, in] "ab" backward */
+/*
+ * The plain weights as oneDNN sees them: [in, out] "ba" forward, [out, in]
+ * "ab" backward; fp32 (w), or bf16 (w_bf16) for bf16 backward products.
+ */
 static bool
-plain_weights_md(const PtLinear *lin, bool backward, dnnl_memory_desc_t *md)
+plain_weights_md(const PtLinear *lin, bool backward, dnnl_memory_desc_t *md, dnnl_data_type_t type)
 {
 	dnnl_dims_t dims = {backward ? lin->out_dim : lin->in_dim, backward ? lin->in_dim : lin->out_dim};
 
-	return dnnl_memory_desc_init_by_tag(md, 2, dims, dnnl_f32, backward ? dnnl_ab : dnnl_ba) == dnnl_success;
+	return dnnl_memory_desc_init_by_tag(md, 2, dims, type, backward ? dnnl_ab : dnnl_ba) == dnnl_success;
 }
 
 /*
@@ -229,9 +234,18 @@ prepare(PtLinear *lin, PtMath math)
 		(pd = matmul_desc(1024, n, k, int8 ? dnnl_s8 : dnnl_bf16, &any,
 						  int8 ? dnnl_s32 : dnnl_f32, false)) == NULL)
 		return pt_fail(PT_ERR_INTERNAL, "oneDNN has no %s matmul for %d x %d", pt_math_name(math), n, k);
+	if (int8 && lin->w == NULL)
+		return pt_fail(PT_ERR_INTERNAL, "int8 weights are quantised from fp32 weights");
 	b = pt_calloc(1, sizeof(*b));
-	converted = pt_malloc((int8 ? 1 : 2) * (size_t) n * k);
-	if (b == NULL || converted == NULL || (int8 && (b->scales = pt_malloc(sizeof(float) * n)) == NULL))
+	/* a checkpoint's aligned BF16 tensor is reordered straight from the mapping */
+	if (!int8 && lin->w == NULL && lin->src_dtype == PT_DTYPE_BF16 && ((uintptr_t) lin->src % 2) == 0)
+		converted = NULL;
+	else if ((converted = pt_malloc((int8 ? 1 : 2) * (size_t) n * k)) == NULL)
+	{
+		free(b);
+		return -1;
+	}
+	if (b == NULL || (int8 && (b->scales = pt_malloc(sizeof(float) * n)) == NULL))
 		goto done;
 	b->math = math;
 	b->weights_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
@@ -256,11 +270,13 @@ prepare(PtLinear *lin, PtMath math)
 			for (int i = 0; i < k; i++)
 				q[i] = amax > 0.0f ? (int8_t) lrintf(row[i] * (127.0f / amax)) : 0;
 		}
-	else
+	else if (lin->w != NULL)
 		for (size_t i = 0; i < (size_t) n * k; i++)
 			((uint16_t *) converted)[i] = pt_f32_to_bf16(lin->w[i]);
+	else if (converted != NULL)
+		pt_convert_to_bf16(lin->src_dtype, lin->src, (size_t) n * k, converted);
 	if (dnnl_memory_desc_init_by_tag(&plain, 2, dims, type, dnnl_ba) != dnnl_success ||
-		dnnl_memory_create(&src, &plain, dnnl.engine, converted) != dnnl_success ||
+		dnnl_memory_create(&src, &plain, dnnl.engine, converted ? converted : (void *) lin->src) != dnnl_success ||
 		dnnl_memory_create(&b->weights, &b->weights_md, dnnl.engine, DNNL_MEMORY_ALLOCATE) != dnnl_success ||
 		dnnl_reorder_primitive_desc_create(&reorder_pd, &plain, dnnl.engine, &b->weights_md,
 										   dnnl.engine, NULL) != dnnl_success ||
@@ -354,7 +370,7 @@ primitive_for(Kind kind, const PtLinear *lin, int m, bool accumulate)
 	}
 	if (prim == NULL)
 	{
-		bool		backward = kind == KIND_F32_BACKWARD;
+		bool		backward = kind == KIND_F32_BACKWARD || kind == KIND_BF16_BACKWARD;
 		dnnl_data_type_t src_type,
 					dst_type;
 		dnnl_memory_desc_t plain;
@@ -364,7 +380,7 @@ primitive_for(Kind kind, const PtLinear *lin, int m, bool accumulate)
 		kind_types(kind, &src_type, &dst_type);
 		if (kind == KIND_BF16 || kind == KIND_INT8)
 			weights = &lin->packed->weights_md;
-		if (weights != &plain || plain_weights_md(lin, backward, &plain))
+		if (weights != &plain || plain_weights_md(lin, backward, &plain, src_type))
 			pd = matmul_desc(m, backward ? lin->in_dim : lin->out_dim, backward ? lin->out_dim : lin->in_dim,
 							 src_type, weights, dst_type, accumulate);
 		if (pd && dnnl_primitive_create(&prim, pd) == dnnl_success)
@@ -393,7 +409,7 @@ primitive_for(Kind kind, const PtLinear *lin, int m, bool accumulate)
 static bool
 matmul_piece(Kind kind, const PtLinear *lin, dnnl_primitive_t prim, const void *x, int rows, void *y)
 {
-	bool		backward = kind == KIND_F32_BACKWARD;
+	bool		backward = kind == KIND_F32_BACKWARD || kind == KIND_BF16_BACKWARD;
 	int			k = backward ? lin->out_dim : lin->in_dim,
 				n = backward ? lin->in_dim : lin->out_dim;
 	dnnl_data_type_t src_type,
@@ -411,8 +427,9 @@ matmul_piece(Kind kind, const PtLinear *lin, dnnl_primitive_t prim, const void *
 	kind_types(kind, &src_type, &dst_type);
 	if (kind == KIND_BF16 || kind == KIND_INT8)
 		weights = lin->packed->weights;
-	else if (!plain_weights_md(lin, backward, &plain) ||
-			 dnnl_memory_create(&weights, &plain, dnnl.engine, (void *) lin->w) != dnnl_success)
+	else if (!plain_weights_md(lin, backward, &plain, src_type) ||
+			 dnnl_memory_create(&weights, &plain, dnnl.engine,
+								kind == KIND_BF16_BACKWARD ? (void *) lin->w_bf16 : (void *) lin->w) != dnnl_success)
 		weights = NULL;
 	if (weights &&
 		dnnl_memory_desc_init_by_tag(&src_md, 2, src_dims, src_type, dnnl_ab) == dnnl_success &&
@@ -602,6 +619,17 @@ dequantise_piece(const PtLinear *lin, int r0, int rows, float *y, bool accumulat
 			for (int j = 0; j < n; j++)
 				out[j] = sx * sw[j] * (float) a[j];
 	}
+}
+
+bool
+pt_bf16_matmul_backward(const PtLinear *lin, int m, float *dx, bool accumulate)
+{
+	/* the loaded input must be this product's dy[m, out_dim] */
+	if (scratch_kind != KIND_BF16 || scratch_used != (size_t) m * lin->out_dim || lin->w_bf16 == NULL ||
+		!pt_bf16_supported())
+		return false;
+	return run_pieces(KIND_BF16_BACKWARD, lin, m, scratch, sizeof(uint16_t) * lin->out_dim,
+					  dx, sizeof(float) * lin->in_dim, accumulate);
 }
 
 bool

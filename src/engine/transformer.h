@@ -97,7 +97,7 @@ typedef struct PtPass
 {
 	const PtModel *model;
 	bool		keep;			/* every layer keeps its activations (for backward) */
-	PtMath		math;			/* the model's inference precision; fp32 when training */
+	PtMath		math;			/* the model's precision; training in int8 models computes in fp32 */
 
 	int			n_enc;
 	const PtEncoderSeq *enc_seqs;

@@ -143,13 +143,21 @@ set_state(PtuneWorkerState state, const char *error)
 	LWLockRelease(&ptune_shared->lock);
 }
 
+/* The precision ptune.precision asks for. */
+static PtMath
+wanted_precision(void)
+{
+	const char *want = GetConfigOption("ptune.precision", true, false);
+
+	return want && strcmp(want, "bf16") == 0 ? PT_MATH_BF16 :
+		want && strcmp(want, "int8") == 0 ? PT_MATH_INT8 : PT_MATH_FP32;
+}
+
 /* Prepares the model for the arithmetic ptune.precision asks for. */
 static void
 apply_precision(void)
 {
-	const char *want = GetConfigOption("ptune.precision", true, false);
-	PtMath		math = want && strcmp(want, "bf16") == 0 ? PT_MATH_BF16 :
-		want && strcmp(want, "int8") == 0 ? PT_MATH_INT8 : PT_MATH_FP32;
+	PtMath		math = wanted_precision();
 
 	if (worker_model == NULL || worker_model->math == math)
 		return;
@@ -180,7 +188,8 @@ load_model(void)
 	}
 	set_state(PTUNE_WORKER_LOADING, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	worker_model = pt_model_load(worker_model_path());
+	/* in its precision from the start: a bf16 model never has an fp32 copy */
+	worker_model = pt_model_load_math(worker_model_path(), wanted_precision());
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (worker_model == NULL)
 	{

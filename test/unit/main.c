@@ -24,6 +24,7 @@
 	X(test_loader_variants) \
 	X(test_half_precision_checkpoints) \
 	X(test_gradient_finite_differences) \
+	X(test_mixed_precision_gradient) \
 	X(test_determinism) \
 	X(test_packing_matches_single_rows) \
 	X(test_random_shapes_match_single_rows) \

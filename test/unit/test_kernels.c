@@ -15,6 +15,7 @@
 #include "error.h"
 #include "helpers.h"
 #include "kernel_choice.h"
+#include "safetensors.h"
 #include "transformer.h"
 #include "unit.h"
 
@@ -58,7 +59,7 @@ test_fp32_kernels_agree(void)
 	float	   *x = malloc(sizeof(float) * 300 * OUT);
 	float	   *y = malloc(sizeof(float) * 300 * OUT);
 	double	   *ref = malloc(sizeof(double) * 300 * OUT);
-	PtLinear	lin = {OUT, IN, w, NULL};
+	PtLinear	lin = {.out_dim = OUT, .in_dim = IN, .w = w, .src = w, .src_dtype = PT_DTYPE_F32};
 
 	REQUIRE(w && x && y && ref);
 	REQUIRE(pt_engine_init() == 0);
@@ -116,7 +117,7 @@ test_int8_product_within_bound(void)
 	float	   *x = malloc(sizeof(float) * M * IN);
 	float	   *y = malloc(sizeof(float) * M * OUT);
 	double	   *ref = malloc(sizeof(double) * M * OUT);
-	PtLinear	lin = {OUT, IN, w, NULL};
+	PtLinear	lin = {.out_dim = OUT, .in_dim = IN, .w = w, .src = w, .src_dtype = PT_DTYPE_F32};
 
 	REQUIRE(w && x && y && ref);
 	REQUIRE(pt_engine_init() == 0);
