@@ -259,6 +259,12 @@ if a:
         w(f"| int8 | {a['accuracy_int8']:.4f} | {a['label_agreement_int8']:.2%} | "
           f"{a['max_probability_difference_int8']:.4f} |")
 
+# ---- model sizes in bf16 (measured by hand, bench/paper-scale.md) ---------------
+paper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "paper-scale.md")
+if os.path.exists(paper):
+    w("\n## Paper scale: bf16 weights, mixed-precision training, flan-t5-xl\n")
+    w(open(paper).read().strip())
+
 # ---- the earlier machine -----------------------------------------------------
 intel = os.path.join(os.path.dirname(os.path.abspath(__file__)), "intel-xeon-amx.md")
 if os.path.exists(intel):
