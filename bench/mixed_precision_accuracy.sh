@@ -14,7 +14,7 @@ shared=${PTUNE_SHARED:-$(cd .. && pwd)/shared}
 work=build/bench/mixed-precision
 model=build/bench/spam-256
 mkdir -p "$work"
-[[ -f $model/model.safetensors ]] || tools/gen_checkpoint.py "$model" --preset spam-256 --seed 0 \
+[[ -f $model/model.safetensors ]] || ptune_py/gen_checkpoint.py "$model" --preset spam-256 --seed 0 \
   --spiece "$shared/tokenizers/t5/spiece.model" >/dev/null
 common=(--train "$shared/data/spam/train.csv" --text-column text --label-column label
         --batch-size 16 --steps "$steps" --max-input-tokens 64 --seed 42 --dev "$shared/data/spam/dev.csv" --eval-every 50
