@@ -56,6 +56,14 @@ main_model = models[-1] if models else None
 
 rounds = (load(f"engine_{main_model}_fp32.json") or {}).get("rounds", 1) if main_model else 1
 k0 = (load(f"engine_{main_model}_fp32.json") or {}).get("kernels", {}) if main_model else {}
+
+
+def kernel_of(precision):
+    """oneDNN's kernel for a precision, as the run in that precision reported it."""
+    e = load(f"engine_{main_model}_{precision}.json") or {}
+    return (e.get("kernels") or {}).get(precision) or "n/a"
+
+
 w("# Benchmarks\n")
 w("Everything below was measured in one run of `bench/run.sh` on this machine: "
   f"**{cpu_model()}**, {os.cpu_count()} cores (flags that matter for the products: "
@@ -74,8 +82,8 @@ if k0:
       f"`{(load(f'engine_{main_model}_fp32.json') or {}).get('blas_kernels', '?')}` kernels at "
       f"{fmt(f['gflops']['openblas_forward'])} / {fmt(f['gflops']['openblas_backward'])} GFLOP/s forward / backward "
       f"against oneDNN at {fmt(f['gflops']['onednn_forward'])} / {fmt(f['gflops']['onednn_backward'])} on the "
-      f"model's shapes, 512 rows, when the model loaded); bf16 on oneDNN `{k0.get('bf16')}`; int8 on oneDNN "
-      f"`{k0.get('int8')}`.\n")
+      f"model's shapes, 512 rows, when the model loaded); bf16 on oneDNN `{kernel_of('bf16')}`; int8 on oneDNN "
+      f"`{kernel_of('int8')}`.\n")
 w("Contenders: **ptune fp32**, **ptune bf16** (`ptune.precision = bf16`: bfloat16 weight and activation "
   "products on oneDNN; fp32 everywhere else), **ptune int8** (`ptune.precision = int8`: s8 weights with one "
   "scale per output channel, s8 activations with one scale per row, int32 products on oneDNN, fp32 "
@@ -166,6 +174,11 @@ if main_model:
         share = e16["encoder_gflops"] / ff["onednn_bf16"]
         w(f"| bf16 encoder at least 80% of oneDNN's bf16 matmul GFLOP/s at the model's (feed-forward) shape | "
           f"{share:.0%} ({fmt(e16['encoder_gflops'])} of {fmt(ff['onednn_bf16'])}) | {verdict(share >= 0.8)} |")
+
+# a note on this run (say, what disturbed it), kept beside its results
+note = os.path.join(R, "NOTE.md")
+if os.path.exists(note):
+    w("\n" + open(note).read().strip())
 
 # ---- SQL -----------------------------------------------------------------
 for precision in ("fp32", "bf16"):
