@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# How much bfloat16 inference changes classification: the same trained
-# prompt classifies the spam dev set in fp32 and in bf16.  Prints JSON:
-# accuracy of each, the fraction of rows whose label agrees, and the largest
-# probability difference.
+# How much bfloat16 and int8 inference change classification: the same
+# trained prompt classifies the spam dev set in fp32, bf16 and int8.  Prints
+# JSON: accuracy of each, the fraction of rows whose label agrees with fp32,
+# and the largest probability difference from fp32 (keys without a suffix:
+# bf16; with _int8: int8).
 #   bench/bf16_accuracy.sh [--quick]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,7 @@ for row in csv.DictReader(open(sys.argv[1])):
 PY
 PTUNE_PRECISION=fp32 build/ptune classify "$model" "$prompt" < "$work/texts.txt" > "$work/fp32.tsv"
 PTUNE_PRECISION=bf16 build/ptune classify "$model" "$prompt" < "$work/texts.txt" > "$work/bf16.tsv"
+PTUNE_PRECISION=int8 build/ptune classify "$model" "$prompt" < "$work/texts.txt" > "$work/int8.tsv"
 /usr/bin/python3 - "$work" <<'PY'
 import json, sys
 w = sys.argv[1]
@@ -47,16 +49,21 @@ def read(name):
     return [r[0] for r in rows], [float(r[1]) for r in rows]
 l32, p32 = read("fp32")
 l16, p16 = read("bf16")
+l8, p8 = read("int8")
 n = len(truth)
 def prob_of(labels, probs, other_labels):
     # probability each precision gives to the fp32 label
     return [p if a == b else 1 - p for a, b, p in zip(labels, other_labels, probs)]
-diff = max(abs(a - b) for a, b in zip(prob_of(l32, p32, l32), prob_of(l16, p16, l32)))
+def diff(labels, probs):
+    return max(abs(a - b) for a, b in zip(prob_of(l32, p32, l32), prob_of(labels, probs, l32)))
 print(json.dumps({
     "rows": n,
     "accuracy_fp32": sum(a == t for a, t in zip(l32, truth)) / n,
     "accuracy_bf16": sum(a == t for a, t in zip(l16, truth)) / n,
     "label_agreement": sum(a == b for a, b in zip(l32, l16)) / n,
-    "max_probability_difference": diff,
+    "max_probability_difference": diff(l16, p16),
+    "accuracy_int8": sum(a == t for a, t in zip(l8, truth)) / n,
+    "label_agreement_int8": sum(a == b for a, b in zip(l32, l8)) / n,
+    "max_probability_difference_int8": diff(l8, p8),
 }, indent=2))
 PY

@@ -8,13 +8,15 @@
 # every figure is the median over the rounds: this machine's speed drifts by
 # tens of percent within minutes, so one run of each would compare moments.
 # Everything is measured in the same run on the same machine: the engine
-# (fp32 and bf16), PyTorch at its faster thread setting, ONNX Runtime, SQL.
+# (fp32, bf16 and int8), PyTorch at its faster thread setting, ONNX Runtime
+# (fp32, and int8 from bench/ort/quantize_onnx.py), SQL.
+# MODELS="flan-t5-small" limits the models (default: t5-small flan-t5-small).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=${1:-}
 root=$PWD
 shared=${PTUNE_SHARED:-$(cd .. && pwd)/shared}
-out=bench/results
+out=${BENCH_OUT:-bench/results}   # BENCH_OUT: another machine's results beside these
 [[ $quick == --quick ]] && out=build/bench-quick
 mkdir -p "$out" build/bench
 q_flag=(); [[ $quick == --quick ]] && q_flag=(--quick)
@@ -37,7 +39,8 @@ if [[ $quick == --quick ]]; then
   bash test/make_test_models.sh build/models >/dev/null
   models=(tiny-gated:build/models/tiny-gated)
 else
-  models=(t5-small:$(checkpoint t5-small t5-small f32) flan-t5-small:$(checkpoint flan-t5-small flan-t5-small f32))
+  models=()
+  for name in ${MODELS:-t5-small flan-t5-small}; do models+=("$name:$(checkpoint "$name" "$name" f32)"); done
 fi
 
 labels_of() {   # the two single-token labels ptune bench picks, as ids
@@ -53,25 +56,34 @@ mkdir -p "$out/rounds" build/bench/ort
 for round in $(seq 1 "$rounds"); do
   for entry in "${models[@]}"; do
     name=${entry%%:*} dir=${entry#*:}
-    echo "== $name, round $round of $rounds: engine fp32, engine bf16, PyTorch, ONNX Runtime"
+    echo "== $name, round $round of $rounds: engine fp32, bf16, int8, PyTorch, ONNX Runtime fp32, int8"
     r=$out/rounds/r$round
-    build/ptune bench "$dir" "${q_flag[@]}" > "${r}_engine_${name}_fp32.json"
-    PTUNE_PRECISION=bf16 build/ptune bench "$dir" "${q_flag[@]}" > "${r}_engine_${name}_bf16.json"
+    for precision in fp32 bf16 int8; do
+      PTUNE_PRECISION=$precision build/ptune bench "$dir" "${q_flag[@]}" > "${r}_engine_${name}_$precision.json"
+    done
     /usr/bin/python3 -m ptune_py.pytorch_bench "$dir" "${q_flag[@]}" > "${r}_pytorch_${name}.json"
     [[ -f build/bench/ort/$name.onnx ]] ||
       /usr/bin/python3 -m ptune_py.export_onnx "$dir" "build/bench/ort/$name.onnx" >/dev/null 2>&1
-    ORT_MODULES=build/bench/ort/node_modules node bench/ort/bench_ort.js "build/bench/ort/$name.onnx" \
-      "$(jq .d_model "$dir/config.json")" "$(jq '[.vocab_size, 32000] | min' "$dir/config.json")" \
-      "$(labels_of "$dir")" "${q_flag[@]}" > "${r}_ort_${name}.json"
+    # int8 as ONNX Runtime's quantize_dynamic makes it (per-column weights, dynamic activations)
+    [[ -f build/bench/ort/$name-int8.onnx ]] ||
+      /usr/bin/python3 bench/ort/quantize_onnx.py "build/bench/ort/$name.onnx" "build/bench/ort/$name-int8.onnx" >/dev/null
+    for graph in "$name:ort_${name}" "$name-int8:ort_${name}_int8"; do
+      ORT_MODULES=build/bench/ort/node_modules node bench/ort/bench_ort.js "build/bench/ort/${graph%%:*}.onnx" \
+        "$(jq .d_model "$dir/config.json")" "$(jq '[.vocab_size, 32000] | min' "$dir/config.json")" \
+        "$(labels_of "$dir")" "${q_flag[@]}" > "${r}_${graph#*:}.json"
+    done
   done
 done
 for entry in "${models[@]}"; do
   name=${entry%%:*}
-  for kind in "engine_${name}_fp32" "engine_${name}_bf16" "pytorch_${name}" "ort_${name}"; do
+  for kind in "engine_${name}_fp32" "engine_${name}_bf16" "engine_${name}_int8" "pytorch_${name}" \
+              "ort_${name}" "ort_${name}_int8"; do
     /usr/bin/python3 bench/median.py "$out"/rounds/r*_"$kind".json > "$out/$kind.json"
   done
 done
 if [[ $quick == --peers ]]; then
+  # the accuracy of bf16 and int8 against fp32 belongs with the peers (the int8 target)
+  bash bench/bf16_accuracy.sh > "$out/bf16_accuracy.json"
   /usr/bin/python3 bench/report.py "$out" > BENCHMARKS.md
   echo "wrote BENCHMARKS.md"
   exit 0

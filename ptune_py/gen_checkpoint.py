@@ -59,6 +59,7 @@ Presets
     flan-t5-small      512   64     6  1024     8 / 8        gated-gelu    no    32 / 128
     flan-t5-base       768   64    12  2048    12 / 12       gated-gelu    no    32 / 128
     flan-t5-large     1024   64    16  2816    24 / 24       gated-gelu    no    32 / 128
+    flan-t5-xl        2048   64    32  5120    24 / 24       gated-gelu    no    32 / 128
     tiny-relu           64   16     4   128     2 / 2        relu          yes   32 / 128
     tiny-gated          64   12     3    96     3 / 2        gated-gelu    no    16 / 20
     spam-256           256   32     8  1024     4 / 4        gated-gelu    no    32 / 128
@@ -167,6 +168,9 @@ PRESETS = {
     "flan-t5-large": dict(vocab_size=T5_VOCAB_SIZE, d_model=1024, d_kv=64, d_ff=2816,
                           num_layers=24, num_decoder_layers=24, num_heads=16,
                           feed_forward_proj="gated-gelu", tie_word_embeddings=False),
+    "flan-t5-xl": dict(vocab_size=T5_VOCAB_SIZE, d_model=2048, d_kv=64, d_ff=5120,
+                       num_layers=24, num_decoder_layers=24, num_heads=32,
+                       feed_forward_proj="gated-gelu", tie_word_embeddings=False),
     "tiny-relu": dict(d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2,
                       num_heads=4, feed_forward_proj="relu", tie_word_embeddings=True),
     # Irregular on purpose: inner dim 36 != d_model, 3 encoder vs 2 decoder

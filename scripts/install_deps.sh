@@ -26,7 +26,8 @@ if [[ "${1:-}" == "--demo" || "${1:-}" == "--bench" ]]; then
   command -v npm >/dev/null || packages+=(nodejs npm)
 fi
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(hyperfine bc)
+  # python3-onnx: bench/ort/quantize_onnx.py makes the int8 graph for ONNX Runtime
+  packages+=(hyperfine bc python3-onnx)
 fi
 
 missing=()

@@ -17,5 +17,7 @@ for cfg in 32:128 16:20 64:256; do
 done
 # OpenMP threads sleep instead of spinning while they wait (see src/cli/main.c)
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+# the measured kernel choice (src/engine/kernel_choice.h) is cached here, not in $HOME
+export PTUNE_CACHE_DIR=${PTUNE_CACHE_DIR:-$PWD/$BUILD}
 PTUNE_TEST_MODELS="$models" PTUNE_SHARED="$SHARED" PTUNE_BUCKET_TABLES="$models" \
   ${UNIT_WRAPPER:-} "$BUILD/test_engine" "$@"

@@ -5,11 +5,14 @@
  *   sgemm_gflops        OpenBLAS sgemm at the feed-forward shape of a batch
  *                       of 32 rows (M = 32 x 148 tokens, N = d_ff, K = d_model)
  *   encoder_gflops      the encoder's achieved GFLOP/s on 32 rows
+ *   encoder_split_ms    its time, and the part its linear layers' products take
+ *   kernels             which library runs each precision's products
  *   classify_rows_per_s at batch 1, 8 and 32: 128 input tokens, prompt of 20
  *                       rows, 2 single-token labels
  *   train_step_ms       batch 8, 128 tokens, prompt 20, forward + backward
  *
- * also: the load time, sgemm at each weight shape of the model, and the
+ * also: the load time, sgemm and oneDNN's matmul (f32, bf16, int8) at each
+ * weight shape of the model, and the
  * process's peak memory.  Options change the workload for scaling studies:
  * --input-tokens N, --prompt-length N, --batches 1,8,32; --classify-only
  * measures only classification (for profiling); --scoring label_tokens|rank
@@ -168,6 +171,8 @@ sgemm_gflops(int M, int N, int K, int reps)
 	return 2.0 * M * N * K / t / 1e9;
 }
 
+static double encoder_ms;		/* encoder_gflops's time for 32 rows */
+
 static double
 encoder_gflops(const PtModel *m, Workload *w, PtWorkspace *ws, int reps)
 {
@@ -184,7 +189,37 @@ encoder_gflops(const PtModel *m, Workload *w, PtWorkspace *ws, int reps)
 	if (pt_pass_begin(&pass, m, &ws->pass, seqs, 32, NULL, 0, false) != 0)
 		return NAN;
 	TIME_MEDIAN(reps, t, pt_encoder_forward(&pass));
+	encoder_ms = t * 1e3;
 	return encoder_flops(&m->cfg, lens, 32) / t / 1e9;
+}
+
+/*
+ * The encoder's matrix products alone, in the model's precision, for 32
+ * rows: one layer's linear layers on M rows, times the layer count (ms).
+ * The encoder's time less this is its other work: attention's per-head
+ * products, softmax, norms, activations, the bucket bias and packing.
+ */
+static double
+encoder_products_ms(const PtModel *m, int M, int reps)
+{
+	const PtEncoderLayer *e = &m->enc[0];
+	const PtLinear *lins[7] = {&e->attn.q, &e->attn.k, &e->attn.v, &e->attn.o, &e->ff.wi0,
+	m->cfg.gated ? &e->ff.wi1 : NULL, &e->ff.wo};
+	size_t		widest = (size_t) (m->cfg.d_ff > m->cfg.d_model ? m->cfg.d_ff : m->cfg.d_model);
+	float	   *x = calloc((size_t) M * widest, sizeof(float)),
+			   *y = calloc((size_t) M * widest, sizeof(float));
+	double		t = NAN;
+
+	if (x && y && m->cfg.num_layers > 0)
+	{
+		for (size_t i = 0; i < (size_t) M * widest; i++)
+			x[i] = (float) ((int) (i % 2001) - 1000) * 1e-3f;
+		TIME_MEDIAN(reps, t, for (int i = 0; i < 7; i++) if (lins[i] && lins[i]->w)
+					pt_linear_forward(lins[i], x, M, y, m->math));
+	}
+	free(x);
+	free(y);
+	return t * m->cfg.num_layers * 1e3;
 }
 
 static double
@@ -268,6 +303,7 @@ cmd_bench(int argc, char **argv)
 				sgemm,
 				sgemm_ff_first = 0.0,
 				encoder,
+				products_ms,
 				train_ms;
 	const PtConfig *c;
 	int			M;
@@ -343,8 +379,12 @@ cmd_bench(int argc, char **argv)
 
 			if (i == 2)
 				sgemm_ff_first = g;
-			json_array_append_new(shapes, json_pack("{s:s, s:i, s:i, s:i, s:f}", "layer", names[i],
-													"m", M, "n", dims[i][0], "k", dims[i][1], "gflops", g));
+			/* and oneDNN's own matmul in each precision (0: not on this CPU) */
+			json_array_append_new(shapes, json_pack("{s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f}", "layer", names[i],
+													"m", M, "n", dims[i][0], "k", dims[i][1], "gflops", g,
+													"onednn_f32", pt_dnnl_matmul_gflops(PT_MATH_FP32, M, dims[i][0], dims[i][1], quick ? 1 : 5),
+													"onednn_bf16", pt_dnnl_matmul_gflops(PT_MATH_BF16, M, dims[i][0], dims[i][1], quick ? 1 : 5),
+													"onednn_int8", pt_dnnl_matmul_gflops(PT_MATH_INT8, M, dims[i][0], dims[i][1], quick ? 1 : 5)));
 		}
 	}
 
@@ -365,12 +405,14 @@ cmd_bench(int argc, char **argv)
 	 */
 	sgemm = classify_only ? NAN : fmax(sgemm_ff_first, sgemm_gflops(M, c->d_ff, c->d_model, quick ? 1 : 9));
 	encoder = classify_only ? NAN : encoder_gflops(m, w, &ws, reps);
+	products_ms = classify_only ? NAN : encoder_products_ms(m, M, reps);
 	train_ms = classify_only ? NAN : train_step_ms(m, w, &ws, quick ? 1 : 5);
-	out = json_pack("{s:s, s:i, s:s, s:s, s:i, s:i, s:f, s:f, s:o, s:o, s:o, s:o, s:o, s:f}",
+	out = json_pack("{s:s, s:i, s:s, s:s, s:o, s:i, s:i, s:f, s:f, s:o, s:o, s:o, s:{s:o, s:o}, s:o, s:o, s:f}",
 					"model", c->model_name,
 					"threads", pt_get_threads(),
 					"blas_kernels", pt_blas_core(),
-					"precision", m->math == PT_MATH_BF16 ? "bf16" : "fp32",
+					"precision", pt_math_name(m->math),
+					"kernels", pt_kernels_json(),
 					"input_tokens", INPUT_TOKENS,
 					"prompt_length", PROMPT_LEN,
 					"file_mb", m->file_bytes / 1048576.0,
@@ -378,6 +420,8 @@ cmd_bench(int argc, char **argv)
 					"sgemm_gflops", number(sgemm),
 					"sgemm_shapes", shapes,
 					"encoder_gflops", number(encoder),
+					"encoder_split_ms", "total", number(classify_only ? NAN : encoder_ms),
+					"products", number(products_ms),
 					"classify_rows_per_s", rows,
 					"train_step_ms", number(train_ms),
 					"peak_rss_mb", status_kb("VmHWM") / 1024.0);

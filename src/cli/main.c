@@ -33,23 +33,29 @@ usage(FILE *out)
 	fprintf(out, "usage: ptune COMMAND ...\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(out, "  ptune %s\n", commands[i].usage);
-	fprintf(out, "\nenvironment: PTUNE_THREADS (default: all cores), PTUNE_PRECISION (fp32 or bf16:\n"
-			"bfloat16 products for inference where the CPU has them)\n");
+	fprintf(out, "\nenvironment: PTUNE_THREADS (default: all cores), PTUNE_PRECISION (fp32, bf16\n"
+			"or int8: bfloat16 or int8 products for inference where the CPU has them; bf16\n"
+			"keeps the weights in bfloat16 only and trains in mixed precision, int8 trains in\n"
+			"fp32), PTUNE_FP32_KERNEL (openblas or onednn: overrides the measured\n"
+			"choice), PTUNE_CACHE_DIR (where that choice is cached)\n");
 }
 
 PtModel *
 cli_load_model(const char *dir)
 {
-	PtModel    *m = pt_model_load(dir);
 	const char *precision = getenv("PTUNE_PRECISION");
+	PtMath		math = precision && strcmp(precision, "bf16") == 0 ? PT_MATH_BF16 :
+		precision && strcmp(precision, "int8") == 0 ? PT_MATH_INT8 : PT_MATH_FP32;
+	/* loaded in its precision: a bf16 model never has an fp32 copy */
+	PtModel    *m = pt_model_load_math(dir, math);
 
 	if (m == NULL)
 	{
 		fprintf(stderr, "ptune: %s\n", pt_error_message());
 		return NULL;
 	}
-	if (precision && strcmp(precision, "bf16") == 0 && pt_model_set_math(m, PT_MATH_BF16) != 0)
-		fprintf(stderr, "ptune: bfloat16 unavailable, using fp32: %s\n", pt_error_message());
+	if (m->math != math && pt_model_set_math(m, math) != 0)
+		fprintf(stderr, "ptune: %s unavailable, using fp32: %s\n", precision, pt_error_message());
 	return m;
 }
 

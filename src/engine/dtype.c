@@ -70,3 +70,36 @@ pt_convert_to_f32(int dtype, const void *src, size_t n, float *dst)
 			break;
 	}
 }
+
+void
+pt_convert_to_bf16(int dtype, const void *src, size_t n, uint16_t *dst)
+{
+	const unsigned char *p = src;
+
+	switch ((PtDType) dtype)
+	{
+		case PT_DTYPE_BF16:
+			memcpy(dst, src, n * sizeof(uint16_t));
+			break;
+		case PT_DTYPE_F32:
+			for (size_t i = 0; i < n; i++)
+			{
+				float		f;
+
+				memcpy(&f, p + 4 * i, 4);
+				dst[i] = pt_f32_to_bf16(f);
+			}
+			break;
+		case PT_DTYPE_F16:
+			for (size_t i = 0; i < n; i++)
+			{
+				uint16_t	h;
+
+				memcpy(&h, p + 2 * i, 2);
+				dst[i] = pt_f32_to_bf16(pt_f16_to_f32(h));
+			}
+			break;
+		default:
+			break;
+	}
+}

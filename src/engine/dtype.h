@@ -36,4 +36,7 @@ float		pt_f16_to_f32(uint16_t h);
 /* Converts n values of a checkpoint dtype (F32, F16 or BF16, unaligned) to f32. */
 void		pt_convert_to_f32(int dtype, const void *src, size_t n, float *dst);
 
+/* The same to bfloat16 (F32 and F16 rounded to nearest even; BF16 copied). */
+void		pt_convert_to_bf16(int dtype, const void *src, size_t n, uint16_t *dst);
+
 #endif

@@ -9,6 +9,7 @@
 void
 pt_head_logits(const PtModel *m, const float *h, int n, float *logits)
 {
+	/* fp32, except in a bf16 model (no fp32 weights) */
 	pt_linear_forward(&m->lm_head, h, n, logits, PT_MATH_FP32);
 }
 
@@ -17,6 +18,13 @@ pt_head_logits_few(const PtModel *m, const float *h, int n, float *logits)
 {
 	int			d = m->cfg.d_model,
 				V = m->cfg.vocab_size;
+
+	if (m->lm_head.w == NULL)
+	{
+		/* bf16 weights only: the packed product reads them once as well */
+		pt_head_logits(m, h, n, logits);
+		return;
+	}
 
 #pragma omp parallel for schedule(static)
 	for (int v = 0; v < V; v++)
@@ -41,10 +49,15 @@ pt_head_token_logits(const PtModel *m, const float *h, const int32_t *ids, int n
 {
 	int			d = m->cfg.d_model;
 
+	float		row[d];			/* lm_head's row of a bf16 model, in fp32 */
+
 	for (int j = 0; j < n_ids; j++)
 	{
-		const float *w = m->lm_head.w + (size_t) ids[j] * d;
+		const float *w = m->lm_head.w ? m->lm_head.w + (size_t) ids[j] * d : row;
 		float		dot = 0.0f;
+
+		if (m->lm_head.w == NULL)
+			pt_linear_row(&m->lm_head, ids[j], row);
 
 		for (int k = 0; k < d; k++)
 			dot += h[k] * w[k];

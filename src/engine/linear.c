@@ -1,30 +1,18 @@
 /*
- * linear.c - matrix products on OpenBLAS (see linear.h).
- *
- * We use the OpenMP build of OpenBLAS so that BLAS and the engine's own
- * "#pragma omp" loops share one thread pool: a GEMM called from inside a
- * parallel loop runs single-threaded instead of oversubscribing the cores.
- *
- * OpenBLAS picks its kernels by CPU model when the library is loaded, and
- * Debian's 0.3.21 does not know recent Xeons: it falls back to its generic
- * "Prescott" SSE3 kernels, about 6x slower than its AVX-512 ones on the same
- * machine (measured: 32 vs 185 GFLOP/s).  So the engine loads OpenBLAS
- * itself with dlopen(), after setting OPENBLAS_CORETYPE from the CPU's
- * instruction sets (unless the user set it).  This also keeps OpenBLAS out
- * of any process that never runs the engine.
+ * linear.c - the model's matrix products (see linear.h): each goes to the
+ * kernel its precision and the measured choice (kernel_choice.c) name.
+ * Loading the libraries and threads live in runtime.c; the oneDNN products
+ * in linear_dnnl.c.
  */
-#include <dlfcn.h>
-#include <omp.h>
-#include <pthread.h>
-#include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "dtype.h"
 #include "error.h"
+#include "kernel_choice.h"
 #include "linear.h"
-
-#ifndef PT_OPENBLAS_LIBRARY
-#define PT_OPENBLAS_LIBRARY "libopenblas.so.0"
-#endif
+#include "safetensors.h"
 
 /* cblas_sgemm's enums, as cblas.h defines them */
 enum
@@ -34,74 +22,18 @@ enum
 	TRANS = 112
 };
 
-typedef void (*SgemmFn) (int order, int trans_a, int trans_b, int m, int n, int k,
-						 float alpha, const float *a, int lda, const float *b, int ldb,
-						 float beta, float *c, int ldc);
-
-static struct
-{
-	pthread_once_t once;
-	int			status;			/* 0 ok, -1 failed */
-	char		error[512];
-	SgemmFn		sgemm;
-	void		(*set_threads) (int n);
-	char	   *(*corename) (void);
-} blas = {PTHREAD_ONCE_INIT};
-
-/* The OpenBLAS kernel family for this CPU's instruction sets. */
-static const char *
-core_for_this_cpu(void)
-{
-	__builtin_cpu_init();
-	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-		__builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-		return "SkylakeX";
-	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-		return "Haswell";
-	return NULL;				/* let OpenBLAS decide */
-}
-
-static void
-load_blas(void)
-{
-	const char *core = core_for_this_cpu();
-	void	   *lib;
-
-	if (core && getenv("OPENBLAS_CORETYPE") == NULL)
-		setenv("OPENBLAS_CORETYPE", core, 0);
-	lib = dlopen(PT_OPENBLAS_LIBRARY, RTLD_NOW | RTLD_LOCAL);
-	if (lib == NULL)
-	{
-		snprintf(blas.error, sizeof(blas.error), "could not load OpenBLAS (%s): %s",
-				 PT_OPENBLAS_LIBRARY, dlerror());
-		blas.status = -1;
-		return;
-	}
-	blas.sgemm = (SgemmFn) dlsym(lib, "cblas_sgemm");
-	blas.set_threads = (void (*) (int)) dlsym(lib, "openblas_set_num_threads");
-	blas.corename = (char *(*) (void)) dlsym(lib, "openblas_get_corename");
-	if (blas.sgemm == NULL || blas.set_threads == NULL)
-	{
-		snprintf(blas.error, sizeof(blas.error), "%s lacks cblas_sgemm", PT_OPENBLAS_LIBRARY);
-		blas.status = -1;
-	}
-}
-
-int
-pt_engine_init(void)
-{
-	pthread_once(&blas.once, load_blas);
-	if (blas.status != 0)
-		return pt_fail(PT_ERR_IO, "%s", blas.error);
-	return 0;
-}
-
 const char *
-pt_blas_core(void)
+pt_math_name(PtMath math)
 {
-	if (pt_engine_init() != 0 || blas.corename == NULL)
-		return "unknown";
-	return blas.corename();
+	switch (math)
+	{
+		case PT_MATH_BF16:
+			return "bf16";
+		case PT_MATH_INT8:
+			return "int8";
+		default:
+			return "fp32";
+	}
 }
 
 void
@@ -111,22 +43,65 @@ pt_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
 {
 	if (m <= 0 || n <= 0)
 		return;
-	/* pt_model_load() initialised the library; without a model there is nothing to multiply */
-	if (blas.sgemm == NULL && pt_engine_init() != 0)
-		abort();
-	blas.sgemm(ROW_MAJOR, trans_a ? TRANS : NO_TRANS, trans_b ? TRANS : NO_TRANS,
-			   m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+	pt_blas_sgemm() (ROW_MAJOR, trans_a ? TRANS : NO_TRANS, trans_b ? TRANS : NO_TRANS,
+					 m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-/* y (+)= x W^T, in bfloat16 where prepared and asked for, else fp32 sgemm */
+bool
+pt_fp32_product(PtKernel kernel, bool backward, const PtLinear *lin, const float *x,
+				int m, float *y, bool accumulate)
+{
+	if (kernel == PT_KERNEL_ONEDNN)
+		return pt_dnnl_f32_matmul(lin, backward, x, m, y, accumulate);
+	if (backward)				/* y[m, in] (+)= x[m, out] . W */
+		pt_gemm(false, false, m, lin->in_dim, lin->out_dim, 1.0f,
+				x, lin->out_dim, lin->w, lin->in_dim, accumulate ? 1.0f : 0.0f, y, lin->in_dim);
+	else						/* y[m, out] (+)= x[m, in] . W^T */
+		pt_gemm(false, true, m, lin->out_dim, lin->in_dim, 1.0f,
+				x, lin->in_dim, lin->w, lin->in_dim, accumulate ? 1.0f : 0.0f, y, lin->out_dim);
+	return true;
+}
+
+/* fp32 with the chosen kernel; OpenBLAS if oneDNN cannot run this one (y is then untouched) */
+static void
+fp32_product(bool backward, const PtLinear *lin, const float *x, int m, float *y, bool accumulate)
+{
+	if (m <= 0)
+		return;
+	if (!pt_fp32_product(pt_fp32_kernel(backward), backward, lin, x, m, y, accumulate))
+		pt_fp32_product(PT_KERNEL_OPENBLAS, backward, lin, x, m, y, accumulate);
+}
+
+/* The input of a reduced-precision product, converted once for several weights. */
+static bool
+load_input(PtMath math, const float *x, int m, int k)
+{
+	if (math == PT_MATH_BF16)
+		return pt_bf16_load_input(x, (size_t) m * k);
+	return pt_int8_load_input(x, m, k);
+}
+
+static bool
+reduced_matmul(PtMath math, const PtLinear *lin, int m, float *y, bool accumulate)
+{
+	if (math == PT_MATH_BF16)
+		return pt_bf16_matmul(lin, m, y, accumulate);
+	return pt_int8_matmul(lin, m, y, accumulate);
+}
+
+/*
+ * y (+)= x W^T, in the asked precision where the weights are prepared for
+ * it, else fp32; always bf16 where there are no fp32 weights.
+ */
 static void
 product(const PtLinear *lin, const float *x, int m, float *y, PtMath math, bool accumulate)
 {
-	if (math == PT_MATH_BF16 && lin->bf16 && m > 0 &&
-		pt_bf16_load_input(x, (size_t) m * lin->in_dim) && pt_bf16_matmul(lin, m, y, accumulate))
+	if (lin->w == NULL)
+		math = PT_MATH_BF16;
+	if (math != PT_MATH_FP32 && m > 0 && pt_linear_packed_math(lin) == math &&
+		load_input(math, x, m, lin->in_dim) && reduced_matmul(math, lin, m, y, accumulate))
 		return;
-	pt_gemm(false, true, m, lin->out_dim, lin->in_dim, 1.0f,
-			x, lin->in_dim, lin->w, lin->in_dim, accumulate ? 1.0f : 0.0f, y, lin->out_dim);
+	fp32_product(false, lin, x, m, y, accumulate);
 }
 
 void
@@ -149,47 +124,139 @@ pt_linear_forward_multi(const PtLinear *const *lins, int n, const float *x, int 
 
 	for (int i = 0; i < n; i++)
 	{
-		if (math == PT_MATH_BF16 && lins[i]->bf16 && m > 0)
+		if (lins[i]->w == NULL)
+		{
+			/* bf16 weights only: a product of its own (the loaded input may be another precision's) */
+			product(lins[i], x, m, ys[i], PT_MATH_BF16, false);
+			continue;
+		}
+		if (math != PT_MATH_FP32 && m > 0 && pt_linear_packed_math(lins[i]) == math)
 		{
 			if (!loaded)
-				loaded = pt_bf16_load_input(x, (size_t) m * lins[i]->in_dim);
-			if (loaded && pt_bf16_matmul(lins[i], m, ys[i], false))
+				loaded = load_input(math, x, m, lins[i]->in_dim);
+			if (loaded && reduced_matmul(math, lins[i], m, ys[i], false))
 				continue;
 		}
-		pt_gemm(false, true, m, lins[i]->out_dim, lins[i]->in_dim, 1.0f,
-				x, lins[i]->in_dim, lins[i]->w, lins[i]->in_dim, 0.0f, ys[i], lins[i]->out_dim);
+		fp32_product(false, lins[i], x, m, ys[i], false);
 	}
+}
+
+/* out[n] = W[r, k0 .. k0 + n) in fp32, from whichever form the weights are kept in */
+static void
+row_part(const PtLinear *lin, int r, int k0, int n, float *out)
+{
+	size_t		at = (size_t) r * lin->in_dim + k0;
+
+	if (lin->w)
+		memcpy(out, lin->w + at, sizeof(float) * n);
+	else if (lin->w_bf16)
+		pt_convert_to_f32(PT_DTYPE_BF16, lin->w_bf16 + at, n, out);
+	else
+		pt_convert_to_f32(lin->src_dtype, (const char *) lin->src + at * pt_dtype_size(lin->src_dtype),
+						  n, out);
+}
+
+#define BACKWARD_CHUNK 256
+
+/* The plain bf16 [out, in] weights of a bf16-only linear: the checkpoint's own, or rounded once. */
+static bool
+ensure_bf16_plain(const PtLinear *lin)
+{
+	PtLinear   *l = (PtLinear *) lin;	/* a cache: the weights' values do not change */
+	uint16_t   *w;
+
+	if (lin->w_bf16)
+		return true;
+	w = malloc(sizeof(uint16_t) * (size_t) lin->out_dim * lin->in_dim);
+	if (w == NULL)
+		return false;
+	pt_convert_to_bf16(lin->src_dtype, lin->src, (size_t) lin->out_dim * lin->in_dim, w);
+	l->w_bf16 = w;
+	l->w_bf16_owned = true;
+	return true;
 }
 
 void
 pt_linear_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool accumulate)
 {
-	pt_gemm(false, false, m, lin->in_dim, lin->out_dim, 1.0f,
-			dy, lin->out_dim, lin->w, lin->in_dim, accumulate ? 1.0f : 0.0f,
-			dx, lin->in_dim);
-}
-
-void
-pt_engine_start_threads(void)
-{
-#pragma omp parallel
+	if (m <= 0)
+		return;
+	if (lin->w != NULL)
 	{
-		(void) omp_get_thread_num();
+		fp32_product(true, lin, dy, m, dx, accumulate);
+		return;
 	}
+	/* a bf16 model: dy rounded to bf16, products accumulated in fp32 */
+	if (ensure_bf16_plain(lin) && pt_bf16_load_input(dy, (size_t) m * lin->out_dim) &&
+		pt_bf16_matmul_backward(lin, m, dx, accumulate))
+		return;
+	/* oneDNN failed (or no memory for the copy): fp32 from the weights' own data, row by row */
+	if (!accumulate)
+		memset(dx, 0, sizeof(float) * (size_t) m * lin->in_dim);
+	for (int o = 0; o < lin->out_dim; o++)
+		for (int k0 = 0; k0 < lin->in_dim; k0 += BACKWARD_CHUNK)
+		{
+			float		row[BACKWARD_CHUNK];
+			int			n = lin->in_dim - k0 < BACKWARD_CHUNK ? lin->in_dim - k0 : BACKWARD_CHUNK;
+
+			row_part(lin, o, k0, n, row);
+			for (int i = 0; i < m; i++)
+			{
+				float		g = dy[(size_t) i * lin->out_dim + o];
+				float	   *out = dx + (size_t) i * lin->in_dim + k0;
+
+				for (int k = 0; k < n; k++)
+					out[k] += g * row[k];
+			}
+		}
 }
 
-void
-pt_set_threads(int n)
-{
-	if (n < 1)
-		n = 1;
-	omp_set_num_threads(n);
-	if (pt_engine_init() == 0)
-		blas.set_threads(n);
-}
+/* ---- the weights' storage ----------------------------------------------------- */
 
 int
-pt_get_threads(void)
+pt_linear_materialize_f32(PtLinear *lin)
 {
-	return omp_get_max_threads();
+	float	   *w;
+
+	if (lin->w != NULL)
+		return 0;
+	if (lin->src_dtype == PT_DTYPE_F32 && ((uintptr_t) lin->src % sizeof(float)) == 0)
+	{
+		lin->w = lin->src;		/* the mapping itself */
+		lin->w_owned = false;
+		return 0;
+	}
+	w = pt_malloc(sizeof(float) * (size_t) lin->out_dim * lin->in_dim);
+	if (w == NULL)
+		return -1;
+	pt_convert_to_f32(lin->src_dtype, lin->src, (size_t) lin->out_dim * lin->in_dim, w);
+	lin->w = w;
+	lin->w_owned = true;
+	return 0;
+}
+
+void
+pt_linear_drop_f32(PtLinear *lin)
+{
+	if (lin->w_owned)
+		free((void *) lin->w);
+	lin->w = NULL;
+	lin->w_owned = false;
+}
+
+void
+pt_linear_free(PtLinear *lin)
+{
+	pt_linear_release_bf16(lin);
+	pt_linear_drop_f32(lin);
+	if (lin->w_bf16_owned)
+		free((void *) lin->w_bf16);
+	lin->w_bf16 = NULL;
+	lin->w_bf16_owned = false;
+}
+
+void
+pt_linear_row(const PtLinear *lin, int r, float *out)
+{
+	row_part(lin, r, 0, lin->in_dim, out);
 }

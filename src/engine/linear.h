@@ -1,5 +1,5 @@
 /*
- * linear.h - the engine's one interface to matrix-multiply libraries.
+ * linear.h - the engine's one interface to matrix products.
  *
  * Every weight matrix of the model is a PtLinear: W[out_dim, in_dim], stored
  * row-major as in Hugging Face (nn.Linear.weight).  The model only ever needs
@@ -7,31 +7,60 @@
  *   backward:  dx[m, in] (+)= dy[m, out] . W      (weights are frozen: no dW)
  * with the rows of all sequences in a batch stacked into m.  Attention's small
  * per-head products call pt_gemm() directly.
+ *
+ * Which library computes a product depends on the precision and, for fp32, on
+ * a measurement made when the model loads (runtime.h: pt_kernels_choose):
+ *   fp32: OpenBLAS sgemm or oneDNN's f32 matmul, whichever measured faster,
+ *         separately for the forward and the backward products;
+ *   bf16: oneDNN, bfloat16 inputs, fp32 accumulation (AVX512-BF16 or AMX);
+ *   int8: oneDNN, s8 weights (one scale per output channel, quantised once)
+ *         and s8 activations (one scale per row, quantised per product),
+ *         int32 accumulation, fp32 output (VNNI or AMX where the CPU has them).
  */
 #ifndef PT_LINEAR_H
 #define PT_LINEAR_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
-/*
- * The arithmetic of a forward product: fp32 (sgemm), or bfloat16 inputs with
- * fp32 accumulation (oneDNN, where the CPU has bfloat16 instructions and the
- * weights were prepared with pt_linear_prepare_bf16).
- */
+#include "runtime.h"
+
+/* The arithmetic of a forward product (backward products are always fp32). */
 typedef enum PtMath
 {
 	PT_MATH_FP32 = 0,
-	PT_MATH_BF16 = 1
+	PT_MATH_BF16 = 1,
+	PT_MATH_INT8 = 2
 } PtMath;
 
-typedef struct PtLinearBf16 PtLinearBf16;	/* oneDNN's copy of the weights */
+/* "fp32", "bf16" or "int8" */
+const char *pt_math_name(PtMath math);
 
+/* oneDNN's copy of the weights in a reduced precision, in its preferred layout */
+typedef struct PtLinearPacked PtLinearPacked;
+
+/*
+ * Where the weights live.  src is the checkpoint's tensor (in the file's
+ * mapping, F32, F16 or BF16).  A model in fp32 or int8 reads w, the fp32
+ * weights: src itself for an aligned F32 tensor, else a converted copy
+ * (w_owned).  A model in bf16 keeps no fp32 weights (w == NULL): forward
+ * products read the packed copy, backward products a plain bf16 [out, in]
+ * matrix, w_bf16: src itself for an aligned BF16 tensor, else a rounded
+ * copy made the first time a backward product needs it (w_bf16_owned).
+ * Rule: a PtLinear without w computes in bf16, whatever the caller asks.
+ */
 typedef struct PtLinear
 {
 	int			out_dim;
 	int			in_dim;
-	const float *w;				/* [out_dim, in_dim] fp32 */
-	PtLinearBf16 *bf16;			/* NULL unless prepared */
+	const float *w;				/* [out_dim, in_dim] fp32, or NULL (bf16 model) */
+	PtLinearPacked *packed;		/* NULL unless prepared for bf16 or int8 */
+	const void *src;			/* the checkpoint's [out_dim, in_dim] data, in src_dtype */
+	int			src_dtype;		/* PtDType */
+	bool		w_owned;		/* w was allocated (converted), not the mapping */
+	const uint16_t *w_bf16;		/* [out_dim, in_dim] bf16 for backward products, or NULL */
+	bool		w_bf16_owned;
 } PtLinear;
 
 /* y[m, out] = x[m, in] . W^T */
@@ -42,24 +71,15 @@ void		pt_linear_forward_add(const PtLinear *lin, const float *x, int m, float *y
 
 /*
  * n products of one input, y_i = x . W_i^T (Q, K and V; or wi_0 and wi_1):
- * in bfloat16 the input is rounded once for all of them.
+ * in bfloat16 and int8 the input is converted once for all of them.
  */
 void		pt_linear_forward_multi(const PtLinear *const *lins, int n, const float *x, int m,
 									float *const *ys, PtMath math);
 
-/* linear_bf16.c: true if this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX) */
-bool		pt_bf16_supported(void);
-int			pt_linear_prepare_bf16(PtLinear *lin);
-void		pt_linear_release_bf16(PtLinear *lin);
 /*
- * The bfloat16 product in two steps: round the input x[m, k] once into this
- * thread's scratch, then y (+)= scratch . W^T for one or more weights of
- * in_dim k.  false if oneDNN could not run it (the caller falls back to fp32).
+ * dx[m, in] = dy[m, out] . W, or += when accumulate: fp32 where the weights
+ * are fp32, else bf16 inputs with fp32 accumulation (mixed precision).
  */
-bool		pt_bf16_load_input(const float *x, size_t n);
-bool		pt_bf16_matmul(const PtLinear *lin, int m, float *y, bool accumulate);
-
-/* dx[m, in] = dy[m, out] . W, or += when accumulate */
 void		pt_linear_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool accumulate);
 
 /*
@@ -71,19 +91,65 @@ void		pt_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
 					float *c, int ldc);
 
 /*
- * Loads the matrix library (once; thread-safe).  pt_model_load() calls it;
- * -1 with an error if OpenBLAS cannot be loaded.
+ * An fp32 product with a given kernel, whatever was chosen: forward
+ * y (+)= x . W^T, or backward y (+)= x . W.  For the measurement and for
+ * tests that compare the kernels; false if that kernel cannot run here.
  */
-int			pt_engine_init(void);
+bool		pt_fp32_product(PtKernel kernel, bool backward, const PtLinear *lin, const float *x,
+							int m, float *y, bool accumulate);
 
-/* Creates the thread pool now (a process that must control its threads' signal mask). */
-void		pt_engine_start_threads(void);
+/* ---- linear_dnnl.c: the oneDNN products ------------------------------------ */
 
-/* The OpenBLAS kernel family in use, e.g. "SkylakeX". */
-const char *pt_blas_core(void);
+/* true if oneDNN runs here (its f32 matmul then does too) */
+bool		pt_dnnl_supported(void);
+/* true if this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX) */
+bool		pt_bf16_supported(void);
+/* true if oneDNN has an int8 matmul for this CPU (VNNI or AMX make it fast) */
+bool		pt_int8_supported(void);
+/* oneDNN's name for the kernel it last built for a precision, e.g. "brg:avx512_core_bf16" */
+const char *pt_dnnl_kernel(PtMath math);
 
-/* Number of threads for the matrix library and the engine's parallel loops. */
-void		pt_set_threads(int n);
-int			pt_get_threads(void);
+/* Converts W once for bf16 / int8 products (replacing another precision's copy). */
+int			pt_linear_prepare_bf16(PtLinear *lin);
+int			pt_linear_prepare_int8(PtLinear *lin);
+/*
+ * The weights' storage (see PtLinear): make the fp32 w (from src) or drop
+ * it (a bf16 model keeps none); free everything the linear allocated.
+ */
+int			pt_linear_materialize_f32(PtLinear *lin);
+void		pt_linear_drop_f32(PtLinear *lin);
+void		pt_linear_free(PtLinear *lin);
+
+/* out[in_dim] = row r of W in fp32, whatever form the weights are kept in */
+void		pt_linear_row(const PtLinear *lin, int r, float *out);
+
+/* Frees the reduced-precision copy, whatever its precision. */
+void		pt_linear_release_bf16(PtLinear *lin);
+/* The precision the weights are prepared for (PT_MATH_FP32: none). */
+PtMath		pt_linear_packed_math(const PtLinear *lin);
+
+/*
+ * The reduced-precision product in two steps: convert the input x[m, k] once
+ * into this thread's scratch, then y (+)= scratch . W^T for one or more
+ * weights of in_dim k.  false if oneDNN could not run it (the caller falls
+ * back to fp32).
+ */
+bool		pt_bf16_load_input(const float *x, size_t n);
+bool		pt_bf16_matmul(const PtLinear *lin, int m, float *y, bool accumulate);
+/* dx[m, in] (+)= the loaded dy[m, out] (bf16) . W with the plain bf16 weights (w_bf16) */
+bool		pt_bf16_matmul_backward(const PtLinear *lin, int m, float *dx, bool accumulate);
+bool		pt_int8_load_input(const float *x, int m, int k);
+bool		pt_int8_matmul(const PtLinear *lin, int m, float *y, bool accumulate);
+
+/* oneDNN's f32 matmul on the fp32 weights as they are (no copy); false if it cannot run */
+bool		pt_dnnl_f32_matmul(const PtLinear *lin, bool backward, const float *x, int m,
+							   float *y, bool accumulate);
+
+/*
+ * oneDNN's own matmul at [m, k] x [k, n] in a precision (weights in its
+ * preferred layout, all rows at once): the best of reps runs in GFLOP/s, 0
+ * if it cannot run.  The ceiling ptune bench compares the encoder with.
+ */
+double		pt_dnnl_matmul_gflops(PtMath math, int m, int n, int k, int reps);
 
 #endif

@@ -14,12 +14,14 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "kernel_choice.h"
 #include "model.h"
 #include "safetensors.h"
 
 typedef struct Loader
 {
 	PtModel    *model;
+	PtMath		math;			/* the form the weight matrices are kept in (see bind_linear) */
 	XXH3_state_t *hash;
 	char		name[256];		/* scratch for tensor names */
 } Loader;
@@ -93,16 +95,15 @@ find_tensor(const PtModel *m, const char *name, const char **file)
 }
 
 /*
- * Returns the fp32 data of tensor `name`, checking that its shape is
- * [rows, cols] (or [cols] when rows == 0).  Adds it to the fingerprint.
+ * Returns tensor `name`, checking that its shape is [rows, cols] (or [cols]
+ * when rows == 0).  Adds it to the fingerprint.
  */
-static const float *
-bind(Loader *ld, const char *name, int64_t rows, int64_t cols)
+static const StTensor *
+bind_tensor(Loader *ld, const char *name, int64_t rows, int64_t cols)
 {
 	PtModel    *m = ld->model;
 	const char *file = NULL;
 	const StTensor *t = find_tensor(m, name, &file);
-	float	   *converted;
 
 	if (t == NULL)
 	{
@@ -137,7 +138,19 @@ bind(Loader *ld, const char *name, int64_t rows, int64_t cols)
 	XXH3_128bits_update(ld->hash, t->dtype_name, strlen(t->dtype_name) + 1);
 	XXH3_128bits_update(ld->hash, t->data, t->nbytes);
 	m->n_parameters += t->numel;
+	return t;
+}
 
+/* The fp32 data of tensor `name` (see bind_tensor): vectors and the embedding. */
+static const float *
+bind(Loader *ld, const char *name, int64_t rows, int64_t cols)
+{
+	const StTensor *t = bind_tensor(ld, name, rows, cols);
+	float	   *converted;
+	PtModel    *m = ld->model;
+
+	if (t == NULL)
+		return NULL;
 	/* F32 data aligned for float access is used in place, without a copy. */
 	if (t->dtype == PT_DTYPE_F32 && ((uintptr_t) t->data % sizeof(float)) == 0)
 		return t->data;
@@ -152,13 +165,44 @@ bind(Loader *ld, const char *name, int64_t rows, int64_t cols)
 	return converted;
 }
 
+/* Gives the pages of a tensor's data back (the mapping stays: they fault in again if read). */
+static void
+drop_pages(const void *data, size_t nbytes)
+{
+	uintptr_t	page = 4096,
+				begin = ((uintptr_t) data + page - 1) & ~(page - 1),
+				end = ((uintptr_t) data + nbytes) & ~(page - 1);
+
+	if (end > begin)
+		madvise((void *) begin, end - begin, MADV_DONTNEED);
+}
+
+/*
+ * A weight matrix.  In fp32 its w is the mapping (aligned F32) or a converted
+ * copy; in bf16 it is packed straight from the checkpoint's data and no fp32
+ * copy is made, and the tensor's pages, read once for the fingerprint and
+ * the packing, are given back: peak memory is the packed weights plus one
+ * tensor, whatever the file's dtype.
+ */
 static int
 bind_linear(Loader *ld, PtLinear *lin, int out_dim, int in_dim)
 {
+	const StTensor *t = bind_tensor(ld, ld->name, out_dim, in_dim);
+
+	if (t == NULL)
+		return -1;
 	lin->out_dim = out_dim;
 	lin->in_dim = in_dim;
-	lin->w = bind(ld, ld->name, out_dim, in_dim);
-	return lin->w ? 0 : -1;
+	lin->src = t->data;
+	lin->src_dtype = t->dtype;
+	if (t->dtype == PT_DTYPE_BF16 && ((uintptr_t) t->data % 2) == 0)
+		lin->w_bf16 = t->data;
+	if (ld->math != PT_MATH_BF16)
+		return pt_linear_materialize_f32(lin);
+	if (pt_linear_prepare_bf16(lin) != 0)
+		return pt_fail_context("%s: tensor \"%s\"", ld->model->dir, ld->name);
+	drop_pages(t->data, t->nbytes);
+	return 0;
 }
 
 /* Formats the tensor name into ld->name and binds it. */
@@ -256,15 +300,17 @@ bind_weights(Loader *ld)
 
 	if (c->tie_word_embeddings)
 	{
-		m->lm_head = (PtLinear) {c->vocab_size, c->d_model, m->embed, NULL};
+		/* the embedding's fp32 data, in every precision */
+		m->lm_head = (PtLinear) {
+			.out_dim = c->vocab_size, .in_dim = c->d_model, .w = m->embed,
+			.src = m->embed, .src_dtype = PT_DTYPE_F32
+		};
 		m->lm_scale = 1.0f / sqrtf((float) c->d_model);
 	}
 	else
 	{
-		m->lm_head.out_dim = c->vocab_size;
-		m->lm_head.in_dim = c->d_model;
-		m->lm_head.w = bind(ld, "lm_head.weight", c->vocab_size, c->d_model);
-		if (m->lm_head.w == NULL)
+		snprintf(ld->name, sizeof(ld->name), "lm_head.weight");
+		if (bind_linear(ld, &m->lm_head, c->vocab_size, c->d_model) != 0)
 			return -1;
 		m->lm_scale = 1.0f;
 	}
@@ -346,8 +392,40 @@ open_weight_files(PtModel *m)
 				   "ptune reads Hugging Face checkpoints in the safetensors format", m->dir);
 }
 
+/*
+ * Times the fp32 kernels on this model's weight shapes (or reads the cached
+ * result, kernel_choice.h).  The first encoder and decoder layers hold every
+ * shape the model has.
+ */
+static void
+choose_kernels(PtModel *m)
+{
+	const PtLinear *lins[18];
+	int			n = 0;
+
+	if (m->cfg.num_layers > 0)
+	{
+		PtEncoderLayer *e = &m->enc[0];
+
+		lins[n++] = &e->attn.q, lins[n++] = &e->attn.o, lins[n++] = &e->ff.wi0, lins[n++] = &e->ff.wo;
+	}
+	if (m->cfg.num_decoder_layers > 0)
+	{
+		PtDecoderLayer *d = &m->dec[0];
+
+		lins[n++] = &d->self.q, lins[n++] = &d->self.o, lins[n++] = &d->ff.wi0, lins[n++] = &d->ff.wo;
+	}
+	pt_kernels_choose(lins, n);
+}
+
 PtModel *
 pt_model_load(const char *dir)
+{
+	return pt_model_load_math(dir, PT_MATH_FP32);
+}
+
+PtModel *
+pt_model_load_math(const char *dir, PtMath math)
 {
 	PtModel    *m = pt_calloc(1, sizeof(PtModel));
 	Loader		ld = {0};
@@ -366,6 +444,8 @@ pt_model_load(const char *dir)
 		return NULL;
 	}
 	ld.model = m;
+	/* bf16 from the start where the CPU has it; int8 is quantised from fp32 after loading */
+	ld.math = math == PT_MATH_BF16 && pt_bf16_supported() ? PT_MATH_BF16 : PT_MATH_FP32;
 	if (strlen(dir) > 3000)
 	{
 		pt_fail(PT_ERR_ARGUMENT, "model directory path is too long");
@@ -421,8 +501,15 @@ pt_model_load(const char *dir)
 		goto fail;
 	digest = XXH3_128bits_digest(ld.hash);
 	XXH128_canonicalFromHash((XXH128_canonical_t *) m->fingerprint, digest);
-
+	m->math = ld.math;
+	if (m->math == PT_MATH_FP32)
+		choose_kernels(m);
 	XXH3_freeState(ld.hash);
+	ld.hash = NULL;
+	/* the rest of the asked precision (int8), or its error, as pt_model_set_math gives it */
+	if (math != m->math && pt_model_set_math(m, math) != 0)
+		pt_clear_error();
+
 	free(config_bytes);
 	free(spiece_bytes);
 	return m;
@@ -436,17 +523,22 @@ fail:
 	return NULL;
 }
 
-/* Calls fn on every weight matrix of the model's layers. */
+/*
+ * Calls fn on every weight matrix of the model's layers, and on an untied
+ * lm_head when with_head.
+ */
 static int
-for_each_linear(PtModel *m, int (*fn) (PtLinear *lin))
+for_each_weight(PtModel *m, bool with_head, int (*fn) (PtLinear *lin))
 {
+	if (with_head && !m->cfg.tie_word_embeddings && m->lm_head.src && fn(&m->lm_head) != 0)
+		return -1;
 	for (int l = 0; l < m->cfg.num_layers; l++)
 	{
 		PtEncoderLayer *e = &m->enc[l];
 		PtLinear   *lins[] = {&e->attn.q, &e->attn.k, &e->attn.v, &e->attn.o, &e->ff.wi0, &e->ff.wi1, &e->ff.wo};
 
 		for (size_t i = 0; i < sizeof(lins) / sizeof(lins[0]); i++)
-			if (lins[i]->w && fn(lins[i]) != 0)
+			if (lins[i]->src && fn(lins[i]) != 0)
 				return -1;
 	}
 	for (int l = 0; l < m->cfg.num_decoder_layers; l++)
@@ -456,10 +548,16 @@ for_each_linear(PtModel *m, int (*fn) (PtLinear *lin))
 		&d->cross.v, &d->cross.o, &d->ff.wi0, &d->ff.wi1, &d->ff.wo};
 
 		for (size_t i = 0; i < sizeof(lins) / sizeof(lins[0]); i++)
-			if (lins[i]->w && fn(lins[i]) != 0)
+			if (lins[i]->src && fn(lins[i]) != 0)
 				return -1;
 	}
 	return 0;
+}
+
+static int
+for_each_linear(PtModel *m, int (*fn) (PtLinear *lin))
+{
+	return for_each_weight(m, false, fn);
 }
 
 static int
@@ -469,27 +567,75 @@ release_bf16(PtLinear *lin)
 	return 0;
 }
 
+static int
+drop_f32(PtLinear *lin)
+{
+	pt_linear_drop_f32(lin);
+	return 0;
+}
+
+static int
+free_linear(PtLinear *lin)
+{
+	pt_linear_free(lin);
+	return 0;
+}
+
+/* Gives the mapped files' pages back; what is read later faults back in from the page cache. */
+static void
+drop_file_pages(PtModel *m)
+{
+	for (int i = 0; i < m->n_files; i++)
+		madvise(m->files[i].map, m->files[i].map_size, MADV_DONTNEED);
+}
+
+/*
+ * bf16 keeps only the packed bf16 weights (and lm_head's), dropping the fp32
+ * ones; fp32 and int8 make the fp32 weights again from the checkpoint's data
+ * (int8 then quantises them).  A failure leaves the model computing in fp32.
+ */
 int
 pt_model_set_math(PtModel *m, PtMath math)
 {
-	if (math == PT_MATH_BF16 && for_each_linear(m, pt_linear_prepare_bf16) != 0)
+	bool		was_bf16 = m->math == PT_MATH_BF16;
+
+	if (math == PT_MATH_BF16)
+	{
+		if (!pt_bf16_supported())
+			return pt_fail(PT_ERR_ARGUMENT, "this CPU has no bfloat16 matrix instructions");
+		if (for_each_weight(m, true, pt_linear_prepare_bf16) != 0)
+		{
+			for_each_weight(m, true, release_bf16);
+			m->math = PT_MATH_FP32;
+			return -1;
+		}
+		for_each_weight(m, true, drop_f32);
+		m->math = PT_MATH_BF16;
+		drop_file_pages(m);
+		return 0;
+	}
+
+	/* fp32 weights first: int8 is quantised from them, and a failed int8 falls back on them */
+	if (for_each_weight(m, true, pt_linear_materialize_f32) != 0)
+		return -1;				/* the model stays as it was, with some fp32 weights made */
+	for_each_weight(m, true, release_bf16);
+	m->math = PT_MATH_FP32;
+	if (was_bf16)
+		choose_kernels(m);
+	if (math == PT_MATH_INT8 && for_each_linear(m, pt_linear_prepare_int8) != 0)
 	{
 		for_each_linear(m, release_bf16);
-		m->math = PT_MATH_FP32;
 		return -1;
 	}
-	if (math == PT_MATH_FP32)
-		for_each_linear(m, release_bf16);
 	m->math = math;
 
 	/*
-	 * Inference no longer reads the fp32 weights: give their pages back.  The
-	 * mapping stays, so training (fp32) or an embedding lookup faults the
+	 * int8 inference no longer reads the fp32 weights: give their pages back.
+	 * The mapping stays, so training (fp32) or an embedding lookup faults the
 	 * pages it needs back in from the page cache.
 	 */
-	if (math == PT_MATH_BF16)
-		for (int i = 0; i < m->n_files; i++)
-			madvise(m->files[i].map, m->files[i].map_size, MADV_DONTNEED);
+	if (math == PT_MATH_INT8)
+		drop_file_pages(m);
 	return 0;
 }
 
@@ -499,7 +645,7 @@ pt_model_free(PtModel *m)
 	if (m == NULL)
 		return;
 	if (m->enc && m->dec)
-		for_each_linear(m, release_bf16);
+		for_each_weight(m, true, free_linear);
 	for (int i = 0; i < m->n_owned; i++)
 		free(m->owned[i]);
 	free(m->owned);
@@ -530,6 +676,32 @@ json_text(const char *s)
 	return v ? v : json_null();
 }
 
+/*
+ * Which kernel runs each precision's products here, as a JSON object:
+ * {"fp32": {"forward": "onednn", "backward": "onednn", "chosen": "measured",
+ *  "gflops": {...}}, "bf16": "brg:avx512_core_bf16" or null, "int8": ...}
+ */
+json_t *
+pt_kernels_json(void)
+{
+	json_t	   *fp32 = json_pack("{s:s, s:s, s:s, s:{s:f, s:f, s:f, s:f}}",
+								 "forward", pt_kernel_name(pt_fp32_kernel(false)),
+								 "backward", pt_kernel_name(pt_fp32_kernel(true)),
+								 "chosen", pt_kernels_source(),
+								 "gflops",
+								 "openblas_forward", pt_kernels_gflops(PT_KERNEL_OPENBLAS, false),
+								 "onednn_forward", pt_kernels_gflops(PT_KERNEL_ONEDNN, false),
+								 "openblas_backward", pt_kernels_gflops(PT_KERNEL_OPENBLAS, true),
+								 "onednn_backward", pt_kernels_gflops(PT_KERNEL_ONEDNN, true));
+
+	return json_pack("{s:o, s:o, s:o, s:s, s:s}",
+					 "fp32", fp32 ? fp32 : json_null(),
+					 "bf16", pt_bf16_supported() ? json_text(pt_dnnl_kernel(PT_MATH_BF16)) : json_null(),
+					 "int8", pt_int8_supported() ? json_text(pt_dnnl_kernel(PT_MATH_INT8)) : json_null(),
+					 "cpu", pt_cpu_model(),
+					 "cpu_flags", pt_cpu_flags());
+}
+
 char *
 pt_model_info_json(const PtModel *model, double load_seconds)
 {
@@ -540,7 +712,7 @@ pt_model_info_json(const PtModel *model, double load_seconds)
 
 	pt_model_fingerprint_hex(model, fp);
 	info = json_pack("{s:o, s:s, s:I, s:I, s:f, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o, s:b, "
-					 "s:i, s:i, s:i, s:o, s:s}",
+					 "s:i, s:i, s:i, s:o, s:s, s:o}",
 					 "model_name", json_text(c->model_name),
 					 "fingerprint", fp,
 					 "parameters", (json_int_t) model->n_parameters,
@@ -559,7 +731,8 @@ pt_model_info_json(const PtModel *model, double load_seconds)
 					 "relative_attention_max_distance", c->rel_max_distance,
 					 "threads", pt_get_threads(),
 					 "blas_kernels", json_text(pt_blas_core()),
-					 "precision", model->math == PT_MATH_BF16 ? "bf16" : "fp32");
+					 "precision", pt_math_name(model->math),
+					 "kernels", pt_kernels_json());
 	text = info ? json_dumps(info, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
 	json_decref(info);
 	if (text == NULL)

@@ -3,8 +3,11 @@
  *
  * A checkpoint directory holds config.json, model.safetensors (or sharded
  * model-XXXXX-of-YYYYY.safetensors files listed by model.safetensors.index.json)
- * and spiece.model.  F32 tensors are used in place from the mapping; F16 and
- * BF16 tensors are converted to F32 once at load time.
+ * and spiece.model.  The weight matrices are kept in the model's precision
+ * (linear.h, PtLinear): in fp32, F32 tensors are used in place from the
+ * mapping and F16 / BF16 ones converted once; in bf16, every matrix is
+ * packed once, straight from the file's data, and no fp32 copy exists.
+ * Layer norms, relative-position biases and the embedding are always fp32.
  *
  * Shapes (H = num_heads, I = H * d_kv, d = d_model, F = d_ff, V = vocab_size):
  *   embed                [V, d]      shared.weight
@@ -72,7 +75,7 @@ typedef struct PtModel
 	const float *enc_final_ln;	/* [d] */
 	const float *dec_final_ln;	/* [d] */
 	PtLinear	lm_head;		/* [V, d] */
-	PtMath		math;			/* precision of inference (see pt_model_set_math) */
+	PtMath		math;			/* precision of the products (see pt_model_set_math) */
 	float		lm_scale;		/* d^-0.5 when tied, else 1 */
 
 	uint8_t		fingerprint[PT_FINGERPRINT_BYTES];	/* hash of config, vocabulary and weights */
@@ -89,12 +92,26 @@ typedef struct PtModel
 
 /* Loads a checkpoint directory; NULL with an error naming the file and tensor. */
 PtModel    *pt_model_load(const char *dir);
+
+/*
+ * The same, with the weights in a precision from the start: for bf16, no
+ * fp32 copy of the model ever exists (peak memory: the bf16 weights plus one
+ * tensor).  Where the precision cannot be had, the model loads in fp32 and
+ * model->math says so (pt_model_set_math gives the reason).
+ */
+PtModel    *pt_model_load_math(const char *dir, PtMath math);
 void		pt_model_free(PtModel *model);
 
 /*
- * Switches inference between fp32 and bfloat16 (training always computes in
- * fp32).  bfloat16 prepares a bfloat16 copy of every weight matrix; it fails
- * (and the model stays fp32) on CPUs without bfloat16 instructions.
+ * Switches the model between fp32, bfloat16 and int8.  bf16 packs every
+ * weight matrix (lm_head too) in bfloat16 and drops the fp32 weights:
+ * inference and training then both multiply in bf16 with fp32 accumulation
+ * (mixed precision; the prompt, its gradient, the optimizer, norms and
+ * softmax stay fp32).  fp32 makes the fp32 weights again: exact, and what
+ * training uses in fp32 and int8.  int8 quantises an s8 copy with one scale
+ * per output channel for inference.  It fails (and the model computes in
+ * fp32) on CPUs without bfloat16 instructions (or, for int8, without
+ * oneDNN's int8 matmul).
  */
 int			pt_model_set_math(PtModel *model, PtMath math);
 
@@ -105,6 +122,14 @@ int			pt_model_set_math(PtModel *model, PtMath math);
  * malloc'd (free() it); NULL with an error on failure.
  */
 char	   *pt_model_info_json(const PtModel *model, double load_seconds);
+
+/*
+ * The kernels each precision's products run on, as a JSON object (the
+ * "kernels" of pt_model_info_json, and of ptune bench): fp32's measured
+ * choice for forward and backward products, oneDNN's kernel names for bf16
+ * and int8 (null where the CPU lacks them), the CPU model and its flags.
+ */
+struct json_t *pt_kernels_json(void);
 
 /* 32 lowercase hex digits of the fingerprint plus NUL */
 void		pt_model_fingerprint_hex(const PtModel *model, char out[2 * PT_FINGERPRINT_BYTES + 1]);

@@ -372,8 +372,11 @@ pt_pass_begin(PtPass *p, const PtModel *model, PtArena *arena,
 		return -1;
 	p->model = model;
 	p->keep = keep;
-	/* gradients are computed in fp32; inference uses the model's precision */
-	p->math = keep ? PT_MATH_FP32 : model->math;
+	/*
+	 * Inference uses the model's precision; training too in bf16 (mixed
+	 * precision: the products in bf16, everything else in fp32), else fp32.
+	 */
+	p->math = keep && model->math != PT_MATH_BF16 ? PT_MATH_FP32 : model->math;
 	p->enc_seqs = enc;
 	p->n_enc = n_enc;
 	p->dec_seqs = dec;

@@ -102,7 +102,7 @@ typedef struct PtPass
 	const PtModel *model;
 	bool		keep;			/* every layer keeps its activations (for backward) */
 	PtYield		yield;			/* called before each layer; {NULL} for none */
-	PtMath		math;			/* the model's inference precision; fp32 when training */
+	PtMath		math;			/* the model's precision; training in int8 models computes in fp32 */
 
 	int			n_enc;
 	const PtEncoderSeq *enc_seqs;

@@ -34,6 +34,7 @@ static const struct config_enum_entry scoring_options[] = {
 static const struct config_enum_entry precision_options[] = {
 	{"fp32", 0, false},
 	{"bf16", 1, false},
+	{"int8", 2, false},
 	{NULL, 0, false}
 };
 
@@ -52,9 +53,11 @@ ptune_define_gucs(void)
 							"Requests of several sessions are batched together up to this size.",
 							&ptune_batch_size, PTUNE_DEFAULT_BATCH_SIZE, 1, PT_MAX_BATCH_SIZE, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomEnumVariable("ptune.precision",
-							 "Arithmetic of the worker's classification: bf16 (bfloat16 products, the default) or fp32.",
-							 "bf16 needs a CPU with AVX512-BF16 or AMX; elsewhere the worker uses fp32. "
-							 "Training always computes in fp32.",
+							 "Arithmetic of the worker's classification and training: bf16 (bfloat16 products, the default), int8 or fp32.",
+							 "bf16 needs a CPU with AVX512-BF16 or AMX, int8 (8-bit weights and activations, "
+							 "fastest with VNNI or AMX) oneDNN's int8 matmul; elsewhere the worker uses fp32. "
+							 "bf16 keeps only bfloat16 weights and trains in mixed precision (bf16 products, "
+							 "fp32 accumulation, fp32 prompt and optimizer); int8 and fp32 train in fp32.",
 							 &ptune_precision, PTUNE_DEFAULT_PRECISION, precision_options, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("ptune.request_slots",
 							"Requests that can wait for the ptune worker at once.",

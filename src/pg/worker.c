@@ -145,18 +145,27 @@ set_state(PtuneWorkerState state, const char *error)
 	LWLockRelease(&ptune_shared->lock);
 }
 
+/* The precision ptune.precision asks for. */
+static PtMath
+wanted_precision(void)
+{
+	const char *want = GetConfigOption("ptune.precision", true, false);
+
+	return want && strcmp(want, "bf16") == 0 ? PT_MATH_BF16 :
+		want && strcmp(want, "int8") == 0 ? PT_MATH_INT8 : PT_MATH_FP32;
+}
+
 /* Prepares the model for the arithmetic ptune.precision asks for. */
 static void
 apply_precision(void)
 {
-	const char *want = GetConfigOption("ptune.precision", true, false);
-	PtMath		math = want && strcmp(want, "bf16") == 0 ? PT_MATH_BF16 : PT_MATH_FP32;
+	PtMath		math = wanted_precision();
 
 	if (worker_model == NULL || worker_model->math == math)
 		return;
 	if (pt_model_set_math(worker_model, math) != 0)
-		ereport(LOG, (errmsg("ptune worker: bf16 is not available, computing in fp32: %s",
-							 pt_error_message())));
+		ereport(LOG, (errmsg("ptune worker: %s is not available, computing in fp32: %s",
+							 pt_math_name(math), pt_error_message())));
 }
 
 /* (Re)loads the model named by ptune.model_path; failures leave the worker FAILED. */
@@ -181,7 +190,8 @@ load_model(void)
 	}
 	set_state(PTUNE_WORKER_LOADING, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	worker_model = pt_model_load(worker_model_path());
+	/* in its precision from the start: a bf16 model never has an fp32 copy */
+	worker_model = pt_model_load_math(worker_model_path(), wanted_precision());
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (worker_model == NULL)
 	{

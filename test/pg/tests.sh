@@ -685,3 +685,30 @@ PY
   wait_for "SELECT config->>'model_name' = 'ptune-generated/tiny-gated' FROM ptune.model_info()" 30
   check $? "the good model is back"
 }
+
+# ptune.precision = int8: the worker switches on reload, model_info() says so and
+# names the kernel of each precision (fp32's chosen by measurement), classification
+# agrees with fp32 on the toy set, and training (fp32 whatever the precision) works.
+test_int8_precision_and_kernels() {
+  local fp32_labels int8_labels kernels out
+  q -c "ALTER SYSTEM SET ptune.precision = 'fp32'" -c "SELECT pg_reload_conf()" >/dev/null
+  wait_for "SELECT config->>'precision' = 'fp32' FROM ptune.model_info()" 10
+  fp32_labels=$(q -c "SELECT string_agg(ptune.classify('toy', text), ',' ORDER BY id) FROM toy")
+  q -c "ALTER SYSTEM SET ptune.precision = 'int8'" -c "SELECT pg_reload_conf()" >/dev/null
+  wait_for "SELECT config->>'precision' = 'int8' FROM ptune.model_info()" 10
+  check $? "ptune.precision = int8: model_info() says $(q -c "SELECT config->>'precision' FROM ptune.model_info()")"
+  kernels=$(q -c "SELECT concat_ws(' ', k->'fp32'->>'forward', k->'fp32'->>'backward', k->'fp32'->>'chosen', k->>'int8')
+                  FROM (SELECT config->'kernels' AS k FROM ptune.model_info()) s")
+  [[ $kernels =~ ^(openblas|onednn)\ (openblas|onednn)\ (measured|cached).*\ .+ ]]
+  check $? "model_info() names the kernels: $kernels"
+  int8_labels=$(q -c "SELECT string_agg(ptune.classify('toy', text), ',' ORDER BY id) FROM toy")
+  [[ -n $int8_labels && $int8_labels == "$fp32_labels" ]]
+  check $? "int8 labels the toy set as fp32 does"
+  out=$(q_any -v ON_ERROR_STOP=1 -c "SET client_min_messages = warning" \
+        -c "SELECT version FROM ptune.train_prompt('int8_t', 'toy', 'text', 'label', prompt_length => 4,
+              init => 'random_uniform', learning_rate => 0.1, epochs => 0, max_steps => 5, max_input_tokens => 16)")
+  check $? "training while the precision is int8 (it computes in fp32): ${out//$'\n'/ }"
+  q -c "ALTER SYSTEM RESET ptune.precision" -c "SELECT pg_reload_conf()" >/dev/null
+  wait_for "SELECT config->>'precision' <> 'int8' FROM ptune.model_info()" 10
+  check $? "back to the default precision"
+}

@@ -24,6 +24,7 @@
 	X(test_loader_variants) \
 	X(test_half_precision_checkpoints) \
 	X(test_gradient_finite_differences) \
+	X(test_mixed_precision_gradient) \
 	X(test_determinism) \
 	X(test_packing_matches_single_rows) \
 	X(test_random_shapes_match_single_rows) \
@@ -39,6 +40,10 @@
 	X(test_rank_large_trie) \
 	X(test_classify_mixed_tasks_and_ensembles) \
 	X(test_classify_bf16_matches_fp32) \
+	X(test_classify_int8_matches_fp32) \
+	X(test_fp32_kernels_agree) \
+	X(test_int8_product_within_bound) \
+	X(test_kernel_choice_reported_and_cached) \
 	X(test_explain_nearest_pieces) \
 	X(test_training_learns) \
 	X(test_training_deterministic_and_cancellable) \

@@ -233,3 +233,91 @@ test_packing_matches_single_rows(void)
 	pt_workspace_free(&ws);
 	pt_model_free(m);
 }
+
+/*
+ * Mixed precision (a model in bf16): the prompt gradient points where fp32's
+ * does (cosine >= 0.99) and the loss stays close; the bf16 model keeps no
+ * fp32 weights; and back in fp32 the gradient is fp32's again, bit for bit.
+ */
+static void
+check_mixed_precision_gradient(const char *dir, uint64_t seed)
+{
+	PtModel    *m32,
+			   *m16;
+	PtWorkspace ws = {0};
+	Batch		b;
+	float	   *g32[N_EX];
+	double		loss32,
+				loss16,
+				dot = 0.0,
+				n32 = 0.0,
+				n16 = 0.0;
+	int			n;
+
+	m32 = pt_model_load(dir);
+	REQUIREF(m32 != NULL, "%s", pt_error_message());
+	n = PROMPT_LEN * m32->cfg.d_model;
+	make_batch(m32, &b, seed);
+	loss32 = pt_objective(m32, &ws, b.ex, N_EX, NULL, b.grad, NULL);
+	for (int i = 0; i < N_EX; i++)
+	{
+		g32[i] = malloc(sizeof(float) * n);
+		memcpy(g32[i], b.grad[i], sizeof(float) * n);
+	}
+	pt_workspace_free(&ws);
+
+	m16 = pt_model_load_math(dir, PT_MATH_BF16);
+	REQUIREF(m16 != NULL, "%s", pt_error_message());
+	REQUIRE(m16->math == PT_MATH_BF16);
+	CHECK(m16->enc[0].attn.q.w == NULL && m16->dec[0].ff.wo.w == NULL);
+	CHECK(m16->cfg.tie_word_embeddings || m16->lm_head.w == NULL);
+	loss16 = pt_objective(m16, &ws, b.ex, N_EX, NULL, b.grad, NULL);
+	for (int i = 0; i < N_EX; i++)
+		for (int k = 0; k < n; k++)
+		{
+			dot += (double) g32[i][k] * b.grad[i][k];
+			n32 += (double) g32[i][k] * g32[i][k];
+			n16 += (double) b.grad[i][k] * b.grad[i][k];
+		}
+	printf("    %s: loss fp32 %.5f bf16 %.5f, gradient cosine %.5f\n", dir, loss32, loss16,
+		   dot / sqrt(n32 * n16));
+	CHECKF(dot / sqrt(n32 * n16) >= 0.99, "gradient cosine %.4f", dot / sqrt(n32 * n16));
+	CHECKF(fabs(loss16 - loss32) <= 0.02 * fabs(loss32) + 0.01, "loss fp32 %.5f, bf16 %.5f", loss32, loss16);
+
+	/* fp32 again: exact */
+	pt_workspace_free(&ws);
+	REQUIRE(pt_model_set_math(m16, PT_MATH_FP32) == 0);
+	CHECK(pt_objective(m16, &ws, b.ex, N_EX, NULL, b.grad, NULL) == loss32);
+	for (int i = 0; i < N_EX; i++)
+		CHECKF(memcmp(g32[i], b.grad[i], sizeof(float) * n) == 0, "example %d: fp32 gradient changed", i);
+
+	for (int i = 0; i < N_EX; i++)
+		free(g32[i]);
+	free_batch(&b);
+	pt_workspace_free(&ws);
+	pt_model_free(m16);
+	pt_model_free(m32);
+}
+
+void		test_mixed_precision_gradient(void);
+void
+test_mixed_precision_gradient(void)
+{
+	const char *real = getenv("PTUNE_REAL_SHAPE_MODELS");
+
+	if (!pt_bf16_supported())
+		SKIP("this CPU has no bfloat16 instructions (AVX512-BF16 or AMX)");
+	/* an F32 file (weights rounded once) and a BF16 one (used as they are) */
+	check_mixed_precision_gradient(unit_model_dir("tiny-gated"), 3);
+	check_mixed_precision_gradient(unit_model_dir("tiny-gated-bf16"), 3);
+	check_mixed_precision_gradient(unit_model_dir("tiny-relu"), 3);
+	/* checkpoints of the real shapes (tools/gen_checkpoint.py), colon-separated */
+	if (real && real[0])
+	{
+		char	   *list = strdup(real);
+
+		for (char *save = NULL, *dir = strtok_r(list, ":", &save); dir; dir = strtok_r(NULL, ":", &save))
+			check_mixed_precision_gradient(dir, 3);
+		free(list);
+	}
+}

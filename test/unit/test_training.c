@@ -423,12 +423,11 @@ test_classify_mixed_tasks_and_ensembles(void)
  * bfloat16 inference agrees with fp32: the same labels (where fp32 is not a
  * near tie) and probabilities within bfloat16's rounding.  The batch has
  * over 256 packed tokens and a token count that is no multiple of 16, so the
- * products run in several pieces (linear_bf16.c); each row alone, in other
+ * products run in several pieces (linear_dnnl.c); each row alone, in other
  * pieces, must give what the batch gives.
  */
-void		test_classify_bf16_matches_fp32(void);
-void
-test_classify_bf16_matches_fp32(void)
+static void
+reduced_precision_matches_fp32(PtMath math, float tolerance)
 {
 	const char *dir = unit_model_dir("tiny-gated");
 	static const char *labels[] = {"ham", "spam", "maybe"};
@@ -454,8 +453,10 @@ test_classify_bf16_matches_fp32(void)
 				p_alone[3];
 	int			tokens = 0;
 
-	if (!pt_bf16_supported())
+	if (math == PT_MATH_BF16 && !pt_bf16_supported())
 		SKIP("this CPU has no bfloat16 instructions (AVX512-BF16 or AMX)");
+	if (math == PT_MATH_INT8 && !pt_int8_supported())
+		SKIP("oneDNN has no int8 matmul for this CPU");
 	REQUIRE(dir != NULL);
 	m = pt_model_load(dir);
 	REQUIRE(m != NULL);
@@ -484,7 +485,7 @@ test_classify_bf16_matches_fp32(void)
 
 	/* each precision in a workspace of its own: no stale activations of the other to hide a bug */
 	REQUIRE(pt_classify(m, &ws32, rows, N, res32) == 0);
-	REQUIRE(pt_model_set_math(m, PT_MATH_BF16) == 0);
+	REQUIRE(pt_model_set_math(m, math) == 0);
 	REQUIRE(pt_classify(m, &ws, rows, N, res16) == 0);
 	for (int i = 0; i < N; i++)
 	{
@@ -492,20 +493,20 @@ test_classify_bf16_matches_fp32(void)
 
 		for (int j = 0; j < 3; j++)
 		{
-			CHECKF(fabsf(p32[i][j] - p16[i][j]) < 0.01f, "row %d label %d: fp32 %.4f, bf16 %.4f",
-				   i, j, p32[i][j], p16[i][j]);
+			CHECKF(fabsf(p32[i][j] - p16[i][j]) < tolerance, "row %d label %d: fp32 %.4f, %s %.4f",
+				   i, j, p32[i][j], pt_math_name(math), p16[i][j]);
 			if (j != res32[i].label && p32[i][j] > second)
 				second = p32[i][j];
 		}
 		if (p32[i][res32[i].label] - second > 0.05f)
-			CHECKF(res16[i].label == res32[i].label, "row %d: bf16 picked %d, fp32 %d", i,
-				   res16[i].label, res32[i].label);
+			CHECKF(res16[i].label == res32[i].label, "row %d: %s picked %d, fp32 %d", i,
+				   pt_math_name(math), res16[i].label, res32[i].label);
 
 		alone.probs = p_alone;
 		REQUIRE(pt_classify(m, &ws, &rows[i], 1, &alone) == 0);
 		for (int j = 0; j < 3; j++)
-			CHECKF(fabsf(p_alone[j] - p16[i][j]) < 2e-3f, "row %d: bf16 alone %.5f, in the batch %.5f",
-				   i, p_alone[j], p16[i][j]);
+			CHECKF(fabsf(p_alone[j] - p16[i][j]) < 2e-3f, "row %d: %s alone %.5f, in the batch %.5f",
+				   i, pt_math_name(math), p_alone[j], p16[i][j]);
 	}
 
 	pt_workspace_free(&ws);
@@ -513,6 +514,24 @@ test_classify_bf16_matches_fp32(void)
 	pt_prompt_free(p);
 	pt_task_free(task);
 	pt_model_free(m);
+}
+
+void		test_classify_bf16_matches_fp32(void);
+void
+test_classify_bf16_matches_fp32(void)
+{
+	reduced_precision_matches_fp32(PT_MATH_BF16, 0.01f);
+}
+
+/*
+ * int8 (s8 weights per output channel, s8 activations per row): the same
+ * checks, with a looser bound on probabilities (quantisation to 8 bits).
+ */
+void		test_classify_int8_matches_fp32(void);
+void
+test_classify_int8_matches_fp32(void)
+{
+	reduced_precision_matches_fp32(PT_MATH_INT8, 0.03f);
 }
 
 /*

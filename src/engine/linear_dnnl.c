@@ -1,0 +1,744 @@
+/*
+ * linear_dnnl.c - the products that run on oneDNN (see linear.h).
+ *
+ * bf16: on CPUs with AVX512-BF16 or AMX, oneDNN multiplies bfloat16
+ *   matrices about twice (AVX512-BF16) to several times (AMX) as fast as
+ *   fp32 sgemm.  Each weight matrix is rounded to bfloat16 once and stored in
+ *   the blocked layout oneDNN's matmul prefers; activations are rounded when
+ *   a product runs, and products accumulate and return in fp32.
+ * int8: each weight row (output channel j) is quantised once to s8 with its
+ *   own scale sw[j] = max|W[j, :]| / 127; each activation row i is quantised
+ *   when the product runs, sx[i] = max|x[i, :]| / 127.  oneDNN multiplies the
+ *   s8 matrices into int32 (VNNI: four products per lane and instruction),
+ *   and y[i, j] = sx[i] * sw[j] * acc[i, j] returns to fp32.
+ * fp32: oneDNN's f32 matmul reads the fp32 weights where they are (the
+ *   checkpoint's mapping), as W[out, in] = the [in, out] matrix in "ba"
+ *   order for forward products and the [out, in] one in "ab" order for
+ *   backward ones; no copy.  kernel_choice.c decides whether it runs.
+ * Everything else in the model (norms, softmax, attention's small products)
+ * stays fp32.
+ *
+ * A matmul primitive is specific to its shape; primitives are cached by
+ * (kind, M, N, K), and a new shape costs about 0.7 ms once.  Products run in
+ * pieces of a few fixed row counts (run_pieces), so the shapes are few and
+ * the cache (least recently used out) holds them all.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "dtype.h"
+#include "error.h"
+#include "safetensors.h"
+#include "linear.h"
+
+/* The kinds of product, each with its own operand types (and primitives). */
+typedef enum Kind
+{
+	KIND_BF16,					/* bf16 [m, k] x packed bf16 W^T -> f32 */
+	KIND_INT8,					/* s8 [m, k] x packed s8 W^T -> s32 */
+	KIND_F32_FORWARD,			/* f32 [m, in] x W^T (plain, "ba") -> f32 [m, out] */
+	KIND_F32_BACKWARD,			/* f32 [m, out] x W (plain, "ab") -> f32 [m, in] */
+	KIND_BF16_BACKWARD,			/* bf16 [m, out] x plain bf16 W ("ab") -> f32 [m, in] */
+	N_KINDS
+} Kind;
+
+struct PtLinearPacked
+{
+	PtMath		math;			/* PT_MATH_BF16 or PT_MATH_INT8 */
+	dnnl_memory_desc_t weights_md;	/* the blocked layout the weights are stored in */
+	dnnl_memory_t weights;
+	float	   *scales;			/* int8: [out_dim], W[j, :] ~ scales[j] * Wq[j, :] */
+};
+
+#define CACHE_SIZE 512		/* shapes: at most 31 row counts (see run_pieces) per weight shape and kind */
+
+typedef struct CachedPrimitive
+{
+	Kind		kind;
+	int			m,
+				n,
+				k;
+	bool		accumulate;		/* with a "sum" post-op: y += product */
+	dnnl_primitive_t primitive;
+	unsigned long last_used;
+} CachedPrimitive;
+
+static struct
+{
+	pthread_once_t once;
+	bool		ok;				/* oneDNN runs (f32) */
+	bool		bf16;			/* ... and multiplies bfloat16 natively */
+	bool		int8;			/* ... and has an int8 matmul */
+	dnnl_engine_t engine;
+	dnnl_stream_t stream;
+	CachedPrimitive cache[CACHE_SIZE];
+	unsigned long clock;
+	pthread_mutex_t lock;
+	char		impl[N_KINDS][64];	/* oneDNN's name of the last primitive made per kind */
+} dnnl = {PTHREAD_ONCE_INIT, false, false, false, NULL, NULL, {{0}}, 0, PTHREAD_MUTEX_INITIALIZER, {""}};
+
+/*
+ * Per-thread scratch: the converted activations (bf16 or s8, and int8's row
+ * scales) and int8's int32 products of one piece.
+ */
+static __thread void *scratch;
+static __thread size_t scratch_bytes;
+static __thread size_t scratch_used;	/* elements loaded by pt_bf16/int8_load_input */
+static __thread Kind scratch_kind;
+static __thread float *row_scales;	/* int8: [m] */
+static __thread size_t row_scales_size;
+static __thread int32_t *acc;	/* int8: [piece rows, n] */
+static __thread size_t acc_size;
+
+static void
+init_dnnl(void)
+{
+	dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+
+	/*
+	 * Our own cache holds the primitives we use; oneDNN's would keep another
+	 * copy (and its JIT code) of up to 1024 more, so bound it.
+	 */
+	dnnl_set_primitive_cache_capacity(16);
+	if (dnnl_engine_create(&dnnl.engine, dnnl_cpu, 0) != dnnl_success ||
+		dnnl_stream_create(&dnnl.stream, dnnl.engine, dnnl_stream_default_flags) != dnnl_success)
+		return;
+	dnnl.ok = true;
+	/* ISAs are bit masks; without AVX512-BF16 oneDNN would emulate bfloat16, slower than fp32 */
+	dnnl.bf16 = (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
+	/* int8 matmul needs AVX2 at least; VNNI (or AMX) is what makes it fast */
+	dnnl.int8 = (isa & dnnl_cpu_isa_avx2) == dnnl_cpu_isa_avx2;
+}
+
+bool
+pt_dnnl_supported(void)
+{
+	pthread_once(&dnnl.once, init_dnnl);
+	return dnnl.ok;
+}
+
+bool
+pt_bf16_supported(void)
+{
+	return pt_dnnl_supported() && dnnl.bf16;
+}
+
+bool
+pt_int8_supported(void)
+{
+	return pt_dnnl_supported() && dnnl.int8;
+}
+
+const char *
+pt_dnnl_kernel(PtMath math)
+{
+	const char *name = math == PT_MATH_BF16 ? dnnl.impl[KIND_BF16] :
+		math == PT_MATH_INT8 ? dnnl.impl[KIND_INT8] : dnnl.impl[KIND_F32_FORWARD];
+
+	return name[0] ? name : "not used yet";
+}
+
+/*
+ * A matmul of src [m, k] x weights [k, n] (the given layout) -> dst [m, n];
+ * with accumulate, the product is added to what dst holds.
+ */
+static dnnl_primitive_desc_t
+matmul_desc(int m, int n, int k, dnnl_data_type_t src_type, const dnnl_memory_desc_t *weights,
+			dnnl_data_type_t dst_type, bool accumulate)
+{
+	dnnl_memory_desc_t src,
+				dst;
+	dnnl_dims_t src_dims = {m, k},
+				dst_dims = {m, n};
+	dnnl_matmul_desc_t desc;
+	dnnl_primitive_desc_t pd = NULL;
+	dnnl_primitive_attr_t attr = NULL;
+	dnnl_post_ops_t sum = NULL;
+	bool		ok;
+
+	if (accumulate &&
+		(dnnl_primitive_attr_create(&attr) != dnnl_success ||
+		 dnnl_post_ops_create(&sum) != dnnl_success ||
+		 dnnl_post_ops_append_sum(sum, 1.0f) != dnnl_success ||
+		 dnnl_primitive_attr_set_post_ops(attr, sum) != dnnl_success))
+		ok = false;
+	else
+		ok = dnnl_memory_desc_init_by_tag(&src, 2, src_dims, src_type, dnnl_ab) == dnnl_success &&
+			dnnl_memory_desc_init_by_tag(&dst, 2, dst_dims, dst_type, dnnl_ab) == dnnl_success &&
+			dnnl_matmul_desc_init(&desc, &src, weights, NULL, &dst) == dnnl_success &&
+			dnnl_primitive_desc_create(&pd, &desc, attr, dnnl.engine, NULL) == dnnl_success;
+	if (sum)
+		dnnl_post_ops_destroy(sum);
+	if (attr)
+		dnnl_primitive_attr_destroy(attr);
+	return ok ? pd : NULL;
+}
+
+/* The operand types of a kind: src and dst data types, and whether W's rows are the output's columns */
+static void
+kind_types(Kind kind, dnnl_data_type_t *src, dnnl_data_type_t *dst)
+{
+	*src = kind == KIND_BF16 || kind == KIND_BF16_BACKWARD ? dnnl_bf16 : kind == KIND_INT8 ? dnnl_s8 : dnnl_f32;
+	*dst = kind == KIND_INT8 ? dnnl_s32 : dnnl_f32;
+}
+
+/*
+ * The plain weights as oneDNN sees them: [in, out] "ba" forward, [out, in]
+ * "ab" backward; fp32 (w), or bf16 (w_bf16) for bf16 backward products.
+ */
+static bool
+plain_weights_md(const PtLinear *lin, bool backward, dnnl_memory_desc_t *md, dnnl_data_type_t type)
+{
+	dnnl_dims_t dims = {backward ? lin->out_dim : lin->in_dim, backward ? lin->in_dim : lin->out_dim};
+
+	return dnnl_memory_desc_init_by_tag(md, 2, dims, type, backward ? dnnl_ab : dnnl_ba) == dnnl_success;
+}
+
+/*
+ * Rounds or quantises W once into oneDNN's preferred layout for math's
+ * products.  int8 rows get their own scales (see the file's comment).
+ */
+static int
+prepare(PtLinear *lin, PtMath math)
+{
+	int			n = lin->out_dim,
+				k = lin->in_dim;
+	bool		int8 = math == PT_MATH_INT8;
+	dnnl_data_type_t type = int8 ? dnnl_s8 : dnnl_bf16;
+	dnnl_dims_t dims = {k, n};
+	dnnl_memory_desc_t any,
+				plain;
+	dnnl_primitive_desc_t pd,
+				reorder_pd = NULL;
+	dnnl_primitive_t reorder = NULL;
+	dnnl_memory_t src = NULL;
+	void	   *converted;
+	struct PtLinearPacked *b;
+	int			rc = -1;
+
+	if (pt_linear_packed_math(lin) == math)
+		return 0;
+	pt_linear_release_bf16(lin);
+	if (int8 ? !pt_int8_supported() : !pt_bf16_supported())
+		return pt_fail(PT_ERR_ARGUMENT, int8 ? "oneDNN has no int8 matrix product for this CPU"
+					   : "this CPU has no bfloat16 matrix instructions");
+	/* let oneDNN pick the weights layout, for a typical batch */
+	if (dnnl_memory_desc_init_by_tag(&any, 2, dims, type, dnnl_format_tag_any) != dnnl_success ||
+		(pd = matmul_desc(1024, n, k, int8 ? dnnl_s8 : dnnl_bf16, &any,
+						  int8 ? dnnl_s32 : dnnl_f32, false)) == NULL)
+		return pt_fail(PT_ERR_INTERNAL, "oneDNN has no %s matmul for %d x %d", pt_math_name(math), n, k);
+	if (int8 && lin->w == NULL)
+		return pt_fail(PT_ERR_INTERNAL, "int8 weights are quantised from fp32 weights");
+	b = pt_calloc(1, sizeof(*b));
+	/* a checkpoint's aligned BF16 tensor is reordered straight from the mapping */
+	if (!int8 && lin->w == NULL && lin->src_dtype == PT_DTYPE_BF16 && ((uintptr_t) lin->src % 2) == 0)
+		converted = NULL;
+	else if ((converted = pt_malloc((int8 ? 1 : 2) * (size_t) n * k)) == NULL)
+	{
+		free(b);
+		return -1;
+	}
+	if (b == NULL || (int8 && (b->scales = pt_malloc(sizeof(float) * n)) == NULL))
+		goto done;
+	b->math = math;
+	b->weights_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+	{
+		const char *impl = NULL;
+
+		if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
+			snprintf(dnnl.impl[int8 ? KIND_INT8 : KIND_BF16], sizeof(dnnl.impl[0]), "%s", impl);
+	}
+
+	/* W is [n, k] row-major, i.e. the [k, n] matrix in column-major ("ba") order */
+	if (int8)
+		for (int j = 0; j < n; j++)
+		{
+			const float *row = lin->w + (size_t) j * k;
+			int8_t	   *q = (int8_t *) converted + (size_t) j * k;
+			float		amax = 0.0f;
+
+			for (int i = 0; i < k; i++)
+				amax = fmaxf(amax, fabsf(row[i]));
+			b->scales[j] = amax / 127.0f;
+			for (int i = 0; i < k; i++)
+				q[i] = amax > 0.0f ? (int8_t) lrintf(row[i] * (127.0f / amax)) : 0;
+		}
+	else if (lin->w != NULL)
+		for (size_t i = 0; i < (size_t) n * k; i++)
+			((uint16_t *) converted)[i] = pt_f32_to_bf16(lin->w[i]);
+	else if (converted != NULL)
+		pt_convert_to_bf16(lin->src_dtype, lin->src, (size_t) n * k, converted);
+	if (dnnl_memory_desc_init_by_tag(&plain, 2, dims, type, dnnl_ba) != dnnl_success ||
+		dnnl_memory_create(&src, &plain, dnnl.engine, converted ? converted : (void *) lin->src) != dnnl_success ||
+		dnnl_memory_create(&b->weights, &b->weights_md, dnnl.engine, DNNL_MEMORY_ALLOCATE) != dnnl_success ||
+		dnnl_reorder_primitive_desc_create(&reorder_pd, &plain, dnnl.engine, &b->weights_md,
+										   dnnl.engine, NULL) != dnnl_success ||
+		dnnl_primitive_create(&reorder, reorder_pd) != dnnl_success)
+	{
+		pt_fail(PT_ERR_INTERNAL, "oneDNN could not lay out a %d x %d weight", n, k);
+		goto done;
+	}
+	{
+		dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, b->weights}};
+
+		if (dnnl_primitive_execute(reorder, dnnl.stream, 2, args) != dnnl_success ||
+			dnnl_stream_wait(dnnl.stream) != dnnl_success)
+		{
+			pt_fail(PT_ERR_INTERNAL, "oneDNN could not reorder a weight");
+			goto done;
+		}
+	}
+	lin->packed = b;
+	b = NULL;
+	rc = 0;
+
+done:
+	if (reorder)
+		dnnl_primitive_destroy(reorder);
+	if (reorder_pd)
+		dnnl_primitive_desc_destroy(reorder_pd);
+	if (src)
+		dnnl_memory_destroy(src);
+	if (b && b->weights)
+		dnnl_memory_destroy(b->weights);
+	if (b)
+		free(b->scales);
+	free(b);
+	free(converted);
+	dnnl_primitive_desc_destroy(pd);
+	return rc;
+}
+
+int
+pt_linear_prepare_bf16(PtLinear *lin)
+{
+	return prepare(lin, PT_MATH_BF16);
+}
+
+int
+pt_linear_prepare_int8(PtLinear *lin)
+{
+	return prepare(lin, PT_MATH_INT8);
+}
+
+void
+pt_linear_release_bf16(PtLinear *lin)
+{
+	if (lin->packed)
+	{
+		dnnl_memory_destroy(lin->packed->weights);
+		free(lin->packed->scales);
+		free(lin->packed);
+		lin->packed = NULL;
+	}
+}
+
+PtMath
+pt_linear_packed_math(const PtLinear *lin)
+{
+	return lin->packed ? lin->packed->math : PT_MATH_FP32;
+}
+
+/* The cached primitive for this kind and shape (created on first use); NULL if oneDNN fails. */
+static dnnl_primitive_t
+primitive_for(Kind kind, const PtLinear *lin, int m, bool accumulate)
+{
+	CachedPrimitive *slot = &dnnl.cache[0];
+	dnnl_primitive_t prim = NULL;
+
+	pthread_mutex_lock(&dnnl.lock);
+	for (int i = 0; i < CACHE_SIZE; i++)
+	{
+		CachedPrimitive *c = &dnnl.cache[i];
+
+		if (c->primitive && c->kind == kind && c->m == m && c->n == lin->out_dim &&
+			c->k == lin->in_dim && c->accumulate == accumulate)
+		{
+			c->last_used = ++dnnl.clock;
+			prim = c->primitive;
+			break;
+		}
+		if (c->last_used < slot->last_used)
+			slot = c;
+	}
+	if (prim == NULL)
+	{
+		bool		backward = kind == KIND_F32_BACKWARD || kind == KIND_BF16_BACKWARD;
+		dnnl_data_type_t src_type,
+					dst_type;
+		dnnl_memory_desc_t plain;
+		const dnnl_memory_desc_t *weights = &plain;
+		dnnl_primitive_desc_t pd = NULL;
+
+		kind_types(kind, &src_type, &dst_type);
+		if (kind == KIND_BF16 || kind == KIND_INT8)
+			weights = &lin->packed->weights_md;
+		if (weights != &plain || plain_weights_md(lin, backward, &plain, src_type))
+			pd = matmul_desc(m, backward ? lin->in_dim : lin->out_dim, backward ? lin->out_dim : lin->in_dim,
+							 src_type, weights, dst_type, accumulate);
+		if (pd && dnnl_primitive_create(&prim, pd) == dnnl_success)
+		{
+			const char *impl = NULL;
+
+			if (slot->primitive)
+				dnnl_primitive_destroy(slot->primitive);
+			*slot = (CachedPrimitive) {kind, m, lin->out_dim, lin->in_dim, accumulate, prim, ++dnnl.clock};
+			if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
+				snprintf(dnnl.impl[kind], sizeof(dnnl.impl[kind]), "%s", impl);
+		}
+		else
+			prim = NULL;
+		if (pd)
+			dnnl_primitive_desc_destroy(pd);
+	}
+	pthread_mutex_unlock(&dnnl.lock);
+	return prim;
+}
+
+/*
+ * dst[rows, n] (+)= src[rows, k] . W for one piece of the rows, with the
+ * primitive of that shape (n, k: the product's, so swapped for backward).
+ */
+static bool
+matmul_piece(Kind kind, const PtLinear *lin, dnnl_primitive_t prim, const void *x, int rows, void *y)
+{
+	bool		backward = kind == KIND_F32_BACKWARD || kind == KIND_BF16_BACKWARD;
+	int			k = backward ? lin->out_dim : lin->in_dim,
+				n = backward ? lin->in_dim : lin->out_dim;
+	dnnl_data_type_t src_type,
+				dst_type;
+	dnnl_memory_desc_t src_md,
+				dst_md,
+				plain;
+	dnnl_dims_t src_dims = {rows, k},
+				dst_dims = {rows, n};
+	dnnl_memory_t src = NULL,
+				dst = NULL,
+				weights = NULL;
+	bool		ok = false;
+
+	kind_types(kind, &src_type, &dst_type);
+	if (kind == KIND_BF16 || kind == KIND_INT8)
+		weights = lin->packed->weights;
+	else if (!plain_weights_md(lin, backward, &plain, src_type) ||
+			 dnnl_memory_create(&weights, &plain, dnnl.engine,
+								kind == KIND_BF16_BACKWARD ? (void *) lin->w_bf16 : (void *) lin->w) != dnnl_success)
+		weights = NULL;
+	if (weights &&
+		dnnl_memory_desc_init_by_tag(&src_md, 2, src_dims, src_type, dnnl_ab) == dnnl_success &&
+		dnnl_memory_desc_init_by_tag(&dst_md, 2, dst_dims, dst_type, dnnl_ab) == dnnl_success &&
+		dnnl_memory_create(&src, &src_md, dnnl.engine, (void *) x) == dnnl_success &&
+		dnnl_memory_create(&dst, &dst_md, dnnl.engine, y) == dnnl_success)
+	{
+		dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}};
+
+		ok = dnnl_primitive_execute(prim, dnnl.stream, 3, args) == dnnl_success &&
+			dnnl_stream_wait(dnnl.stream) == dnnl_success;
+	}
+	if (src)
+		dnnl_memory_destroy(src);
+	if (dst)
+		dnnl_memory_destroy(dst);
+	if (weights && kind != KIND_BF16 && kind != KIND_INT8)
+		dnnl_memory_destroy(weights);
+	return ok;
+}
+
+/*
+ * The rows go through in pieces of PIECE_ROWS, then a multiple of 16, then
+ * fewer than 16.  Why: oneDNN 2.6's AMX matmul picks a poor blocking for
+ * some row counts, at a third of its speed or less (measured here for
+ * 1024 x 512 weights: 600 GFLOP/s at m = 256, 60 at m = 212, 163 at m = 228,
+ * 156 at m = 1824, against 540 for 1824 rows in pieces of 256).  Pieces of
+ * these sizes are always fast, and they bound the shapes, hence the
+ * primitives cached, to about 31 per weight and kind: memory stays flat
+ * however the batches vary.
+ */
+#define PIECE_ROWS 256
+
+static void dequantise_piece(const PtLinear *lin, int r0, int rows, float *y, bool accumulate);
+
+/*
+ * Runs a product of m rows in pieces: src rows of src_row bytes, dst rows of
+ * dst_row bytes.  int8 pieces go to the int32 scratch first, and
+ * dequantise_piece finishes each into y.
+ */
+static bool
+run_pieces(Kind kind, const PtLinear *lin, int m, const void *x, size_t src_row, float *y, size_t dst_row,
+		   bool accumulate)
+{
+	bool		int8 = kind == KIND_INT8;
+	/* the three piece sizes: full pieces, then a multiple of 16, then fewer than 16 rows */
+	int			sizes[3] = {PIECE_ROWS, (m % PIECE_ROWS) & ~15, m % 16};
+	int			counts[3] = {m / PIECE_ROWS, sizes[1] > 0, sizes[2] > 0};
+	dnnl_primitive_t prims[3] = {NULL, NULL, NULL};
+	int			r = 0;
+
+	/*
+	 * Every primitive before any product: if one cannot be made, y is still
+	 * untouched and the caller's fp32 fallback (which may add to y) is right.
+	 * int8's primitives have no sum post-op: the row scales come after.
+	 */
+	for (int i = 0; i < 3; i++)
+		if (counts[i] > 0 && (prims[i] = primitive_for(kind, lin, sizes[i], accumulate && !int8)) == NULL)
+			return false;
+	for (int i = 0; i < 3; i++)
+		for (int c = 0; c < counts[i]; c++, r += sizes[i])
+		{
+			if (!matmul_piece(kind, lin, prims[i], (const char *) x + (size_t) r * src_row, sizes[i],
+							  int8 ? (void *) acc : (char *) y + (size_t) r * dst_row))
+				return false;
+			if (int8)
+				dequantise_piece(lin, r, sizes[i], y, accumulate);
+		}
+	return true;
+}
+
+/* ---- bf16 ------------------------------------------------------------------ */
+
+static bool
+grow_scratch(size_t bytes)
+{
+	if (bytes > scratch_bytes)
+	{
+		void	   *grown = realloc(scratch, bytes);
+
+		if (grown == NULL)
+			return false;
+		scratch = grown;
+		scratch_bytes = bytes;
+	}
+	return true;
+}
+
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+static void
+round_to_bf16(const float *x, size_t n, uint16_t *out)
+{
+	for (size_t i = 0; i < n; i++)
+		out[i] = pt_f32_to_bf16(x[i]);
+}
+
+bool
+pt_bf16_load_input(const float *x, size_t n)
+{
+	if (!grow_scratch(sizeof(uint16_t) * n))
+		return false;
+	round_to_bf16(x, n, scratch);
+	scratch_used = n;
+	scratch_kind = KIND_BF16;
+	return true;
+}
+
+bool
+pt_bf16_matmul(const PtLinear *lin, int m, float *y, bool accumulate)
+{
+	/* the loaded input must be this product's [m, in_dim] */
+	if (scratch_kind != KIND_BF16 || scratch_used != (size_t) m * lin->in_dim ||
+		pt_linear_packed_math(lin) != PT_MATH_BF16)
+		return false;
+	return run_pieces(KIND_BF16, lin, m, scratch, sizeof(uint16_t) * lin->in_dim,
+					  y, sizeof(float) * lin->out_dim, accumulate);
+}
+
+/* ---- int8 ------------------------------------------------------------------ */
+
+/* q[i, :] = round(x[i, :] / s[i]) with s[i] = max|x[i, :]| / 127 (0 for a zero row) */
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+static void
+quantise_row(const float *x, int k, int8_t *q, float *scale)
+{
+	float		amax = 0.0f,
+				inv;
+
+	for (int i = 0; i < k; i++)
+		amax = fmaxf(amax, fabsf(x[i]));
+	*scale = amax / 127.0f;
+	inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+	for (int i = 0; i < k; i++)
+		q[i] = (int8_t) nearbyintf(x[i] * inv);
+}
+
+bool
+pt_int8_load_input(const float *x, int m, int k)
+{
+	if (!grow_scratch((size_t) m * k))
+		return false;
+	if ((size_t) m > row_scales_size)
+	{
+		float	   *grown = realloc(row_scales, sizeof(float) * m);
+
+		if (grown == NULL)
+			return false;
+		row_scales = grown;
+		row_scales_size = m;
+	}
+	{
+		/* the scratch is this thread's (__thread): the loop's other threads get its address */
+		int8_t	   *q = scratch;
+		float	   *scales = row_scales;
+
+#pragma omp parallel for schedule(static) if (m >= 64)
+		for (int i = 0; i < m; i++)
+			quantise_row(x + (size_t) i * k, k, q + (size_t) i * k, &scales[i]);
+	}
+	scratch_used = (size_t) m * k;
+	scratch_kind = KIND_INT8;
+	return true;
+}
+
+/* y[r0 + i, j] (+)= sx[r0 + i] * sw[j] * acc[i, j] for one piece of rows */
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+static void
+dequantise_piece(const PtLinear *lin, int r0, int rows, float *y, bool accumulate)
+{
+	int			n = lin->out_dim;
+	const float *sw = lin->packed->scales;
+	/* this thread's (__thread) scratch, for the loop's other threads too */
+	const int32_t *products = acc;
+	const float *sxs = row_scales;
+
+#pragma omp parallel for schedule(static) if (rows >= 64)
+	for (int i = 0; i < rows; i++)
+	{
+		const int32_t *a = products + (size_t) i * n;
+		float	   *out = y + (size_t) (r0 + i) * n;
+		float		sx = sxs[r0 + i];
+
+		if (accumulate)
+			for (int j = 0; j < n; j++)
+				out[j] += sx * sw[j] * (float) a[j];
+		else
+			for (int j = 0; j < n; j++)
+				out[j] = sx * sw[j] * (float) a[j];
+	}
+}
+
+bool
+pt_bf16_matmul_backward(const PtLinear *lin, int m, float *dx, bool accumulate)
+{
+	/* the loaded input must be this product's dy[m, out_dim] */
+	if (scratch_kind != KIND_BF16 || scratch_used != (size_t) m * lin->out_dim || lin->w_bf16 == NULL ||
+		!pt_bf16_supported())
+		return false;
+	return run_pieces(KIND_BF16_BACKWARD, lin, m, scratch, sizeof(uint16_t) * lin->out_dim,
+					  dx, sizeof(float) * lin->in_dim, accumulate);
+}
+
+bool
+pt_int8_matmul(const PtLinear *lin, int m, float *y, bool accumulate)
+{
+	size_t		need = (size_t) (m < PIECE_ROWS ? m : PIECE_ROWS) * lin->out_dim;
+
+	if (scratch_kind != KIND_INT8 || scratch_used != (size_t) m * lin->in_dim ||
+		pt_linear_packed_math(lin) != PT_MATH_INT8)
+		return false;
+	if (need > acc_size)
+	{
+		int32_t    *grown = realloc(acc, sizeof(int32_t) * need);
+
+		if (grown == NULL)
+			return false;
+		acc = grown;
+		acc_size = need;
+	}
+	return run_pieces(KIND_INT8, lin, m, scratch, lin->in_dim, y, sizeof(float) * lin->out_dim, accumulate);
+}
+
+/* ---- fp32 ------------------------------------------------------------------ */
+
+bool
+pt_dnnl_f32_matmul(const PtLinear *lin, bool backward, const float *x, int m, float *y, bool accumulate)
+{
+	int			k = backward ? lin->out_dim : lin->in_dim,
+				n = backward ? lin->in_dim : lin->out_dim;
+
+	if (!pt_dnnl_supported())
+		return false;
+	return run_pieces(backward ? KIND_F32_BACKWARD : KIND_F32_FORWARD, lin, m, x, sizeof(float) * k,
+					  y, sizeof(float) * n, accumulate);
+}
+
+/* ---- the ceiling, for ptune bench ------------------------------------------- */
+
+static double
+seconds_now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+double
+pt_dnnl_matmul_gflops(PtMath math, int m, int n, int k, int reps)
+{
+	dnnl_data_type_t src_type = math == PT_MATH_BF16 ? dnnl_bf16 : math == PT_MATH_INT8 ? dnnl_s8 : dnnl_f32,
+				dst_type = math == PT_MATH_INT8 ? dnnl_s32 : dnnl_f32;
+	dnnl_dims_t wdims = {k, n},
+				sdims = {m, k},
+				ddims = {m, n};
+	dnnl_memory_desc_t any,
+				src_md,
+				dst_md;
+	dnnl_primitive_desc_t pd = NULL;
+	dnnl_primitive_t prim = NULL;
+	dnnl_memory_t src = NULL,
+				weights = NULL,
+				dst = NULL;
+	double		best = 0.0;
+
+	if ((math == PT_MATH_BF16 && !pt_bf16_supported()) || (math == PT_MATH_INT8 && !pt_int8_supported()) ||
+		!pt_dnnl_supported())
+		return 0.0;
+	/* oneDNN's own best case: one primitive for all m rows, weights in the layout it prefers */
+	if (dnnl_memory_desc_init_by_tag(&any, 2, wdims, src_type == dnnl_f32 ? dnnl_f32 : src_type == dnnl_bf16 ? dnnl_bf16 : dnnl_s8,
+									 dnnl_format_tag_any) == dnnl_success &&
+		(pd = matmul_desc(m, n, k, src_type, &any, dst_type, false)) != NULL &&
+		dnnl_primitive_create(&prim, pd) == dnnl_success &&
+		dnnl_memory_desc_init_by_tag(&src_md, 2, sdims, src_type, dnnl_ab) == dnnl_success &&
+		dnnl_memory_desc_init_by_tag(&dst_md, 2, ddims, dst_type, dnnl_ab) == dnnl_success &&
+		dnnl_memory_create(&src, &src_md, dnnl.engine, DNNL_MEMORY_ALLOCATE) == dnnl_success &&
+		dnnl_memory_create(&weights, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), dnnl.engine,
+						   DNNL_MEMORY_ALLOCATE) == dnnl_success &&
+		dnnl_memory_create(&dst, &dst_md, dnnl.engine, DNNL_MEMORY_ALLOCATE) == dnnl_success)
+	{
+		dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}};
+		void	   *p = NULL;
+
+		/* zeros: the speed does not depend on the values, and nothing is uninitialised */
+		if (dnnl_memory_get_data_handle(src, &p) == dnnl_success && p)
+			memset(p, 0, dnnl_memory_desc_get_size(&src_md));
+		if (dnnl_memory_get_data_handle(weights, &p) == dnnl_success && p)
+			memset(p, 0, dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)));
+		for (int r = 0; r <= reps; r++)	/* the first run is a warm-up */
+		{
+			double		t = seconds_now();
+
+			if (dnnl_primitive_execute(prim, dnnl.stream, 3, args) != dnnl_success ||
+				dnnl_stream_wait(dnnl.stream) != dnnl_success)
+				break;
+			t = seconds_now() - t;
+			if (r > 0 && (best == 0.0 || t < best))
+				best = t;
+		}
+	}
+	if (src)
+		dnnl_memory_destroy(src);
+	if (weights)
+		dnnl_memory_destroy(weights);
+	if (dst)
+		dnnl_memory_destroy(dst);
+	if (prim)
+		dnnl_primitive_destroy(prim);
+	if (pd)
+		dnnl_primitive_desc_destroy(pd);
+	return best > 0 ? 2.0 * m * n * k / best * 1e-9 : 0.0;
+}

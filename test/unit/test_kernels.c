@@ -1,0 +1,248 @@
+/*
+ * test_kernels.c - the matrix kernels agree: OpenBLAS and oneDNN's f32
+ * matmul give the float64 product (forward x . W^T and backward dy . W, with
+ * and without accumulation, over row counts that span linear_dnnl.c's
+ * pieces); int8 products stay within their quantisation bound; the measured
+ * choice is reported and cached; training on an int8 model computes in fp32.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "error.h"
+#include "helpers.h"
+#include "kernel_choice.h"
+#include "safetensors.h"
+#include "transformer.h"
+#include "unit.h"
+
+/* a deterministic value in [-1, 1) */
+static float
+value(size_t i, unsigned salt)
+{
+	return (float) ((int) ((i * 2654435761u + salt * 40503u) % 2001u) - 1000) * 1e-3f;
+}
+
+/* the float64 product: y[m, n] = x[m, k] . op(W) */
+static void
+reference(bool backward, const PtLinear *lin, const float *x, int m, double *y)
+{
+	int			n = backward ? lin->in_dim : lin->out_dim,
+				k = backward ? lin->out_dim : lin->in_dim;
+
+	for (int i = 0; i < m; i++)
+		for (int j = 0; j < n; j++)
+		{
+			double		s = 0.0;
+
+			for (int t = 0; t < k; t++)
+				s += (double) x[(size_t) i * k + t] *
+					(backward ? lin->w[(size_t) t * lin->in_dim + j] : lin->w[(size_t) j * lin->in_dim + t]);
+			y[(size_t) i * n + j] = s;
+		}
+}
+
+void		test_fp32_kernels_agree(void);
+void
+test_fp32_kernels_agree(void)
+{
+	enum
+	{
+		OUT = 96, IN = 80
+	};
+	/* rows: fewer than 16; a multiple of 16; 256 + 32 + 12 (every piece size) */
+	static const int rows[] = {5, 48, 300};
+	float	   *w = malloc(sizeof(float) * OUT * IN);
+	float	   *x = malloc(sizeof(float) * 300 * OUT);
+	float	   *y = malloc(sizeof(float) * 300 * OUT);
+	double	   *ref = malloc(sizeof(double) * 300 * OUT);
+	PtLinear	lin = {.out_dim = OUT, .in_dim = IN, .w = w, .src = w, .src_dtype = PT_DTYPE_F32};
+
+	REQUIRE(w && x && y && ref);
+	REQUIRE(pt_engine_init() == 0);
+	if (!pt_dnnl_supported())
+		SKIP("oneDNN does not run on this CPU");
+	for (size_t i = 0; i < (size_t) OUT * IN; i++)
+		w[i] = value(i, 1);
+	for (size_t i = 0; i < (size_t) 300 * OUT; i++)
+		x[i] = value(i, 2);
+	for (int backward = 0; backward < 2; backward++)
+		for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
+		{
+			int			m = rows[r],
+						n = backward ? IN : OUT;
+
+			reference(backward, &lin, x, m, ref);
+			for (int kernel = PT_KERNEL_OPENBLAS; kernel <= PT_KERNEL_ONEDNN; kernel++)
+				for (int accumulate = 0; accumulate < 2; accumulate++)
+				{
+					double		worst = 0.0;
+
+					/* accumulating onto 1.0 everywhere must add exactly that */
+					for (size_t i = 0; i < (size_t) m * n; i++)
+						y[i] = accumulate ? 1.0f : NAN;
+					REQUIREF(pt_fp32_product(kernel, backward, &lin, x, m, y, accumulate),
+							 "%s could not run", pt_kernel_name(kernel));
+					for (size_t i = 0; i < (size_t) m * n; i++)
+						worst = fmax(worst, fabs(y[i] - (ref[i] + accumulate)));
+					CHECKF(worst < 1e-4, "%s %s, %d rows%s: off the float64 product by %.3g",
+						   pt_kernel_name(kernel), backward ? "backward" : "forward", m,
+						   accumulate ? ", accumulating" : "", worst);
+				}
+		}
+	free(w);
+	free(x);
+	free(y);
+	free(ref);
+}
+
+/*
+ * int8: each product is within the bound of its quantisation.  With per-row
+ * scales sx = max|x| / 127 and per-channel sw = max|W_j| / 127, each factor
+ * is off by at most half its scale, so |error| <= sum_t (|x_t| sw/2 +
+ * |W_jt| sx/2 + sx sw/4).
+ */
+void		test_int8_product_within_bound(void);
+void
+test_int8_product_within_bound(void)
+{
+	enum
+	{
+		OUT = 64, IN = 96, M = 300
+	};
+	float	   *w = malloc(sizeof(float) * OUT * IN);
+	float	   *x = malloc(sizeof(float) * M * IN);
+	float	   *y = malloc(sizeof(float) * M * OUT);
+	double	   *ref = malloc(sizeof(double) * M * OUT);
+	PtLinear	lin = {.out_dim = OUT, .in_dim = IN, .w = w, .src = w, .src_dtype = PT_DTYPE_F32};
+
+	REQUIRE(w && x && y && ref);
+	REQUIRE(pt_engine_init() == 0);
+	if (!pt_int8_supported())
+		SKIP("oneDNN has no int8 matmul for this CPU");
+	for (size_t i = 0; i < (size_t) OUT * IN; i++)
+		w[i] = value(i, 3) * (1 + (int) (i / IN) % 4);	/* channels of different ranges */
+	for (size_t i = 0; i < (size_t) M * IN; i++)
+		x[i] = value(i, 4) * (1 + (int) (i / IN) % 3);	/* rows too */
+	REQUIRE(pt_linear_prepare_int8(&lin) == 0);
+	CHECK(pt_linear_packed_math(&lin) == PT_MATH_INT8);
+	reference(false, &lin, x, M, ref);
+	for (int accumulate = 0; accumulate < 2; accumulate++)
+	{
+		for (size_t i = 0; i < (size_t) M * OUT; i++)
+			y[i] = accumulate ? 1.0f : NAN;
+		if (accumulate)
+			pt_linear_forward_add(&lin, x, M, y, PT_MATH_INT8);
+		else
+			pt_linear_forward(&lin, x, M, y, PT_MATH_INT8);
+		for (int i = 0; i < M; i++)
+			for (int j = 0; j < OUT; j++)
+			{
+				double		sx = 0,
+							sw = 0,
+							bound = 0;
+
+				for (int t = 0; t < IN; t++)
+				{
+					sx = fmax(sx, fabs(x[(size_t) i * IN + t]));
+					sw = fmax(sw, fabs(w[(size_t) j * IN + t]));
+				}
+				sx /= 127, sw /= 127;
+				for (int t = 0; t < IN; t++)
+					bound += fabs(x[(size_t) i * IN + t]) * sw / 2 + fabs(w[(size_t) j * IN + t]) * sx / 2 + sx * sw / 4;
+				CHECKF(fabs(y[(size_t) i * OUT + j] - accumulate - ref[(size_t) i * OUT + j]) <= bound * 1.001 + 1e-6,
+					   "row %d col %d: int8 %.5f, float64 %.5f, bound %.5f", i, j,
+					   y[(size_t) i * OUT + j] - accumulate, ref[(size_t) i * OUT + j], bound);
+			}
+	}
+	pt_linear_release_bf16(&lin);
+	CHECK(lin.packed == NULL);
+	free(w);
+	free(x);
+	free(y);
+	free(ref);
+}
+
+/*
+ * Loading a model chooses the fp32 kernels by measurement and caches the
+ * choice (PTUNE_CACHE_DIR) for the next load to read; the model's info names
+ * the kernels.  An unwritable cache directory is no error.
+ */
+void		test_kernel_choice_reported_and_cached(void);
+void
+test_kernel_choice_reported_and_cached(void)
+{
+	const char *dir = unit_model_dir("tiny-gated");
+	const char *cache = unit_temp_dir();
+	char	   *old = getenv("PTUNE_CACHE_DIR") ? strdup(getenv("PTUNE_CACHE_DIR")) : NULL;
+	char		path[1024],
+				line[2048];
+	PtModel    *m;
+	char	   *info;
+	json_t	   *root,
+			   *fp32;
+	FILE	   *f;
+	bool		found = false;
+
+	REQUIRE(dir != NULL);
+	if (getenv("PTUNE_FP32_KERNEL"))
+		SKIP("PTUNE_FP32_KERNEL forces the kernel");
+	setenv("PTUNE_CACHE_DIR", cache, 1);
+
+	/* forcing a kernel makes the process forget its choice; the fresh cache is empty: measured */
+	setenv("PTUNE_FP32_KERNEL", "openblas", 1);
+	pt_model_free(pt_model_load(dir));
+	CHECK(pt_fp32_kernel(false) == PT_KERNEL_OPENBLAS && pt_fp32_kernel(true) == PT_KERNEL_OPENBLAS);
+	CHECK(strcmp(pt_kernels_source(), "forced by PTUNE_FP32_KERNEL") == 0);
+	unsetenv("PTUNE_FP32_KERNEL");
+	pt_model_free(pt_model_load(dir));
+	CHECK(strcmp(pt_kernels_source(), "measured") == 0);
+	snprintf(path, sizeof(path), "%s/kernels.tsv", cache);
+	f = fopen(path, "r");
+	REQUIREF(f != NULL, "no cache file %s", path);
+	while (fgets(line, sizeof(line), f))
+		found |= strstr(line, pt_cpu_model()) != NULL &&
+			strstr(line, pt_kernel_name(pt_fp32_kernel(false))) != NULL;
+	fclose(f);
+	CHECKF(found, "%s has no line for this CPU and choice", path);
+
+	/* the next load (say, another process) reads it */
+	setenv("PTUNE_FP32_KERNEL", "openblas", 1);
+	pt_model_free(pt_model_load(dir));
+	unsetenv("PTUNE_FP32_KERNEL");
+	m = pt_model_load(dir);
+	REQUIRE(m != NULL);
+	CHECK(strcmp(pt_kernels_source(), "cached") == 0);
+
+	/* and the model's info names the choice */
+	info = pt_model_info_json(m, 0.0);
+	REQUIRE(info != NULL);
+	root = json_loads(info, 0, NULL);
+	REQUIRE(root != NULL);
+	fp32 = json_object_get(json_object_get(root, "kernels"), "fp32");
+	REQUIRE(fp32 != NULL);
+	CHECK(strcmp(json_string_value(json_object_get(fp32, "forward")), pt_kernel_name(pt_fp32_kernel(false))) == 0);
+	CHECK(strcmp(json_string_value(json_object_get(fp32, "backward")), pt_kernel_name(pt_fp32_kernel(true))) == 0);
+	CHECK(strcmp(json_string_value(json_object_get(fp32, "chosen")), "cached") == 0);
+	CHECK(json_string_value(json_object_get(json_object_get(root, "kernels"), "cpu")) != NULL);
+
+	/* a cache directory that cannot be made (read-only): measured, no error */
+	setenv("PTUNE_FP32_KERNEL", "openblas", 1);
+	pt_model_free(pt_model_load(dir));
+	unsetenv("PTUNE_FP32_KERNEL");
+	setenv("PTUNE_CACHE_DIR", "/proc/ptune-cannot-exist", 1);
+	pt_model_free(pt_model_load(dir));
+	CHECK(strcmp(pt_kernels_source(), "measured") == 0);
+
+	if (old)
+		setenv("PTUNE_CACHE_DIR", old, 1);
+	else
+		unsetenv("PTUNE_CACHE_DIR");
+	free(old);
+	json_decref(root);
+	free(info);
+	pt_model_free(m);
+}
