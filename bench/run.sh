@@ -32,7 +32,7 @@ tokenizer=()
 [[ -f $shared/tokenizers/t5/spiece.model ]] && tokenizer=(--spiece "$shared/tokenizers/t5/spiece.model")
 checkpoint() {   # name preset dtype
   [[ -f build/bench/$1/model.safetensors ]] ||
-    tools/gen_checkpoint.py "build/bench/$1" --preset "$2" --dtype "$3" --seed 0 "${tokenizer[@]}" >/dev/null
+    ptune_py/gen_checkpoint.py "build/bench/$1" --preset "$2" --dtype "$3" --seed 0 "${tokenizer[@]}" >/dev/null
   echo "build/bench/$1"
 }
 if [[ $quick == --quick ]]; then
@@ -61,9 +61,9 @@ for round in $(seq 1 "$rounds"); do
     for precision in fp32 bf16 int8; do
       PTUNE_PRECISION=$precision build/ptune bench "$dir" "${q_flag[@]}" > "${r}_engine_${name}_$precision.json"
     done
-    /usr/bin/python3 bench/pytorch_bench.py "$dir" "${q_flag[@]}" > "${r}_pytorch_${name}.json"
+    /usr/bin/python3 -m ptune_py.pytorch_bench "$dir" "${q_flag[@]}" > "${r}_pytorch_${name}.json"
     [[ -f build/bench/ort/$name.onnx ]] ||
-      /usr/bin/python3 bench/ort/export_onnx.py "$dir" "build/bench/ort/$name.onnx" >/dev/null 2>&1
+      /usr/bin/python3 -m ptune_py.export_onnx "$dir" "build/bench/ort/$name.onnx" >/dev/null 2>&1
     # int8 as ONNX Runtime's quantize_dynamic makes it (per-column weights, dynamic activations)
     [[ -f build/bench/ort/$name-int8.onnx ]] ||
       /usr/bin/python3 bench/ort/quantize_onnx.py "build/bench/ort/$name.onnx" "build/bench/ort/$name-int8.onnx" >/dev/null
