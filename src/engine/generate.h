@@ -111,6 +111,12 @@ typedef struct PtGenerateResult
 	bool		eos;			/* the sequence ended with EOS (not cut by max_new_tokens) */
 	double		score;			/* see the file comment: log-probability, or its
 								 * length-penalised form for finished beams */
+	/*
+	 * NULL, or the caller's array of max_new_tokens entries: receives the
+	 * log-probability of each generated token, EOS included (n_ids + eos
+	 * entries).
+	 */
+	double	   *token_logprobs;
 } PtGenerateResult;
 
 /*
