@@ -17,7 +17,7 @@
  *    token's log-softmax over the whole vocabulary (the plain sequence
  *    log-likelihood, EOS included).  The decoder inputs of all labels form a
  *    trie (PtLabelTrie): the decoder runs once per distinct prefix (tree
- *    attention, see t5.h) and the full-vocabulary head once per trie node.
+ *    attention, see transformer.h) and the full-vocabulary head once per trie node.
  */
 #ifndef PT_TASK_H
 #define PT_TASK_H
@@ -26,10 +26,7 @@
 #include <stdint.h>
 
 #include "model.h"
-
-#define PT_MAX_LABELS 1000
-#define PT_MAX_LABEL_BYTES 256
-#define PT_MAX_LABEL_TOKENS 32
+#include "ptune_limits.h"
 
 typedef enum PtScoring
 {
