@@ -19,8 +19,6 @@
 #include "task.h"
 
 #define BATCH 32
-/* Input tokens (EOS included) without a prompt; a prompt brings its own limit. */
-#define GENERATE_MAX_INPUT_TOKENS 512
 
 static void
 print_escaped(const char *s)
@@ -76,7 +74,7 @@ cmd_generate(int argc, char **argv)
 	PtModel    *m;
 	PtPrompt  **prompts = NULL;
 	int			n_prompts = 0,
-				max_input = GENERATE_MAX_INPUT_TOKENS,
+				max_input = PT_GENERATE_MAX_INPUT_TOKENS,
 				n = 0,
 				rc = 0;
 	PtWorkspace ws = {0};
