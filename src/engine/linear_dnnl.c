@@ -37,6 +37,7 @@
 #include "error.h"
 #include "safetensors.h"
 #include "linear.h"
+#include "runtime.h"
 
 /* The kinds of product, each with its own operand types (and primitives). */
 typedef enum Kind
@@ -668,14 +669,6 @@ pt_dnnl_f32_matmul(const PtLinear *lin, bool backward, const float *x, int m, fl
 
 /* ---- the ceiling, for ptune bench ------------------------------------------- */
 
-static double
-seconds_now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 double
 pt_dnnl_matmul_gflops(PtMath math, int m, int n, int k, int reps)
@@ -720,12 +713,12 @@ pt_dnnl_matmul_gflops(PtMath math, int m, int n, int k, int reps)
 			memset(p, 0, dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)));
 		for (int r = 0; r <= reps; r++)	/* the first run is a warm-up */
 		{
-			double		t = seconds_now();
+			double		t = pt_seconds();
 
 			if (dnnl_primitive_execute(prim, dnnl.stream, 3, args) != dnnl_success ||
 				dnnl_stream_wait(dnnl.stream) != dnnl_success)
 				break;
-			t = seconds_now() - t;
+			t = pt_seconds() - t;
 			if (r > 0 && (best == 0.0 || t < best))
 				best = t;
 		}
