@@ -46,6 +46,8 @@
 	X(test_training_stops_on_nan) \
 	X(test_training_metadata_is_json) \
 	X(test_training_option_errors) \
+	X(test_generation_training_learns) \
+	X(test_generation_training_errors) \
 	X(test_model_info_json_escapes_name) \
 	X(test_csv_rfc4180) \
 	X(test_csv_errors)
