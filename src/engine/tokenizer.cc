@@ -5,6 +5,7 @@
  * catches everything and reports it with pt_fail().
  */
 #include <algorithm>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -136,5 +137,44 @@ pt_tokenizer_encode(const PtTokenizer *tok, const char *text, size_t len,
 	{
 		pt_fail(PT_ERR_INTERNAL, "tokenizer raised an unexpected exception");
 		return -1;
+	}
+}
+
+extern "C" char *
+pt_tokenizer_decode(const PtTokenizer *tok, const int32_t *ids, int n)
+{
+	try
+	{
+		std::vector<int> in;
+		std::string text;
+		int			pieces = tok->sp.GetPieceSize();
+
+		for (int i = 0; i < n; i++)
+			if (ids[i] >= 0 && ids[i] < pieces)
+				in.push_back(ids[i]);
+		auto		status = tok->sp.Decode(in, &text);
+
+		if (!status.ok())
+		{
+			pt_fail(PT_ERR_ARGUMENT, "tokenizer could not decode: %s", status.ToString().c_str());
+			return nullptr;
+		}
+		char	   *out = static_cast<char *>(pt_malloc(text.size() + 1));
+
+		if (out == nullptr)
+			return nullptr;
+		memcpy(out, text.data(), text.size());
+		out[text.size()] = '\0';
+		return out;
+	}
+	catch (const std::bad_alloc &)
+	{
+		pt_fail(PT_ERR_NOMEM, "out of memory while decoding %d ids", n);
+		return nullptr;
+	}
+	catch (...)
+	{
+		pt_fail(PT_ERR_INTERNAL, "tokenizer raised an unexpected exception");
+		return nullptr;
 	}
 }

@@ -37,6 +37,15 @@ int			pt_tokenizer_is_special(const PtTokenizer *tok, int id);
 int			pt_tokenizer_encode(const PtTokenizer *tok, const char *text, size_t len,
 								int32_t *ids, int max_ids);
 
+/*
+ * Decodes ids into text (pieces joined, U+2581 to spaces, control pieces
+ * such as <pad> and </s> dropped).  Ids outside the sentencepiece vocabulary
+ * (a model's padded rows, e.g. T5's extra ids past the piece count) give no
+ * text.  Returns malloc'd NUL-terminated UTF-8 (free() it), or NULL with an
+ * error.
+ */
+char	   *pt_tokenizer_decode(const PtTokenizer *tok, const int32_t *ids, int n);
+
 #ifdef __cplusplus
 }
 #endif

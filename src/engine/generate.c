@@ -1,0 +1,762 @@
+/*
+ * generate.c - autoregressive decoding, greedy and beam search (see generate.h).
+ *
+ * Rows are processed in chunks that bound the caches' memory.  For a chunk:
+ *
+ *   1. One encoder pass over all rows (pass.c), then each decoder layer's
+ *      cross-attention keys and values of every encoder row, once:
+ *          kx[l], vx[l]  [N_enc, I]
+ *   2. Steps t = 0, 1, ...: every live sequence feeds its last token (the
+ *      decoder_start token at t = 0) through the decoder, one row each:
+ *          y [B, d] -> per layer: self-attention over the sequence's cached
+ *          keys/values of positions 0..t (this step's K, V are appended at
+ *          position t), cross-attention over its row's kx/vx, feed-forward
+ *          -> final norm -> logits [B, V]
+ *      B shrinks as rows finish: a live sequence owns a cache slot, and the
+ *      batch lists only the live ones, so finishing moves no memory.
+ *   3. The search picks tokens: greedy takes each row's argmax; beam search
+ *      (T5X's, see generate.h) picks each row's K new live beams among its
+ *      2K best extensions, and their caches are gathered from their parents'
+ *      slots into a second set of slots (double buffering), as are their
+ *      token histories.
+ *
+ * The self-attention cache of one layer is [S, cap, I] (S slots, cap =
+ * max_new_tokens positions); slot s of a beam row r is r * K + beam.
+ * All sequences of a chunk advance in lockstep, so one position t serves all.
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "generate.h"
+#include "kernels.h"
+#include "prompt.h"
+#include "t5.h"
+
+/*
+ * A chunk's caches and step buffers stay under this many bytes (a single
+ * row always runs, whatever it needs); its encoder pass under this many tokens.
+ */
+#define GEN_CHUNK_BYTES ((size_t) 256 << 20)
+#define GEN_CHUNK_ENC_TOKENS 16384
+
+/* One candidate extension in beam search. */
+typedef struct Cand
+{
+	double		lp;				/* log-probability of the extended sequence */
+	int			beam;			/* index of the parent among the row's live beams */
+	int32_t		token;
+} Cand;
+
+/* Everything a chunk needs, carved from ws->head (see carve_chunk). */
+typedef struct Chunk
+{
+	int			R,				/* rows */
+				K,				/* beams (1: greedy) */
+				S,				/* cache slots: R * K */
+				cap,			/* max_new_tokens */
+				n_buf,			/* 2 with beams (gather target), else 1 */
+				N_enc,			/* encoder rows of all rows */
+				smax;			/* longest attention row: max(encoder length, cap) */
+	PtEncoderSeq *enc;			/* [R] */
+	int		   *enc_off,
+			   *enc_len;		/* [R] each row's encoder rows within kx / vx */
+	float	  **kx,
+			  **vx;				/* [L] each [N_enc, I] */
+	float	   *kc[2],
+			   *vc[2];			/* [L, S, cap, I] self-attention caches */
+	int32_t    *seq[2];			/* [S, cap] tokens of each slot's sequence */
+	double	   *seq_lp[2];		/* [S, cap] their log-probabilities */
+	double	   *live_lp;		/* [S] (beam: of the buffer being read) */
+	float	   *bias;			/* [H, 2 cap - 1] decoder self-attention position bias */
+	/* step buffers, B <= S rows */
+	int		   *act_slot,
+			   *act_row;		/* [S] live sequences of this step */
+	int32_t    *act_tok;		/* [S] their input tokens */
+	int		   *next_slot,
+			   *next_row;
+	int32_t    *next_tok;		/* [S] the next step's */
+	float	   *y,
+			   *ln,
+			   *sub;			/* [S, d] */
+	float	   *q,
+			   *k,
+			   *v,
+			   *ctx;			/* [S, I] */
+	float	   *h0,
+			   *h1,
+			   *act;			/* [S, F] */
+	float	   *logits;			/* [S, V] */
+	double	   *lse;			/* [S] */
+	float	   *scores;			/* [S * H, smax] attention rows */
+	/* beam search, per row */
+	Cand	   *cands;			/* [S * 2] (2K per row) */
+	int32_t    *fin_seq;		/* [S, cap] finished sequences, K per row, EOS included */
+	double	   *fin_lp;			/* [S, cap] */
+	double	   *fin_score;		/* [S] */
+	int		   *fin_len;		/* [S] */
+	int		   *n_fin;			/* [R] */
+} Chunk;
+
+void
+pt_generate_options_default(PtGenerateOptions *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->max_new_tokens = PT_GENERATE_DEFAULT_MAX_NEW_TOKENS;
+	opts->num_beams = PT_GENERATE_DEFAULT_BEAMS;
+	opts->length_penalty = PT_GENERATE_DEFAULT_ALPHA;
+}
+
+int
+pt_generate_options_check(const PtGenerateOptions *opts)
+{
+	if (opts == NULL)
+		return pt_fail(PT_ERR_ARGUMENT, "generation options are missing");
+	if (opts->max_new_tokens < 1 || opts->max_new_tokens > PT_GENERATE_MAX_NEW_TOKENS)
+		return pt_fail(PT_ERR_ARGUMENT, "max_new_tokens must be between 1 and %d, not %d",
+					   PT_GENERATE_MAX_NEW_TOKENS, opts->max_new_tokens);
+	if (opts->num_beams < 1 || opts->num_beams > PT_GENERATE_MAX_BEAMS)
+		return pt_fail(PT_ERR_ARGUMENT, "num_beams must be between 1 and %d, not %d",
+					   PT_GENERATE_MAX_BEAMS, opts->num_beams);
+	if (!(opts->length_penalty >= 0.0 && opts->length_penalty <= PT_GENERATE_MAX_ALPHA))
+		return pt_fail(PT_ERR_ARGUMENT, "length_penalty must be between 0 and %g, not %g",
+					   PT_GENERATE_MAX_ALPHA, opts->length_penalty);
+	if (opts->ignore_eos && opts->num_beams > 1)
+		return pt_fail(PT_ERR_ARGUMENT, "ignore_eos works with greedy decoding only (num_beams 1)");
+	return 0;
+}
+
+/* T5X's brevity penalty ((5 + length) / 6) ^ alpha */
+static double
+brevity_penalty(double alpha, int length)
+{
+	return pow((5.0 + length) / 6.0, alpha);
+}
+
+static int
+check_rows(const PtModel *m, const PtGenerateRow *rows, int n, const PtGenerateResult *results)
+{
+	int			V = m->cfg.vocab_size;
+
+	if (n < 0 || n > PT_MAX_ROWS)
+		return pt_fail(PT_ERR_ARGUMENT, "generation takes 0 to %d rows, not %d", PT_MAX_ROWS, n);
+	if (n > 0 && (rows == NULL || results == NULL))
+		return pt_fail(PT_ERR_ARGUMENT, "generation rows or results are missing");
+	for (int i = 0; i < n; i++)
+	{
+		const PtGenerateRow *r = &rows[i];
+
+		if (r->n_ids < 1 || r->ids == NULL)
+			return pt_fail(PT_ERR_ARGUMENT, "row %d has no input tokens (at least EOS is needed)", i);
+		if (r->prompt_len < 0 || r->prompt_len > PT_PROMPT_MAX_LENGTH ||
+			(r->prompt_len > 0 && r->prompt == NULL))
+			return pt_fail(PT_ERR_ARGUMENT, "row %d has a bad prompt (length %d; 0 to %d rows with values)",
+						   i, r->prompt_len, PT_PROMPT_MAX_LENGTH);
+		if ((long) r->prompt_len + r->n_ids > PT_MAX_SEQ_LEN)
+			return pt_fail(PT_ERR_ARGUMENT, "row %d is %d prompt rows + %d tokens long; at most %d",
+						   i, r->prompt_len, r->n_ids, PT_MAX_SEQ_LEN);
+		for (int j = 0; j < r->n_ids; j++)
+			if (r->ids[j] < 0 || r->ids[j] >= V)
+				return pt_fail(PT_ERR_ARGUMENT, "row %d: token id %d is outside the vocabulary [0, %d)",
+							   i, r->ids[j], V);
+		if (results[i].ids == NULL)
+			return pt_fail(PT_ERR_ARGUMENT, "result %d has no room for tokens", i);
+	}
+	return 0;
+}
+
+/* Bytes one row adds to a chunk (caches and step buffers), roughly. */
+static size_t
+row_bytes(const PtModel *m, const PtGenerateRow *row, const PtGenerateOptions *o)
+{
+	const PtConfig *c = &m->cfg;
+	size_t		I = pt_config_inner(c),
+				L = c->num_decoder_layers,
+				K = o->num_beams,
+				cap = o->max_new_tokens,
+				bufs = K > 1 ? 2 : 1;
+	size_t		te = (size_t) row->prompt_len + row->n_ids;
+	size_t		smax = te > cap ? te : cap;
+
+	return 4 * (L * 2 * te * I			/* cross keys / values */
+				+ bufs * L * 2 * K * cap * I	/* self-attention caches */
+				+ K * (c->vocab_size + 3 * c->d_model + 4 * I + 3 * c->d_ff)
+				+ K * c->num_heads * smax)
+		+ K * cap * (bufs + 1) * (4 + 8);	/* token histories */
+}
+
+static void
+carve_chunk(PtArena *a, Chunk *ch, const PtModel *m)
+{
+	const PtConfig *c = &m->cfg;
+	size_t		I = pt_config_inner(c),
+				d = c->d_model,
+				F = c->d_ff,
+				V = c->vocab_size,
+				H = c->num_heads,
+				L = c->num_decoder_layers,
+				S = ch->S,
+				cap = ch->cap;
+
+	ch->enc = pt_arena_bytes(a, sizeof(PtEncoderSeq) * ch->R);
+	ch->enc_off = pt_arena_bytes(a, sizeof(int) * ch->R);
+	ch->enc_len = pt_arena_bytes(a, sizeof(int) * ch->R);
+	ch->kx = pt_arena_bytes(a, sizeof(float *) * L);
+	ch->vx = pt_arena_bytes(a, sizeof(float *) * L);
+	for (size_t l = 0; l < L; l++)
+	{
+		float	   *kx = pt_arena_floats(a, (size_t) ch->N_enc * I);
+		float	   *vx = pt_arena_floats(a, (size_t) ch->N_enc * I);
+
+		if (ch->kx)
+			ch->kx[l] = kx, ch->vx[l] = vx;
+	}
+	for (int b = 0; b < 2; b++)
+	{
+		bool		used = b < ch->n_buf;
+
+		ch->kc[b] = used ? pt_arena_floats(a, L * S * cap * I) : NULL;
+		ch->vc[b] = used ? pt_arena_floats(a, L * S * cap * I) : NULL;
+		ch->seq[b] = used ? pt_arena_bytes(a, sizeof(int32_t) * S * cap) : NULL;
+		ch->seq_lp[b] = used ? pt_arena_bytes(a, sizeof(double) * S * cap) : NULL;
+	}
+	ch->live_lp = pt_arena_bytes(a, sizeof(double) * S);
+	ch->bias = pt_arena_floats(a, H * (2 * cap - 1));
+	ch->act_slot = pt_arena_bytes(a, sizeof(int) * S);
+	ch->act_row = pt_arena_bytes(a, sizeof(int) * S);
+	ch->act_tok = pt_arena_bytes(a, sizeof(int32_t) * S);
+	ch->next_slot = pt_arena_bytes(a, sizeof(int) * S);
+	ch->next_row = pt_arena_bytes(a, sizeof(int) * S);
+	ch->next_tok = pt_arena_bytes(a, sizeof(int32_t) * S);
+	ch->y = pt_arena_floats(a, S * d);
+	ch->ln = pt_arena_floats(a, S * d);
+	ch->sub = pt_arena_floats(a, S * d);
+	ch->q = pt_arena_floats(a, S * I);
+	ch->k = pt_arena_floats(a, S * I);
+	ch->v = pt_arena_floats(a, S * I);
+	ch->ctx = pt_arena_floats(a, S * I);
+	ch->h0 = pt_arena_floats(a, S * F);
+	ch->h1 = pt_arena_floats(a, S * F);
+	ch->act = pt_arena_floats(a, S * F);
+	ch->logits = pt_arena_floats(a, S * V);
+	ch->lse = pt_arena_bytes(a, sizeof(double) * S);
+	ch->scores = pt_arena_floats(a, S * H * (size_t) ch->smax);
+	if (ch->K > 1)
+	{
+		ch->cands = pt_arena_bytes(a, sizeof(Cand) * S * 2);
+		ch->fin_seq = pt_arena_bytes(a, sizeof(int32_t) * S * cap);
+		ch->fin_lp = pt_arena_bytes(a, sizeof(double) * S * cap);
+		ch->fin_score = pt_arena_bytes(a, sizeof(double) * S);
+		ch->fin_len = pt_arena_bytes(a, sizeof(int) * S);
+		ch->n_fin = pt_arena_bytes(a, sizeof(int) * ch->R);
+	}
+}
+
+/* The K / V cache of layer l, slot s, position 0 (buffer b). */
+static inline float *
+cache_at(const Chunk *ch, float *base, int I, int l, int s)
+{
+	return base + (((size_t) l * ch->S + s) * ch->cap) * I;
+}
+
+/* dot product of two dk-vectors */
+static inline float
+dot(const float *restrict a, const float *restrict b, int n)
+{
+	float		s = 0.0f;
+
+#pragma omp simd reduction(+:s)
+	for (int i = 0; i < n; i++)
+		s += a[i] * b[i];
+	return s;
+}
+
+/*
+ * Attention of B single queries, one (sequence, head) pair per item:
+ *   ctx[b, h] = softmax(q[b, h] . K_b^T + bias_h) V_b
+ * K_b / V_b: keys of sequence b, `key_len[b]` rows of stride I from k_of(b).
+ * bias: NULL, or [H, width] where key j uses bias[h * width + bias_at + j].
+ */
+static void
+single_query_attention(const Chunk *ch, int B, int H, int dk, const float *q,
+					   float *const *keys, float *const *vals, const int *key_len,
+					   const float *bias, int width, int bias_at, float *ctx)
+{
+	int			I = H * dk;
+
+#pragma omp parallel for schedule(static) if (B * H > 1)
+	for (int item = 0; item < B * H; item++)
+	{
+		int			b = item / H,
+					h = item % H,
+					n = key_len[b];
+		const float *qv = q + (size_t) b * I + h * dk;
+		const float *K = keys[b] + h * dk;
+		const float *Vm = vals[b] + h * dk;
+		float	   *sc = ch->scores + (size_t) item * ch->smax;
+		float	   *out = ctx + (size_t) b * I + h * dk;
+
+		for (int j = 0; j < n; j++)
+			sc[j] = dot(qv, K + (size_t) j * I, dk);
+		pt_softmax_row(sc, bias ? bias + (size_t) h * width + bias_at : NULL, n, true);
+		for (int i = 0; i < dk; i++)
+			out[i] = 0.0f;
+		for (int j = 0; j < n; j++)
+		{
+			const float *vr = Vm + (size_t) j * I;
+			float		p = sc[j];
+
+#pragma omp simd
+			for (int i = 0; i < dk; i++)
+				out[i] += p * vr[i];
+		}
+	}
+}
+
+/*
+ * One decoder step at position t for the B live sequences listed in
+ * ch->act_*: appends their keys / values to the caches of buffer buf and
+ * leaves logits [B, V] and their log-sum-exp.
+ */
+static void
+decoder_step(const PtModel *m, Chunk *ch, int B, int t, int buf, float **keys, float **vals,
+			 int *key_len)
+{
+	const PtConfig *c = &m->cfg;
+	int			d = c->d_model,
+				I = pt_config_inner(c),
+				H = c->num_heads,
+				dk = c->d_kv,
+				V = c->vocab_size;
+	float		eps = c->layer_norm_eps;
+	PtMath		math = m->math;
+
+	pt_embed_rows(m->embed, ch->act_tok, B, d, ch->y);
+	for (int l = 0; l < c->num_decoder_layers; l++)
+	{
+		const PtDecoderLayer *w = &m->dec[l];
+		const PtLinear *qkv[3] = {&w->self.q, &w->self.k, &w->self.v};
+		float	   *qkv_out[3] = {ch->q, ch->k, ch->v};
+
+		/* self-attention: this step's key / value join the cache at position t */
+		pt_rmsnorm_forward(ch->y, w->ln_self, B, d, eps, ch->ln, NULL);
+		pt_linear_forward_multi(qkv, 3, ch->ln, B, qkv_out, math);
+		for (int b = 0; b < B; b++)
+		{
+			keys[b] = cache_at(ch, ch->kc[buf], I, l, ch->act_slot[b]);
+			vals[b] = cache_at(ch, ch->vc[buf], I, l, ch->act_slot[b]);
+			memcpy(keys[b] + (size_t) t * I, ch->k + (size_t) b * I, sizeof(float) * I);
+			memcpy(vals[b] + (size_t) t * I, ch->v + (size_t) b * I, sizeof(float) * I);
+			key_len[b] = t + 1;
+		}
+		/* key j of query t: relative position j - t, at table column j - t + cap - 1 */
+		single_query_attention(ch, B, H, dk, ch->q, keys, vals, key_len, ch->bias,
+							   2 * ch->cap - 1, ch->cap - 1 - t, ch->ctx);
+		pt_residual_projection(&w->self.o, ch->ctx, B, ch->y, ch->y, ch->sub, math);
+
+		/* cross-attention over the row's encoder output */
+		pt_rmsnorm_forward(ch->y, w->ln_cross, B, d, eps, ch->ln, NULL);
+		pt_linear_forward(&w->cross.q, ch->ln, B, ch->q, math);
+		for (int b = 0; b < B; b++)
+		{
+			int			r = ch->act_row[b];
+
+			keys[b] = ch->kx[l] + (size_t) ch->enc_off[r] * I;
+			vals[b] = ch->vx[l] + (size_t) ch->enc_off[r] * I;
+			key_len[b] = ch->enc_len[r];
+		}
+		single_query_attention(ch, B, H, dk, ch->q, keys, vals, key_len, NULL, 0, 0, ch->ctx);
+		pt_residual_projection(&w->cross.o, ch->ctx, B, ch->y, ch->y, ch->sub, math);
+
+		/* feed-forward */
+		pt_rmsnorm_forward(ch->y, w->ln_ff, B, d, eps, ch->ln, NULL);
+		pt_ff_forward(c, &w->ff, ch->ln, B, ch->h0, ch->h1, ch->act, ch->y, ch->y, ch->sub, math);
+	}
+	pt_rmsnorm_forward(ch->y, m->dec_final_ln, B, d, eps, ch->ln, NULL);
+	if (m->lm_scale != 1.0f)
+		pt_scale(ch->ln, m->lm_scale, (size_t) B * d);
+	pt_linear_forward(&m->lm_head, ch->ln, B, ch->logits, math);
+
+#pragma omp parallel for schedule(static) if (B > 1)
+	for (int b = 0; b < B; b++)
+	{
+		const float *x = ch->logits + (size_t) b * V;
+		float		mx = x[0];
+		double		s = 0.0;
+
+		for (int i = 1; i < V; i++)
+			mx = x[i] > mx ? x[i] : mx;
+		for (int i = 0; i < V; i++)
+			s += exp((double) x[i] - mx);
+		ch->lse[b] = mx + log(s);
+	}
+}
+
+/* Writes a finished sequence (tokens[0..len), EOS last when eos) to a result. */
+static void
+emit(PtGenerateResult *res, const int32_t *tokens, const double *lps, int len, bool eos,
+	 double score)
+{
+	int			n = eos ? len - 1 : len;
+
+	memcpy(res->ids, tokens, sizeof(int32_t) * n);
+	res->n_ids = n;
+	res->eos = eos;
+	res->score = score;
+	if (res->token_logprobs)
+		memcpy(res->token_logprobs, lps, sizeof(double) * len);
+}
+
+/* Greedy: each live row takes its argmax; returns the next step's batch size. */
+static int
+greedy_select(const PtModel *m, Chunk *ch, int B, int t, const PtGenerateOptions *o,
+			  PtGenerateResult *results)
+{
+	int			V = m->cfg.vocab_size,
+				eos_id = m->cfg.eos_token_id,
+				next = 0;
+
+	for (int b = 0; b < B; b++)
+	{
+		const float *x = ch->logits + (size_t) b * V;
+		int			s = ch->act_slot[b],
+					best = 0;
+		int32_t    *seq = ch->seq[0] + (size_t) s * ch->cap;
+		double	   *lps = ch->seq_lp[0] + (size_t) s * ch->cap;
+		bool		eos;
+
+		for (int i = 1; i < V; i++)
+			if (x[i] > x[best])
+				best = i;
+		seq[t] = best;
+		lps[t] = (double) x[best] - ch->lse[b];
+		ch->live_lp[s] += lps[t];
+		eos = best == eos_id && !o->ignore_eos;
+		if (eos || t + 1 == ch->cap)
+			emit(&results[ch->act_row[b]], seq, lps, t + 1, eos, ch->live_lp[s]);
+		else
+		{
+			ch->next_slot[next] = s;
+			ch->next_row[next] = ch->act_row[b];
+			ch->next_tok[next] = best;
+			next++;
+		}
+	}
+	return next;
+}
+
+/* a before b in beam order: higher log-probability, then lower (beam, token) */
+static bool
+cand_before(const Cand *a, const Cand *b)
+{
+	if (a->lp != b->lp)
+		return a->lp > b->lp;
+	return a->beam != b->beam ? a->beam < b->beam : a->token < b->token;
+}
+
+/*
+ * Beam search step for row r, whose n_live live sequences are the batch
+ * entries [first, first + n_live) of buffer `buf`: the row's 2K best
+ * extensions, its finished set, and (unless the row is done) its K new live
+ * beams in buffer 1 - buf (caches gathered from their parents).  Returns the
+ * number of new batch entries written at ch->next_*[next].
+ */
+static int
+beam_select(const PtModel *m, Chunk *ch, int r, int first, int n_live, int t, int buf,
+			const PtGenerateOptions *o, PtGenerateResult *res, int next)
+{
+	const PtConfig *c = &m->cfg;
+	int			V = c->vocab_size,
+				I = pt_config_inner(c),
+				K = ch->K,
+				want = 2 * K,
+				n_c = 0,
+				n_new = 0,
+				cap = ch->cap;
+	Cand	   *cand = ch->cands + (size_t) r * 2 * K;
+	int			new_parent[PT_GENERATE_MAX_BEAMS];
+	int32_t		new_tok[PT_GENERATE_MAX_BEAMS];
+	double		new_lp[PT_GENERATE_MAX_BEAMS];
+	bool		done;
+
+	/* the 2K best extensions over all live beams, kept sorted */
+	for (int j = 0; j < n_live; j++)
+	{
+		int			b = first + j;
+		const float *x = ch->logits + (size_t) b * V;
+		double		base = ch->live_lp[ch->act_slot[b]] - ch->lse[b];
+
+		for (int v = 0; v < V; v++)
+		{
+			Cand		cv = {base + x[v], j, v};
+			int			pos;
+
+			if (n_c == want && !cand_before(&cv, &cand[n_c - 1]))
+				continue;
+			pos = n_c < want ? n_c++ : n_c - 1;
+			while (pos > 0 && cand_before(&cv, &cand[pos - 1]))
+			{
+				cand[pos] = cand[pos - 1];
+				pos--;
+			}
+			cand[pos] = cv;
+		}
+	}
+
+	/* split: extensions by EOS join the finished set, the K best others live on */
+	for (int i = 0; i < n_c; i++)
+	{
+		const Cand *cv = &cand[i];
+		int			parent_slot = ch->act_slot[first + cv->beam];
+
+		if (cv->token == c->eos_token_id)
+		{
+			double		score = cv->lp / brevity_penalty(o->length_penalty, t + 1);
+			int			nf = ch->n_fin[r],
+						pos;
+			int32_t    *dst_seq;
+			double	   *dst_lp;
+
+			/* the finished set keeps its K best, earlier entries first on ties */
+			if (nf == K && !(score > ch->fin_score[r * K + K - 1]))
+				continue;
+			pos = nf < K ? nf++ : K - 1;
+			while (pos > 0 && score > ch->fin_score[r * K + pos - 1])
+			{
+				int			from = r * K + pos - 1;
+
+				ch->fin_score[from + 1] = ch->fin_score[from];
+				ch->fin_len[from + 1] = ch->fin_len[from];
+				memcpy(ch->fin_seq + (size_t) (from + 1) * cap, ch->fin_seq + (size_t) from * cap,
+					   sizeof(int32_t) * cap);
+				memcpy(ch->fin_lp + (size_t) (from + 1) * cap, ch->fin_lp + (size_t) from * cap,
+					   sizeof(double) * cap);
+				pos--;
+			}
+			ch->n_fin[r] = nf;
+			ch->fin_score[r * K + pos] = score;
+			ch->fin_len[r * K + pos] = t + 1;
+			dst_seq = ch->fin_seq + (size_t) (r * K + pos) * cap;
+			dst_lp = ch->fin_lp + (size_t) (r * K + pos) * cap;
+			memcpy(dst_seq, ch->seq[buf] + (size_t) parent_slot * cap, sizeof(int32_t) * t);
+			memcpy(dst_lp, ch->seq_lp[buf] + (size_t) parent_slot * cap, sizeof(double) * t);
+			dst_seq[t] = cv->token;
+			dst_lp[t] = cv->lp - ch->live_lp[parent_slot];
+		}
+		else if (n_new < K)
+		{
+			new_parent[n_new] = parent_slot;
+			new_tok[n_new] = cv->token;
+			new_lp[n_new] = cv->lp;
+			n_new++;
+		}
+	}
+
+	/*
+	 * Done at max_new_tokens, or once no live beam can beat the K finished
+	 * ones: a live sequence's log-probability only falls, and its penalty
+	 * divides by at most brevity_penalty(max_new_tokens + 1) (T5X's bound).
+	 */
+	done = t + 1 == cap || n_new == 0;
+	if (!done && ch->n_fin[r] == K)
+		done = ch->fin_score[r * K + K - 1] >
+			new_lp[0] / brevity_penalty(o->length_penalty, cap + 1);
+	if (done)
+	{
+		if (ch->n_fin[r] > 0)
+		{
+			size_t		at = (size_t) r * K * cap;
+
+			emit(res, ch->fin_seq + at, ch->fin_lp + at, ch->fin_len[r * K], true,
+				 ch->fin_score[r * K]);
+		}
+		else
+		{
+			/* nothing finished: the best live sequence, raw log-probability (as T5X) */
+			int32_t    *tmp_seq = ch->fin_seq + (size_t) r * K * cap;
+			double	   *tmp_lp = ch->fin_lp + (size_t) r * K * cap;
+
+			memcpy(tmp_seq, ch->seq[buf] + (size_t) new_parent[0] * cap, sizeof(int32_t) * t);
+			memcpy(tmp_lp, ch->seq_lp[buf] + (size_t) new_parent[0] * cap, sizeof(double) * t);
+			tmp_seq[t] = new_tok[0];
+			tmp_lp[t] = new_lp[0] - ch->live_lp[new_parent[0]];
+			emit(res, tmp_seq, tmp_lp, t + 1, false, new_lp[0]);
+		}
+		return 0;
+	}
+
+	/* the new live beams: slots r*K + j of the other buffer, gathered from their parents */
+	for (int j = 0; j < n_new; j++)
+	{
+		int			s = r * K + j,
+					p = new_parent[j];
+
+		for (int l = 0; l < c->num_decoder_layers; l++)
+		{
+			memcpy(cache_at(ch, ch->kc[1 - buf], I, l, s), cache_at(ch, ch->kc[buf], I, l, p),
+				   sizeof(float) * (size_t) (t + 1) * I);
+			memcpy(cache_at(ch, ch->vc[1 - buf], I, l, s), cache_at(ch, ch->vc[buf], I, l, p),
+				   sizeof(float) * (size_t) (t + 1) * I);
+		}
+		memcpy(ch->seq[1 - buf] + (size_t) s * cap, ch->seq[buf] + (size_t) p * cap,
+			   sizeof(int32_t) * t);
+		memcpy(ch->seq_lp[1 - buf] + (size_t) s * cap, ch->seq_lp[buf] + (size_t) p * cap,
+			   sizeof(double) * t);
+		ch->seq[1 - buf][(size_t) s * cap + t] = new_tok[j];
+		ch->seq_lp[1 - buf][(size_t) s * cap + t] = new_lp[j] - ch->live_lp[p];
+		ch->next_slot[next + j] = s;
+		ch->next_row[next + j] = r;
+		ch->next_tok[next + j] = new_tok[j];
+	}
+	/* (only this row reads its slots: the parents' values are no longer needed) */
+	for (int j = 0; j < n_new; j++)
+		ch->live_lp[r * K + j] = new_lp[j];
+	return n_new;
+}
+
+/* Generates rows[0..R) (one chunk). */
+static int
+generate_chunk(const PtModel *m, PtWorkspace *ws, const PtGenerateRow *rows, int R,
+			   const PtGenerateOptions *o, PtGenerateResult *results)
+{
+	const PtConfig *c = &m->cfg;
+	int			I = pt_config_inner(c),
+				K = o->num_beams;
+	Chunk		ch = {0};
+	PtArena		counter = {0};
+	PtPass		pass;
+	float	  **keys,
+			  **vals;
+	int		   *key_len;
+	int			B,
+				buf = 0;
+
+	ch.R = R;
+	ch.K = K;
+	ch.S = R * K;
+	ch.cap = o->max_new_tokens;
+	ch.n_buf = K > 1 ? 2 : 1;
+	ch.smax = ch.cap;
+	for (int i = 0; i < R; i++)
+	{
+		int			te = rows[i].prompt_len + rows[i].n_ids;
+
+		ch.N_enc += te;
+		if (te > ch.smax)
+			ch.smax = te;
+	}
+	carve_chunk(&counter, &ch, m);
+	counter.used += 3 * sizeof(void *) * ch.S + PT_ARENA_ALIGN * 3;
+	if (pt_arena_reserve(&ws->head, counter.used) != 0)
+		return -1;
+	carve_chunk(&ws->head, &ch, m);
+	keys = pt_arena_bytes(&ws->head, sizeof(float *) * ch.S);
+	vals = pt_arena_bytes(&ws->head, sizeof(float *) * ch.S);
+	key_len = pt_arena_bytes(&ws->head, sizeof(int) * ch.S);
+
+	/* encoder, then every layer's cross-attention keys and values */
+	for (int i = 0; i < R; i++)
+		ch.enc[i] = (PtEncoderSeq) {rows[i].prompt, rows[i].prompt_len, rows[i].ids, rows[i].n_ids};
+	if (pt_pass_begin(&pass, m, &ws->pass, ch.enc, R, NULL, 0, false) != 0)
+		return -1;
+	pt_encoder_forward(&pass);
+	for (int i = 0; i < R; i++)
+	{
+		ch.enc_off[i] = pass.enc_off[i];
+		ch.enc_len[i] = pass.enc_len[i];
+	}
+	for (int l = 0; l < c->num_decoder_layers; l++)
+	{
+		const PtLinear *kv[2] = {&m->dec[l].cross.k, &m->dec[l].cross.v};
+		float	   *kv_out[2] = {ch.kx[l], ch.vx[l]};
+
+		pt_linear_forward_multi(kv, 2, pass.enc_out, ch.N_enc, kv_out, m->math);
+	}
+	pt_position_bias_table(m->dec_rel_bias, c->num_heads, c->rel_buckets, c->rel_max_distance,
+						   false, ch.cap, ch.bias);
+
+	/* step 0: one sequence per row (beam search's other beams start at -inf) */
+	for (int i = 0; i < R; i++)
+	{
+		ch.act_slot[i] = i * K;
+		ch.act_row[i] = i;
+		ch.act_tok[i] = c->decoder_start_token_id;
+		ch.live_lp[i * K] = 0.0;
+		if (K > 1)
+			ch.n_fin[i] = 0;
+	}
+	B = R;
+	for (int t = 0; B > 0; t++)
+	{
+		int			next = 0;
+
+		if (o->cancel && o->cancel(o->cancel_arg) != 0)
+			return pt_fail(PT_ERR_CANCELLED, "generation was cancelled");
+		decoder_step(m, &ch, B, t, buf, keys, vals, key_len);
+		if (K == 1)
+			next = greedy_select(m, &ch, B, t, o, results);
+		else
+		{
+			for (int b = 0; b < B;)
+			{
+				int			r = ch.act_row[b],
+							n_live = 0;
+
+				while (b + n_live < B && ch.act_row[b + n_live] == r)
+					n_live++;
+				next += beam_select(m, &ch, r, b, n_live, t, buf, o, &results[r], next);
+				b += n_live;
+			}
+			buf = 1 - buf;
+		}
+		memcpy(ch.act_slot, ch.next_slot, sizeof(int) * next);
+		memcpy(ch.act_row, ch.next_row, sizeof(int) * next);
+		memcpy(ch.act_tok, ch.next_tok, sizeof(int32_t) * next);
+		B = next;
+	}
+	return 0;
+}
+
+int
+pt_generate(const PtModel *m, PtWorkspace *ws, const PtGenerateRow *rows, int n,
+			const PtGenerateOptions *opts, PtGenerateResult *results)
+{
+	int			start = 0;
+
+	if (pt_generate_options_check(opts) != 0 || check_rows(m, rows, n, results) != 0)
+		return -1;
+	while (start < n)
+	{
+		size_t		bytes = 0;
+		long		tokens = 0;
+		int			end = start;
+
+		if (opts->cancel && opts->cancel(opts->cancel_arg) != 0)
+			return pt_fail(PT_ERR_CANCELLED, "generation was cancelled");
+		while (end < n)
+		{
+			size_t		rb = row_bytes(m, &rows[end], opts);
+			long		rt = (long) rows[end].prompt_len + rows[end].n_ids;
+
+			if (end > start && (bytes + rb > GEN_CHUNK_BYTES || tokens + rt > GEN_CHUNK_ENC_TOKENS))
+				break;
+			bytes += rb;
+			tokens += rt;
+			end++;
+		}
+		if (generate_chunk(m, ws, rows + start, end - start, opts, results + start) != 0)
+			return -1;
+		start = end;
+	}
+	return 0;
+}
+
+char *
+pt_generate_text(const PtModel *m, const int32_t *ids, int n)
+{
+	if (n < 0 || (n > 0 && ids == NULL))
+		return pt_fail(PT_ERR_ARGUMENT, "bad ids to decode"), NULL;
+	return pt_tokenizer_decode(m->tokenizer, ids, n);
+}
