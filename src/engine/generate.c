@@ -622,8 +622,7 @@ generate_chunk(const PtModel *m, PtWorkspace *ws, const PtGenerateRow *rows, int
 			   const PtGenerateOptions *o, PtGenerateResult *results)
 {
 	const PtConfig *c = &m->cfg;
-	int			I = pt_config_inner(c),
-				K = o->num_beams;
+	int			K = o->num_beams;
 	Chunk		ch = {0};
 	PtArena		counter = {0};
 	PtPass		pass;
