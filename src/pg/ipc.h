@@ -74,7 +74,8 @@ typedef enum PtuneRequestKind
 {
 	PTUNE_REQ_CLASSIFY = 1,
 	PTUNE_REQ_TRAIN,
-	PTUNE_REQ_EXPLAIN
+	PTUNE_REQ_EXPLAIN,
+	PTUNE_REQ_GENERATE
 } PtuneRequestKind;
 
 typedef struct PtuneSlot

@@ -14,12 +14,22 @@
  *                    int32 n_labels; n_texts x (int32 label or -1; n_labels x float4)
  *
  * TRAIN request:     string task; the options (see sql_train.c, worker_train.c;
- *                    the last, int32 scoring, is validation's).  Then the rows
+ *                    then int32 scoring, validation's; last int32 objective,
+ *                    PtObjectiveKind: for generation a row's "label" is its
+ *                    target text).  Then the rows
  *                    in chunks (ptune_call_send), each: int32 kind (0 training
  *                    rows, 1 held-out rows); int32 n_rows; n_rows x (string
  *                    text; string label).  The last chunk (flagged by the
  *                    slot) says that all rows were sent.
  *       response:    metrics, string[] labels, the prompts as blobs, model identity
+ *
+ * GENERATE request: int32 max_new_tokens; int32 num_beams; int32 max_input_tokens;
+ *                    int32 has_prompt (0: the frozen model alone; 1: then
+ *                      PROMPT_KEY_BYTES key; int32 blob_len; blob_len bytes,
+ *                      0 when the worker should have it cached);
+ *                    int32 n_texts; n_texts x (int32 len or -1 for NULL; bytes)
+ *          response: int32 status (GENERATE_OK or GENERATE_NEED_PROMPT);
+ *                    n_texts x (int32 len or -1 for NULL; the generated text)
  *
  * EXPLAIN request:   int32 k; blob   response: int32 P; int32 k; P*k x (string piece; float8 sim)
  */
@@ -35,6 +45,8 @@
 
 #define CLASSIFY_OK 0
 #define CLASSIFY_NEED_PROMPTS 1
+#define GENERATE_OK 0
+#define GENERATE_NEED_PROMPT 1
 
 /*
  * A prompt blob's name in the worker's cache: its SHA-256.  A cryptographic

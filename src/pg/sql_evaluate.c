@@ -79,6 +79,7 @@ ptune_evaluate(PG_FUNCTION_ARGS)
 					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 												get_rel_name(relid)));
 	tp = ptune_load_task(task, CurrentMemoryContext);
+	ptune_require_classification(tp);
 	tp->scoring = ptune_call_scoring(fcinfo, 4, tp->stored_scoring);
 
 	n_names = tp->n_labels;

@@ -123,7 +123,10 @@ parse_header(StringInfo msg, PtTrainOptions *o, char **task, Oid *db, Oid *user)
 	o->min_dim_size_to_factor = pq_getmsgint(msg, 4);
 	o->adafactor_start_step = (long) pq_getmsgint64(msg);
 	o->scoring = (PtScoring) pq_getmsgint(msg, 4);
+	o->objective = (PtObjectiveKind) pq_getmsgint(msg, 4);
 	pq_getmsgend(msg);
+	if (o->objective != PT_OBJECTIVE_CLASSIFICATION && o->objective != PT_OBJECTIVE_GENERATION)
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid objective in a train request")));
 	if (o->scoring != PT_SCORE_LABEL_TOKENS && o->scoring != PT_SCORE_RANK)
 		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid scoring in a train request")));
 	if (pt_init_parse(init, &o->init) != 0 || pt_optimizer_parse(optimizer, &o->optimizer) != 0)
