@@ -10,6 +10,7 @@
 
 #include "classifier.h"
 #include "error.h"
+#include "generate.h"
 #include "helpers.h"
 #include "trainer.h"
 #include "unit.h"
@@ -154,6 +155,45 @@ test_generation_training_learns(void)
 		}
 		pt_prompt_free(back);
 		free(blob);
+	}
+	/*
+	 * Validation's exact match is decided by one teacher-forced pass (see
+	 * trainer.c): greedy decoding of the held-out rows must agree with it,
+	 * row for row, in the texts it writes.
+	 */
+	{
+		PtGenerateOptions go;
+		PtGenerateRow rows[N_GEN_ROWS];
+		PtGenerateResult res[N_GEN_ROWS];
+		int32_t		in_ids[N_GEN_ROWS][16];
+		int32_t		out_ids[N_GEN_ROWS][PT_GENERATE_DEFAULT_MAX_NEW_TOKENS];
+		PtWorkspace ws = {0};
+		int			exact = 0;
+
+		pt_generate_options_default(&go);
+		for (int i = 0; i < N_GEN_ROWS; i++)
+		{
+			int			k = pt_encode_input(m, opt.max_input_tokens, held_out.texts[i],
+											strlen(held_out.texts[i]), in_ids[i]);
+
+			REQUIRE(k > 0);
+			rows[i] = (PtGenerateRow) {prompts[0]->values, prompts[0]->length, in_ids[i], k};
+			res[i] = (PtGenerateResult) {out_ids[i], 0, false, 0.0, NULL};
+		}
+		REQUIREF(pt_generate(m, &ws, rows, N_GEN_ROWS, &go, res) == 0, "%s", pt_error_message());
+		for (int i = 0; i < N_GEN_ROWS; i++)
+		{
+			char	   *text = pt_generate_text(m, res[i].ids, res[i].n_ids);
+
+			REQUIRE(text != NULL);
+			exact += res[i].eos && strcmp(text, held_out.targets[i]) == 0;
+			free(text);
+		}
+		printf("    greedy decoding: exact match %.3f on the held-out rows\n", (double) exact / N_GEN_ROWS);
+		CHECKF(exact == (int) lround(r->test_accuracy * N_GEN_ROWS),
+			   "greedy decoding matched %d rows, validation's teacher-forced check %.0f",
+			   exact, r->test_accuracy * N_GEN_ROWS);
+		pt_workspace_free(&ws);
 	}
 	pt_prompt_array_free(prompts, n);
 	pt_trainer_free(t);
