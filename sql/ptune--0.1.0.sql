@@ -182,6 +182,16 @@ CREATE FUNCTION ptune.generate(task text, inputs text[], max_new_tokens integer 
 AS 'MODULE_PATHNAME', 'ptune_generate_array'
 LANGUAGE C STABLE PARALLEL SAFE;
 
+-- Decodes each row's text and compares it with its target: exact match, SQuAD's
+-- token F1, and for a classification task (the paper's evaluation by free
+-- decoding) how many outputs were none of its labels (they count as wrong).
+CREATE FUNCTION ptune.evaluate_generation(task text, relation regclass, text_column name,
+                                          target_column name, max_new_tokens integer DEFAULT 32,
+                                          num_beams integer DEFAULT 1)
+RETURNS TABLE (rows bigint, exact_match float8, f1 float8, invalid_outputs bigint)
+AS 'MODULE_PATHNAME', 'ptune_evaluate_generation'
+LANGUAGE C STABLE PARALLEL UNSAFE;
+
 CREATE FUNCTION ptune.explain_prompt(task text, k integer DEFAULT 5)
 RETURNS TABLE (member integer, prompt_row integer, rank integer, piece text, similarity float8)
 AS 'MODULE_PATHNAME', 'ptune_explain_prompt'

@@ -83,7 +83,7 @@ ptune_require_classification(const TaskPrompts *tp)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("task \"%s\" was trained for generation, not classification", tp->task),
-				 errhint("Use ptune.generate('%s', input), or ptune.evaluate() with a target column.",
+				 errhint("Use ptune.generate('%s', input), and ptune.evaluate_generation() to measure it.",
 						 tp->task)));
 }
 

@@ -14,20 +14,28 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
 
 #include "client.h"
 #include "generate.h"			/* the bounds of the options: the engine's, one definition */
 #include "guc.h"
+#include "metrics.h"
 #include "prompt_store.h"
 #include "protocol.h"
 
 PG_FUNCTION_INFO_V1(ptune_generate);
 PG_FUNCTION_INFO_V1(ptune_generate_array);
 
+/* arguments of ptune.generate; ARG_NUM_BEAMS follows ARG_MAX_NEW_TOKENS (read_options) */
 enum
 {
 	ARG_TASK, ARG_INPUT, ARG_MAX_NEW_TOKENS, ARG_NUM_BEAMS
@@ -170,13 +178,16 @@ generate_texts(TaskPrompts *tp, text **texts, int n, int max_new_tokens, int num
 					   num_beams, outputs + start);
 }
 
-/* The decoding options of this call, checked against the engine's bounds. */
+/*
+ * The decoding options of this call (arguments argno, argno + 1), checked
+ * against the engine's bounds.
+ */
 static void
-read_options(FunctionCallInfo fcinfo, int *max_new_tokens, int *num_beams)
+read_options(FunctionCallInfo fcinfo, int argno, int *max_new_tokens, int *num_beams)
 {
-	*max_new_tokens = bounded_int_arg(fcinfo, ARG_MAX_NEW_TOKENS, "max_new_tokens", PT_GENERATE_MAX_NEW_TOKENS,
+	*max_new_tokens = bounded_int_arg(fcinfo, argno, "max_new_tokens", PT_GENERATE_MAX_NEW_TOKENS,
 									  "max_new_tokens counts the generated tokens, EOS included.");
-	*num_beams = bounded_int_arg(fcinfo, ARG_NUM_BEAMS, "num_beams", PT_GENERATE_MAX_BEAMS,
+	*num_beams = bounded_int_arg(fcinfo, argno + 1, "num_beams", PT_GENERATE_MAX_BEAMS,
 								 "1 decodes greedily; more runs beam search.");
 }
 
@@ -189,7 +200,7 @@ ptune_generate(PG_FUNCTION_ARGS)
 	text	   *input;
 	char	   *output;
 
-	read_options(fcinfo, &max_new_tokens, &num_beams);
+	read_options(fcinfo, ARG_MAX_NEW_TOKENS, &max_new_tokens, &num_beams);
 	tp = task_for_call(fcinfo);
 	if (PG_ARGISNULL(ARG_INPUT))
 		PG_RETURN_NULL();
@@ -214,7 +225,7 @@ ptune_generate_array(PG_FUNCTION_ARGS)
 	int			dims[1],
 				lbs[1] = {1};
 
-	read_options(fcinfo, &max_new_tokens, &num_beams);
+	read_options(fcinfo, ARG_MAX_NEW_TOKENS, &max_new_tokens, &num_beams);
 	tp = task_for_call(fcinfo);
 	if (PG_ARGISNULL(ARG_INPUT))
 		PG_RETURN_NULL();
@@ -235,4 +246,134 @@ ptune_generate_array(PG_FUNCTION_ARGS)
 	dims[0] = n;
 	PG_RETURN_ARRAYTYPE_P(construct_md_array(out, nulls, n ? 1 : 0, dims, lbs, TEXTOID, -1, false,
 											 TYPALIGN_INT));
+}
+
+/*
+ * ptune.evaluate_generation(task, relation, text_column, target_column,
+ * max_new_tokens, num_beams): decodes every row's text and compares it with
+ * its target.
+ *   exact_match      the share of rows whose output equals the target exactly
+ *                    (what training's validation measures)
+ *   f1               the mean of SQuAD's token F1 (normalised: lower case, no
+ *                    punctuation or articles; see metrics.h)
+ *   invalid_outputs  for a classification task (the paper's evaluation by
+ *                    free decoding): outputs that are none of the task's
+ *                    labels; they count as wrong.  NULL for generation tasks
+ *                    and the frozen model (task NULL).
+ * Rows stream through a cursor with the caller's privileges; rows with a NULL
+ * text or target are skipped (a NOTICE counts them).
+ */
+PG_FUNCTION_INFO_V1(ptune_evaluate_generation);
+
+#define EVAL_FETCH_ROWS 512
+/* arguments 0-3: task, relation, text_column, target_column; then the options */
+#define EVAL_ARG_MAX_NEW_TOKENS 4
+
+Datum
+ptune_evaluate_generation(PG_FUNCTION_ARGS)
+{
+	int			max_new_tokens,
+				num_beams;
+	TaskPrompts *tp;
+	Oid			relid;
+	char	   *query;
+	Portal		portal;
+	long		n_rows = 0,
+				exact = 0,
+				invalid = 0,
+				skipped = 0;
+	double		f1_sum = 0.0;
+	TupleDesc	desc;
+	Datum		values[4];
+	bool		nulls[4] = {false};
+	MemoryContext batch_ctx;
+
+	for (int i = 1; i <= 3; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+							errmsg("relation and column names must not be NULL")));
+	read_options(fcinfo, EVAL_ARG_MAX_NEW_TOKENS, &max_new_tokens, &num_beams);
+	relid = PG_GETARG_OID(1);
+	if (get_rel_name(relid) == NULL)
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation %u does not exist", relid)));
+	/* names come from the catalog and are quoted: no SQL is built from raw input */
+	query = psprintf("SELECT (%s)::text, (%s)::text FROM %s",
+					 quote_identifier(NameStr(*PG_GETARG_NAME(2))),
+					 quote_identifier(NameStr(*PG_GETARG_NAME(3))),
+					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												get_rel_name(relid)));
+	tp = task_for_call(fcinfo);
+	batch_ctx = AllocSetContextCreate(CurrentMemoryContext, "ptune evaluate batch", ALLOCSET_DEFAULT_SIZES);
+
+	SPI_connect();
+	portal = SPI_cursor_open_with_args(NULL, query, 0, NULL, NULL, NULL, true, 0);
+	for (;;)
+	{
+		MemoryContext old;
+		text	  **texts;
+		char	  **targets,
+				  **outputs;
+		int			n = 0;
+
+		SPI_cursor_fetch(portal, true, EVAL_FETCH_ROWS);
+		if (SPI_processed == 0)
+			break;
+		old = MemoryContextSwitchTo(batch_ctx);
+		texts = palloc(sizeof(text *) * SPI_processed);
+		targets = palloc(sizeof(char *) * SPI_processed);
+		outputs = palloc(sizeof(char *) * SPI_processed);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		tnull,
+						gnull;
+			Datum		t = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &tnull);
+			Datum		g = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &gnull);
+
+			if (tnull || gnull)
+			{
+				skipped++;
+				continue;
+			}
+			texts[n] = DatumGetTextPP(t);
+			targets[n] = TextDatumGetCString(g);
+			n++;
+		}
+		generate_texts(tp, texts, n, max_new_tokens, num_beams, outputs);
+		for (int i = 0; i < n; i++)
+		{
+			double		f1 = pt_squad_f1(outputs[i], targets[i]);
+
+			if (f1 < 0)
+				ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+			f1_sum += f1;
+			exact += strcmp(outputs[i], targets[i]) == 0;
+			if (tp && !tp->generation)
+			{
+				bool		is_label = false;
+
+				for (int j = 0; j < tp->n_labels && !is_label; j++)
+					is_label = strcmp(outputs[i], tp->labels[j]) == 0;
+				invalid += !is_label;
+			}
+			n_rows++;
+		}
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(batch_ctx);
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+	SPI_finish();
+	if (skipped > 0)
+		ereport(NOTICE, (errmsg("ptune: skipped %ld rows with a NULL text or target", skipped)));
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "evaluate_generation must return a row");
+	values[0] = Int64GetDatum(n_rows);
+	values[1] = Float8GetDatum(n_rows ? (double) exact / n_rows : 0.0);
+	values[2] = Float8GetDatum(n_rows ? f1_sum / n_rows : 0.0);
+	values[3] = Int64GetDatum(invalid);
+	nulls[1] = nulls[2] = n_rows == 0;
+	nulls[3] = tp == NULL || tp->generation;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

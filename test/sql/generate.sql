@@ -18,6 +18,9 @@ SELECT i AS id,
 FROM generate_series(1, 40) AS i,
      (SELECT ARRAY['dog', 'cat', 'horse', 'bird', 'fish'] AS animals,
              ARRAY['apple', 'banana', 'orange', 'grape', 'lemon'] AS fruits) AS words;
+-- the same rows with class labels, for the classification task 'toy'
+CREATE TABLE toy_heldout_gen AS
+SELECT text, CASE WHEN target = 'this that' THEN 'this' ELSE 'that' END AS target FROM gen_heldout;
 SET client_min_messages = warning;   -- progress NOTICEs carry timings
 SELECT task, version, labels, train_rows, selection_accuracy >= 0.85 AS learned,
        test_accuracy >= 0.75 AS generalizes
@@ -105,6 +108,34 @@ RESET client_min_messages;
 SELECT ptune.drop_task('gen_one');
 \set VERBOSITY terse
 
+-- Evaluation by decoding: exact match, SQuAD's token F1
+SELECT rows, exact_match >= 0.75 AS exact, f1 >= exact_match AS f1_counts_partial_answers,
+       invalid_outputs IS NULL AS no_label_set
+FROM ptune.evaluate_generation('gen', 'gen_heldout', 'text', 'target');
+SELECT exact_match = (SELECT avg((ptune.generate('gen', text, 8) = target)::int) FROM gen_heldout) AS same_as_generate
+FROM ptune.evaluate_generation('gen', 'gen_heldout', 'text', 'target', max_new_tokens => 8);
+-- partial answers earn F1 but no exact match: 'this' against 'this that' is F1 2/3
+CREATE TABLE gen_partial (text text, target text);
+INSERT INTO gen_partial VALUES ('the dog here cat', 'This that!'), ('the dog here cat', 'this'),
+    (NULL, 'x'), ('the apple here lemon', NULL);
+SELECT rows, exact_match, round(f1::numeric, 4) AS f1, invalid_outputs
+FROM ptune.evaluate_generation('gen', 'gen_partial', 'text', 'target');
+-- a classification task decoded freely (the paper's metric): an output that is
+-- none of the labels counts as wrong, and invalid_outputs counts them
+SELECT rows, invalid_outputs = (SELECT count(*) FROM toy_heldout_gen h
+                                WHERE ptune.generate('toy', h.text) NOT IN ('this', 'that')) AS invalid_counted,
+       exact_match = (SELECT avg((ptune.generate('toy', h.text) = h.target)::int) FROM toy_heldout_gen h)
+           AS exact_counted
+FROM ptune.evaluate_generation('toy', 'toy_heldout_gen', 'text', 'target');
+-- the frozen model (task NULL) has no label set either; an empty table has no scores
+SELECT rows, invalid_outputs FROM ptune.evaluate_generation(NULL, 'gen_heldout', 'text', 'target', 4);
+CREATE TABLE gen_empty (text text, target text);
+SELECT * FROM ptune.evaluate_generation('gen', 'gen_empty', 'text', 'target');
+-- classification's evaluate refuses a generation task, with the way out
+SELECT * FROM ptune.evaluate('gen', 'gen_heldout', 'text', 'target');
+SELECT * FROM ptune.evaluate_generation('gen', 'gen_heldout', 'text', 'target', 0);
+SELECT * FROM ptune.evaluate_generation('gen', 'gen_heldout', 'text', 'no_such_column');
+
 -- A timeout interrupts a long decoding; the worker then serves the next request
 SET ptune.request_timeout = 50;
 SELECT ptune.generate(NULL, (SELECT array_agg('the dog here cat ' || i) FROM generate_series(1, 5000) i), 512);
@@ -127,6 +158,8 @@ RESET ROLE;
 GRANT SELECT ON ptune.prompts TO ptune_gen_other;
 SET ROLE ptune_gen_other;
 SELECT ptune.generate('gen', 'the dog here cat') AS with_select;
+-- evaluation reads the table with the caller's privileges
+SELECT * FROM ptune.evaluate_generation('gen', 'gen_heldout', 'text', 'target');
 RESET ROLE;
 REVOKE SELECT ON ptune.prompts FROM ptune_gen_other;
 GRANT SELECT ON ptune.prompts TO PUBLIC;

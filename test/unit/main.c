@@ -48,6 +48,7 @@
 	X(test_training_option_errors) \
 	X(test_generation_training_learns) \
 	X(test_generation_training_errors) \
+	X(test_squad_metrics) \
 	X(test_model_info_json_escapes_name) \
 	X(test_csv_rfc4180) \
 	X(test_csv_errors)

@@ -12,6 +12,7 @@
 #include "error.h"
 #include "generate.h"
 #include "helpers.h"
+#include "metrics.h"
 #include "trainer.h"
 #include "unit.h"
 
@@ -268,4 +269,57 @@ test_generation_training_errors(void)
 		pt_task_free(gen_task);
 	}
 	pt_model_free(m);
+}
+
+/* SQuAD's normalisation and token F1 (evaluate-v2.0.py), case by case. */
+void		test_squad_metrics(void);
+void
+test_squad_metrics(void)
+{
+	static const struct
+	{
+		const char *in,
+				   *out;
+	}			norm[] = {
+		{"The Cat, sat!", "cat sat"},
+		{"  An  apple a day\tkeeps\n", "apple day keeps"},
+		{"theatre anthem", "theatre anthem"},	/* articles only as whole words */
+		{"A-B", "ab"},			/* punctuation goes before words are split */
+		{"Th\xc3\xa9\xc3\xa2tre!", "th\xc3\xa9\xc3\xa2tre"},	/* UTF-8 kept as is */
+		{"", ""},
+		{"the a an", ""},
+	};
+	static const struct
+	{
+		const char *pred,
+				   *truth;
+		double		f1;
+	}			f1s[] = {
+		{"the cat sat", "a cat sat down", 0.8},
+		{"cat cat", "cat", 2.0 / 3.0},	/* tokens count with multiplicity */
+		{"cat", "cat cat", 2.0 / 3.0},
+		{"Paris.", "paris", 1.0},
+		{"dog", "cat", 0.0},
+		{"", "", 1.0},
+		{"the", "", 1.0},		/* both normalise to nothing */
+		{"cat", "", 0.0},
+		{"", "cat", 0.0},
+	};
+
+	for (size_t i = 0; i < sizeof(norm) / sizeof(norm[0]); i++)
+	{
+		char	   *got = pt_squad_normalize(norm[i].in);
+
+		REQUIRE(got != NULL);
+		CHECKF(strcmp(got, norm[i].out) == 0, "normalize(\"%s\") = \"%s\", expected \"%s\"",
+			   norm[i].in, got, norm[i].out);
+		free(got);
+	}
+	for (size_t i = 0; i < sizeof(f1s) / sizeof(f1s[0]); i++)
+	{
+		double		got = pt_squad_f1(f1s[i].pred, f1s[i].truth);
+
+		CHECKF(fabs(got - f1s[i].f1) < 1e-12, "f1(\"%s\", \"%s\") = %g, expected %g",
+			   f1s[i].pred, f1s[i].truth, got, f1s[i].f1);
+	}
 }
