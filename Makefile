@@ -67,12 +67,13 @@ $(BUILD)/cli/%.o: src/cli/%.c $(wildcard src/cli/*.h src/engine/*.h)
 $(BUILD)/ptune: $(CLI_OBJS) $(ENGINE_LIB)
 	$(CC) $(ENGINE_CFLAGS) -o $@ $(CLI_OBJS) $(ENGINE_LIB) $(ENGINE_LIBS)
 
-$(BUILD)/unit/%.o: test/unit/%.c $(wildcard test/unit/*.h src/engine/*.h)
+$(BUILD)/unit/%.o: test/unit/%.c $(wildcard test/unit/*.h src/engine/*.h src/cli/csv.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ENGINE_CFLAGS) -Itest/unit -c $< -o $@
+	$(CC) $(ENGINE_CFLAGS) -Itest/unit -Isrc/cli -c $< -o $@
 
-$(BUILD)/test_engine: $(UNIT_OBJS) $(ENGINE_LIB)
-	$(CC) $(ENGINE_CFLAGS) -o $@ $(UNIT_OBJS) $(ENGINE_LIB) $(ENGINE_LIBS)
+# the unit tests also cover the CLI's CSV reader
+$(BUILD)/test_engine: $(UNIT_OBJS) $(BUILD)/cli/csv.o $(ENGINE_LIB)
+	$(CC) $(ENGINE_CFLAGS) -o $@ $(UNIT_OBJS) $(BUILD)/cli/csv.o $(ENGINE_LIB) $(ENGINE_LIBS)
 
 # Unit tests need a generated tiny checkpoint; test/run_unit.sh makes it.
 test-unit: $(BUILD)/test_engine $(BUILD)/ptune

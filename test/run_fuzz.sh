@@ -11,8 +11,8 @@ seconds=${1:-30}
 out=build/fuzz
 mkdir -p "$out"
 flags=(-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-       -Wno-unknown-pragmas -Isrc/engine -Itest/fuzz)
-sources=(src/engine/error.c src/engine/safetensors.c src/engine/config.c src/engine/csv.c
+       -Wno-unknown-pragmas -Isrc/engine -Isrc/cli -Itest/fuzz)
+sources=(src/engine/error.c src/engine/safetensors.c src/engine/config.c src/cli/csv.c
          src/engine/prompt.c src/engine/dtype.c)
 
 # the C++ tokenizer shim, for prompt.c's initialisation code (not fuzzed)

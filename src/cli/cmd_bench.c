@@ -33,8 +33,8 @@
 #include "linear.h"
 #include "objective.h"
 #include "rng.h"
-#include "t5.h"
 #include "task.h"
+#include "transformer.h"
 
 #define MAX_BATCH 64
 #define MAX_TOKENS 2048
@@ -284,7 +284,7 @@ cmd_bench(int argc, char **argv)
 				 cli_parse_int(argv[i], argv[i + 1], 2, MAX_TOKENS, &v) == 0)
 			INPUT_TOKENS = (int) v, i++;
 		else if (strcmp(argv[i], "--prompt-length") == 0 && i + 1 < argc &&
-				 cli_parse_int(argv[i], argv[i + 1], 0, 1024, &v) == 0)
+				 cli_parse_int(argv[i], argv[i + 1], 0, PT_PROMPT_MAX_LENGTH, &v) == 0)
 			PROMPT_LEN = (int) v, i++;
 		else if (strcmp(argv[i], "--scoring") == 0 && i + 1 < argc && pt_scoring_parse(argv[i + 1], &SCORING) == 0)
 			i++;

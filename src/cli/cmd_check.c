@@ -107,7 +107,7 @@ rank_log_probs(const PtModel *m, PtWorkspace *ws, const Case *c, json_t *labels,
 	for (; got < L; got++)
 		if (read_ids(json_array_get(labels, got), &ids[got], &n_ids[got], "label_ids", index) != 0)
 			goto done;
-	task = pt_task_new_from_ids(m, (const int32_t *const *) ids, n_ids, L, 4096);
+	task = pt_task_new_from_ids(m, (const int32_t *const *) ids, n_ids, L, PT_MAX_INPUT_TOKENS);
 	row = (PtClassifyRow) {task, PT_SCORE_RANK, 1, prompts, lens, c->input, c->n_input};
 	if (task == NULL || pt_classify(m, ws, &row, 1, &res) != 0)
 	{

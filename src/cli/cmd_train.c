@@ -101,29 +101,29 @@ parse_options(int argc, char **argv, PtTrainOptions *opt, const char **files, co
 		}
 		else if (strcmp(o, "--prompt-length") == 0 && cli_parse_int(o, v, 1, PT_PROMPT_MAX_LENGTH, &n) == 0)
 			opt->prompt_length = (int) n;
-		else if (strcmp(o, "--batch-size") == 0 && cli_parse_int(o, v, 1, 4096, &n) == 0)
+		else if (strcmp(o, "--batch-size") == 0 && cli_parse_int(o, v, 1, PT_MAX_BATCH_SIZE, &n) == 0)
 			opt->batch_size = (int) n;
-		else if (strcmp(o, "--epochs") == 0 && cli_parse_int(o, v, 0, 100000, &n) == 0)
+		else if (strcmp(o, "--epochs") == 0 && cli_parse_int(o, v, 0, PT_MAX_EPOCHS, &n) == 0)
 			opt->epochs = (int) n, epochs_given = true;
-		else if (strcmp(o, "--steps") == 0 && cli_parse_int(o, v, 1, 100000000, &n) == 0)
+		else if (strcmp(o, "--steps") == 0 && cli_parse_int(o, v, 1, PT_MAX_STEPS, &n) == 0)
 		{
 			opt->max_steps = n;
 			if (!epochs_given)
 				opt->epochs = 0;
 		}
-		else if (strcmp(o, "--max-input-tokens") == 0 && cli_parse_int(o, v, 2, 4096, &n) == 0)
+		else if (strcmp(o, "--max-input-tokens") == 0 && cli_parse_int(o, v, PT_MIN_INPUT_TOKENS, PT_MAX_INPUT_TOKENS, &n) == 0)
 			opt->max_input_tokens = (int) n;
-		else if (strcmp(o, "--ensemble") == 0 && cli_parse_int(o, v, 1, 64, &n) == 0)
+		else if (strcmp(o, "--ensemble") == 0 && cli_parse_int(o, v, 1, PT_MAX_ENSEMBLE_SIZE, &n) == 0)
 			opt->ensemble_size = (int) n;
 		else if (strcmp(o, "--seed") == 0 && cli_parse_int(o, v, 0, 2147483647L, &n) == 0)
 			opt->seed = (unsigned long long) n;
-		else if (strcmp(o, "--eval-every") == 0 && cli_parse_int(o, v, 1, 100000000, &n) == 0)
+		else if (strcmp(o, "--eval-every") == 0 && cli_parse_int(o, v, 1, PT_MAX_STEPS, &n) == 0)
 			opt->eval_every = (int) n;
-		else if (strcmp(o, "--patience") == 0 && cli_parse_int(o, v, 0, 100000, &n) == 0)
+		else if (strcmp(o, "--patience") == 0 && cli_parse_int(o, v, 0, PT_MAX_PATIENCE, &n) == 0)
 			opt->patience = (int) n;
 		else if (strcmp(o, "--min-dim-size-to-factor") == 0 && cli_parse_int(o, v, 0, 2147483647L, &n) == 0)
 			opt->min_dim_size_to_factor = (int) n;
-		else if (strcmp(o, "--adafactor-start-step") == 0 && cli_parse_int(o, v, 0, 1000000000000L, &n) == 0)
+		else if (strcmp(o, "--adafactor-start-step") == 0 && cli_parse_int(o, v, 0, PT_MAX_ADAFACTOR_START_STEP, &n) == 0)
 			opt->adafactor_start_step = n;
 		else if (strcmp(o, "--lr") == 0 && cli_parse_double(o, v, &x) == 0)
 			opt->learning_rate = x;

@@ -12,9 +12,9 @@
 #include <string.h>
 
 #include "attention.h"
-#include "t5.h"
 #include "kernels.h"
 #include "linear.h"
+#include "transformer.h"
 
 /* query rows per block in the forward pass: every chain fits in one */
 #define ATTN_Q_BLOCK PT_MAX_SEQ_LEN

@@ -19,7 +19,6 @@
 
 typedef struct PtAttnLayout
 {
-	int			n_q;			/* query sequences */
 	const int  *q_off;
 	const int  *q_len;
 	int			n_kv;			/* key/value sequences */

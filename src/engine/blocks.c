@@ -7,7 +7,7 @@
  * xn is the layer-normed input [n, d]; h0, h1, act are [n, F].
  */
 #include "kernels.h"
-#include "t5.h"
+#include "transformer.h"
 
 void
 pt_residual_projection(const PtLinear *w, const float *h, int n, const float *in, float *out,

@@ -9,7 +9,7 @@
 #include "classifier.h"
 #include "error.h"
 #include "head.h"
-#include "t5.h"
+#include "transformer.h"
 
 /* Rank scoring computes full-vocabulary logits for this many trie nodes at a time. */
 #define RANK_HEAD_ROWS 64

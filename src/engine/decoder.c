@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "kernels.h"
-#include "t5.h"
+#include "transformer.h"
 
 void
 pt_decoder_forward(PtPass *p)

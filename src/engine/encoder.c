@@ -1,5 +1,5 @@
 /*
- * encoder.c - the T5 encoder stack, forward and backward (see t5.h).
+ * encoder.c - the T5 encoder stack, forward and backward (see transformer.h).
  *
  * Each layer:   x_mid = x + O(Attention(Q, K, V))   with Q, K, V from RMSNorm(x)
  *               x'    = x_mid + FF(RMSNorm(x_mid))
@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "kernels.h"
-#include "t5.h"
+#include "transformer.h"
 
 void
 pt_encoder_forward(PtPass *p)

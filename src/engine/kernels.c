@@ -56,12 +56,6 @@ exp_inline(float x)
 	return p * scale;
 }
 
-float
-pt_expf(float x)
-{
-	return exp_inline(x);
-}
-
 /* tanh(u) = 1 - 2 / (exp(2u) + 1); |u| > 9 saturates to +-1 in float anyway */
 static inline float
 tanh_inline(float u)

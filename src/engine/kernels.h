@@ -49,7 +49,4 @@ void		pt_scale(float *y, float s, size_t n);
  */
 float		pt_softmax_row(float *row, const float *bias, int d, bool normalize);
 
-/* Vectorisable exp with relative error below 2e-7 over the float range. */
-float		pt_expf(float x);
-
 #endif

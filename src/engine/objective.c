@@ -7,7 +7,7 @@
 #include "error.h"
 #include "head.h"
 #include "objective.h"
-#include "t5.h"
+#include "transformer.h"
 
 void
 pt_workspace_free(PtWorkspace *ws)

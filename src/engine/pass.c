@@ -1,13 +1,13 @@
 /*
  * pass.c - validate a batch, pack its sequences and lay out its activations
- * in an arena (see t5.h).
+ * in an arena (see transformer.h).
  */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
-#include "t5.h"
+#include "transformer.h"
 
 /* Sizes that depend on the batch, computed before anything is allocated. */
 typedef struct PassSizes
@@ -325,7 +325,7 @@ fill_layouts(PtPass *p, const PassSizes *z)
 		p->dec_cross.kv_q_end[g] = s;
 	}
 
-	p->enc_self.n_q = p->enc_self.n_kv = p->n_enc;
+	p->enc_self.n_kv = p->n_enc;
 	p->enc_self.q_off = p->enc_self.kv_off = p->enc_off;
 	p->enc_self.q_len = p->enc_self.kv_len = p->enc_len;
 	p->enc_self.bias_max_len = z->enc_max;
@@ -333,13 +333,12 @@ fill_layouts(PtPass *p, const PassSizes *z)
 	/* the backward pass needs the probabilities themselves; inference does not */
 	p->enc_self.normalize = p->dec_self.normalize = p->dec_cross.normalize = p->keep;
 
-	p->dec_self.n_q = p->dec_self.n_kv = p->n_dec;
+	p->dec_self.n_kv = p->n_dec;
 	p->dec_self.q_off = p->dec_self.kv_off = p->dec_off;
 	p->dec_self.q_len = p->dec_self.kv_len = p->dec_len;
 	p->dec_self.bias_max_len = z->dec_max ? z->dec_max : 1;
 	p->dec_self.causal = true;
 
-	p->dec_cross.n_q = p->n_dec;
 	p->dec_cross.q_off = p->dec_off;
 	p->dec_cross.q_len = p->dec_len;
 	p->dec_cross.n_kv = p->n_enc;

@@ -315,8 +315,8 @@ pt_prompt_decode(const uint8_t *data, size_t len, size_t *used)
 		return NULL;
 	}
 	if (length < 1 || length > PT_PROMPT_MAX_LENGTH || d_model < 1 || d_model > 65536 ||
-		n_labels == 1 || n_labels > PT_MAX_LABELS || get_u32(data + 28) < 2 ||
-		get_u32(data + 28) > 4096)
+		n_labels == 1 || n_labels > PT_MAX_LABELS || get_u32(data + 28) < PT_MIN_INPUT_TOKENS ||
+		get_u32(data + 28) > PT_MAX_INPUT_TOKENS)
 	{
 		pt_fail(PT_ERR_FORMAT, "prompt header is invalid (length %u, d_model %u, %u labels)",
 				length, d_model, n_labels);
@@ -442,11 +442,11 @@ pt_prompt_file_read(const char *path, int *n)
 		pt_fail(PT_ERR_IO, "could not open \"%s\": %s", path, strerror(errno));
 		return NULL;
 	}
-	if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || size > (64L << 20) ||
+	if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || size > PT_MAX_FIELD_BYTES ||
 		fseek(f, 0, SEEK_SET) != 0)
 	{
 		fclose(f);
-		pt_fail(PT_ERR_FORMAT, "\"%s\" is not a prompt file (unreadable or over 64 MB)", path);
+		pt_fail(PT_ERR_FORMAT, "\"%s\" is not a prompt file (unreadable or over %d MB)", path, PT_MAX_FIELD_BYTES >> 20);
 		return NULL;
 	}
 	len = (size_t) size;

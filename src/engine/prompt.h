@@ -32,12 +32,12 @@
 #include <stdint.h>
 
 #include "model.h"
+#include "ptune_limits.h"
 #include "rng.h"
 #include "task.h"
 
 #define PT_PROMPT_MAGIC "PTPROMPT"
 #define PT_PROMPT_VERSION 1
-#define PT_PROMPT_MAX_LENGTH 1024
 
 typedef struct PtPrompt
 {

@@ -317,9 +317,10 @@ task_new(const PtModel *m, const char *const *labels, const int32_t *const *labe
 		pt_fail(PT_ERR_ARGUMENT, "a task needs 2 to %d labels (got %d)", PT_MAX_LABELS, n_labels);
 		return NULL;
 	}
-	if (max_input_tokens < 2 || max_input_tokens > 4096)
+	if (max_input_tokens < PT_MIN_INPUT_TOKENS || max_input_tokens > PT_MAX_INPUT_TOKENS)
 	{
-		pt_fail(PT_ERR_ARGUMENT, "max_input_tokens must be between 2 and 4096 (got %d)", max_input_tokens);
+		pt_fail(PT_ERR_ARGUMENT, "max_input_tokens must be between %d and %d (got %d)",
+				PT_MIN_INPUT_TOKENS, PT_MAX_INPUT_TOKENS, max_input_tokens);
 		return NULL;
 	}
 	task = pt_calloc(1, sizeof(PtTask));
@@ -408,9 +409,10 @@ pt_task_new_generation(int max_input_tokens)
 {
 	PtTask	   *task;
 
-	if (max_input_tokens < 2 || max_input_tokens > 4096)
+	if (max_input_tokens < PT_MIN_INPUT_TOKENS || max_input_tokens > PT_MAX_INPUT_TOKENS)
 	{
-		pt_fail(PT_ERR_ARGUMENT, "max_input_tokens must be between 2 and 4096 (got %d)", max_input_tokens);
+		pt_fail(PT_ERR_ARGUMENT, "max_input_tokens must be between %d and %d (got %d)",
+				PT_MIN_INPUT_TOKENS, PT_MAX_INPUT_TOKENS, max_input_tokens);
 		return NULL;
 	}
 	task = pt_calloc(1, sizeof(PtTask));

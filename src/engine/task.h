@@ -17,7 +17,7 @@
  *    token's log-softmax over the whole vocabulary (the plain sequence
  *    log-likelihood, EOS included).  The decoder inputs of all labels form a
  *    trie (PtLabelTrie): the decoder runs once per distinct prefix (tree
- *    attention, see t5.h) and the full-vocabulary head once per trie node.
+ *    attention, see transformer.h) and the full-vocabulary head once per trie node.
  */
 #ifndef PT_TASK_H
 #define PT_TASK_H
@@ -27,20 +27,14 @@
 
 #include "model.h"
 
-#define PT_MAX_LABELS 1000
-#define PT_MAX_LABEL_BYTES 256
-#define PT_MAX_LABEL_TOKENS 32
-/*
- * Generation: a training row's target text is cut to this many tokens,
- * EOS included (PT_MAX_TARGET_TOKENS - 1 text tokens, then EOS).
- */
-#define PT_MAX_TARGET_TOKENS 64
+#include "ptune_limits.h"
 
 /*
  * What a prompt is trained for.  Classification: each row's target is one
  * of a fixed set of labels, scored by the label set.  Generation: each row
- * carries its own target text, and the prompt is used by decoding.  A
- * generation prompt has no labels (its binary form stores 0 labels).
+ * carries its own target text (cut to PT_MAX_TARGET_TOKENS), and the prompt
+ * is used by decoding.  A generation prompt has no labels (its binary form
+ * stores 0 labels).
  */
 typedef enum PtObjectiveKind
 {

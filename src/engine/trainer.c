@@ -110,23 +110,23 @@ void
 pt_train_options_default(PtTrainOptions *o)
 {
 	*o = (PtTrainOptions) {
-		.prompt_length = 20,
+		.prompt_length = PT_DEFAULT_PROMPT_LENGTH,
 		.init = PT_INIT_CLASS_LABELS,
 		.optimizer = PT_OPT_ADAFACTOR,
-		.learning_rate = 0.3,
+		.learning_rate = PT_DEFAULT_LEARNING_RATE,
 		.weight_decay = -1.0,
 		.max_grad_norm = -1.0,
 		.min_dim_size_to_factor = PT_ADAFACTOR_MIN_DIM_TO_FACTOR,
 		.adafactor_start_step = 0,
-		.batch_size = 8,
-		.epochs = 3,
+		.batch_size = PT_DEFAULT_BATCH_SIZE,
+		.epochs = PT_DEFAULT_EPOCHS,
 		.max_steps = 0,
-		.validation_fraction = 0.1,
+		.validation_fraction = PT_DEFAULT_VALIDATION_FRACTION,
 		.eval_every = 0,
 		.patience = 0,
 		.ensemble_size = 1,
-		.seed = 42,
-		.max_input_tokens = 128,
+		.seed = PT_DEFAULT_SEED,
+		.max_input_tokens = PT_DEFAULT_MAX_INPUT_TOKENS,
 		.scoring = PT_SCORE_LABEL_TOKENS,
 		.objective = PT_OBJECTIVE_CLASSIFICATION,
 	};
@@ -137,22 +137,24 @@ validate_options(const PtTrainOptions *o)
 {
 	if (o->prompt_length < 1 || o->prompt_length > PT_PROMPT_MAX_LENGTH)
 		return pt_fail(PT_ERR_ARGUMENT, "prompt_length must be between 1 and %d", PT_PROMPT_MAX_LENGTH);
-	if (!(o->learning_rate > 0 && o->learning_rate <= 100))
-		return pt_fail(PT_ERR_ARGUMENT, "learning_rate must be in (0, 100]");
-	if (o->batch_size < 1 || o->batch_size > 4096)
-		return pt_fail(PT_ERR_ARGUMENT, "batch_size must be between 1 and 4096");
-	if (o->epochs < 0 || o->epochs > 100000 || o->max_steps < 0 || o->max_steps > 100000000)
-		return pt_fail(PT_ERR_ARGUMENT, "epochs and max_steps must not be negative (or absurd)");
+	if (!(o->learning_rate > 0 && o->learning_rate <= PT_MAX_LEARNING_RATE))
+		return pt_fail(PT_ERR_ARGUMENT, "learning_rate must be in (0, %d]", PT_MAX_LEARNING_RATE);
+	if (o->batch_size < 1 || o->batch_size > PT_MAX_BATCH_SIZE)
+		return pt_fail(PT_ERR_ARGUMENT, "batch_size must be between 1 and %d", PT_MAX_BATCH_SIZE);
+	if (o->epochs < 0 || o->epochs > PT_MAX_EPOCHS || o->max_steps < 0 || o->max_steps > PT_MAX_STEPS)
+		return pt_fail(PT_ERR_ARGUMENT, "epochs must be between 0 and %d, max_steps between 0 and %d",
+					   PT_MAX_EPOCHS, PT_MAX_STEPS);
 	if (o->epochs == 0 && o->max_steps == 0)
 		return pt_fail(PT_ERR_ARGUMENT, "give epochs or max_steps");
-	if (!(o->validation_fraction >= 0 && o->validation_fraction < 1))
-		return pt_fail(PT_ERR_ARGUMENT, "validation_fraction must be in [0, 1)");
-	if (o->ensemble_size < 1 || o->ensemble_size > 64)
-		return pt_fail(PT_ERR_ARGUMENT, "ensemble_size must be between 1 and 64");
-	if (o->max_input_tokens < 2 || o->max_input_tokens > 4096)
-		return pt_fail(PT_ERR_ARGUMENT, "max_input_tokens must be between 2 and 4096");
+	if (!(o->validation_fraction >= 0 && o->validation_fraction <= PT_MAX_VALIDATION_FRACTION))
+		return pt_fail(PT_ERR_ARGUMENT, "validation_fraction must be in [0, %g]", PT_MAX_VALIDATION_FRACTION);
+	if (o->ensemble_size < 1 || o->ensemble_size > PT_MAX_ENSEMBLE_SIZE)
+		return pt_fail(PT_ERR_ARGUMENT, "ensemble_size must be between 1 and %d", PT_MAX_ENSEMBLE_SIZE);
+	if (o->max_input_tokens < PT_MIN_INPUT_TOKENS || o->max_input_tokens > PT_MAX_INPUT_TOKENS)
+		return pt_fail(PT_ERR_ARGUMENT, "max_input_tokens must be between %d and %d",
+					   PT_MIN_INPUT_TOKENS, PT_MAX_INPUT_TOKENS);
 	if (o->min_dim_size_to_factor < 0 || o->adafactor_start_step < 0 ||
-		o->adafactor_start_step > 1000000000000L)
+		o->adafactor_start_step > PT_MAX_ADAFACTOR_START_STEP)
 		return pt_fail(PT_ERR_ARGUMENT, "min_dim_size_to_factor and adafactor_start_step must not be negative (or absurd)");
 	if (o->eval_every < 0 || o->patience < 0 || isnan(o->max_grad_norm))
 		return pt_fail(PT_ERR_ARGUMENT, "eval_every and patience must not be negative, max_grad_norm not NaN "

@@ -11,12 +11,13 @@
 
 #include "guc.h"
 #include "ipc.h"
+#include "ptune_limits.h"
 #include "scoring.h"
 
 char	   *ptune_model_path = NULL;
 int			ptune_threads = 0;
 int			ptune_batch_size = 32;
-int			ptune_max_input_tokens = 128;
+int			ptune_max_input_tokens = PT_DEFAULT_MAX_INPUT_TOKENS;
 int			ptune_request_timeout = 0;
 int			ptune_max_trainings_per_role = 2;
 int			ptune_training_slice_ms = 100;
@@ -49,7 +50,7 @@ ptune_define_gucs(void)
 	DefineCustomIntVariable("ptune.batch_size",
 							"Most rows the ptune worker classifies in one forward pass.",
 							"Requests of several sessions are batched together up to this size.",
-							&ptune_batch_size, 32, 1, 4096, PGC_SIGHUP, 0, NULL, NULL, NULL);
+							&ptune_batch_size, 32, 1, PT_MAX_BATCH_SIZE, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomEnumVariable("ptune.precision",
 							 "Arithmetic of the worker's classification: bf16 (bfloat16 products, the default) or fp32.",
 							 "bf16 needs a CPU with AVX512-BF16 or AMX; elsewhere the worker uses fp32. "
@@ -80,7 +81,8 @@ ptune_define_gucs(void)
 	DefineCustomIntVariable("ptune.max_input_tokens",
 							"Default input length, in tokens, for ptune.train_prompt().",
 							"Longer texts are truncated.  A trained prompt keeps the value it was trained with.",
-							&ptune_max_input_tokens, 128, 2, 4096, PGC_USERSET, 0, NULL, NULL, NULL);
+							&ptune_max_input_tokens, PT_DEFAULT_MAX_INPUT_TOKENS,
+							PT_MIN_INPUT_TOKENS, PT_MAX_INPUT_TOKENS, PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("ptune.request_timeout",
 							"Longest wait for a classification by the ptune worker (0: no limit).",
 							"statement_timeout applies as well; training is bounded by statement_timeout only.",

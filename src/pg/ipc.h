@@ -114,7 +114,7 @@ typedef struct PtuneTraining
 	Oid			database;
 	Oid			user;
 	char		task[NAMEDATALEN * 2];
-	char		phase[32];		/* tokenizing, training, validating, done */
+	char		phase[32];		/* receiving rows, then pt_trainer_phase()'s */
 	int			member;
 	int			n_members;
 	int64		step;

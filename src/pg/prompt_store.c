@@ -56,9 +56,9 @@ blob_max_input_tokens(bytea *blob)
 	uint32		v;
 
 	if (VARSIZE_ANY_EXHDR(blob) < 32)
-		return 4096;
+		return PT_MAX_INPUT_TOKENS;
 	v = p[28] | p[29] << 8 | p[30] << 16 | (uint32) p[31] << 24;
-	return v >= 2 && v <= 4096 ? (int) v : 4096;
+	return v >= PT_MIN_INPUT_TOKENS && v <= PT_MAX_INPUT_TOKENS ? (int) v : PT_MAX_INPUT_TOKENS;
 }
 
 /*

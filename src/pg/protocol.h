@@ -43,6 +43,8 @@
 #include "lib/stringinfo.h"
 #include "libpq/pqformat.h"
 
+#include "ptune_limits.h"
+
 #define CLASSIFY_OK 0
 #define CLASSIFY_NEED_PROMPTS 1
 #define GENERATE_OK 0

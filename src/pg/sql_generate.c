@@ -158,7 +158,7 @@ generate_chunk(TaskPrompts *tp, text **texts, int n, int max_new_tokens, int num
 				outputs[i] = NULL;
 				continue;
 			}
-			if (len > (64 << 20))
+			if (len > PT_MAX_FIELD_BYTES)
 				elog(ERROR, "invalid text length %d from the ptune worker", len);
 			outputs[i] = palloc(len + 1);
 			memcpy(outputs[i], pq_getmsgbytes(&response, len), len);

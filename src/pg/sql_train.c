@@ -107,10 +107,10 @@ read_args(FunctionCallInfo fcinfo, TrainArgs *a)
 	char	   *objective;
 
 	a->task = ptune_task_argument(fcinfo, ARG_TASK);
-	if (strlen(a->task) > 200)
+	if (strlen(a->task) > PT_MAX_TASK_NAME_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_NAME_TOO_LONG),
-				 errmsg("task name is longer than 200 bytes")));
+				 errmsg("task name is longer than %d bytes", PT_MAX_TASK_NAME_BYTES)));
 	for (int i = ARG_RELATION; i <= ARG_OBJECTIVE; i++)
 		if (names[i])
 			require_arg(fcinfo, i, names[i]);
@@ -151,14 +151,14 @@ read_args(FunctionCallInfo fcinfo, TrainArgs *a)
 				 errmsg("objective generation trains a single prompt (ensemble_size %d)", a->ensemble_size),
 				 errhint("Leave ensemble_size at 1: decoded texts cannot be voted on.")));
 
-	check_range("prompt_length", a->prompt_length, 1, 1024, "The paper uses 1 to 150, typically 20 to 100.");
-	check_range("learning_rate", a->learning_rate, 1e-9, 100, NULL);
-	check_range("batch_size", a->batch_size, 1, 4096, NULL);
-	check_range("epochs", a->epochs, 0, 100000, "Use epochs => 0 to train for max_steps only.");
-	check_range("max_steps", (double) a->max_steps, 0, 100000000, NULL);
-	check_range("validation_fraction", a->validation_fraction, 0, 0.9, NULL);
-	check_range("ensemble_size", a->ensemble_size, 1, 64, NULL);
-	check_range("max_input_tokens", a->max_input_tokens, 2, 4096, NULL);
+	check_range("prompt_length", a->prompt_length, 1, PT_PROMPT_MAX_LENGTH, "The paper uses 1 to 150, typically 20 to 100.");
+	check_range("learning_rate", a->learning_rate, 1e-9, PT_MAX_LEARNING_RATE, NULL);
+	check_range("batch_size", a->batch_size, 1, PT_MAX_BATCH_SIZE, NULL);
+	check_range("epochs", a->epochs, 0, PT_MAX_EPOCHS, "Use epochs => 0 to train for max_steps only.");
+	check_range("max_steps", (double) a->max_steps, 0, PT_MAX_STEPS, NULL);
+	check_range("validation_fraction", a->validation_fraction, 0, PT_MAX_VALIDATION_FRACTION, NULL);
+	check_range("ensemble_size", a->ensemble_size, 1, PT_MAX_ENSEMBLE_SIZE, NULL);
+	check_range("max_input_tokens", a->max_input_tokens, PT_MIN_INPUT_TOKENS, PT_MAX_INPUT_TOKENS, NULL);
 	check_range("seed", (double) a->seed, 0, PG_INT32_MAX, NULL);
 	if (!PG_ARGISNULL(ARG_WEIGHT_DECAY) && !(a->weight_decay >= 0 && a->weight_decay < 1))
 		ereport(ERROR,
@@ -286,10 +286,10 @@ stream_rows(PtuneCall *call, const TrainArgs *a, Oid relation, int kind, int *sk
 				CHECK_FOR_INTERRUPTS();
 				continue;
 			}
-			if (VARSIZE_ANY_EXHDR(lt) > 256)
+			if (VARSIZE_ANY_EXHDR(lt) > PT_MAX_LABEL_BYTES)
 				ereport(ERROR,
 						(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
-						 errmsg("a label is longer than 256 bytes"),
+						 errmsg("a label is longer than %d bytes", PT_MAX_LABEL_BYTES),
 						 errhint("Labels are short class names such as 'spam' or 'positive'.")));
 			pq_sendstring_len(&body, VARDATA_ANY(tt),
 							  ptune_clip_text(VARDATA_ANY(tt), VARSIZE_ANY_EXHDR(tt), a->max_input_tokens));
@@ -388,7 +388,7 @@ parse_result(StringInfo msg, TrainResult *r)
 	{
 		int			len = pq_getmsgint(msg, 4);
 
-		if (len < 0 || len > (64 << 20))
+		if (len < 0 || len > PT_MAX_FIELD_BYTES)
 			elog(ERROR, "invalid prompt size %d from the ptune worker", len);
 		r->prompts[k] = palloc(VARHDRSZ + len);
 		SET_VARSIZE(r->prompts[k], VARHDRSZ + len);

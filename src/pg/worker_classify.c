@@ -33,7 +33,6 @@
 #define CACHE_SIZE 128
 #define MAX_ROUND_REQUESTS PTUNE_MAX_SLOTS
 /* a text the backend sends is cut to its token budget first; this bounds the rest */
-#define MAX_TEXT_BYTES (64 << 20)
 /* longest run of classification batches before the other handlers get a turn */
 #define CLASSIFY_ROUND_MS 500
 /*
@@ -194,7 +193,7 @@ parse_job(Job *job)
 	job->scoring = (PtScoring) pq_getmsgint(&msg, 4);
 	job->n_prompts = pq_getmsgint(&msg, 4);
 	if ((job->scoring != PT_SCORE_LABEL_TOKENS && job->scoring != PT_SCORE_RANK) ||
-		job->n_prompts < 1 || job->n_prompts > 64)
+		job->n_prompts < 1 || job->n_prompts > PT_MAX_ENSEMBLE_SIZE)
 		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid classify request")));
 	job->values = palloc(sizeof(float *) * job->n_prompts);
 	job->lens = palloc(sizeof(int) * job->n_prompts);
@@ -202,10 +201,10 @@ parse_job(Job *job)
 	{
 		const uint8 *key = (const uint8 *) pq_getmsgbytes(&msg, PROMPT_KEY_BYTES);
 		int			len = pq_getmsgint(&msg, 4);
-		const char *blob = len > 0 && len <= (64 << 20) ? pq_getmsgbytes(&msg, len) : NULL;
+		const char *blob = len > 0 && len <= PT_MAX_FIELD_BYTES ? pq_getmsgbytes(&msg, len) : NULL;
 		CachedPrompt *c;
 
-		if (len < 0 || len > (64 << 20))
+		if (len < 0 || len > PT_MAX_FIELD_BYTES)
 			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid prompt length")));
 		c = cache_find(key);
 		if (c == NULL && blob != NULL && (c = cache_add(blob, len, key)) == NULL)
@@ -252,7 +251,7 @@ parse_job(Job *job)
 		job->row_of_text[i] = -1;
 		if (len < 0)
 			continue;
-		if (len > MAX_TEXT_BYTES)
+		if (len > PT_MAX_FIELD_BYTES)
 			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid text length")));
 		ids = palloc(sizeof(int32_t) * job->task->max_input_tokens);
 		n = pt_encode_input(worker_model, job->task->max_input_tokens, pq_getmsgbytes(&msg, len),

@@ -23,7 +23,7 @@ explain_one(int slot)
 	ptune_slot_read(slot, &msg);
 	k = pq_getmsgint(&msg, 4);
 	len = pq_getmsgint(&msg, 4);
-	if (len <= 0 || len > (64 << 20) || k < 1 || k > 100)
+	if (len <= 0 || len > PT_MAX_FIELD_BYTES || k < 1 || k > 100)
 		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid explain request")));
 	p = pt_prompt_decode((const uint8_t *) pq_getmsgbytes(&msg, len), (size_t) len, NULL);
 	if (p == NULL)

@@ -33,8 +33,6 @@
 #include "worker.h"
 
 #define MAX_OPEN_GENERATIONS PTUNE_MAX_SLOTS
-/* a text the backend sends is cut to its token budget first; this bounds the rest */
-#define MAX_TEXT_BYTES (64 << 20)
 
 /* One open request: its rows, tokenized, and how far they are computed. */
 typedef struct GenJob
@@ -93,7 +91,8 @@ parse_job(GenJob *job)
 	job->opts.num_beams = pq_getmsgint(&msg, 4);
 	max_input_tokens = pq_getmsgint(&msg, 4);
 	has_prompt = pq_getmsgint(&msg, 4);
-	if (max_input_tokens < 2 || max_input_tokens > 4096 || (has_prompt != 0 && has_prompt != 1))
+	if (max_input_tokens < PT_MIN_INPUT_TOKENS || max_input_tokens > PT_MAX_INPUT_TOKENS ||
+		(has_prompt != 0 && has_prompt != 1))
 		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid generate request")));
 	/* the backend checked the bounds; the engine's message names the option otherwise */
 	if (pt_generate_options_check(&job->opts) != 0)
@@ -109,7 +108,7 @@ parse_job(GenJob *job)
 		const PtPrompt *p;
 		bool		missing;
 
-		if (len < 0 || len > (64 << 20))
+		if (len < 0 || len > PT_MAX_FIELD_BYTES)
 			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid prompt length")));
 		blob = len > 0 ? pq_getmsgbytes(&msg, len) : NULL;
 		p = worker_cached_prompt(key, blob, len, &missing);
@@ -144,7 +143,7 @@ parse_job(GenJob *job)
 		job->row_of_text[i] = -1;
 		if (len < 0)
 			continue;
-		if (len > MAX_TEXT_BYTES)
+		if (len > PT_MAX_FIELD_BYTES)
 			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid text length")));
 		ids = palloc(sizeof(int32_t) * max_input_tokens);
 		n = pt_encode_input(worker_model, max_input_tokens, pq_getmsgbytes(&msg, len), (size_t) len, ids);

@@ -25,7 +25,6 @@
 #include "trainer.h"
 #include "worker.h"
 
-#define MAX_ROW_BYTES (64 << 20)
 /* the most rows one unit of work may put through the model */
 #define MAX_UNIT_ROWS 4096
 
@@ -371,7 +370,7 @@ receive_chunk(TrainJob *job)
 		int			len = pq_getmsgint(&msg, 4);
 
 		/* the text is read in place (with its length); the label is copied to end in NUL */
-		if (len < 0 || len > MAX_ROW_BYTES)
+		if (len < 0 || len > PT_MAX_FIELD_BYTES)
 			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid text length %d", len)));
 		texts[i] = pq_getmsgbytes(&msg, len);
 		lens[i] = (size_t) len;

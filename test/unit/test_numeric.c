@@ -12,8 +12,8 @@
 
 #include "error.h"
 #include "helpers.h"
-#include "t5.h"
 #include "trainer.h"
+#include "transformer.h"
 #include "unit.h"
 
 #define N_TEXTS 24

@@ -15,7 +15,7 @@
 #include "linear.h"
 #include "prompt.h"
 #include "rng.h"
-#include "t5.h"
+#include "transformer.h"
 #include "unit.h"
 
 #define MAX_L 8

@@ -1,5 +1,5 @@
 /*
- * t5.h - one forward (and optionally backward) pass of a T5 model over a
+ * transformer.h - one forward (and optionally backward) pass of a T5 model over a
  * batch, with soft prompts.
  *
  * The batch is a list of encoder sequences (soft prompt rows followed by
@@ -18,8 +18,8 @@
  *   pt_encoder_backward(&p);            -> p.d_x0 [enc_rows, d]
  *   pt_pass_prompt_grad(&p, s, out)     -> rows of d_x0 at sequence s's prompt
  */
-#ifndef PT_T5_H
-#define PT_T5_H
+#ifndef PT_TRANSFORMER_H
+#define PT_TRANSFORMER_H
 
 #include <stdbool.h>
 #include <stddef.h>
