@@ -39,6 +39,42 @@ check tiny-gated-f16  --n 4 --seed 5 --prompt-len 1
 PTUNE_THREADS=2 check tiny-relu  --n 8 --seed 6 --prompt-len 1 --max-target 60 --decoder-longer
 PTUNE_THREADS=2 check tiny-gated --n 6 --seed 7 --prompt-len 3 --max-target 40 --decoder-longer
 
+# Generation: greedy and beam search ids, scores and per-token log-probabilities
+# against the reference's uncached decoding loop, all cases in one batched
+# call (mixed input lengths and prompts).  Each setting runs twice: with the
+# model's EOS, then with an EOS picked from the first run's greedy output so
+# that sequences end at different steps (random models rarely emit EOS).
+generation() {   # model, max_new, "beams:alpha ...", make-cases arguments...
+  local model=$1 max_new=$2 searches=$3; shift 3
+  /usr/bin/python3 $ref make-cases "$models/$model" "$@" > "$work/gen_cases.json"
+  /usr/bin/python3 $ref generate "$models/$model" --max-new-tokens "$max_new" \
+      < "$work/gen_cases.json" > "$work/gen_greedy.json"
+  local picked
+  picked=$(/usr/bin/python3 $ref pick-eos "$work/gen_greedy.json")
+  for eos in -1 "$picked"; do
+    for search in $searches; do
+      local beams=${search%:*} alpha=${search#*:}
+      local opts=(--max-new-tokens "$max_new" --num-beams "$beams" --length-penalty "$alpha" --eos-id "$eos")
+      local tag="generate $model beams=$beams alpha=$alpha eos=$eos $*"
+      /usr/bin/python3 $ref generate "$models/$model" "${opts[@]}" < "$work/gen_cases.json" > "$work/gen_ref.json"
+      "$BUILD/ptune" generate-check "$models/$model" "${opts[@]}" < "$work/gen_cases.json" > "$work/gen_eng.json"
+      if /usr/bin/python3 $ref compare-generate "$work/gen_ref.json" "$work/gen_eng.json" --tol 1e-5 \
+           > "$work/compare.txt"; then
+        passed=$((passed + 1)); echo "ok   $tag: $(tail -1 "$work/compare.txt")"
+      else
+        failed=$((failed + 1)); echo "FAIL $tag"; cat "$work/compare.txt"
+      fi
+    done
+  done
+}
+
+generation tiny-relu       14 "1:0 4:0.6"   --n 6 --seed 11 --prompt-len 5 --mixed-prompts
+generation tiny-relu       10 "1:0 3:1.5"   --n 5 --seed 12
+generation tiny-gated      14 "1:0 4:0.6"   --n 6 --seed 13 --prompt-len 4 --mixed-prompts --max-input 40
+PTUNE_THREADS=2 generation tiny-gated 12 "2:0" --n 5 --seed 14 --prompt-len 2
+generation tiny-gated-bf16 10 "1:0 3:0.6"   --n 4 --seed 15 --prompt-len 3
+generation tiny-gated-f16  10 "3:0.6"       --n 4 --seed 16
+
 adafactor() {   # rows cols [make-case options...]
   local tag="adafactor $*" opt=test/reference/t5x_adafactor.py
   local rows=$1 cols=$2; shift 2

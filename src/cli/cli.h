@@ -18,6 +18,8 @@ int			cmd_evaluate(int argc, char **argv);
 int			cmd_explain(int argc, char **argv);
 int			cmd_info(int argc, char **argv);
 int			cmd_optcheck(int argc, char **argv);
+int			cmd_generate(int argc, char **argv);
+int			cmd_generate_check(int argc, char **argv);
 
 /* Loads MODEL_DIR or prints the engine's error and returns NULL. */
 PtModel    *cli_load_model(const char *dir);

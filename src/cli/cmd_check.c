@@ -11,12 +11,14 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <jansson.h>
 
 #include "classifier.h"
 #include "cli.h"
 #include "error.h"
+#include "generate.h"
 #include "objective.h"
 
 typedef struct Case
@@ -249,6 +251,132 @@ done:
 	free(ce);
 	free(grads);
 	free(logits);
+	json_decref(root);
+	pt_workspace_free(&ws);
+	pt_model_free(m);
+	return rc;
+}
+
+/*
+ * `ptune generate-check MODEL_DIR [--max-new-tokens N] [--num-beams K]
+ * [--length-penalty A] [--eos-id E] < cases.json`: decodes every case
+ * ({input_ids, prompt?}) in one batched pt_generate call and prints
+ * {"results": [{ids, eos, score, token_logprobs}]}.  --eos-id overrides the
+ * model's EOS so that random test models stop early (cross_check.sh).
+ */
+int
+cmd_generate_check(int argc, char **argv)
+{
+	PtGenerateOptions opts;
+	PtModel    *m;
+	json_error_t jerr;
+	json_t	   *root = NULL,
+			   *cases,
+			   *results;
+	int			n = 0,
+				eos_id = -1,
+				rc = 1;
+	Case	   *cs = NULL;
+	PtGenerateRow *rows = NULL;
+	PtGenerateResult *res = NULL;
+	PtWorkspace ws = {0};
+
+	pt_generate_options_default(&opts);
+	if (argc < 1 || argc % 2 != 1)
+	{
+		fprintf(stderr, "usage: ptune generate-check MODEL_DIR [--max-new-tokens N] [--num-beams K] "
+				"[--length-penalty A] [--eos-id E] < cases.json\n");
+		return 2;
+	}
+	for (int i = 1; i + 1 < argc; i += 2)
+	{
+		if (strcmp(argv[i], "--max-new-tokens") == 0)
+			opts.max_new_tokens = atoi(argv[i + 1]);
+		else if (strcmp(argv[i], "--num-beams") == 0)
+			opts.num_beams = atoi(argv[i + 1]);
+		else if (strcmp(argv[i], "--length-penalty") == 0)
+			opts.length_penalty = atof(argv[i + 1]);
+		else if (strcmp(argv[i], "--eos-id") == 0)
+			eos_id = atoi(argv[i + 1]);
+		else
+		{
+			fprintf(stderr, "ptune: unknown option %s\n", argv[i]);
+			return 2;
+		}
+	}
+	if ((m = cli_load_model(argv[0])) == NULL)
+		return 1;
+	if (eos_id >= 0)
+		m->cfg.eos_token_id = eos_id;
+	root = json_loadf(stdin, 0, &jerr);
+	cases = root ? json_object_get(root, "cases") : NULL;
+	if (!json_is_array(cases))
+	{
+		fprintf(stderr, "ptune: stdin must be {\"cases\": [...]}: %s\n", root ? "no cases array" : jerr.text);
+		goto done;
+	}
+	n = (int) json_array_size(cases);
+	cs = calloc(n + 1, sizeof(Case));
+	rows = calloc(n + 1, sizeof(PtGenerateRow));
+	res = calloc(n + 1, sizeof(PtGenerateResult));
+	for (int i = 0; i < n; i++)
+	{
+		json_t	   *c = json_array_get(cases, i);
+
+		if (read_ids(json_object_get(c, "input_ids"), &cs[i].input, &cs[i].n_input, "input_ids", i) ||
+			read_prompt(json_object_get(c, "prompt"), m->cfg.d_model, &cs[i], i))
+			goto done;
+		rows[i] = (PtGenerateRow) {cs[i].prompt, cs[i].prompt_len, cs[i].input, cs[i].n_input};
+		res[i].ids = calloc(opts.max_new_tokens > 0 ? opts.max_new_tokens : 1, sizeof(int32_t));
+		res[i].token_logprobs = calloc(opts.max_new_tokens > 0 ? opts.max_new_tokens : 1, sizeof(double));
+	}
+	if (pt_generate(m, &ws, rows, n, &opts, res) != 0)
+	{
+		cli_engine_error("generate-check");
+		goto done;
+	}
+	results = json_array();
+	for (int i = 0; i < n; i++)
+	{
+		json_t	   *r = json_object(),
+				   *ids = json_array(),
+				   *lps = json_array();
+
+		for (int j = 0; j < res[i].n_ids; j++)
+			json_array_append_new(ids, json_integer(res[i].ids[j]));
+		for (int j = 0; j < res[i].n_ids + (res[i].eos ? 1 : 0); j++)
+			json_array_append_new(lps, json_real(res[i].token_logprobs[j]));
+		json_object_set_new(r, "ids", ids);
+		json_object_set_new(r, "eos", json_boolean(res[i].eos));
+		json_object_set_new(r, "score", json_real(res[i].score));
+		json_object_set_new(r, "token_logprobs", lps);
+		json_array_append_new(results, r);
+	}
+	{
+		json_t	   *out = json_object();
+
+		json_object_set_new(out, "results", results);
+		json_dumpf(out, stdout, JSON_COMPACT | JSON_REAL_PRECISION(12));
+		putchar('\n');
+		json_decref(out);
+	}
+	rc = 0;
+done:
+	for (int i = 0; i < n && cs; i++)
+	{
+		free(cs[i].input);
+		free(cs[i].target);
+		free(cs[i].prompt);
+		free(cs[i].grad);
+		if (res)
+		{
+			free(res[i].ids);
+			free(res[i].token_logprobs);
+		}
+	}
+	free(cs);
+	free(rows);
+	free(res);
 	json_decref(root);
 	pt_workspace_free(&ws);
 	pt_model_free(m);

@@ -23,6 +23,8 @@ static const struct
 	{"bench", cmd_bench, "bench MODEL_DIR [--quick]      speed figures as JSON"},
 	{"train", cmd_train, "train MODEL_DIR --train CSV ... --out PROMPT   train a soft prompt"},
 	{"classify", cmd_classify, "classify MODEL_DIR PROMPT [--scoring label_tokens|rank] < texts   label and probability per line"},
+	{"generate", cmd_generate, "generate MODEL_DIR [PROMPT] [--max-new-tokens N] [--num-beams N] [--length-penalty A] < lines   generated text per line"},
+	{"generate-check", cmd_generate_check, "generate-check MODEL_DIR [options] < cases.json   generated ids and scores as JSON"},
 	{"evaluate", cmd_evaluate, "evaluate MODEL_DIR PROMPT CSV --text-column C --label-column C [--scoring S]"},
 	{"explain", cmd_explain, "explain MODEL_DIR PROMPT [-k 5]   nearest vocabulary pieces per position"},
 };

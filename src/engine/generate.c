@@ -33,7 +33,7 @@
 #include "generate.h"
 #include "kernels.h"
 #include "prompt.h"
-#include "t5.h"
+#include "transformer.h"
 
 /*
  * A chunk's caches and step buffers stay under this many bytes (a single

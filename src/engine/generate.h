@@ -40,13 +40,12 @@
 #include "model.h"
 #include "objective.h"			/* PtWorkspace */
 
-/* Bounds of the options (one definition; the SQL and CLI layers quote them). */
-#define PT_GENERATE_MAX_NEW_TOKENS 512
-#define PT_GENERATE_MAX_BEAMS 16
-#define PT_GENERATE_DEFAULT_MAX_NEW_TOKENS 32
-#define PT_GENERATE_DEFAULT_BEAMS 1
-#define PT_GENERATE_DEFAULT_ALPHA 0.6
-#define PT_GENERATE_MAX_ALPHA 10.0
+/*
+ * The options' bounds and defaults (PT_GENERATE_MAX_NEW_TOKENS,
+ * PT_GENERATE_MAX_BEAMS, PT_GENERATE_MAX_ALPHA, PT_GENERATE_DEFAULT_*) and
+ * PT_GENERATE_MAX_INPUT_TOKENS live in ptune_limits.h with every other limit.
+ */
+#include "ptune_limits.h"
 
 /*
  * A check called once per decoding step (and per chunk of rows): return

@@ -1,5 +1,5 @@
 /*
- * ptune_limits.h - every limit and default of training and classification,
+ * ptune_limits.h - every limit and default of training, classification and generation,
  * defined once (as pgvector's hnsw.h keeps its own).  Not named limits.h:
  * that would shadow the C library's <limits.h> wherever -Isrc/engine is given.
  *
@@ -58,6 +58,19 @@
 
 /* ptune.explain_prompt(): nearest vocabulary pieces per prompt row. */
 #define PT_MAX_EXPLAIN_K 100
+
+/*
+ * Text generation (generate.h): new tokens per row (EOS included), beams,
+ * T5X's length penalty alpha, and the input tokens (EOS included) of a row
+ * without a prompt (a prompt brings its own max_input_tokens).
+ */
+#define PT_GENERATE_MAX_NEW_TOKENS 512
+#define PT_GENERATE_DEFAULT_MAX_NEW_TOKENS 32
+#define PT_GENERATE_MAX_BEAMS 16
+#define PT_GENERATE_DEFAULT_BEAMS 1
+#define PT_GENERATE_MAX_ALPHA 10.0
+#define PT_GENERATE_DEFAULT_ALPHA 0.6
+#define PT_GENERATE_MAX_INPUT_TOKENS 512
 
 /* A task's name (the extension's; sql/ptune--0.1.0.sql's CHECK repeats it). */
 #define PT_MAX_TASK_NAME_BYTES 200

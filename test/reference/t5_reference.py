@@ -25,9 +25,13 @@ A soft prompt (P x d_model) is prepended to the embedded encoder input.
 CLI:
   t5_reference.py check MODEL_DIR < cases.json > results.json
   t5_reference.py buckets --buckets B --max-distance M --max-len T
+  t5_reference.py generate MODEL_DIR [--max-new-tokens N] [--num-beams K]
+                  [--length-penalty A] [--eos-id E] < cases.json > results.json
+  t5_reference.py compare-generate REFERENCE.json ENGINE.json [--tol T]
+  t5_reference.py pick-eos RESULTS.json
   t5_reference.py make-cases MODEL_DIR --n N --seed S [--prompt-len P]
                   [--max-input L] [--max-target K] [--decoder-longer] [--rank-labels L]
-                  > cases.json
+                  [--mixed-prompts] > cases.json
     --decoder-longer: every target is longer than its encoder row (prompt +
     input), inputs of 1 to 3 tokens: the shapes where decoder self-attention
     blocks are the largest of the pass
@@ -319,12 +323,142 @@ def cmd_make_cases(args):
             while len(labels) < args.rank_labels:
                 labels.append(stem[:rng.randint(0, len(stem))] + [rng.randrange(V) for _ in range(rng.randint(1, 3))])
             case["label_ids"] = [list(l) for l in dict.fromkeys(tuple(l) for l in labels)]
-        if args.prompt_len > 0:
+        plen = args.prompt_len
+        if args.mixed_prompts:                         # no prompt, full, half: one batch, several prompts
+            plen = [0, plen, max(1, plen // 2)][i % 3]
+        if plen > 0:
             case["prompt"] = [[rng.uniform(-0.5, 0.5) for _ in range(cfg["d_model"])]
-                              for _ in range(args.prompt_len)]
+                              for _ in range(plen)]
         cases.append(case)
     json.dump({"cases": cases}, sys.stdout)
     sys.stdout.write("\n")
+
+
+# ---------------------------------------------------------------- generation
+
+def brevity_penalty(alpha, length):
+    """T5X's length penalty of beam search: ((5 + length) / 6) ** alpha."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def generate(cfg, w, input_ids, prompt, max_new, beams, alpha, eos):
+    """Decodes one input without any cache: every step runs the decoder over
+    the whole prefix.  Greedy (beams == 1) or T5X's beam search: each step
+    keeps the 2K best extensions of the live beams; those ending in EOS join
+    the finished set scored log P / brevity_penalty(length), the K best others
+    stay live; the result is the best finished, else the best live (raw log P).
+    Returns (ids without the final EOS, eos, score, per-token log-probs)."""
+    E = w["shared.weight"]
+    with torch.no_grad():
+        h = E[torch.tensor(input_ids, dtype=torch.long)]
+        if prompt is not None:
+            h = torch.cat([prompt, h], dim=0)
+        enc = encoder(h, w, cfg)
+
+        def next_log_probs(seq):
+            dec_in = [cfg["start_id"]] + list(seq)
+            dec = decoder(E[torch.tensor(dec_in, dtype=torch.long)], enc, w, cfg)[-1]
+            logits = (dec * cfg["d_model"] ** -0.5) @ E.T if cfg["tied"] else dec @ w["lm_head.weight"].T
+            return torch.log_softmax(logits, dim=0).numpy()
+
+        if beams == 1:
+            seq, lps = [], []
+            for _ in range(max_new):
+                lp = next_log_probs(seq)
+                tok = int(np.argmax(lp))                        # first of equal maxima
+                seq.append(tok)
+                lps.append(float(lp[tok]))
+                if tok == eos:
+                    break
+            ended = seq[-1] == eos
+            return (seq[:-1] if ended else seq), ended, float(sum(lps)), lps
+
+        live = [([], 0.0, [])]                                  # (tokens, log P, token log-probs)
+        finished = []                                           # (tokens, score, token log-probs)
+        for t in range(max_new):
+            cands = []
+            for b, (seq, lp, _) in enumerate(live):
+                step = next_log_probs(seq)
+                top = np.argsort(-step, kind="stable")[:2 * beams]
+                cands += [(lp + float(step[v]), b, int(v), float(step[v])) for v in top]
+            cands.sort(key=lambda c: (-c[0], c[1], c[2]))
+            new_live = []
+            for lp, b, tok, step_lp in cands[:2 * beams]:
+                seq = live[b][0] + [tok]
+                lps = live[b][2] + [step_lp]
+                if tok == eos:
+                    finished.append((seq, lp / brevity_penalty(alpha, t + 1), lps))
+                elif len(new_live) < beams:
+                    new_live.append((seq, lp, lps))
+            finished = sorted(finished, key=lambda f: -f[1])[:beams]   # stable: earlier first on ties
+            live = new_live
+            if t + 1 == max_new or not live:
+                break
+            if len(finished) == beams and finished[-1][1] > live[0][1] / brevity_penalty(alpha, max_new + 1):
+                break
+        if finished:
+            seq, score, lps = finished[0]
+            return seq[:-1], True, score, lps
+        seq, lp, lps = live[0]
+        return seq, False, lp, lps
+
+
+def cmd_generate(args):
+    cfg, w = load_model(args.model_dir)
+    eos = cfg["eos_id"] if args.eos_id < 0 else args.eos_id
+    results = []
+    for case in json.load(sys.stdin)["cases"]:
+        rows = case.get("prompt") or []
+        prompt = torch.tensor(rows, dtype=DT) if rows else None
+        ids, ended, score, lps = generate(cfg, w, case["input_ids"], prompt, args.max_new_tokens,
+                                          args.num_beams, args.length_penalty, eos)
+        results.append({"ids": ids, "eos": ended, "score": score, "token_logprobs": lps})
+    json.dump({"results": results}, sys.stdout)
+    sys.stdout.write("\n")
+
+
+def cmd_pick_eos(args):
+    """An id to use as EOS in a second run over the same cases, so that random
+    test models end sequences at different steps: among the tokens that greedy
+    decoding produced (past the first step; not pad/start 0), the one whose
+    first occurrence falls at the most distinct positions."""
+    first = {}
+    for r in json.load(open(args.results))["results"]:
+        seen = set()
+        for i, t in enumerate(r["ids"]):
+            if i >= 1 and t != 0 and t not in seen:
+                seen.add(t)
+                first.setdefault(t, set()).add(i)
+    print(max(sorted(first), key=lambda t: len(first[t])) if first else 1)
+
+
+def cmd_compare_generate(args):
+    """Exit 1 unless every case has the same ids and EOS, and scores and token
+    log-probabilities within tol (relative to max(1, |value|))."""
+    ref = json.load(open(args.reference))["results"]
+    eng = json.load(open(args.engine))["results"]
+    bad, worst, tokens = 0, 0.0, 0
+    if len(ref) != len(eng):
+        print("case count differs: reference %d, engine %d" % (len(ref), len(eng)))
+        sys.exit(1)
+    for i, (r, e) in enumerate(zip(ref, eng)):
+        tokens += len(r["ids"])
+        if r["ids"] != e["ids"] or r["eos"] != e["eos"]:
+            bad += 1
+            print("case %d: ids differ\n  reference %s eos=%s\n  engine    %s eos=%s"
+                  % (i, r["ids"], r["eos"], e["ids"], e["eos"]))
+            continue
+        pairs = [(r["score"], e["score"])] + list(zip(r["token_logprobs"], e["token_logprobs"]))
+        if len(r["token_logprobs"]) != len(e["token_logprobs"]):
+            pairs.append((0.0, 1.0))
+        err = max(abs(a - b) / max(1.0, abs(a)) for a, b in pairs)
+        worst = max(worst, err)
+        if err > args.tol:
+            bad += 1
+            print("case %d: score %r vs %r, worst relative error %.3g" % (i, r["score"], e["score"], err))
+    print("%d cases, %d tokens, %d eos, %d mismatched, max score error %.3g"
+          % (len(ref), tokens, sum(r["eos"] for r in ref), bad, worst))
+    sys.exit(1 if bad else 0)
 
 
 def main():
@@ -344,10 +478,25 @@ def main():
     p.add_argument("--max-input", type=int, default=24)
     p.add_argument("--max-target", type=int, default=12)
     p.add_argument("--decoder-longer", action="store_true")
+    p.add_argument("--mixed-prompts", action="store_true",
+                   help="cases cycle through no prompt, --prompt-len rows and half as many")
     p.add_argument("--rank-labels", type=int, default=0,
                    help="every other case gets this many labels (label_ids) for rank classification")
+    p = sub.add_parser("generate", help="decode cases.json on stdin (greedy or beam search)")
+    p.add_argument("model_dir")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--num-beams", type=int, default=1)
+    p.add_argument("--length-penalty", type=float, default=0.6)
+    p.add_argument("--eos-id", type=int, default=-1, help="override the model's EOS id")
+    p = sub.add_parser("pick-eos", help="an EOS id for a second run (see cmd_pick_eos)")
+    p.add_argument("results")
+    p = sub.add_parser("compare-generate", help="compare generate results of reference and engine")
+    p.add_argument("reference")
+    p.add_argument("engine")
+    p.add_argument("--tol", type=float, default=1e-4)
     args = ap.parse_args()
-    {"check": cmd_check, "buckets": cmd_buckets, "make-cases": cmd_make_cases}[args.cmd](args)
+    {"check": cmd_check, "buckets": cmd_buckets, "make-cases": cmd_make_cases,
+     "generate": cmd_generate, "compare-generate": cmd_compare_generate, "pick-eos": cmd_pick_eos}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,10 @@
 	X(test_generation_training_errors) \
 	X(test_squad_metrics) \
 	X(test_model_info_json_escapes_name) \
+	X(test_generate_cached_matches_teacher_forced) \
+	X(test_generate_batch_matches_single_rows) \
+	X(test_generate_stops_at_eos_and_max_tokens) \
+	X(test_generate_errors) \
 	X(test_csv_rfc4180) \
 	X(test_csv_errors)
 
