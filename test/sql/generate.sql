@@ -114,7 +114,8 @@ SELECT rows, exact_match >= 0.75 AS exact, f1 >= exact_match AS f1_counts_partia
 FROM ptune.evaluate_generation('gen', 'gen_heldout', 'text', 'target');
 SELECT exact_match = (SELECT avg((ptune.generate('gen', text, 8) = target)::int) FROM gen_heldout) AS same_as_generate
 FROM ptune.evaluate_generation('gen', 'gen_heldout', 'text', 'target', max_new_tokens => 8);
--- partial answers earn F1 but no exact match: 'this' against 'this that' is F1 2/3
+-- F1 forgives case and punctuation ('This that!' scores 1) and credits partial
+-- answers ('this that' against 'this' scores 2/3); exact match does neither
 CREATE TABLE gen_partial (text text, target text);
 INSERT INTO gen_partial VALUES ('the dog here cat', 'This that!'), ('the dog here cat', 'this'),
     (NULL, 'x'), ('the apple here lemon', NULL);
@@ -164,3 +165,6 @@ RESET ROLE;
 REVOKE SELECT ON ptune.prompts FROM ptune_gen_other;
 GRANT SELECT ON ptune.prompts TO PUBLIC;
 DROP ROLE ptune_gen_other;
+
+-- leave the tasks as the later tests expect them
+SELECT ptune.drop_task('gen');
