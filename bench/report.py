@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 R = sys.argv[1]
+GENERATION_ONLY = "--generation-only" in sys.argv[2:]
 
 
 def load(name):
@@ -49,8 +50,49 @@ def rate_at(engine, batch):
     return points[-1][1]
 
 
+def generation_section(w):
+    """Text generation: bench/generate_bench.sh's figures (absent files: no section)."""
+    fp32, bf16, torch = (load(f"generate_{k}.json") for k in ("engine_fp32", "engine_bf16", "pytorch"))
+    if not (fp32 and bf16 and torch):
+        return
+    w("\n## Text generation\n")
+    w(f"`bench/generate_bench.sh`: {fp32['input_tokens']}-token inputs, {fp32['new_tokens']} new tokens per row, "
+      "greedy, EOS ignored so that every run decodes the same number of steps (`ptune bench-generate`, "
+      "`bench/pytorch_generate.py`); random weights of the model's shapes "
+      f"({os.path.basename(fp32['model'])}), median of {fp32.get('rounds', 1)} interleaved rounds. PyTorch runs "
+      "the same cached decoding (self-attention key/value cache, cross-attention keys/values once per "
+      "layer) in float32 at its faster of 1 and 2 threads. Tokens/s count the encoder too; the step is one "
+      "decoder step of the whole batch, without the encoder ((time for all tokens - time for 1) / (tokens - 1)). "
+      "The floor is the step's matrix products alone (every layer's self Q/K/V/O, cross Q/O, "
+      "feed-forward and the LM head at M = batch rows, the model's own weights and precision), timed "
+      "back to back.\n")
+    w("| batch | ptune fp32 tok/s | ptune bf16 tok/s | PyTorch tok/s | bf16 / PyTorch | "
+      "step ms fp32 / bf16 / PyTorch | floor ms fp32 / bf16 | step / floor fp32 / bf16 |")
+    w("|---|---|---|---|---|---|---|---|")
+    for e32, e16, pt in zip(fp32["batches"], bf16["batches"], torch["batches"]):
+        w(f"| {e32['batch']} | {fmt(e32['tokens_per_s'])} | {fmt(e16['tokens_per_s'])} | "
+          f"{fmt(pt['tokens_per_s'])} | {e16['tokens_per_s'] / pt['tokens_per_s']:.2f}x | "
+          f"{fmt(e32['step_ms'], 2)} / {fmt(e16['step_ms'], 2)} / {fmt(pt['step_ms'], 2)} | "
+          f"{fmt(e32['floor_ms'], 2)} / {fmt(e16['floor_ms'], 2)} | "
+          f"{e32['step_over_floor']:.2f} / {e16['step_over_floor']:.2f} |")
+    same = all(e["ids_row0"] == p["ids_row0"] for e, p in zip(fp32["batches"], torch["batches"]))
+    big = [i for i, e in enumerate(bf16["batches"]) if e["batch"] == 32]
+    if big:
+        i = big[0]
+        ratio = bf16["batches"][i]["tokens_per_s"] / torch["batches"][i]["tokens_per_s"]
+        over = max(fp32["batches"][i]["step_over_floor"], bf16["batches"][i]["step_over_floor"])
+        w(f"\nGoals at batch 32: bf16 at least 2x PyTorch's tokens/s: {ratio:.2f}x, {verdict(ratio >= 2)}; "
+          f"the decoder step within 20% of its product floor: {over:.2f}x, {verdict(over <= 1.2)}.")
+    w(f"\nThe first row's generated ids are {'identical' if same else '**not** identical'} in ptune fp32 and "
+      "PyTorch (a check that both decode the same thing).")
+
+
 out = []
 w = out.append
+if GENERATION_ONLY:
+    generation_section(w)
+    print("\n".join(out))
+    sys.exit(0)
 models = [m for m in ("t5-small", "flan-t5-small", "tiny-gated") if load(f"engine_{m}_fp32.json")]
 main_model = models[-1] if models else None
 
@@ -209,4 +251,5 @@ if a:
     w(f"The same trained prompt classifies {a['rows']} spam dev rows: accuracy {a['accuracy_fp32']:.4f} in fp32, "
       f"{a['accuracy_bf16']:.4f} in bf16; the labels agree on {a['label_agreement']:.2%} of the rows; the "
       f"largest difference in a probability is {a['max_probability_difference']:.4f}.")
+generation_section(w)
 print("\n".join(out))

@@ -98,6 +98,9 @@ for prompt in 1 20 100; do
     > "$out/scale_prompt_${prompt}.json"
 done
 
+echo "== text generation"
+OUT=$out bash bench/generate_bench.sh "${q_flag[@]}" >/dev/null
+
 echo "== accuracy of bf16 against fp32"
 bash bench/bf16_accuracy.sh "${q_flag[@]}" > "$out/bf16_accuracy.json"
 

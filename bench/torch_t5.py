@@ -36,6 +36,7 @@ Usage:
     h = m.decode(dec_ids, enc, enc_mask)               # [B, Td, d]
     logits = m.logits(h)                               # [B, Td, V]
     some = m.token_logits(h, torch.tensor([ids...]))   # [B, Td, K]
+    ids, lps = m.generate_greedy(enc, enc_mask, 32)    # cached greedy decoding
 """
 import os
 import sys
@@ -256,6 +257,50 @@ class T5:
             h = h + self._ff(self._norm(h, layer["ln2"]), layer["ff"])
         h = self._norm(h, self.dec_final)
         return h * self.head_scale if self.head_scale != 1.0 else h
+
+    def generate_greedy(self, encoder_out, encoder_mask, max_new, ignore_eos=False):
+        """Greedy decoding as a competent user writes it: each step feeds one token per row
+        through the decoder, with a self-attention key/value cache (preallocated
+        [B, H, max_new, dk] per layer) and the cross-attention keys/values computed once
+        per layer.  Also the log-softmax normaliser of every step (for scores), as ptune
+        computes.  Rows that produced EOS stay in the batch (padding) until all have;
+        ignore_eos decodes exactly max_new tokens (benchmarks).
+        encoder_out [B, S, d], encoder_mask [B, S] -> (ids [B, n], log-probs [B, n])."""
+        B = encoder_out.shape[0]
+        cross = []
+        for layer in self.dec_layers:
+            k, v = F.linear(encoder_out, layer["xkv"]).split(self.inner, dim=-1)
+            cross.append((self._heads(k), self._heads(v)))
+        cross_bias = self.mask_bias(encoder_mask)
+        self_bias = self.position_bias(max_new, max_new, False)            # [1, H, max_new, max_new]
+        cache = [(torch.empty(B, self.H, max_new, self.dk), torch.empty(B, self.H, max_new, self.dk))
+                 for _ in self.dec_layers]
+        tok = torch.full((B, 1), self.cfg["start_id"], dtype=torch.long)
+        done = torch.zeros(B, dtype=torch.bool)
+        ids, lps = [], []
+        for t in range(max_new):
+            h = self.embed_ids(tok)                                         # [B, 1, d]
+            for layer, (ck, cv), (xk, xv) in zip(self.dec_layers, cache, cross):
+                q, k, v = F.linear(self._norm(h, layer["ln0"]), layer["qkv"]).split(self.inner, dim=-1)
+                ck[:, :, t:t + 1] = self._heads(k)
+                cv[:, :, t:t + 1] = self._heads(v)
+                ctx = self._attend(self._heads(q), ck[:, :, :t + 1], cv[:, :, :t + 1],
+                                   self_bias[:, :, t:t + 1, :t + 1])
+                h = h + F.linear(ctx, layer["o"])
+                q = self._heads(F.linear(self._norm(h, layer["ln1"]), layer["xq"]))
+                h = h + F.linear(self._attend(q, xk, xv, cross_bias), layer["xo"])
+                h = h + self._ff(self._norm(h, layer["ln2"]), layer["ff"])
+            h = self._norm(h, self.dec_final)
+            logits = self.logits(h[:, 0] * self.head_scale if self.head_scale != 1.0 else h[:, 0])
+            best = logits.argmax(-1)
+            lps.append(logits.gather(1, best[:, None])[:, 0] - torch.logsumexp(logits, -1))
+            ids.append(best)
+            tok = best[:, None]
+            if not ignore_eos:
+                done |= best == self.cfg["eos_id"]
+                if bool(done.all()):
+                    break
+        return torch.stack(ids, 1), torch.stack(lps, 1)
 
     def logits(self, h):
         """[..., d] -> full-vocabulary logits [..., V]"""

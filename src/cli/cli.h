@@ -20,6 +20,7 @@ int			cmd_info(int argc, char **argv);
 int			cmd_optcheck(int argc, char **argv);
 int			cmd_generate(int argc, char **argv);
 int			cmd_generate_check(int argc, char **argv);
+int			cmd_bench_generate(int argc, char **argv);
 
 /* Loads MODEL_DIR or prints the engine's error and returns NULL. */
 PtModel    *cli_load_model(const char *dir);

@@ -21,6 +21,7 @@ static const struct
 	{"optimizer-check", cmd_optcheck, "optimizer-check < case.json   the optimizer's steps on given gradients"},
 	{"info", cmd_info, "info MODEL_DIR                 the model's config and fingerprint as JSON"},
 	{"bench", cmd_bench, "bench MODEL_DIR [--quick]      speed figures as JSON"},
+	{"bench-generate", cmd_bench_generate, "bench-generate MODEL_DIR [--batches 1,32] [--quick]   generation speed as JSON"},
 	{"train", cmd_train, "train MODEL_DIR --train CSV ... --out PROMPT   train a soft prompt"},
 	{"classify", cmd_classify, "classify MODEL_DIR PROMPT [--scoring label_tokens|rank] < texts   label and probability per line"},
 	{"generate", cmd_generate, "generate MODEL_DIR [PROMPT] [--max-new-tokens N] [--num-beams N] [--length-penalty A] < lines   generated text per line"},

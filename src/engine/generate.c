@@ -89,7 +89,8 @@ typedef struct Chunk
 			   *h1,
 			   *act;			/* [S, F] */
 	float	   *logits;			/* [S, V] */
-	double	   *lse;			/* [S] */
+	double	   *lse;			/* [S] log-sum-exp of each logits row */
+	int		   *best;			/* [S] its argmax (the lowest index among equals) */
 	float	   *scores;			/* [S * H, smax] attention rows */
 	/* beam search, per row */
 	Cand	   *cands;			/* [S * 2] (2K per row) */
@@ -242,6 +243,7 @@ carve_chunk(PtArena *a, Chunk *ch, const PtModel *m)
 	ch->act = pt_arena_floats(a, S * F);
 	ch->logits = pt_arena_floats(a, S * V);
 	ch->lse = pt_arena_bytes(a, sizeof(double) * S);
+	ch->best = pt_arena_bytes(a, sizeof(int) * S);
 	ch->scores = pt_arena_floats(a, S * H * (size_t) ch->smax);
 	if (ch->K > 1)
 	{
@@ -381,17 +383,7 @@ decoder_step(const PtModel *m, Chunk *ch, int B, int t, int buf, float **keys, f
 
 #pragma omp parallel for schedule(static) if (B > 1)
 	for (int b = 0; b < B; b++)
-	{
-		const float *x = ch->logits + (size_t) b * V;
-		float		mx = x[0];
-		double		s = 0.0;
-
-		for (int i = 1; i < V; i++)
-			mx = x[i] > mx ? x[i] : mx;
-		for (int i = 0; i < V; i++)
-			s += exp((double) x[i] - mx);
-		ch->lse[b] = mx + log(s);
-	}
+		ch->lse[b] = pt_log_sum_exp_argmax(ch->logits + (size_t) b * V, V, &ch->best[b]);
 }
 
 /* Writes a finished sequence (tokens[0..len), EOS last when eos) to a result. */
@@ -422,14 +414,11 @@ greedy_select(const PtModel *m, Chunk *ch, int B, int t, const PtGenerateOptions
 	{
 		const float *x = ch->logits + (size_t) b * V;
 		int			s = ch->act_slot[b],
-					best = 0;
+					best = ch->best[b];
 		int32_t    *seq = ch->seq[0] + (size_t) s * ch->cap;
 		double	   *lps = ch->seq_lp[0] + (size_t) s * ch->cap;
 		bool		eos;
 
-		for (int i = 1; i < V; i++)
-			if (x[i] > x[best])
-				best = i;
 		seq[t] = best;
 		lps[t] = (double) x[best] - ch->lse[b];
 		ch->live_lp[s] += lps[t];

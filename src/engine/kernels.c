@@ -352,3 +352,32 @@ pt_softmax_row(float *restrict row, const float *restrict bias, int d, bool norm
 			row[j] *= inv;
 	return inv;
 }
+
+PT_VECTORIZED double
+pt_log_sum_exp_argmax(const float *restrict x, int n, int *argmax)
+{
+	float		mx = -INFINITY;
+	double		total = 0.0;
+	int			best = 0;
+
+#pragma omp simd reduction(max:mx)
+	for (int i = 0; i < n; i++)
+		mx = x[i] > mx ? x[i] : mx;
+	/* the first index holding the maximum */
+	while (best < n - 1 && x[best] != mx)
+		best++;
+	/* float sums of 4096 terms (each <= 1), added up in double */
+	for (int start = 0; start < n; start += 4096)
+	{
+		int			end = start + 4096 < n ? start + 4096 : n;
+		float		sum = 0.0f;
+
+#pragma omp simd reduction(+:sum)
+		for (int i = start; i < end; i++)
+			sum += exp_inline(x[i] - mx);
+		total += sum;
+	}
+	if (argmax)
+		*argmax = best;
+	return mx + log(total);
+}

@@ -49,4 +49,11 @@ void		pt_scale(float *y, float s, size_t n);
  */
 float		pt_softmax_row(float *row, const float *bias, int d, bool normalize);
 
+/*
+ * log(sum_i exp(x[i])) over n >= 1 finite values (vectorised exp, float sums
+ * of blocks added in double), and in *argmax (may be NULL) the first index of
+ * the largest value: one row of logits to log-probabilities and a greedy pick.
+ */
+double		pt_log_sum_exp_argmax(const float *x, int n, int *argmax);
+
 #endif

@@ -27,7 +27,6 @@
 
 #include "client.h"
 #include "generate.h"			/* the bounds of the options: the engine's, one definition */
-#include "guc.h"
 #include "metrics.h"
 #include "prompt_store.h"
 #include "protocol.h"
@@ -98,7 +97,8 @@ static void
 build_request(StringInfo buf, TaskPrompts *tp, bool with_blob, text **texts, int n,
 			  int max_new_tokens, int num_beams)
 {
-	int			max_input_tokens = tp ? tp->max_input_tokens : ptune_max_input_tokens;
+	/* the prompt's own budget; the frozen model's is the engine's (as the CLI's) */
+	int			max_input_tokens = tp ? tp->max_input_tokens : PT_GENERATE_MAX_INPUT_TOKENS;
 
 	initStringInfo(buf);
 	pq_sendint32(buf, max_new_tokens);

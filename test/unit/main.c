@@ -52,6 +52,7 @@
 	X(test_model_info_json_escapes_name) \
 	X(test_generate_cached_matches_teacher_forced) \
 	X(test_generate_batch_matches_single_rows) \
+	X(test_generate_many_rows_in_chunks) \
 	X(test_generate_stops_at_eos_and_max_tokens) \
 	X(test_generate_errors) \
 	X(test_csv_rfc4180) \

@@ -1,0 +1,277 @@
+/*
+ * cmd_bench_generate.c - `ptune bench-generate MODEL_DIR [--batches 1,32]
+ * [--input-tokens 128] [--new-tokens 32] [--reps N] [--quick]`: the speed of
+ * text generation as one JSON object.
+ *
+ * Workload: rows of input_tokens token ids (a fixed formula that
+ * bench/pytorch_generate.py repeats, EOS last), no prompt, greedy decoding of
+ * exactly new_tokens tokens per row: EOS is ignored (options.ignore_eos) so
+ * that every run decodes the same number of steps whatever the (random)
+ * weights say.  Per batch size:
+ *
+ *   tokens_per_s      generated tokens per second, encoder and cross-attention
+ *                     projections included (batch * new_tokens / seconds)
+ *   step_ms           one decoder step of the whole batch, without the encoder:
+ *                     (time for new_tokens - time for 1 token) / (new_tokens - 1)
+ *   floor_ms          the step's matrix products alone, back to back, on the
+ *                     model's own weights in the model's precision (every
+ *                     decoder layer's self Q/K/V/O, cross Q/O, feed-forward and
+ *                     the LM head at M = batch rows): what the step costs if
+ *                     everything but the products were free
+ *   step_over_floor   step_ms / floor_ms
+ *   floor_gflops      the products' FLOPs / floor_ms
+ *   ids_row0          row 0's generated ids (PyTorch's must be equal in fp32)
+ *
+ * Times are medians of reps runs after a warm-up.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "cli.h"
+#include "cli_data.h"
+#include "error.h"
+#include "generate.h"
+#include "linear.h"
+
+#define MAX_BATCHES 8
+#define MAX_REPS 64
+
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double		x = *(const double *) a,
+				y = *(const double *) b;
+
+	return (x > y) - (x < y);
+}
+
+static double
+median(double *v, int n)
+{
+	qsort(v, n, sizeof(double), cmp_double);
+	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Token j of row i: the formula bench/pytorch_generate.py uses too. */
+static int32_t
+input_id(int i, int j, int n, const PtModel *m)
+{
+	if (j == n - 1)
+		return m->cfg.eos_token_id;
+	return 100 + (int32_t) (((long) i * 7919 + (long) j * 104729) % 30000) % (m->cfg.vocab_size - 200);
+}
+
+static double
+time_generate(const PtModel *m, PtWorkspace *ws, PtGenerateRow *rows, int B,
+			  PtGenerateOptions *o, PtGenerateResult *res, int reps)
+{
+	double		t[MAX_REPS];
+
+	if (pt_generate(m, ws, rows, B, o, res) != 0)	/* warm-up */
+		return -1;
+	for (int r = 0; r < reps; r++)
+	{
+		double		t0 = now();
+
+		if (pt_generate(m, ws, rows, B, o, res) != 0)
+			return -1;
+		t[r] = now() - t0;
+	}
+	return median(t, reps);
+}
+
+/* The products of one decoder step at M = B rows; *flops receives their FLOPs. */
+static void
+step_products(const PtModel *m, int B, float *x, float *const *y, double *flops)
+{
+	const PtConfig *c = &m->cfg;
+	double		f = 0;
+
+	for (int l = 0; l < c->num_decoder_layers; l++)
+	{
+		const PtDecoderLayer *w = &m->dec[l];
+		const PtLinear *qkv[3] = {&w->self.q, &w->self.k, &w->self.v};
+		const PtLinear *wi[2] = {&w->ff.wi0, &w->ff.wi1};
+		int			n_wi = c->gated ? 2 : 1;
+
+		pt_linear_forward_multi(qkv, 3, x, B, y, m->math);
+		pt_linear_forward_add(&w->self.o, y[0], B, y[3], m->math);
+		pt_linear_forward(&w->cross.q, x, B, y[0], m->math);
+		pt_linear_forward_add(&w->cross.o, y[0], B, y[3], m->math);
+		pt_linear_forward_multi(wi, n_wi, x, B, y, m->math);
+		pt_linear_forward_add(&w->ff.wo, y[0], B, y[3], m->math);
+		f += 2.0 * B * ((4.0 + 2.0) * c->d_model * pt_config_inner(c)
+						+ (n_wi + 1.0) * c->d_model * c->d_ff);
+	}
+	pt_linear_forward(&m->lm_head, x, B, y[4], m->math);
+	f += 2.0 * B * c->d_model * (double) c->vocab_size;
+	*flops = f;
+}
+
+int
+cmd_bench_generate(int argc, char **argv)
+{
+	int			batches[MAX_BATCHES] = {1, 32},
+				n_batches = 2,
+				input_tokens = 128,
+				new_tokens = 32,
+				reps = 5;
+	bool		quick = false;
+	PtModel    *m;
+	PtWorkspace ws = {0};
+	json_t	   *out,
+			   *per_batch;
+
+	if (argc < 1)
+	{
+		fprintf(stderr, "usage: ptune bench-generate MODEL_DIR [--batches 1,32] [--input-tokens N] "
+				"[--new-tokens N] [--reps N] [--quick]\n");
+		return 2;
+	}
+	for (int i = 1; i < argc; i++)
+	{
+		long		v;
+
+		if (strcmp(argv[i], "--quick") == 0)
+			quick = true;
+		else if (strcmp(argv[i], "--batches") == 0 && i + 1 < argc)
+		{
+			char	   *s = argv[++i];
+
+			n_batches = 0;
+			for (char *tok = strtok(s, ","); tok && n_batches < MAX_BATCHES; tok = strtok(NULL, ","))
+			{
+				if (cli_parse_int("--batches", tok, 1, 1024, &v) != 0)
+					return 2;
+				batches[n_batches++] = (int) v;
+			}
+		}
+		else if (strcmp(argv[i], "--input-tokens") == 0 && i + 1 < argc)
+		{
+			if (cli_parse_int("--input-tokens", argv[++i], 1, PT_MAX_INPUT_TOKENS, &v) != 0)
+				return 2;
+			input_tokens = (int) v;
+		}
+		else if (strcmp(argv[i], "--new-tokens") == 0 && i + 1 < argc)
+		{
+			if (cli_parse_int("--new-tokens", argv[++i], 2, PT_GENERATE_MAX_NEW_TOKENS, &v) != 0)
+				return 2;
+			new_tokens = (int) v;
+		}
+		else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
+		{
+			if (cli_parse_int("--reps", argv[++i], 1, MAX_REPS, &v) != 0)
+				return 2;
+			reps = (int) v;
+		}
+		else
+		{
+			fprintf(stderr, "ptune: unknown option %s\n", argv[i]);
+			return 2;
+		}
+	}
+	if (quick)
+		reps = 1;
+	if ((m = cli_load_model(argv[0])) == NULL)
+		return 1;
+
+	out = json_object();
+	per_batch = json_array();
+	for (int bi = 0; bi < n_batches; bi++)
+	{
+		int			B = batches[bi];
+		const PtConfig *c = &m->cfg;
+		int32_t    *ids = malloc(sizeof(int32_t) * B * input_tokens);
+		int32_t    *gen = malloc(sizeof(int32_t) * B * new_tokens);
+		PtGenerateRow *rows = malloc(sizeof(PtGenerateRow) * B);
+		PtGenerateResult *res = malloc(sizeof(PtGenerateResult) * B);
+		size_t		width = c->d_model > c->d_ff ? c->d_model : c->d_ff;
+		float	   *x = calloc((size_t) B * width, sizeof(float));
+		float	   *ybuf[5];
+		PtGenerateOptions o;
+		double		t_full,
+					t_one,
+					flops = 0,
+					floor_t[MAX_REPS],
+					floor_s;
+		json_t	   *row0 = json_array();
+
+		for (int k = 0; k < 5; k++)
+			ybuf[k] = calloc((size_t) B * (k == 4 ? c->vocab_size : (int) (width > (size_t) pt_config_inner(c) ? width : (size_t) pt_config_inner(c))), sizeof(float));
+		for (size_t k = 0; k < (size_t) B * width; k++)
+			x[k] = (float) ((k * 2654435761u) % 1000) * 1e-3f - 0.5f;
+		for (int i = 0; i < B; i++)
+		{
+			for (int j = 0; j < input_tokens; j++)
+				ids[i * input_tokens + j] = input_id(i, j, input_tokens, m);
+			rows[i] = (PtGenerateRow) {NULL, 0, ids + i * input_tokens, input_tokens};
+			res[i] = (PtGenerateResult) {.ids = gen + i * new_tokens};
+		}
+		pt_generate_options_default(&o);
+		o.ignore_eos = true;
+		o.max_new_tokens = new_tokens;
+		t_full = time_generate(m, &ws, rows, B, &o, res, reps);
+		for (int j = 0; j < res[0].n_ids; j++)
+			json_array_append_new(row0, json_integer(res[0].ids[j]));
+		o.max_new_tokens = 1;
+		t_one = time_generate(m, &ws, rows, B, &o, res, reps);
+		if (t_full < 0 || t_one < 0)
+			return cli_engine_error("bench-generate");
+
+		step_products(m, B, x, ybuf, &flops);	/* warm-up */
+		for (int r = 0; r < reps * 3 && r < MAX_REPS; r++)
+		{
+			double		t0 = now();
+
+			step_products(m, B, x, ybuf, &flops);
+			floor_t[r] = now() - t0;
+		}
+		floor_s = median(floor_t, reps * 3 < MAX_REPS ? reps * 3 : MAX_REPS);
+		{
+			double		step = (t_full - t_one) / (new_tokens - 1);
+
+			json_array_append_new(per_batch, json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:o}",
+													   "batch", B,
+													   "tokens_per_s", B * new_tokens / t_full,
+													   "seconds", t_full,
+													   "step_ms", step * 1e3,
+													   "floor_ms", floor_s * 1e3,
+													   "step_over_floor", step / floor_s,
+													   "floor_gflops", flops / floor_s / 1e9,
+													   "ids_row0", row0));
+		}
+		free(ids);
+		free(gen);
+		free(rows);
+		free(res);
+		free(x);
+		for (int k = 0; k < 5; k++)
+			free(ybuf[k]);
+	}
+	json_object_set_new(out, "model", json_string(m->cfg.model_name));
+	json_object_set_new(out, "precision", json_string(m->math == PT_MATH_BF16 ? "bf16" : "fp32"));
+	json_object_set_new(out, "threads", json_integer(pt_get_threads()));
+	json_object_set_new(out, "input_tokens", json_integer(input_tokens));
+	json_object_set_new(out, "new_tokens", json_integer(new_tokens));
+	json_object_set_new(out, "reps", json_integer(reps));
+	json_object_set_new(out, "batches", per_batch);
+	json_dumpf(out, stdout, JSON_INDENT(1) | JSON_REAL_PRECISION(6));
+	putchar('\n');
+	json_decref(out);
+	pt_workspace_free(&ws);
+	pt_model_free(m);
+	return 0;
+}
