@@ -102,17 +102,18 @@ PG_CONFIG ?= pg_config
 EXTENSION  = ptune
 DATA       = sql/ptune--0.1.0.sql
 MODULE_big = ptune
-OBJS       = src/pg/ptune.o src/pg/guc.o src/pg/ipc.o src/pg/slot.o src/pg/client.o src/pg/prompt_store.o \
+OBJS       = src/pg/ptune.o src/pg/guc.o src/pg/ipc.o src/pg/slot.o src/pg/wire.o src/pg/client.o src/pg/prompt_store.o \
              src/pg/scoring.o src/pg/sql_classify.o src/pg/sql_train.o src/pg/sql_evaluate.o src/pg/sql_admin.o \
              src/pg/sql_generate.o \
-             src/pg/tasks.o \
+             src/pg/tasks.o src/pg/table_scan.o \
              src/engine/metrics.o
 PG_CPPFLAGS = -Isrc/engine -Isrc/pg
 PG_CFLAGS   = -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 EXTRA_CLEAN = ptune_worker.so $(WORKER_OBJS) src/pg/ipc_other.wo
 
 WORKER_OBJS = src/pg/worker.wo src/pg/worker_classify.wo src/pg/worker_train.wo \
-              src/pg/worker_explain.wo src/pg/worker_generate.wo src/pg/ipc.wo src/pg/slot.wo
+              src/pg/worker_explain.wo src/pg/worker_generate.wo src/pg/ipc.wo src/pg/slot.wo \
+              src/pg/wire.wo
 
 # ptune must be preloaded, so PGXS's installcheck (against a running server that
 # may not preload it) cannot work: ours starts its own cluster.  PGXS's `check`
@@ -131,7 +132,7 @@ all: ptune_worker.so cli
 # PGXS knows nothing of our headers: rebuild the backend objects when one changes
 $(filter src/pg/%,$(OBJS)): $(wildcard src/pg/*.h src/engine/*.h)
 
-# Worker objects: hidden symbols, so its copies of ipc.c and guc.c never clash
+# Worker objects: hidden symbols, so its copies of ipc.c, slot.c and wire.c never clash
 # with ptune.so's (PostgreSQL loads libraries with RTLD_GLOBAL).
 src/pg/%.wo: src/pg/%.c $(wildcard src/pg/*.h src/engine/*.h)
 	$(CC) $(CFLAGS) $(CFLAGS_SL) $(CPPFLAGS) -Isrc/engine -Isrc/pg -fvisibility=hidden \

@@ -17,7 +17,7 @@ if [[ ${1:-} == --quick ]]; then
   train=$work/data.csv dev=$work/data.csv steps=20 prompt_len=8
 else
   model=build/bench/spam-256
-  [[ -f $model/model.safetensors ]] || tools/gen_checkpoint.py "$model" --preset spam-256 --seed 0 \
+  [[ -f $model/model.safetensors ]] || ptune_py/gen_checkpoint.py "$model" --preset spam-256 --seed 0 \
     --spiece "$shared/tokenizers/t5/spiece.model" >/dev/null
   train=$shared/data/spam/train.csv dev=$shared/data/spam/dev.csv steps=300 prompt_len=50
 fi

@@ -12,7 +12,7 @@ shared=${PTUNE_SHARED:-$(cd .. && pwd)/shared}
 out=bench/results/curves
 model=build/bench/spam-256
 mkdir -p "$out"
-[[ -f $model/model.safetensors ]] || tools/gen_checkpoint.py "$model" --preset spam-256 --seed 0 \
+[[ -f $model/model.safetensors ]] || ptune_py/gen_checkpoint.py "$model" --preset spam-256 --seed 0 \
   --spiece "$shared/tokenizers/t5/spiece.model" >/dev/null
 make -s cli
 
@@ -35,7 +35,7 @@ for opt in adafactor:0.3 adam:0.05; do
 done
 
 # the PyTorch peer, same checkpoint, data and settings as the run that learns best
-/usr/bin/python3 bench/pytorch_prompt_tuning.py "$model" "${common[@]}" --init random_uniform \
+/usr/bin/python3 -m ptune_py.pytorch_prompt_tuning "$model" "${common[@]}" --init random_uniform \
   --optimizer adam --lr 0.05 --prompt-length 50 --ptune build/ptune > "$out/pytorch_adam_50.json" 2>/dev/null
 build/ptune train "$model" "${common[@]}" --init random_uniform --optimizer adam --lr 0.05 \
   --prompt-length 50 --curve "$out/ptune_adam_50.csv" --out "$out/ptune_adam_50.bin" > "$out/ptune_adam_50.json" 2>/dev/null

@@ -100,7 +100,7 @@ rounds = (load(f"engine_{main_model}_fp32.json") or {}).get("rounds", 1) if main
 w("# Benchmarks\n")
 w("Everything below was measured in one run of `bench/run.sh` on this machine: "
   f"{cpu_model()}, {os.cpu_count()} cores, 2 threads for every contender. Checkpoints come from "
-  "`tools/gen_checkpoint.py` with the exact shapes of t5-small and flan-t5-small (random weights: speed "
+  "`ptune_py/gen_checkpoint.py` with the exact shapes of t5-small and flan-t5-small (random weights: speed "
   "does not depend on their values). Times are medians of repeated runs after a warm-up; the engine "
   f"and its peers ran in {rounds} interleaved rounds and each of their figures is the median over the rounds "
   "(this machine's speed drifts by tens of percent within minutes). "

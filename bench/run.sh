@@ -30,7 +30,7 @@ tokenizer=()
 [[ -f $shared/tokenizers/t5/spiece.model ]] && tokenizer=(--spiece "$shared/tokenizers/t5/spiece.model")
 checkpoint() {   # name preset dtype
   [[ -f build/bench/$1/model.safetensors ]] ||
-    tools/gen_checkpoint.py "build/bench/$1" --preset "$2" --dtype "$3" --seed 0 "${tokenizer[@]}" >/dev/null
+    ptune_py/gen_checkpoint.py "build/bench/$1" --preset "$2" --dtype "$3" --seed 0 "${tokenizer[@]}" >/dev/null
   echo "build/bench/$1"
 }
 if [[ $quick == --quick ]]; then
@@ -57,9 +57,9 @@ for round in $(seq 1 "$rounds"); do
     r=$out/rounds/r$round
     build/ptune bench "$dir" "${q_flag[@]}" > "${r}_engine_${name}_fp32.json"
     PTUNE_PRECISION=bf16 build/ptune bench "$dir" "${q_flag[@]}" > "${r}_engine_${name}_bf16.json"
-    /usr/bin/python3 bench/pytorch_bench.py "$dir" "${q_flag[@]}" > "${r}_pytorch_${name}.json"
+    /usr/bin/python3 -m ptune_py.pytorch_bench "$dir" "${q_flag[@]}" > "${r}_pytorch_${name}.json"
     [[ -f build/bench/ort/$name.onnx ]] ||
-      /usr/bin/python3 bench/ort/export_onnx.py "$dir" "build/bench/ort/$name.onnx" >/dev/null 2>&1
+      /usr/bin/python3 -m ptune_py.export_onnx "$dir" "build/bench/ort/$name.onnx" >/dev/null 2>&1
     ORT_MODULES=build/bench/ort/node_modules node bench/ort/bench_ort.js "build/bench/ort/$name.onnx" \
       "$(jq .d_model "$dir/config.json")" "$(jq '[.vocab_size, 32000] | min' "$dir/config.json")" \
       "$(labels_of "$dir")" "${q_flag[@]}" > "${r}_ort_${name}.json"

@@ -8,7 +8,7 @@
 #
 #   scripts/demo.sh                 generated model (random weights)
 #   PTUNE_MODEL_DIR=~/models/flan-t5-small scripts/demo.sh
-#                                   a real checkpoint (tools/download_model.sh)
+#                                   a real checkpoint (scripts/download_model.sh)
 #   scripts/demo.sh --keep          leave the cluster running afterwards
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +38,7 @@ else
   model="$demo/model"
   step "Model: a generated T5 with random weights ($model)"
   cat <<'NOTE'
-No pretrained checkpoint was given (set PTUNE_MODEL_DIR; tools/download_model.sh
+No pretrained checkpoint was given (set PTUNE_MODEL_DIR; scripts/download_model.sh
 fetches one where the internet is reachable).  A frozen T5 with random weights
 cannot follow the paper's recipe (Adafactor, lr 0.3, class-label init stays at
 the majority class); it does learn with Adam, lr 0.05, random-uniform init and
@@ -46,7 +46,7 @@ the majority class); it does learn with Adam, lr 0.05, random-uniform init and
 NOTE
   if [[ ! -f $model/model.safetensors ]]; then
     cut -d, -f2- "$demo/data/train.csv" > "$demo/data/train_text.txt"
-    tools/gen_checkpoint.py "$model" --preset spam-256 --seed 0 \
+    ptune_py/gen_checkpoint.py "$model" --preset spam-256 --seed 0 \
       --train-spiece "$demo/data/train_text.txt" --spiece-vocab 8000
   fi
   settings="prompt_length => 50, init => 'random_uniform', optimizer => 'adam', learning_rate => 0.05,

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Cross-checks the C engine against the independent float64 PyTorch T5
-# (test/reference/t5_reference.py): logits, loss and prompt gradient on
+# (ptune_py/t5_reference.py): logits, loss and prompt gradient on
 # random cases, for both feed-forward variants and both head variants, and
 # rank classification's label probabilities (labels sharing prefixes).
 # Then Adafactor against an independent float64 re-implementation of T5X's
-# (test/reference/t5x_adafactor.py): 20 steps on fixed pseudo-random
+# (ptune_py/t5x_adafactor.py): 20 steps on fixed pseudo-random
 # gradients, prompt shapes below and above T5X's factoring threshold (128).
 # Prints one summary line per case and "cross-check: N passed, N failed".
 set -euo pipefail
@@ -13,7 +13,7 @@ BUILD=${BUILD:-build}
 models="$PWD/$BUILD/models"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-ref=test/reference/t5_reference.py
+ref=ptune_py/t5_reference.py
 passed=0 failed=0
 
 check() {   # model, cases arguments...
@@ -22,7 +22,7 @@ check() {   # model, cases arguments...
   /usr/bin/python3 $ref make-cases "$models/$model" "$@" > "$work/cases.json"
   "$BUILD/ptune" check "$models/$model" < "$work/cases.json" > "$work/engine.json"
   /usr/bin/python3 $ref check "$models/$model" < "$work/cases.json" > "$work/reference.json"
-  if /usr/bin/python3 test/reference/compare.py "$work/reference.json" "$work/engine.json" \
+  if /usr/bin/python3 ptune_py/compare.py "$work/reference.json" "$work/engine.json" \
        --logits-tol 1e-4 --grad-tol 1e-4 --loss-tol 1e-5 > "$work/compare.txt"; then
     passed=$((passed + 1)); echo "ok   $tag: $(tail -1 "$work/compare.txt")"
   else
@@ -76,7 +76,7 @@ generation tiny-gated-bf16 10 "1:0 3:0.6"   --n 4 --seed 15 --prompt-len 3
 generation tiny-gated-f16  10 "3:0.6"       --n 4 --seed 16
 
 adafactor() {   # rows cols [make-case options...]
-  local tag="adafactor $*" opt=test/reference/t5x_adafactor.py
+  local tag="adafactor $*" opt=ptune_py/t5x_adafactor.py
   local rows=$1 cols=$2; shift 2
   /usr/bin/python3 $opt make-case --rows "$rows" --cols "$cols" --steps 20 "$@" > "$work/opt.json"
   /usr/bin/python3 $opt run < "$work/opt.json" > "$work/opt_reference.json"

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: make_test_models.sh DIR}
 shared=${PTUNE_SHARED:-$(cd .. && pwd)/shared}
-gen=tools/gen_checkpoint.py
+gen=ptune_py/gen_checkpoint.py
 mkdir -p "$out"
 
 if [[ ! -f "$out/spiece-1000.model" ]]; then

@@ -12,7 +12,7 @@ PTUNE_SHARED="$SHARED" bash test/make_test_models.sh "$models"
 for cfg in 32:128 16:20 64:256; do
   buckets=${cfg%:*} distance=${cfg#*:}
   table="$models/buckets-$buckets-$distance.json"
-  [[ -f "$table" ]] || /usr/bin/python3 test/reference/t5_reference.py buckets \
+  [[ -f "$table" ]] || /usr/bin/python3 ptune_py/t5_reference.py buckets \
       --buckets "$buckets" --max-distance "$distance" --max-len 700 > "$table"
 done
 # OpenMP threads sleep instead of spinning while they wait (see src/cli/main.c)

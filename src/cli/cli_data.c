@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "cli_data.h"
 #include "error.h"
 
@@ -137,4 +138,18 @@ cli_free_prompts(CliPrompts *p)
 	free(p->values);
 	free(p->lens);
 	memset(p, 0, sizeof(*p));
+}
+
+PtModel *
+cli_load_model_and_prompts(const char *model_dir, const char *prompt_file, CliPrompts *out)
+{
+	PtModel    *m = cli_load_model(model_dir);
+
+	memset(out, 0, sizeof(*out));
+	if (m != NULL && cli_load_prompts(m, prompt_file, out) != 0)
+	{
+		pt_model_free(m);
+		return NULL;
+	}
+	return m;
 }

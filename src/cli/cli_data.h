@@ -40,4 +40,7 @@ typedef struct CliPrompts
 int			cli_load_prompts(const PtModel *m, const char *path, CliPrompts *out);
 void		cli_free_prompts(CliPrompts *p);
 
+/* The model of model_dir and the prompts of prompt_file; NULL (error printed) if either fails. */
+PtModel    *cli_load_model_and_prompts(const char *model_dir, const char *prompt_file, CliPrompts *out);
+
 #endif

@@ -6,7 +6,7 @@
  * gradient of that loss with respect to the prompt; with label_ids (each
  * label's tokens, EOS appended here), rank_log_probs: the log of rank
  * classification's probability of each label.  Used to cross-check the
- * engine against an independent PyTorch implementation (test/reference).
+ * engine against an independent PyTorch implementation (ptune_py/t5_reference.py).
  */
 #include <math.h>
 #include <stdio.h>

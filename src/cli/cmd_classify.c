@@ -41,13 +41,8 @@ cmd_classify(int argc, char **argv)
 		fprintf(stderr, "usage: ptune classify MODEL_DIR PROMPT_FILE [--scoring label_tokens|rank] < texts\n");
 		return 2;
 	}
-	if ((m = cli_load_model(argv[0])) == NULL)
+	if ((m = cli_load_model_and_prompts(argv[0], argv[1], &cp)) == NULL)
 		return 1;
-	if (cli_load_prompts(m, argv[1], &cp) != 0)
-	{
-		pt_model_free(m);
-		return 1;
-	}
 	ids = malloc(sizeof(int32_t) * BATCH * cp.task->max_input_tokens);
 	probs = malloc(sizeof(float) * BATCH * cp.task->n_labels);
 

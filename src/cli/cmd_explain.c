@@ -22,7 +22,7 @@ cmd_explain(int argc, char **argv)
 
 	if (argc == 4 && strcmp(argv[2], "-k") == 0)
 	{
-		if (cli_parse_int("-k", argv[3], 1, 100, &k) != 0)
+		if (cli_parse_int("-k", argv[3], 1, PT_MAX_EXPLAIN_K, &k) != 0)
 			return 2;
 	}
 	else if (argc != 2)
@@ -30,13 +30,8 @@ cmd_explain(int argc, char **argv)
 		fprintf(stderr, "usage: ptune explain MODEL_DIR PROMPT_FILE [-k 5]\n");
 		return 2;
 	}
-	if ((m = cli_load_model(argv[0])) == NULL)
+	if ((m = cli_load_model_and_prompts(argv[0], argv[1], &cp)) == NULL)
 		return 1;
-	if (cli_load_prompts(m, argv[1], &cp) != 0)
-	{
-		pt_model_free(m);
-		return 1;
-	}
 	for (int member = 0; member < cp.n && rc == 0; member++)
 	{
 		const PtPrompt *p = cp.prompts[member];

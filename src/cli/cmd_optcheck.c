@@ -7,7 +7,7 @@
  * "min_dim_size_to_factor", "start_step", "params": [rows*cols],
  * "grads": [[rows*cols], ...]}; the output is {"params": [rows*cols]}.
  * Used to check Adafactor against an independent float64 re-implementation
- * of T5X's (test/reference/t5x_adafactor.py, the cross suite).
+ * of T5X's (ptune_py/t5x_adafactor.py, the cross suite).
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -97,25 +97,43 @@ scores_to_probs(const PtAttnLayout *lay, int h, float *p, int i0, int n, int tk,
 	}
 }
 
+/*
+ * Work item `item` of the attention loops: key/value sequence g and head h
+ * (items run g-major); kv is the offset of head h's columns in g's first
+ * key (and value) row of K and V [rows, H * dk].
+ */
+typedef struct AttnItem
+{
+	int			g;
+	int			h;
+	int			tk;				/* keys of sequence g */
+	size_t		kv;
+} AttnItem;
+
+static inline AttnItem
+attn_item(const PtAttnLayout *lay, int H, int dk, int item)
+{
+	int			g = item / H,
+				h = item % H;
+
+	return (AttnItem) {g, h, lay->kv_len[g], (size_t) lay->kv_off[g] * H * dk + (size_t) h * dk};
+}
+
 void
 pt_attention_forward(const PtAttnLayout *lay, int H, int dk,
 					 const float *q, const float *k, const float *v,
 					 float *probs, float *ctx)
 {
 	int			inner = H * dk;
-	int			n_items = lay->n_kv * H;
 
 #pragma omp parallel for schedule(dynamic)
-	for (int item = 0; item < n_items; item++)
+	for (int item = 0; item < lay->n_kv * H; item++)
 	{
-		int			g = item / H;
-		int			h = item % H;
-		int			tk = lay->kv_len[g];
-		const float *K = k + (size_t) lay->kv_off[g] * inner + h * dk;
-		const float *V = v + (size_t) lay->kv_off[g] * inner + h * dk;
+		AttnItem	it = attn_item(lay, H, dk, item);
+		const float *K = k + it.kv, *V = v + it.kv;
 		float		inv_sum[ATTN_Q_BLOCK];
 
-		for (int s = lay->kv_q_begin[g]; s < lay->kv_q_end[g]; s++)
+		for (int s = lay->kv_q_begin[it.g]; s < lay->kv_q_end[it.g]; s++)
 		{
 			int			tq = lay->q_len[s];
 
@@ -127,15 +145,15 @@ pt_attention_forward(const PtAttnLayout *lay, int H, int dk,
 			for (int i0 = 0; i0 < tq; i0 += ATTN_Q_BLOCK)
 			{
 				int			n = tq - i0 < ATTN_Q_BLOCK ? tq - i0 : ATTN_Q_BLOCK;
-				const float *Q = q + (size_t) (lay->q_off[s] + i0) * inner + h * dk;
-				float	   *P = probs + lay->p_off[s] + (size_t) h * tq * tk + (size_t) i0 * tk;
-				float	   *C = ctx + (size_t) (lay->q_off[s] + i0) * inner + h * dk;
+				const float *Q = q + (size_t) (lay->q_off[s] + i0) * inner + it.h * dk;
+				float	   *P = probs + lay->p_off[s] + (size_t) it.h * tq * it.tk + (size_t) i0 * it.tk;
+				float	   *C = ctx + (size_t) (lay->q_off[s] + i0) * inner + it.h * dk;
 
 				/* P[n, tk] = Q[n, dk] K[tk, dk]^T   (no 1/sqrt(dk) in T5) */
-				pt_gemm(false, true, n, tk, dk, 1.0f, Q, inner, K, inner, 0.0f, P, tk);
-				scores_to_probs(lay, h, P, i0, n, tk, inv_sum);
+				pt_gemm(false, true, n, it.tk, dk, 1.0f, Q, inner, K, inner, 0.0f, P, it.tk);
+				scores_to_probs(lay, it.h, P, i0, n, it.tk, inv_sum);
 				/* C[n, dk] = P[n, tk] V[tk, dk] */
-				pt_gemm(false, false, n, dk, tk, 1.0f, P, tk, V, inner, 0.0f, C, inner);
+				pt_gemm(false, false, n, dk, it.tk, 1.0f, P, it.tk, V, inner, 0.0f, C, inner);
 				/* unnormalised probabilities: scale the dk outputs of a row, not its tk probabilities */
 				if (!lay->normalize)
 					for (int i = 0; i < n; i++)
@@ -175,24 +193,19 @@ pt_attention_backward(const PtAttnLayout *lay, int H, int dk,
 					  float *dq, float *dkey, float *dval)
 {
 	int			inner = H * dk;
-	int			n_items = lay->n_kv * H;
 
 #pragma omp parallel for schedule(dynamic)
-	for (int item = 0; item < n_items; item++)
+	for (int item = 0; item < lay->n_kv * H; item++)
 	{
-		int			g = item / H;
-		int			h = item % H;
-		int			tk = lay->kv_len[g];
-		const float *K = k + (size_t) lay->kv_off[g] * inner + h * dk;
-		const float *V = v + (size_t) lay->kv_off[g] * inner + h * dk;
-		float	   *dK = dkey + (size_t) lay->kv_off[g] * inner + h * dk;
-		float	   *dV = dval + (size_t) lay->kv_off[g] * inner + h * dk;
+		AttnItem	it = attn_item(lay, H, dk, item);
+		const float *K = k + it.kv, *V = v + it.kv;
+		float	   *dK = dkey + it.kv, *dV = dval + it.kv;
 		float		beta = 0.0f;	/* the first query sequence overwrites dK, dV */
 
-		if (lay->kv_q_begin[g] == lay->kv_q_end[g])
+		if (lay->kv_q_begin[it.g] == lay->kv_q_end[it.g])
 		{
 			/* nobody attends to this sequence: its key/value gradient is zero */
-			for (int j = 0; j < tk; j++)
+			for (int j = 0; j < it.tk; j++)
 			{
 				memset(dK + (size_t) j * inner, 0, sizeof(float) * dk);
 				memset(dV + (size_t) j * inner, 0, sizeof(float) * dk);
@@ -200,34 +213,34 @@ pt_attention_backward(const PtAttnLayout *lay, int H, int dk,
 			continue;
 		}
 
-		for (int s = lay->kv_q_begin[g]; s < lay->kv_q_end[g]; s++)
+		for (int s = lay->kv_q_begin[it.g]; s < lay->kv_q_end[it.g]; s++)
 		{
 			int			tq = lay->q_len[s];
-			const float *Q = q + (size_t) lay->q_off[s] * inner + h * dk;
-			const float *P = probs + lay->p_off[s] + (size_t) h * tq * tk;
-			const float *dC = dctx + (size_t) lay->q_off[s] * inner + h * dk;
-			float	   *dQ = dq + (size_t) lay->q_off[s] * inner + h * dk;
-			float	   *dS = dscores_slice(lay, tq, tk);	/* [tq, tk] */
+			const float *Q = q + (size_t) lay->q_off[s] * inner + it.h * dk;
+			const float *P = probs + lay->p_off[s] + (size_t) it.h * tq * it.tk;
+			const float *dC = dctx + (size_t) lay->q_off[s] * inner + it.h * dk;
+			float	   *dQ = dq + (size_t) lay->q_off[s] * inner + it.h * dk;
+			float	   *dS = dscores_slice(lay, tq, it.tk);	/* [tq, tk] */
 
 			/* dV[tk, dk] (+)= P^T[tk, tq] dC[tq, dk] */
-			pt_gemm(true, false, tk, dk, tq, 1.0f, P, tk, dC, inner, beta, dV, inner);
+			pt_gemm(true, false, it.tk, dk, tq, 1.0f, P, it.tk, dC, inner, beta, dV, inner);
 			/* dP[tq, tk] = dC[tq, dk] V^T */
-			pt_gemm(false, true, tq, tk, dk, 1.0f, dC, inner, V, inner, 0.0f, dS, tk);
+			pt_gemm(false, true, tq, it.tk, dk, 1.0f, dC, inner, V, inner, 0.0f, dS, it.tk);
 			/* softmax backward: dS = P * (dP - rowsum(P * dP)) */
 			for (int i = 0; i < tq; i++)
 			{
-				const float *pr = P + (size_t) i * tk;
-				float	   *dr = dS + (size_t) i * tk;
+				const float *pr = P + (size_t) i * it.tk;
+				float	   *dr = dS + (size_t) i * it.tk;
 				float		dot = 0.0f;
 
-				for (int j = 0; j < tk; j++)
+				for (int j = 0; j < it.tk; j++)
 					dot += pr[j] * dr[j];
-				for (int j = 0; j < tk; j++)
+				for (int j = 0; j < it.tk; j++)
 					dr[j] = pr[j] * (dr[j] - dot);
 			}
 			/* dQ[tq, dk] = dS[tq, tk] K[tk, dk];  dK[tk, dk] (+)= dS^T Q */
-			pt_gemm(false, false, tq, dk, tk, 1.0f, dS, tk, K, inner, 0.0f, dQ, inner);
-			pt_gemm(true, false, tk, dk, tq, 1.0f, dS, tk, Q, inner, beta, dK, inner);
+			pt_gemm(false, false, tq, dk, it.tk, 1.0f, dS, it.tk, K, inner, 0.0f, dQ, inner);
+			pt_gemm(true, false, it.tk, dk, tq, 1.0f, dS, it.tk, Q, inner, beta, dK, inner);
 			beta = 1.0f;
 		}
 	}

@@ -48,20 +48,6 @@ carve_chunk(PtArena *a, ChunkBuffers *b, int n_enc, int n_dec, int max_labels, i
 	b->node_id = pt_arena_bytes(a, sizeof(int) * (head_rows + 1));
 }
 
-/* log sum exp of x[0..n) */
-static double
-log_sum_exp(const float *x, int n)
-{
-	float		mx = x[0];
-	double		s = 0.0;
-
-	for (int i = 1; i < n; i++)
-		mx = x[i] > mx ? x[i] : mx;
-	for (int i = 0; i < n; i++)
-		s += exp((double) x[i] - mx);
-	return mx + log(s);
-}
-
 /*
  * Label-token scoring of encoder sequence e: sums each label's token
  * log-probabilities, each a softmax over the tokens that can follow the
@@ -87,7 +73,7 @@ score_label_tokens(const PtModel *m, const PtPass *pass, const PtScorePlan *plan
 		for (int c = 0; c < nc; c++)
 			if (plan->cands[term->cand_begin + c] == term->token)
 				own = cand_logits[c];
-		scores[term->label] += own - log_sum_exp(cand_logits, nc);
+		scores[term->label] += own - pt_log_sum_exp(cand_logits, nc);
 	}
 }
 
@@ -107,7 +93,7 @@ rank_flush(const PtModel *m, ChunkBuffers *b, int n, const PtClassifyRow *rows, 
 		pt_head_logits(m, b->h, n, b->logits);
 #pragma omp parallel for if (n > 1) schedule(static)
 	for (int g = 0; g < n; g++)
-		b->lse[g] = log_sum_exp(b->logits + (size_t) g * V, V);
+		b->lse[g] = pt_log_sum_exp(b->logits + (size_t) g * V, V);
 	for (int g = 0; g < n; g++)
 	{
 		int			e = b->node_enc[g],
@@ -121,9 +107,9 @@ rank_flush(const PtModel *m, ChunkBuffers *b, int n, const PtClassifyRow *rows, 
 	}
 }
 
-/* softmax of label scores into probs (float) */
+/* softmax of label scores (log-probabilities, double) into probs (float) */
 static void
-scores_to_probs(const double *scores, int n, float *probs)
+label_probs(const double *scores, int n, float *probs)
 {
 	double		mx = scores[0],
 				s = 0.0;
@@ -259,7 +245,7 @@ classify_chunk(const PtModel *m, PtWorkspace *ws, const PtClassifyRow *rows, int
 		{
 			int			winner = 0;
 
-			scores_to_probs(b.scores + (size_t) e * max_labels, L, p);
+			label_probs(b.scores + (size_t) e * max_labels, L, p);
 			for (int j = 0; j < L; j++)
 			{
 				results[i].probs[j] += p[j] / rows[i].n_prompts;

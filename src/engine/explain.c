@@ -6,6 +6,7 @@
 
 #include "error.h"
 #include "explain.h"
+#include "ptune_limits.h"
 
 int
 pt_explain(const PtModel *m, const PtPrompt *p, int k, int32_t *ids, float *sims)
@@ -15,8 +16,8 @@ pt_explain(const PtModel *m, const PtPrompt *p, int k, int32_t *ids, float *sims
 	float	   *dots,
 			   *norms;
 
-	if (k < 1 || k > 100)
-		return pt_fail(PT_ERR_ARGUMENT, "k must be between 1 and 100 (got %d)", k);
+	if (k < 1 || k > PT_MAX_EXPLAIN_K)
+		return pt_fail(PT_ERR_ARGUMENT, "k must be between 1 and %d (got %d)", PT_MAX_EXPLAIN_K, k);
 	if (pt_prompt_check_model(p, m) != 0)
 		return -1;
 	dots = pt_malloc(sizeof(float) * (size_t) p->length * V);

@@ -52,6 +52,19 @@ pt_head_token_logits(const PtModel *m, const float *h, const int32_t *ids, int n
 	}
 }
 
+double
+pt_log_sum_exp(const float *x, int n)
+{
+	float		mx = x[0];
+	double		sum = 0.0;
+
+	for (int j = 1; j < n; j++)
+		mx = x[j] > mx ? x[j] : mx;
+	for (int j = 0; j < n; j++)
+		sum += exp((double) (x[j] - mx));
+	return mx + log(sum);
+}
+
 void
 pt_cross_entropy(float *logits, int n, int V, const int32_t *targets,
 				 const float *weights, bool grad, double *ce)
@@ -60,15 +73,8 @@ pt_cross_entropy(float *logits, int n, int V, const int32_t *targets,
 	for (int i = 0; i < n; i++)
 	{
 		float	   *row = logits + (size_t) i * V;
-		float		mx = row[0];
-		double		sum = 0.0;
-		double		lse;
+		double		lse = pt_log_sum_exp(row, V);
 
-		for (int j = 1; j < V; j++)
-			mx = row[j] > mx ? row[j] : mx;
-		for (int j = 0; j < V; j++)
-			sum += exp((double) (row[j] - mx));
-		lse = mx + log(sum);
 		ce[i] = lse - row[targets[i]];
 		if (grad)
 		{

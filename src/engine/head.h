@@ -33,6 +33,13 @@ void		pt_head_token_logits(const PtModel *m, const float *h, const int32_t *ids,
  * If grad is true, logits is overwritten with d(sum_i weight_i ce_i)/d(logits)
  * = weight_i (softmax(logits_i) - onehot(target_i)).
  */
+/*
+ * log(sum_i exp(x[i])) of x[0..n), n >= 1, stable: the maximum is taken out
+ * and the sum is accumulated in double.  The cross-entropy and both scorings
+ * of the classifier use it.
+ */
+double		pt_log_sum_exp(const float *x, int n);
+
 void		pt_cross_entropy(float *logits, int n, int V, const int32_t *targets,
 							 const float *weights, bool grad, double *ce);
 

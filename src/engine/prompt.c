@@ -209,7 +209,7 @@ pt_prompt_encode(const PtPrompt *p, uint8_t **out, size_t *len)
 	put_u32(buf + 16, (uint32_t) p->length);
 	put_u32(buf + 20, (uint32_t) p->d_model);
 	put_u32(buf + 24, 1);
-	put_u32(buf + 28, (uint32_t) p->max_input_tokens);
+	put_u32(buf + PT_PROMPT_MAX_INPUT_TOKENS_OFFSET, (uint32_t) p->max_input_tokens);
 	memcpy(buf + 32, p->fingerprint, PT_FINGERPRINT_BYTES);
 	put_u32(buf + 48, (uint32_t) p->n_labels);
 	put_u32(buf + 52, (uint32_t) meta);
@@ -315,8 +315,7 @@ pt_prompt_decode(const uint8_t *data, size_t len, size_t *used)
 		return NULL;
 	}
 	if (length < 1 || length > PT_PROMPT_MAX_LENGTH || d_model < 1 || d_model > 65536 ||
-		n_labels == 1 || n_labels > PT_MAX_LABELS || get_u32(data + 28) < PT_MIN_INPUT_TOKENS ||
-		get_u32(data + 28) > PT_MAX_INPUT_TOKENS)
+		n_labels == 1 || n_labels > PT_MAX_LABELS || pt_prompt_peek_max_input_tokens(data, len) == 0)
 	{
 		pt_fail(PT_ERR_FORMAT, "prompt header is invalid (length %u, d_model %u, %u labels)",
 				length, d_model, n_labels);
@@ -325,7 +324,7 @@ pt_prompt_decode(const uint8_t *data, size_t len, size_t *used)
 	p = prompt_alloc((int) length, (int) d_model, (int) n_labels);
 	if (p == NULL)
 		return NULL;
-	p->max_input_tokens = (int) get_u32(data + 28);
+	p->max_input_tokens = pt_prompt_peek_max_input_tokens(data, len);
 	memcpy(p->fingerprint, data + 32, PT_FINGERPRINT_BYTES);
 
 	for (uint32_t j = 0; j < n_labels; j++)

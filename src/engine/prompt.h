@@ -38,6 +38,26 @@
 
 #define PT_PROMPT_MAGIC "PTPROMPT"
 #define PT_PROMPT_VERSION 1
+/* byte offset of the max input tokens field (the table above) */
+#define PT_PROMPT_MAX_INPUT_TOKENS_OFFSET 28
+
+/*
+ * The max input tokens of an encoded prompt, read from its header alone; 0
+ * where data is too short or the value is out of range.  Inline because
+ * the extension's backends, which link none of the engine's code, clip
+ * texts by it; pt_prompt_decode() checks the whole prompt.
+ */
+static inline int
+pt_prompt_peek_max_input_tokens(const uint8_t *data, size_t len)
+{
+	const uint8_t *p = data + PT_PROMPT_MAX_INPUT_TOKENS_OFFSET;
+	uint32_t	v;
+
+	if (len < PT_PROMPT_MAX_INPUT_TOKENS_OFFSET + 4)
+		return 0;
+	v = p[0] | p[1] << 8 | p[2] << 16 | (uint32_t) p[3] << 24;
+	return v >= PT_MIN_INPUT_TOKENS && v <= PT_MAX_INPUT_TOKENS ? (int) v : 0;
+}
 
 typedef struct PtPrompt
 {

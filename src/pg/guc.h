@@ -13,6 +13,14 @@ extern int	ptune_precision;
 extern int	ptune_max_trainings_per_role;
 extern int	ptune_training_slice_ms;
 
+/* Defaults: each the variable's initial value and its GUC's boot value */
+#define PTUNE_DEFAULT_BATCH_SIZE 32
+#define PTUNE_DEFAULT_REQUEST_SLOTS 64
+#define PTUNE_DEFAULT_MAX_SHARED_MEMORY_KB (1024 * 1024)	/* 1 GB */
+#define PTUNE_DEFAULT_TRAININGS_PER_ROLE 2
+#define PTUNE_DEFAULT_TRAINING_SLICE_MS 100
+#define PTUNE_DEFAULT_PRECISION 1	/* bf16: as accurate as fp32 in our measurements, twice as fast */
+
 void		ptune_define_gucs(void);
 
 /* What to do when ptune was not preloaded (one text for every place that says it). */

@@ -10,11 +10,12 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "guc.h"
 #include "ipc.h"
 
 PtuneShared *ptune_shared = NULL;
-int			ptune_request_slots = 64;	/* GUC ptune.request_slots (see guc.c) */
-int			ptune_max_shared_memory = 1024 * 1024;	/* GUC ptune.max_shared_memory, kB */
+int			ptune_request_slots = PTUNE_DEFAULT_REQUEST_SLOTS;	/* GUC ptune.request_slots (see guc.c) */
+int			ptune_max_shared_memory = PTUNE_DEFAULT_MAX_SHARED_MEMORY_KB;	/* GUC ptune.max_shared_memory, kB */
 static dsa_area *payload_area = NULL;
 static size_t applied_limit = 0;
 

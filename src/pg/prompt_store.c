@@ -13,8 +13,9 @@
 #include "utils/lsyscache.h"
 
 #include "client.h"
+#include "prompt.h"
 #include "prompt_store.h"
-#include "protocol.h"
+#include "wire.h"
 #include "scoring.h"
 #include "tasks.h"
 
@@ -48,17 +49,16 @@ ptune_clip_text(const char *data, int len, int max_input_tokens)
 	return pg_mbcliplen(data, len, limit);
 }
 
-/* The max input tokens field of a prompt blob (see src/engine/prompt.h). */
+/*
+ * The max input tokens of a prompt blob; an invalid blob gets the largest
+ * (the worker's decoder rejects it anyway).
+ */
 static int
 blob_max_input_tokens(bytea *blob)
 {
-	const unsigned char *p = (const unsigned char *) VARDATA_ANY(blob);
-	uint32		v;
+	int			v = pt_prompt_peek_max_input_tokens((const uint8_t *) VARDATA_ANY(blob), VARSIZE_ANY_EXHDR(blob));
 
-	if (VARSIZE_ANY_EXHDR(blob) < 32)
-		return PT_MAX_INPUT_TOKENS;
-	v = p[28] | p[29] << 8 | p[30] << 16 | (uint32) p[31] << 24;
-	return v >= PT_MIN_INPUT_TOKENS && v <= PT_MAX_INPUT_TOKENS ? (int) v : PT_MAX_INPUT_TOKENS;
+	return v > 0 ? v : PT_MAX_INPUT_TOKENS;
 }
 
 /*
@@ -168,33 +168,23 @@ ptune_load_task(const char *task, MemoryContext mcxt)
 	return tp;
 }
 
+/* texts cut to the task's token budget (NULL stays NULL) */
 static void
 build_request(StringInfo buf, TaskPrompts *tp, bool with_blobs, text **texts, int n)
 {
-	initStringInfo(buf);
-	pq_sendint32(buf, tp->scoring);
-	pq_sendint32(buf, tp->n_prompts);
-	for (int k = 0; k < tp->n_prompts; k++)
-	{
-		pq_sendbytes(buf, (const char *) tp->keys[k], PROMPT_KEY_BYTES);
-		if (with_blobs)
-			pq_sendstring_len(buf, VARDATA_ANY(tp->blobs[k]), VARSIZE_ANY_EXHDR(tp->blobs[k]));
-		else
-			pq_sendint32(buf, 0);
-	}
-	pq_sendint32(buf, n);
+	const char **data = palloc(sizeof(char *) * (n + 1));
+	int		   *lens = palloc(sizeof(int) * (n + 1));
+
 	for (int i = 0; i < n; i++)
 	{
-		if (texts[i] == NULL)
-			pq_sendint32(buf, -1);
-		else
-		{
-			const char *data = VARDATA_ANY(texts[i]);
-			int			len = ptune_clip_text(data, VARSIZE_ANY_EXHDR(texts[i]), tp->max_input_tokens);
-
-			pq_sendstring_len(buf, data, len);
-		}
+		data[i] = texts[i] ? VARDATA_ANY(texts[i]) : NULL;
+		lens[i] = texts[i] ? ptune_clip_text(data[i], VARSIZE_ANY_EXHDR(texts[i]), tp->max_input_tokens) : -1;
 	}
+	initStringInfo(buf);
+	ptune_wire_put_classify(buf, tp->scoring, tp->n_prompts, (const uint8 (*)[PROMPT_KEY_BYTES]) tp->keys,
+							with_blobs ? tp->blobs : NULL, n, data, lens);
+	pfree(data);
+	pfree(lens);
 }
 
 /* One request for up to TEXTS_PER_REQUEST texts. */
@@ -212,28 +202,19 @@ classify_chunk(TaskPrompts *tp, text **texts, int n, int *labels, float4 *probs)
 		ptune_call(PTUNE_REQ_CLASSIFY, &request, &response, true, NULL, NULL);
 		pfree(request.data);
 		tp->blobs_sent = true;
-		status = pq_getmsgint(&response, 4);
+		status = ptune_wire_get_classify_answer_head(&response, &n_labels);
 		if (status == CLASSIFY_NEED_PROMPTS && attempt == 0)
 			continue;			/* the worker restarted or evicted them: send the blobs */
 		if (status != CLASSIFY_OK)
 			elog(ERROR, "unexpected ptune classify status %d", status);
-		n_labels = pq_getmsgint(&response, 4);
 		if (n_labels != tp->n_labels)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("task \"%s\" lists %d labels but its prompt has %d", tp->task,
 							tp->n_labels, n_labels)));
 		for (int i = 0; i < n; i++)
-		{
-			labels[i] = pq_getmsgint(&response, 4);
-			for (int j = 0; j < n_labels; j++)
-			{
-				float4		p = pq_getmsgfloat4(&response);
-
-				if (probs)
-					probs[(size_t) i * n_labels + j] = p;
-			}
-		}
+			labels[i] = ptune_wire_get_classify_answer_row(&response, n_labels,
+														   probs ? probs + (size_t) i * n_labels : NULL);
 		pfree(response.data);
 		return;
 	}

@@ -19,7 +19,7 @@
 #include "client.h"
 #include "guc.h"
 #include "prompt_store.h"
-#include "protocol.h"
+#include "wire.h"
 #include "slot.h"
 #include "tasks.h"
 
@@ -36,8 +36,9 @@ ptune_explain_prompt(PG_FUNCTION_ARGS)
 	int			k = PG_ARGISNULL(1) ? 5 : PG_GETARG_INT32(1);
 	TaskPrompts *tp;
 
-	if (k < 1 || k > 100)
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("k must be between 1 and 100")));
+	if (k < 1 || k > PT_MAX_EXPLAIN_K)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("k must be between 1 and %d", PT_MAX_EXPLAIN_K)));
 	InitMaterializedSRF(fcinfo, 0);
 	tp = ptune_load_task(task, CurrentMemoryContext);
 	for (int member = 0; member < tp->n_prompts; member++)
@@ -48,16 +49,14 @@ ptune_explain_prompt(PG_FUNCTION_ARGS)
 					kk;
 
 		initStringInfo(&req);
-		pq_sendint32(&req, k);
-		pq_sendstring_len(&req, VARDATA_ANY(tp->blobs[member]), VARSIZE_ANY_EXHDR(tp->blobs[member]));
+		ptune_wire_put_explain(&req, k, tp->blobs[member]);
 		ptune_call(PTUNE_REQ_EXPLAIN, &req, &resp, true, NULL, NULL);
-		P = pq_getmsgint(&resp, 4);
-		kk = pq_getmsgint(&resp, 4);
+		ptune_wire_get_explain_answer_head(&resp, &P, &kk);
 		for (int i = 0; i < P; i++)
 			for (int r = 0; r < kk; r++)
 			{
-				char	   *piece = pq_getstring_len(&resp, 1024);
-				double		sim = pq_getmsgfloat8(&resp);
+				double		sim;
+				char	   *piece = ptune_wire_get_explain_piece(&resp, &sim);
 				Datum		values[5] = {Int32GetDatum(member), Int32GetDatum(i), Int32GetDatum(r + 1),
 				CStringGetTextDatum(piece), Float8GetDatum(sim)};
 				bool		nulls[5] = {false, false, false, false, isnan(sim)};

@@ -20,6 +20,7 @@
 #include "metrics.h"
 #include "prompt_store.h"
 #include "scoring.h"
+#include "table_scan.h"
 
 PG_FUNCTION_INFO_V1(ptune_evaluate);
 
@@ -41,120 +42,97 @@ label_index(char ***names, int *n, int *cap, const char *label)
 	return (*n)++;
 }
 
-Datum
-ptune_evaluate(PG_FUNCTION_ARGS)
+/* The rows of a relation, each as (true label, predicted label): indices into names. */
+typedef struct Predictions
 {
-	char	   *task = ptune_task_argument(fcinfo, 0);
-	Oid			relid;
-	char	   *query;
-	TaskPrompts *tp;
-	Portal		portal;
-	char	  **names;
+	char	  **names;			/* the task's labels, then labels only the table has */
 	int			n_names,
-				cap;
-	int		   *truth_list = NULL,
-			   *pred_list = NULL;
-	long		n_rows = 0,
-				list_cap = 1024,
-				skipped = 0;
-	PtConfusion conf;
-	StringInfoData json;
-	TupleDesc	desc;
-	Datum		values[4];
-	bool		nulls[4] = {false};
-	MemoryContext batch_ctx,
-				fn_ctx = CurrentMemoryContext;	/* SPI_finish frees what SPI's context holds */
+				cap_names;
+	int		   *truth,
+			   *pred;
+	long		n_rows,
+				cap_rows;
+} Predictions;
 
-	for (int i = 1; i <= 3; i++)
-		if (PG_ARGISNULL(i))
-			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-							errmsg("relation and column names must not be NULL")));
-	relid = PG_GETARG_OID(1);
-	if (get_rel_name(relid) == NULL)
-		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation %u does not exist", relid)));
-	/* names come from the catalog and are quoted: no SQL is built from raw input */
-	query = psprintf("SELECT (%s)::text, (%s)::text FROM %s",
-					 quote_identifier(NameStr(*PG_GETARG_NAME(2))),
-					 quote_identifier(NameStr(*PG_GETARG_NAME(3))),
-					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-												get_rel_name(relid)));
-	tp = ptune_load_task(task, CurrentMemoryContext);
-	ptune_require_classification(tp);
-	tp->scoring = ptune_call_scoring(fcinfo, 4, tp->stored_scoring);
-
-	n_names = tp->n_labels;
-	cap = n_names + 16;
-	names = palloc(sizeof(char *) * cap);
-	for (int j = 0; j < n_names; j++)
-		names[j] = tp->labels[j];
-	truth_list = palloc(sizeof(int) * list_cap);
-	pred_list = palloc(sizeof(int) * list_cap);
-	batch_ctx = AllocSetContextCreate(CurrentMemoryContext, "ptune evaluate batch", ALLOCSET_DEFAULT_SIZES);
-
-	SPI_connect();
-	portal = SPI_cursor_open_with_args(NULL, query, 0, NULL, NULL, NULL, true, 0);
-	for (;;)
+static void
+add_prediction(Predictions *out, int truth, int pred)
+{
+	if (out->n_rows == out->cap_rows)
 	{
-		MemoryContext old;
-		text	  **texts;
-		int		   *truth,
-				   *pred;
-		int			n = 0;
+		out->cap_rows *= 2;
+		out->truth = repalloc(out->truth, sizeof(int) * out->cap_rows);
+		out->pred = repalloc(out->pred, sizeof(int) * out->cap_rows);
+	}
+	out->truth[out->n_rows] = truth;
+	out->pred[out->n_rows] = pred;
+	out->n_rows++;
+}
 
-		SPI_cursor_fetch(portal, true, FETCH_ROWS);
-		if (SPI_processed == 0)
-			break;
-		old = MemoryContextSwitchTo(batch_ctx);
-		texts = palloc(sizeof(text *) * SPI_processed);
-		truth = palloc(sizeof(int) * SPI_processed);
-		pred = palloc(sizeof(int) * SPI_processed);
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			bool		tnull,
-						lnull;
-			Datum		t = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &tnull);
-			Datum		l = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &lnull);
+/*
+ * Scan: classifies every row of relation with a text and a label, a batch
+ * of FETCH_ROWS rows per request to the worker.
+ */
+static void
+classify_relation(TaskPrompts *tp, Oid relation, const char *text_column, const char *label_column,
+				  Predictions *out)
+{
+	PtuneRowScan scan;
+	int			n;
+	MemoryContext fn_ctx = CurrentMemoryContext;	/* SPI_finish frees what SPI's context holds */
+	MemoryContext batch_ctx = AllocSetContextCreate(CurrentMemoryContext, "ptune evaluate batch",
+													ALLOCSET_DEFAULT_SIZES);
 
-			if (tnull || lnull)
-			{
-				skipped++;
-				continue;
-			}
-			texts[n] = DatumGetTextPP(t);
-			MemoryContextSwitchTo(fn_ctx);
-			truth[n] = label_index(&names, &n_names, &cap, TextDatumGetCString(l));
-			MemoryContextSwitchTo(batch_ctx);
-			n++;
-		}
-		ptune_classify_texts(tp, texts, n, pred, NULL);
-		MemoryContextSwitchTo(old);
+	out->n_names = tp->n_labels;
+	out->cap_names = out->n_names + 16;
+	out->names = palloc(sizeof(char *) * out->cap_names);
+	for (int j = 0; j < out->n_names; j++)
+		out->names[j] = tp->labels[j];
+	out->n_rows = 0;
+	out->cap_rows = 1024;
+	out->truth = palloc(sizeof(int) * out->cap_rows);
+	out->pred = palloc(sizeof(int) * out->cap_rows);
+
+	ptune_scan_open(&scan, relation, text_column, label_column, FETCH_ROWS);
+	while ((n = ptune_scan_fetch(&scan)) > 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(batch_ctx);
+		text	  **texts = palloc(sizeof(text *) * n);
+		int		   *truth = palloc(sizeof(int) * n),
+				   *pred = palloc(sizeof(int) * n);
+		int			kept = 0;
+
 		for (int i = 0; i < n; i++)
 		{
-			if (n_rows == list_cap)
-			{
-				list_cap *= 2;
-				truth_list = repalloc(truth_list, sizeof(int) * list_cap);
-				pred_list = repalloc(pred_list, sizeof(int) * list_cap);
-			}
-			truth_list[n_rows] = truth[i];
-			pred_list[n_rows] = pred[i];
-			n_rows++;
+			Datum		t,
+						l;
+
+			if (!ptune_scan_row(&scan, i, &t, &l))
+				continue;
+			texts[kept] = DatumGetTextPP(t);
+			MemoryContextSwitchTo(fn_ctx);
+			truth[kept] = label_index(&out->names, &out->n_names, &out->cap_names, TextDatumGetCString(l));
+			MemoryContextSwitchTo(batch_ctx);
+			kept++;
 		}
+		ptune_classify_texts(tp, texts, kept, pred, NULL);
+		MemoryContextSwitchTo(old);
+		for (int i = 0; i < kept; i++)
+			add_prediction(out, truth[i], pred[i]);
 		MemoryContextReset(batch_ctx);
-		SPI_freetuptable(SPI_tuptable);
 		CHECK_FOR_INTERRUPTS();
 	}
-	SPI_cursor_close(portal);
-	SPI_finish();
-	if (skipped > 0)
-		ereport(NOTICE, (errmsg("ptune: skipped %ld rows with a NULL text or label", skipped)));
+	ptune_scan_close(&scan);
+	MemoryContextDelete(batch_ctx);
+	if (scan.skipped > 0)
+		ereport(NOTICE, (errmsg("ptune: skipped %ld rows with a NULL text or label", scan.skipped)));
+}
 
-	if (pt_confusion_init(&conf, n_names) != 0)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	for (long i = 0; i < n_rows; i++)
-		pt_confusion_add(&conf, truth_list[i], pred_list[i]);
+/* Report: {"true label": {"predicted label": rows, ...}, ...} */
+static char *
+confusion_json(const PtConfusion *conf, char **names, int n_names)
+{
+	StringInfoData json;
 
-	/* confusion: {"true label": {"predicted label": rows, ...}, ...} */
 	initStringInfo(&json);
 	appendStringInfoChar(&json, '{');
 	for (int t = 0; t < n_names; t++)
@@ -166,19 +144,53 @@ ptune_evaluate(PG_FUNCTION_ARGS)
 		{
 			appendStringInfoString(&json, p ? ", " : "");
 			escape_json(&json, names[p]);
-			appendStringInfo(&json, ": %ld", conf.counts[(size_t) t * n_names + p]);
+			appendStringInfo(&json, ": %ld", conf->counts[(size_t) t * n_names + p]);
 		}
 		appendStringInfoChar(&json, '}');
 	}
 	appendStringInfoChar(&json, '}');
+	return json.data;
+}
 
+Datum
+ptune_evaluate(PG_FUNCTION_ARGS)
+{
+	char	   *task = ptune_task_argument(fcinfo, 0);
+	Oid			relid;
+	TaskPrompts *tp;
+	Predictions preds;
+	PtConfusion conf;
+	TupleDesc	desc;
+	Datum		values[4];
+	bool		nulls[4] = {false};
+
+	for (int i = 1; i <= 3; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+							errmsg("relation and column names must not be NULL")));
+	relid = PG_GETARG_OID(1);
+	if (get_rel_name(relid) == NULL)
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation %u does not exist", relid)));
+	tp = ptune_load_task(task, CurrentMemoryContext);
+	ptune_require_classification(tp);
+	tp->scoring = ptune_call_scoring(fcinfo, 4, tp->stored_scoring);
+
+	classify_relation(tp, relid, NameStr(*PG_GETARG_NAME(2)), NameStr(*PG_GETARG_NAME(3)), &preds);
+
+	/* score */
+	if (pt_confusion_init(&conf, preds.n_names) != 0)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	for (long i = 0; i < preds.n_rows; i++)
+		pt_confusion_add(&conf, preds.truth[i], preds.pred[i]);
+
+	/* report */
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "evaluate must return a row");
-	values[0] = Int64GetDatum(n_rows);
+	values[0] = Int64GetDatum(preds.n_rows);
 	values[1] = Float8GetDatum(pt_accuracy(&conf));
 	values[2] = Float8GetDatum(pt_macro_f1(&conf));
-	values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data));
-	nulls[1] = nulls[2] = n_rows == 0;
+	values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(confusion_json(&conf, preds.names, preds.n_names)));
+	nulls[1] = nulls[2] = preds.n_rows == 0;
 	pt_confusion_free(&conf);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

@@ -19,6 +19,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "libpq/pqformat.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -29,7 +30,7 @@
 #include "generate.h"			/* the bounds of the options: the engine's, one definition */
 #include "metrics.h"
 #include "prompt_store.h"
-#include "protocol.h"
+#include "wire.h"
 
 PG_FUNCTION_INFO_V1(ptune_generate);
 PG_FUNCTION_INFO_V1(ptune_generate_array);
@@ -93,39 +94,27 @@ task_for_call(FunctionCallInfo fcinfo)
 	return gc->tp;
 }
 
+/* texts cut to the token budget (NULL stays NULL) */
 static void
 build_request(StringInfo buf, TaskPrompts *tp, bool with_blob, text **texts, int n,
 			  int max_new_tokens, int num_beams)
 {
 	/* the prompt's own budget; the frozen model's is the engine's (as the CLI's) */
 	int			max_input_tokens = tp ? tp->max_input_tokens : PT_GENERATE_MAX_INPUT_TOKENS;
+	const char **data = palloc(sizeof(char *) * (n + 1));
+	int		   *lens = palloc(sizeof(int) * (n + 1));
 
-	initStringInfo(buf);
-	pq_sendint32(buf, max_new_tokens);
-	pq_sendint32(buf, num_beams);
-	pq_sendint32(buf, max_input_tokens);
-	pq_sendint32(buf, tp != NULL);
-	if (tp)
-	{
-		pq_sendbytes(buf, (const char *) tp->keys[0], PROMPT_KEY_BYTES);
-		if (with_blob)
-			pq_sendstring_len(buf, VARDATA_ANY(tp->blobs[0]), VARSIZE_ANY_EXHDR(tp->blobs[0]));
-		else
-			pq_sendint32(buf, 0);
-	}
-	pq_sendint32(buf, n);
 	for (int i = 0; i < n; i++)
 	{
-		if (texts[i] == NULL)
-			pq_sendint32(buf, -1);
-		else
-		{
-			const char *data = VARDATA_ANY(texts[i]);
-
-			/* a huge input is cut to what its token budget can use, as classify does */
-			pq_sendstring_len(buf, data, ptune_clip_text(data, VARSIZE_ANY_EXHDR(texts[i]), max_input_tokens));
-		}
+		data[i] = texts[i] ? VARDATA_ANY(texts[i]) : NULL;
+		/* a huge input is cut to what its token budget can use, as classify does */
+		lens[i] = texts[i] ? ptune_clip_text(data[i], VARSIZE_ANY_EXHDR(texts[i]), max_input_tokens) : -1;
 	}
+	initStringInfo(buf);
+	ptune_wire_put_generate(buf, max_new_tokens, num_beams, max_input_tokens,
+							tp ? tp->keys[0] : NULL, tp && with_blob ? tp->blobs[0] : NULL, n, data, lens);
+	pfree(data);
+	pfree(lens);
 }
 
 /* One request for up to PTUNE_TEXTS_PER_REQUEST texts; outputs[i] NULL for NULL texts. */
@@ -144,26 +133,15 @@ generate_chunk(TaskPrompts *tp, text **texts, int n, int max_new_tokens, int num
 		pfree(request.data);
 		if (tp)
 			tp->blobs_sent = true;
-		status = pq_getmsgint(&response, 4);
-		if (status == GENERATE_NEED_PROMPT && attempt == 0)
-			continue;			/* the worker restarted or evicted it: send the blob */
-		if (status != GENERATE_OK)
-			elog(ERROR, "unexpected ptune generate status %d", status);
-		for (int i = 0; i < n; i++)
+		status = ptune_wire_get_generate_answer_head(&response);
+		if (status == GENERATE_NEED_PROMPT)
 		{
-			int			len = pq_getmsgint(&response, 4);
-
-			if (len < 0)
-			{
-				outputs[i] = NULL;
-				continue;
-			}
-			if (len > PT_MAX_FIELD_BYTES)
-				elog(ERROR, "invalid text length %d from the ptune worker", len);
-			outputs[i] = palloc(len + 1);
-			memcpy(outputs[i], pq_getmsgbytes(&response, len), len);
-			outputs[i][len] = '\0';
+			if (attempt == 0)
+				continue;		/* the worker restarted or evicted it: send the blob */
+			elog(ERROR, "the ptune worker asked again for a prompt it was sent");
 		}
+		for (int i = 0; i < n; i++)
+			outputs[i] = ptune_wire_get_generate_answer_text(&response);
 		pq_getmsgend(&response);
 		pfree(response.data);
 		return;

@@ -32,8 +32,9 @@
 #include "guc.h"
 #include "task.h"				/* PtObjectiveKind, PT_MAX_TARGET_TOKENS: one definition, the engine's */
 #include "prompt_store.h"
-#include "protocol.h"
+#include "wire.h"
 #include "scoring.h"
+#include "table_scan.h"
 #include "tasks.h"
 
 PG_FUNCTION_INFO_V1(ptune_train_prompt);
@@ -196,35 +197,28 @@ read_args(FunctionCallInfo fcinfo, TrainArgs *a)
 #define CHUNK_ROWS 1000
 #define CHUNK_BYTES (1 << 20)
 
+static void
+send_chunk(PtuneCall *call, StringInfo chunk, int kind, int n, StringInfo body, bool last)
+{
+	resetStringInfo(chunk);
+	ptune_wire_put_chunk(chunk, kind, n, body);
+	ptune_call_send(call, chunk, last);
+	resetStringInfo(body);
+}
+
 /*
  * Reads (text, label) rows of relation with the caller's privileges and
  * streams them to the worker as chunks of `kind` (CHUNK_TRAINING_ROWS or
  * CHUNK_HELD_OUT_ROWS); rows with a NULL text or label are skipped and
  * counted.  The word that all rows were sent is a separate, last chunk.
  */
-#define CHUNK_TRAINING_ROWS 0
-#define CHUNK_HELD_OUT_ROWS 1
-
-static void
-send_chunk(PtuneCall *call, StringInfo chunk, int kind, int n, StringInfo body, bool last)
-{
-	resetStringInfo(chunk);
-	pq_sendint32(chunk, kind);
-	pq_sendint32(chunk, n);
-	appendBinaryStringInfo(chunk, body->data, body->len);
-	ptune_call_send(call, chunk, last);
-	resetStringInfo(body);
-}
-
 static int
 stream_rows(PtuneCall *call, const TrainArgs *a, Oid relation, int kind, int *skipped, int *n_labels_out)
 {
-	Relation	rel;
-	char	   *relname;
-	char	   *query;
-	Portal		portal;
+	PtuneRowScan scan;
 	int			rows = 0,
-				in_chunk = 0;
+				in_chunk = 0,
+				n;
 	HTAB	   *labels;
 	HASHCTL		ctl = {.keysize = 264, .entrysize = 264};
 	StringInfoData chunk,
@@ -232,49 +226,33 @@ stream_rows(PtuneCall *call, const TrainArgs *a, Oid relation, int kind, int *sk
 	MemoryContext fetch_cxt = AllocSetContextCreate(CurrentMemoryContext, "ptune training rows",
 													ALLOCSET_DEFAULT_SIZES);
 
-	/* names come from the catalog and are quoted: no SQL is built from raw input */
-	rel = relation_open(relation, AccessShareLock);
-	relname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-										 RelationGetRelationName(rel));
-	relation_close(rel, AccessShareLock);
-	query = psprintf("SELECT (%s)::text, (%s)::text FROM %s", quote_identifier(a->text_column),
-					 quote_identifier(a->label_column), relname);
-
 	labels = hash_create("ptune labels", 64, &ctl, HASH_ELEM | HASH_STRINGS);
 	initStringInfo(&chunk);
 	initStringInfo(&body);
-	SPI_connect();
-	portal = SPI_cursor_open_with_args(NULL, query, 0, NULL, NULL, NULL, true, 0);
-	for (;;)
+	ptune_scan_open(&scan, relation, a->text_column, a->label_column, CHUNK_ROWS);
+	while ((n = ptune_scan_fetch(&scan)) > 0)
 	{
-		SPI_cursor_fetch(portal, true, CHUNK_ROWS);
-		for (uint64 i = 0; i < SPI_processed; i++)
+		for (int i = 0; i < n; i++)
 		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			bool		text_null,
-						label_null;
-			Datum		t = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &text_null);
-			Datum		l = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &label_null);
+			Datum		t,
+						l;
 			text	   *tt,
 					   *lt;
 			char		key[264];
 			MemoryContext old;
 
-			if (text_null || label_null)
-			{
-				(*skipped)++;
+			if (!ptune_scan_row(&scan, i, &t, &l))
 				continue;
-			}
 			old = MemoryContextSwitchTo(fetch_cxt);
 			tt = DatumGetTextPP(t);
 			lt = DatumGetTextPP(l);
 			if (a->objective == PT_OBJECTIVE_GENERATION)
 			{
 				/* a target text: cut to what its token budget can use; no label set to count */
-				pq_sendstring_len(&body, VARDATA_ANY(tt),
-								  ptune_clip_text(VARDATA_ANY(tt), VARSIZE_ANY_EXHDR(tt), a->max_input_tokens));
-				pq_sendstring_len(&body, VARDATA_ANY(lt),
-								  ptune_clip_text(VARDATA_ANY(lt), VARSIZE_ANY_EXHDR(lt), PT_MAX_TARGET_TOKENS));
+				ptune_wire_put_row(&body, VARDATA_ANY(tt),
+								   ptune_clip_text(VARDATA_ANY(tt), VARSIZE_ANY_EXHDR(tt), a->max_input_tokens),
+								   VARDATA_ANY(lt),
+								   ptune_clip_text(VARDATA_ANY(lt), VARSIZE_ANY_EXHDR(lt), PT_MAX_TARGET_TOKENS));
 				MemoryContextSwitchTo(old);
 				MemoryContextReset(fetch_cxt);
 				rows++;
@@ -291,9 +269,9 @@ stream_rows(PtuneCall *call, const TrainArgs *a, Oid relation, int kind, int *sk
 						(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 						 errmsg("a label is longer than %d bytes", PT_MAX_LABEL_BYTES),
 						 errhint("Labels are short class names such as 'spam' or 'positive'.")));
-			pq_sendstring_len(&body, VARDATA_ANY(tt),
-							  ptune_clip_text(VARDATA_ANY(tt), VARSIZE_ANY_EXHDR(tt), a->max_input_tokens));
-			pq_sendstring_len(&body, VARDATA_ANY(lt), VARSIZE_ANY_EXHDR(lt));
+			ptune_wire_put_row(&body, VARDATA_ANY(tt),
+							   ptune_clip_text(VARDATA_ANY(tt), VARSIZE_ANY_EXHDR(tt), a->max_input_tokens),
+							   VARDATA_ANY(lt), VARSIZE_ANY_EXHDR(lt));
 			text_to_cstring_buffer(lt, key, sizeof(key));
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(fetch_cxt);
@@ -307,12 +285,9 @@ stream_rows(PtuneCall *call, const TrainArgs *a, Oid relation, int kind, int *sk
 			}
 			CHECK_FOR_INTERRUPTS();
 		}
-		if (SPI_processed == 0)
-			break;
-		SPI_freetuptable(SPI_tuptable);
 	}
-	SPI_cursor_close(portal);
-	SPI_finish();
+	ptune_scan_close(&scan);
+	*skipped += (int) scan.skipped;
 	*n_labels_out = (int) hash_get_num_entries(labels);
 	hash_destroy(labels);
 	if (in_chunk > 0)
@@ -344,59 +319,33 @@ report_progress(int progress_slot, void *arg)
 					t.loss, t.val_accuracy, t.rows_per_second)));
 }
 
-typedef struct TrainResult
-{
-	int			train_rows,
-				val_rows,
-				test_rows,
-				skipped;
-	int64		steps;
-	double		seconds,
-				final_loss,
-				selection_accuracy,	/* on the validation rows, which chose the checkpoint */
-				test_accuracy,	/* on the held-out rows (NaN if none) */
-				rows_per_second;
-	int			n_labels;
-	char	  **labels;
-	int			n_prompts;
-	bytea	  **prompts;
-	char	   *model_name;
-	char	   *fingerprint;
-	int			d_model;
-} TrainResult;
-
+/* The request's header: the options as the worker's trainer takes them. */
 static void
-parse_result(StringInfo msg, TrainResult *r)
+train_request(const TrainArgs *a, PtuneTrainRequest *r)
 {
-	r->train_rows = pq_getmsgint(msg, 4);
-	r->val_rows = pq_getmsgint(msg, 4);
-	r->test_rows = pq_getmsgint(msg, 4);
-	r->skipped = pq_getmsgint(msg, 4);
-	r->steps = pq_getmsgint64(msg);
-	r->seconds = pq_getmsgfloat8(msg);
-	r->final_loss = pq_getmsgfloat8(msg);
-	r->selection_accuracy = pq_getmsgfloat8(msg);
-	r->test_accuracy = pq_getmsgfloat8(msg);
-	r->rows_per_second = pq_getmsgfloat8(msg);
-	r->n_labels = pq_getmsgint(msg, 4);
-	r->labels = palloc(sizeof(char *) * Max(r->n_labels, 1));
-	for (int j = 0; j < r->n_labels; j++)
-		r->labels[j] = pq_getstring_len(msg, 1024);
-	r->n_prompts = pq_getmsgint(msg, 4);
-	r->prompts = palloc(sizeof(bytea *) * Max(r->n_prompts, 1));
-	for (int k = 0; k < r->n_prompts; k++)
-	{
-		int			len = pq_getmsgint(msg, 4);
-
-		if (len < 0 || len > PT_MAX_FIELD_BYTES)
-			elog(ERROR, "invalid prompt size %d from the ptune worker", len);
-		r->prompts[k] = palloc(VARHDRSZ + len);
-		SET_VARSIZE(r->prompts[k], VARHDRSZ + len);
-		memcpy(VARDATA(r->prompts[k]), pq_getmsgbytes(msg, len), len);
-	}
-	r->model_name = pq_getstring_len(msg, 1024);
-	r->fingerprint = pq_getstring_len(msg, 64);
-	r->d_model = pq_getmsgint(msg, 4);
+	memset(r, 0, sizeof(*r));
+	r->task = a->task;
+	r->database = MyDatabaseId;
+	r->user = GetUserId();
+	r->prompt_length = a->prompt_length;
+	r->init = a->init;
+	r->optimizer = a->optimizer;
+	r->learning_rate = a->learning_rate;
+	r->batch_size = a->batch_size;
+	r->epochs = a->epochs;
+	r->max_steps = a->max_steps;
+	r->validation_fraction = a->validation_fraction;
+	r->eval_every = 0;			/* automatic */
+	r->patience = 0;			/* off */
+	r->ensemble_size = a->ensemble_size;
+	r->max_input_tokens = a->max_input_tokens;
+	r->seed = a->seed;
+	r->max_grad_norm = a->max_grad_norm;	/* < 0: the optimizer's default */
+	r->weight_decay = a->weight_decay;	/* < 0: the optimizer's default */
+	r->min_dim_size_to_factor = a->min_dim_size_to_factor;
+	r->adafactor_start_step = a->adafactor_start_step;
+	r->scoring = a->scoring;
+	r->objective = a->objective;
 }
 
 /* A float8 as JSON: null where there is nothing to report (NaN, infinite). */
@@ -418,7 +367,7 @@ json_string(const char *s)
 
 /* Stores the prompts as a new, active version of the task; returns the version. */
 static int
-store_prompts(const TrainArgs *a, const TrainResult *r, const char *relname, const char *test_relname)
+store_prompts(const TrainArgs *a, const PtuneTrainAnswer *r, const char *relname, const char *test_relname)
 {
 	Oid			types[12] = {TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID, INT4OID, INT4OID,
 	TEXTARRAYOID, BYTEAOID, JSONBOID, JSONBOID, REGROLEOID};
@@ -507,7 +456,8 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 	int		   *counts = palloc0(sizeof(int) * 2);	/* rows skipped (training, held-out): set in PG_TRY */
 	int			version;
 	PtuneCall	call;
-	TrainResult r;
+	PtuneTrainRequest header;
+	PtuneTrainAnswer r;
 	TupleDesc	desc;
 	Datum		values[9];
 	bool		nulls[9] = {false};
@@ -524,28 +474,8 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation %u does not exist", a.relation)));
 
 	initStringInfo(&req);
-	pq_sendstring_len(&req, a.task, strlen(a.task));
-	pq_sendint32(&req, MyDatabaseId);
-	pq_sendint32(&req, GetUserId());
-	pq_sendint32(&req, a.prompt_length);
-	pq_sendstring_len(&req, a.init, strlen(a.init));
-	pq_sendstring_len(&req, a.optimizer, strlen(a.optimizer));
-	pq_sendfloat8(&req, a.learning_rate);
-	pq_sendint32(&req, a.batch_size);
-	pq_sendint32(&req, a.epochs);
-	pq_sendint64(&req, a.max_steps);
-	pq_sendfloat8(&req, a.validation_fraction);
-	pq_sendint32(&req, 0);		/* eval_every: automatic */
-	pq_sendint32(&req, 0);		/* patience: off */
-	pq_sendint32(&req, a.ensemble_size);
-	pq_sendint32(&req, a.max_input_tokens);
-	pq_sendint64(&req, a.seed);
-	pq_sendfloat8(&req, a.max_grad_norm);	/* < 0: the optimizer's default */
-	pq_sendfloat8(&req, a.weight_decay);	/* < 0: the optimizer's default */
-	pq_sendint32(&req, a.min_dim_size_to_factor);
-	pq_sendint64(&req, a.adafactor_start_step);
-	pq_sendint32(&req, a.scoring);
-	pq_sendint32(&req, a.objective);
+	train_request(&a, &header);
+	ptune_wire_put_train(&req, &header);
 	if (OidIsValid(a.test_relation))
 	{
 		test_relname = get_rel_name(a.test_relation);
@@ -597,7 +527,7 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 	pfree(req.data);
-	parse_result(&resp, &r);
+	ptune_wire_get_train_answer(&resp, &r);
 	r.skipped += counts[0] + counts[1];
 	version = store_prompts(&a, &r, quote_qualified_identifier(get_namespace_name(get_rel_namespace(a.relation)),
 															   relname), test_relname);

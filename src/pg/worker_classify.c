@@ -26,7 +26,7 @@
 
 #include "classifier.h"
 #include "prompt.h"
-#include "protocol.h"
+#include "wire.h"
 #include "task.h"
 #include "worker.h"
 
@@ -188,25 +188,20 @@ static bool
 parse_job(Job *job)
 {
 	StringInfoData msg;
+	int			scoring;
 
 	ptune_slot_read(job->slot, &msg);
-	job->scoring = (PtScoring) pq_getmsgint(&msg, 4);
-	job->n_prompts = pq_getmsgint(&msg, 4);
-	if ((job->scoring != PT_SCORE_LABEL_TOKENS && job->scoring != PT_SCORE_RANK) ||
-		job->n_prompts < 1 || job->n_prompts > PT_MAX_ENSEMBLE_SIZE)
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid classify request")));
+	ptune_wire_get_classify_head(&msg, &scoring, &job->n_prompts);
+	job->scoring = (PtScoring) scoring;
 	job->values = palloc(sizeof(float *) * job->n_prompts);
 	job->lens = palloc(sizeof(int) * job->n_prompts);
 	for (int k = 0; k < job->n_prompts; k++)
 	{
-		const uint8 *key = (const uint8 *) pq_getmsgbytes(&msg, PROMPT_KEY_BYTES);
-		int			len = pq_getmsgint(&msg, 4);
-		const char *blob = len > 0 && len <= PT_MAX_FIELD_BYTES ? pq_getmsgbytes(&msg, len) : NULL;
-		CachedPrompt *c;
+		const char *blob;
+		int			len;
+		const uint8 *key = ptune_wire_get_classify_prompt(&msg, &blob, &len);
+		CachedPrompt *c = cache_find(key);
 
-		if (len < 0 || len > PT_MAX_FIELD_BYTES)
-			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid prompt length")));
-		c = cache_find(key);
 		if (c == NULL && blob != NULL && (c = cache_add(blob, len, key)) == NULL)
 		{
 			worker_fail_engine(job->slot, pt_error_kind() == PT_ERR_MISMATCH ?
@@ -236,26 +231,22 @@ parse_job(Job *job)
 		job->lens[k] = c->prompt->length;
 	}
 
-	job->n_texts = pq_getmsgint(&msg, 4);
-	if (job->n_texts < 0 || job->n_texts > (1 << 20))
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid number of texts")));
+	job->n_texts = ptune_wire_get_classify_text_count(&msg);
 	job->row_of_text = palloc(sizeof(int) * (job->n_texts + 1));
 	job->rows = palloc(sizeof(PtClassifyRow) * (job->n_texts + 1));
 	job->results = palloc(sizeof(PtClassifyResult) * (job->n_texts + 1));
 	for (int i = 0; i < job->n_texts; i++)
 	{
-		int			len = pq_getmsgint(&msg, 4);
+		int			len;
+		const char *text = ptune_wire_get_classify_text(&msg, &len);
 		int32_t    *ids;
 		int			n;
 
 		job->row_of_text[i] = -1;
-		if (len < 0)
+		if (text == NULL)
 			continue;
-		if (len > PT_MAX_FIELD_BYTES)
-			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid text length")));
 		ids = palloc(sizeof(int32_t) * job->task->max_input_tokens);
-		n = pt_encode_input(worker_model, job->task->max_input_tokens, pq_getmsgbytes(&msg, len),
-							(size_t) len, ids);
+		n = pt_encode_input(worker_model, job->task->max_input_tokens, text, (size_t) len, ids);
 		if (n < 0)
 		{
 			worker_fail_engine(job->slot, "could not tokenize the input");
@@ -276,19 +267,16 @@ answer_job(const Job *job)
 	StringInfoData out;
 
 	initStringInfo(&out);
-	pq_sendint32(&out, job->need_prompts ? CLASSIFY_NEED_PROMPTS : CLASSIFY_OK);
+	ptune_wire_put_classify_answer_head(&out, job->need_prompts ? CLASSIFY_NEED_PROMPTS : CLASSIFY_OK,
+										job->need_prompts ? 0 : job->task->n_labels);
 	if (!job->need_prompts)
-	{
-		pq_sendint32(&out, job->task->n_labels);
 		for (int i = 0; i < job->n_texts; i++)
 		{
 			int			r = job->row_of_text[i];
 
-			pq_sendint32(&out, r < 0 ? -1 : job->results[r].label);
-			for (int j = 0; j < job->task->n_labels; j++)
-				pq_sendfloat4(&out, r < 0 ? 0.0f : job->results[r].probs[j]);
+			ptune_wire_put_classify_answer_row(&out, r < 0 ? -1 : job->results[r].label,
+											   r < 0 ? NULL : job->results[r].probs, job->task->n_labels);
 		}
-	}
 	ptune_slot_answer(job->slot, &out);
 }
 

@@ -6,7 +6,7 @@
 #include "utils/memutils.h"
 
 #include "explain.h"
-#include "protocol.h"
+#include "wire.h"
 #include "worker.h"
 
 static void
@@ -16,16 +16,14 @@ explain_one(int slot)
 				out;
 	int			k,
 				len;
+	const char *blob;
 	PtPrompt   *p;
 	int32_t    *ids;
 	float	   *sims;
 
 	ptune_slot_read(slot, &msg);
-	k = pq_getmsgint(&msg, 4);
-	len = pq_getmsgint(&msg, 4);
-	if (len <= 0 || len > PT_MAX_FIELD_BYTES || k < 1 || k > 100)
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid explain request")));
-	p = pt_prompt_decode((const uint8_t *) pq_getmsgbytes(&msg, len), (size_t) len, NULL);
+	blob = ptune_wire_get_explain(&msg, &k, &len);
+	p = pt_prompt_decode((const uint8_t *) blob, (size_t) len, NULL);
 	if (p == NULL)
 	{
 		worker_fail_engine(slot, "invalid prompt");
@@ -40,15 +38,10 @@ explain_one(int slot)
 		return;
 	}
 	initStringInfo(&out);
-	pq_sendint32(&out, p->length);
-	pq_sendint32(&out, k);
+	ptune_wire_put_explain_answer_head(&out, p->length, k);
 	for (int i = 0; i < p->length * k; i++)
-	{
-		const char *piece = ids[i] >= 0 ? pt_tokenizer_piece(worker_model->tokenizer, ids[i]) : "";
-
-		pq_sendstring_len(&out, piece, strlen(piece));
-		pq_sendfloat8(&out, sims[i]);
-	}
+		ptune_wire_put_explain_piece(&out, ids[i] >= 0 ? pt_tokenizer_piece(worker_model->tokenizer, ids[i]) : "",
+									 sims[i]);
 	pt_prompt_free(p);
 	ptune_slot_answer(slot, &out);
 }

@@ -24,11 +24,12 @@
  */
 #include "postgres.h"
 
+#include "libpq/pqformat.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "generate.h"
-#include "protocol.h"
+#include "wire.h"
 #include "task.h"
 #include "worker.h"
 
@@ -82,18 +83,13 @@ static bool
 parse_job(GenJob *job)
 {
 	StringInfoData msg;
-	int			max_input_tokens,
-				has_prompt;
+	int			max_input_tokens;
+	bool		has_prompt;
 
 	ptune_slot_read(job->slot, &msg);
 	pt_generate_options_default(&job->opts);
-	job->opts.max_new_tokens = pq_getmsgint(&msg, 4);
-	job->opts.num_beams = pq_getmsgint(&msg, 4);
-	max_input_tokens = pq_getmsgint(&msg, 4);
-	has_prompt = pq_getmsgint(&msg, 4);
-	if (max_input_tokens < PT_MIN_INPUT_TOKENS || max_input_tokens > PT_MAX_INPUT_TOKENS ||
-		(has_prompt != 0 && has_prompt != 1))
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid generate request")));
+	ptune_wire_get_generate_head(&msg, &job->opts.max_new_tokens, &job->opts.num_beams,
+								 &max_input_tokens, &has_prompt);
 	/* the backend checked the bounds; the engine's message names the option otherwise */
 	if (pt_generate_options_check(&job->opts) != 0)
 	{
@@ -102,15 +98,12 @@ parse_job(GenJob *job)
 	}
 	if (has_prompt)
 	{
-		const uint8 *key = (const uint8 *) pq_getmsgbytes(&msg, PROMPT_KEY_BYTES);
-		int			len = pq_getmsgint(&msg, 4);
 		const char *blob;
+		int			len;
+		const uint8 *key = ptune_wire_get_generate_prompt(&msg, &blob, &len);
 		const PtPrompt *p;
 		bool		missing;
 
-		if (len < 0 || len > PT_MAX_FIELD_BYTES)
-			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid prompt length")));
-		blob = len > 0 ? pq_getmsgbytes(&msg, len) : NULL;
 		p = worker_cached_prompt(key, blob, len, &missing);
 		if (p == NULL && missing)
 		{
@@ -128,25 +121,22 @@ parse_job(GenJob *job)
 		memcpy(job->prompt, p->values, sizeof(float) * (size_t) p->length * p->d_model);
 	}
 
-	job->n_texts = pq_getmsgint(&msg, 4);
-	if (job->n_texts < 0 || job->n_texts > (1 << 20))
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid number of texts")));
+	job->n_texts = ptune_wire_get_generate_text_count(&msg);
 	job->row_of_text = palloc(sizeof(int) * (job->n_texts + 1));
 	job->rows = palloc(sizeof(PtGenerateRow) * (job->n_texts + 1));
 	job->outputs = palloc0(sizeof(char *) * (job->n_texts + 1));
 	for (int i = 0; i < job->n_texts; i++)
 	{
-		int			len = pq_getmsgint(&msg, 4);
+		int			len;
+		const char *text = ptune_wire_get_generate_text(&msg, &len);
 		int32_t    *ids;
 		int			n;
 
 		job->row_of_text[i] = -1;
-		if (len < 0)
+		if (text == NULL)
 			continue;
-		if (len > PT_MAX_FIELD_BYTES)
-			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid text length")));
 		ids = palloc(sizeof(int32_t) * max_input_tokens);
-		n = pt_encode_input(worker_model, max_input_tokens, pq_getmsgbytes(&msg, len), (size_t) len, ids);
+		n = pt_encode_input(worker_model, max_input_tokens, text, (size_t) len, ids);
 		if (n < 0)
 		{
 			worker_fail_engine(job->slot, "could not tokenize the input");
@@ -166,16 +156,13 @@ answer_job(const GenJob *job)
 	StringInfoData out;
 
 	initStringInfo(&out);
-	pq_sendint32(&out, job->need_prompt ? GENERATE_NEED_PROMPT : GENERATE_OK);
+	ptune_wire_put_generate_answer_head(&out, job->need_prompt ? GENERATE_NEED_PROMPT : GENERATE_OK);
 	if (!job->need_prompt)
 		for (int i = 0; i < job->n_texts; i++)
 		{
 			int			r = job->row_of_text[i];
 
-			if (r < 0)
-				pq_sendint32(&out, -1);
-			else
-				pq_sendstring_len(&out, job->outputs[r], strlen(job->outputs[r]));
+			ptune_wire_put_generate_answer_text(&out, r < 0 ? NULL : job->outputs[r]);
 		}
 	ptune_slot_answer(job->slot, &out);
 }

@@ -21,7 +21,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "protocol.h"
+#include "wire.h"
 #include "trainer.h"
 #include "worker.h"
 
@@ -42,6 +42,7 @@ typedef struct TrainJob
 	int			progress;		/* index into ptune_shared->trainings */
 	PtTrainer  *trainer;
 	int			unit_rows;		/* rows per unit of work, tuned to ptune.training_slice_ms */
+	int			objective;		/* PtObjectiveKind: how a row's label is bounded on the wire */
 	/* held-out rows, kept as text until the last chunk (pt_trainer_set_test takes them at once) */
 	MemoryContext held_out_cxt;
 	int			n_held_out,
@@ -93,42 +94,35 @@ worker_abort_trainings(const char *why)
 		}
 }
 
-/* Parses a TRAIN header into options (palloc'd in the current context). */
+/* Parses a TRAIN header into the trainer's options (palloc'd in the current context). */
 static void
 parse_header(StringInfo msg, PtTrainOptions *o, char **task, Oid *db, Oid *user)
 {
-	char	   *init,
-			   *optimizer;
+	PtuneTrainRequest r;
 
+	ptune_wire_get_train(msg, &r);
 	pt_train_options_default(o);
-	*task = pq_getstring_len(msg, 1024);
-	*db = (Oid) pq_getmsgint(msg, 4);
-	*user = (Oid) pq_getmsgint(msg, 4);
-	o->prompt_length = pq_getmsgint(msg, 4);
-	init = pq_getstring_len(msg, 64);
-	optimizer = pq_getstring_len(msg, 64);
-	o->learning_rate = pq_getmsgfloat8(msg);
-	o->batch_size = pq_getmsgint(msg, 4);
-	o->epochs = pq_getmsgint(msg, 4);
-	o->max_steps = pq_getmsgint64(msg);
-	o->validation_fraction = pq_getmsgfloat8(msg);
-	o->eval_every = pq_getmsgint(msg, 4);
-	o->patience = pq_getmsgint(msg, 4);
-	o->ensemble_size = pq_getmsgint(msg, 4);
-	o->max_input_tokens = pq_getmsgint(msg, 4);
-	o->seed = (unsigned long long) pq_getmsgint64(msg);
-	o->max_grad_norm = pq_getmsgfloat8(msg);
-	o->weight_decay = pq_getmsgfloat8(msg);
-	o->min_dim_size_to_factor = pq_getmsgint(msg, 4);
-	o->adafactor_start_step = (long) pq_getmsgint64(msg);
-	o->scoring = (PtScoring) pq_getmsgint(msg, 4);
-	o->objective = (PtObjectiveKind) pq_getmsgint(msg, 4);
-	pq_getmsgend(msg);
-	if (o->objective != PT_OBJECTIVE_CLASSIFICATION && o->objective != PT_OBJECTIVE_GENERATION)
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid objective in a train request")));
-	if (o->scoring != PT_SCORE_LABEL_TOKENS && o->scoring != PT_SCORE_RANK)
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid scoring in a train request")));
-	if (pt_init_parse(init, &o->init) != 0 || pt_optimizer_parse(optimizer, &o->optimizer) != 0)
+	*task = r.task;
+	*db = r.database;
+	*user = r.user;
+	o->prompt_length = r.prompt_length;
+	o->learning_rate = r.learning_rate;
+	o->batch_size = r.batch_size;
+	o->epochs = r.epochs;
+	o->max_steps = r.max_steps;
+	o->validation_fraction = r.validation_fraction;
+	o->eval_every = r.eval_every;
+	o->patience = r.patience;
+	o->ensemble_size = r.ensemble_size;
+	o->max_input_tokens = r.max_input_tokens;
+	o->seed = (unsigned long long) r.seed;
+	o->max_grad_norm = r.max_grad_norm;
+	o->weight_decay = r.weight_decay;
+	o->min_dim_size_to_factor = r.min_dim_size_to_factor;
+	o->adafactor_start_step = (long) r.adafactor_start_step;
+	o->scoring = (PtScoring) r.scoring;
+	o->objective = (PtObjectiveKind) r.objective;
+	if (pt_init_parse(r.init, &o->init) != 0 || pt_optimizer_parse(r.optimizer, &o->optimizer) != 0)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s", pt_error_message())));
 }
 
@@ -196,6 +190,7 @@ start_job(int slot)
 		ptune_slot_read(slot, &msg);
 		parse_header(&msg, &opt, &task, &db, &user);
 		job->trainer = pt_trainer_open(worker_model, &opt);
+		job->objective = opt.objective;
 		if (job->trainer == NULL)
 			worker_fail_engine(slot, "cannot train");
 		else
@@ -255,24 +250,24 @@ static void
 answer_job(TrainJob *job)
 {
 	const PtTrainResult *r = pt_trainer_result(job->trainer);
+	PtuneTrainAnswer a;
 	StringInfoData out;
 	char		fp[2 * PT_FINGERPRINT_BYTES + 1];
 
-	initStringInfo(&out);
-	pq_sendint32(&out, r->train_rows);
-	pq_sendint32(&out, r->val_rows);
-	pq_sendint32(&out, r->test_rows);
-	pq_sendint32(&out, r->skipped_rows);
-	pq_sendint64(&out, r->steps);
-	pq_sendfloat8(&out, r->seconds);
-	pq_sendfloat8(&out, r->final_loss);
-	pq_sendfloat8(&out, r->selection_accuracy);
-	pq_sendfloat8(&out, r->test_accuracy);
-	pq_sendfloat8(&out, pt_trainer_progress(job->trainer)->rows_per_second);
-	pq_sendint32(&out, r->n_labels);
-	for (int j = 0; j < r->n_labels; j++)
-		pq_sendstring_len(&out, r->labels[j], strlen(r->labels[j]));
-	pq_sendint32(&out, r->n_prompts);
+	a.train_rows = r->train_rows;
+	a.val_rows = r->val_rows;
+	a.test_rows = r->test_rows;
+	a.skipped = r->skipped_rows;
+	a.steps = r->steps;
+	a.seconds = r->seconds;
+	a.final_loss = r->final_loss;
+	a.selection_accuracy = r->selection_accuracy;
+	a.test_accuracy = r->test_accuracy;
+	a.rows_per_second = pt_trainer_progress(job->trainer)->rows_per_second;
+	a.n_labels = r->n_labels;
+	a.labels = r->labels;
+	a.n_prompts = r->n_prompts;
+	a.prompts = palloc(sizeof(bytea *) * r->n_prompts);
 	for (int k = 0; k < r->n_prompts; k++)
 	{
 		uint8_t    *blob;
@@ -283,19 +278,19 @@ answer_job(TrainJob *job)
 			worker_fail_engine(job->slot, "cannot encode the prompt");
 			return;
 		}
-		pq_sendstring_len(&out, (const char *) blob, (int) len);
+		a.prompts[k] = palloc(VARHDRSZ + len);
+		SET_VARSIZE(a.prompts[k], VARHDRSZ + len);
+		memcpy(VARDATA(a.prompts[k]), blob, len);
 		free(blob);
 	}
 	pt_model_fingerprint_hex(worker_model, fp);
-	pq_sendstring_len(&out, worker_model->cfg.model_name, strlen(worker_model->cfg.model_name));
-	pq_sendstring_len(&out, fp, strlen(fp));
-	pq_sendint32(&out, worker_model->cfg.d_model);
+	a.model_name = worker_model->cfg.model_name;
+	a.fingerprint = fp;
+	a.d_model = worker_model->cfg.d_model;
+	initStringInfo(&out);
+	ptune_wire_put_train_answer(&out, &a);
 	ptune_slot_answer(job->slot, &out);
 }
-
-/* Chunk kinds (see sql_train.c). */
-#define CHUNK_TRAINING_ROWS 0
-#define CHUNK_HELD_OUT_ROWS 1
 
 /* Copies held-out rows into the job's memory, to be tokenized once all have come. */
 static void
@@ -358,25 +353,18 @@ receive_chunk(TrainJob *job)
 	if (!last)
 		ptune_slot_want_chunk(job->slot);
 
-	kind = pq_getmsgint(&msg, 4);
-	n = pq_getmsgint(&msg, 4);
-	if ((kind != CHUNK_TRAINING_ROWS && kind != CHUNK_HELD_OUT_ROWS) || n < 0 || n > 1000000)
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid number of training rows")));
+	n = ptune_wire_get_chunk(&msg, &kind);
 	texts = palloc(sizeof(char *) * (n + 1));
 	labels = palloc(sizeof(char *) * (n + 1));
 	lens = palloc(sizeof(size_t) * (n + 1));
 	for (int i = 0; i < n; i++)
 	{
-		int			len = pq_getmsgint(&msg, 4);
+		int			len;
 
-		/* the text is read in place (with its length); the label is copied to end in NUL */
-		if (len < 0 || len > PT_MAX_FIELD_BYTES)
-			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid text length %d", len)));
-		texts[i] = pq_getmsgbytes(&msg, len);
+		labels[i] = ptune_wire_get_row(&msg, job->objective, &texts[i], &len);
 		lens[i] = (size_t) len;
-		labels[i] = pq_getstring_len(&msg, 1 << 20);
 	}
-	pq_getmsgend(&msg);
+	ptune_wire_get_chunk_end(&msg);
 	set = (PtTextSet) {n, texts, lens, labels};
 	if (kind == CHUNK_HELD_OUT_ROWS)
 		keep_held_out(job, &set);

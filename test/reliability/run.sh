@@ -25,7 +25,7 @@ else
   LOAD_SECONDS=60 REQUESTS=20000 FUZZ=60 BAD_CALLS=2000
   WORKER_SECONDS=${WORKER_SECONDS:-30} BIG_ROWS=${BIG_ROWS:-200000} HUGE_ROWS=${HUGE_ROWS:-1000000}
   model=${RELIABILITY_MODEL:-"$root/build/bench/flan-t5-small"}
-  [[ -f $model/model.safetensors ]] || tools/gen_checkpoint.py "$model" --preset flan-t5-small --seed 0 >/dev/null
+  [[ -f $model/model.safetensors ]] || ptune_py/gen_checkpoint.py "$model" --preset flan-t5-small --seed 0 >/dev/null
 fi
 bash test/make_test_models.sh "$models" >/dev/null
 

@@ -14,7 +14,7 @@
 
 /*
  * Compares every bucket in (-max_len, max_len) with PyTorch's, from a file
- * written by test/reference/t5_reference.py buckets (see run_unit.sh).
+ * written by ptune_py/t5_reference.py buckets (see run_unit.sh).
  */
 static void
 check_against_pytorch(int buckets, int max_distance)

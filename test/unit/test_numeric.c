@@ -210,6 +210,19 @@ test_training_option_errors(void)
 	CHECKF(strstr(pt_error_message(), "weight_decay") != NULL, "message: %s", pt_error_message());
 	pt_trainer_free(t);
 
+	/* the bounds of ptune_limits.h, the same the SQL layer applies, and named in the message */
+	small_options(&opt, PT_MAX_VALIDATION_FRACTION + 0.05);
+	t = pt_trainer_new(m, &opt, &texts.set, NULL);
+	CHECK(t == NULL && pt_error_kind() == PT_ERR_ARGUMENT);
+	CHECKF(strstr(pt_error_message(), "validation_fraction must be in [0, 0.9]") != NULL, "message: %s",
+		   pt_error_message());
+	small_options(&opt, 0.25);
+	opt.max_input_tokens = PT_MAX_INPUT_TOKENS + 1;
+	t = pt_trainer_new(m, &opt, &texts.set, NULL);
+	CHECK(t == NULL && pt_error_kind() == PT_ERR_ARGUMENT);
+	CHECKF(strstr(pt_error_message(), "max_input_tokens must be between 2 and 4096") != NULL, "message: %s",
+		   pt_error_message());
+
 	/* held-out rows whose label the training rows lack */
 	{
 		const char *texts2[1] = {"dog"};

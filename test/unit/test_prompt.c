@@ -285,7 +285,7 @@ test_score_plans(void)
  * Adafactor as T5X's apply_param_gradient computes it (t5x/adafactor.py),
  * written again in double precision: factored second moment when
  * min(R, C) >= min_dim, else a full one; update clipping at RMS 1; weight
- * decay p = (1 - wd) p - lr y.  (test/reference/t5x_adafactor.py is the
+ * decay p = (1 - wd) p - lr y.  (ptune_py/t5x_adafactor.py is the
  * independent float64 reference the cross suite compares against.)
  */
 static void

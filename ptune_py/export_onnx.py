@@ -1,17 +1,16 @@
 #!/usr/bin/python3
 """Export the benchmark's classification graph to ONNX for ONNX Runtime.
 
-One combined graph, as bench/pytorch_bench.py computes it: encoder with the
+One combined graph, as ptune_py/pytorch_bench.py computes it: encoder with the
 soft prompt, one decoder step, the two label rows of the head, softmax.
-Built from bench/torch_t5.py (float32) and exported with torch.onnx.export.
+Built from ptune_py/torch_t5.py (float32) and exported with torch.onnx.export.
 
-usage: bench/ort/export_onnx.py MODEL_DIR OUT.onnx
+usage: python3 -m ptune_py.export_onnx MODEL_DIR OUT.onnx
 """
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import torch_t5  # noqa: E402
+from ptune_py import torch_t5  # noqa: E402
 import torch  # noqa: E402
 
 

@@ -12,7 +12,7 @@ T5ForConditionalGeneration) read:
 
 Usage
 -----
-    tools/gen_checkpoint.py OUT_DIR --preset NAME [--seed 0] [--dtype f32|bf16|f16]
+    ptune_py/gen_checkpoint.py OUT_DIR --preset NAME [--seed 0] [--dtype f32|bf16|f16]
         [--spiece PATH | --train-spiece TEXT_FILE --spiece-vocab N [--spiece-sentences N]]
         [--set key=value ...]
 
@@ -47,10 +47,10 @@ copied when it exists.
 
 Examples
 --------
-    tools/gen_checkpoint.py /tmp/ckpt/tiny-relu --preset tiny-relu
-    tools/gen_checkpoint.py /tmp/ckpt/tiny-gated --preset tiny-gated \\
+    ptune_py/gen_checkpoint.py /tmp/ckpt/tiny-relu --preset tiny-relu
+    ptune_py/gen_checkpoint.py /tmp/ckpt/tiny-gated --preset tiny-gated \\
         --train-spiece ../shared/data/corpus/plain.txt --spiece-vocab 1000
-    tools/gen_checkpoint.py /tmp/ckpt/flan-t5-large --preset flan-t5-large --dtype bf16
+    ptune_py/gen_checkpoint.py /tmp/ckpt/flan-t5-large --preset flan-t5-large --dtype bf16
 
 Presets
 -------

@@ -5,7 +5,7 @@ Purpose: a side-by-side comparison with ptune's C trainer (src/engine/
 trainer.c).  Both tune the same soft prompt on the same data with the same
 semantics, so their learning curves, validation accuracies and training
 speeds (rows per second) can be compared directly.  The model is
-bench/torch_t5.py: an efficient float32 PyTorch T5 as a competent user would
+ptune_py/torch_t5.py: an efficient float32 PyTorch T5 as a competent user would
 write it (batched, padded mini-batches with attention masks).
 
 How it mirrors ptune's trainer (everything except the random number streams):
@@ -44,7 +44,7 @@ How it mirrors ptune's trainer (everything except the random number streams):
     assembly, forward, backward, clipping, optimizer), not validation.
 
 Usage:
-  bench/pytorch_prompt_tuning.py MODEL_DIR --train CSV --dev CSV
+  python3 -m ptune_py.pytorch_prompt_tuning MODEL_DIR --train CSV --dev CSV
       --text-column C --label-column C [--prompt-length 20]
       [--init class_labels|sampled_vocab|random_uniform] [--optimizer adafactor|adam]
       [--lr 0.3] [--batch-size 8] [--steps N | --epochs N] [--max-input-tokens 128]
@@ -71,10 +71,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import torch_t5  # noqa: E402  (sets OPENBLAS_CORETYPE before torch is imported)
-sys.path.insert(0, os.path.join(HERE, "..", "tools"))
-from gen_checkpoint import protobuf_fields  # noqa: E402  (SentencePiece's ModelProto, no module needed)
+from ptune_py import torch_t5  # noqa: E402  (sets OPENBLAS_CORETYPE before torch is imported)
+from ptune_py.gen_checkpoint import protobuf_fields  # noqa: E402  (SentencePiece's ModelProto, no module needed)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -12,7 +12,7 @@ Debian's torch runs OpenBLAS, whose own thread pool competes with torch's:
 both torch.set_num_threads(1) and (2) are measured and the faster is
 reported, per figure, so PyTorch is never handicapped.
 
-usage: bench/pytorch_bench.py MODEL_DIR [--quick] [--ptune build/ptune]
+usage: python3 -m ptune_py.pytorch_bench MODEL_DIR [--quick] [--ptune build/ptune]
 """
 import argparse
 import json
@@ -22,8 +22,7 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import torch_t5  # noqa: E402  (sets OPENBLAS_CORETYPE before torch loads)
+from ptune_py import torch_t5  # noqa: E402  (sets OPENBLAS_CORETYPE before torch loads)
 import torch  # noqa: E402
 
 INPUT_TOKENS = 128

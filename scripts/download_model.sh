@@ -13,7 +13,7 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-usage: tools/download_model.sh MODEL_ID DEST_DIR
+usage: scripts/download_model.sh MODEL_ID DEST_DIR
 
 Downloads a T5 checkpoint from Hugging Face into DEST_DIR (created if needed):
 config.json, spiece.model and model.safetensors, or the shards listed in
@@ -33,7 +33,7 @@ Environment:
                for a repository whose safetensors conversion is still a PR
 
 example:
-  tools/download_model.sh google/flan-t5-small ~/models/flan-t5-small
+  scripts/download_model.sh google/flan-t5-small ~/models/flan-t5-small
   build/ptune info ~/models/flan-t5-small
 EOF
 }

@@ -8,7 +8,7 @@ over [B, H, T, T] scores, padding masks added as large negative numbers),
 float32 throughout, every weight frozen (requires_grad False) so that autograd
 only differentiates with respect to the soft prompt.  bench/
 pytorch_prompt_tuning.py uses it for a side-by-side comparison with
-`ptune train`; test/reference/t5_reference.py (float64, one sequence at a
+`ptune train`; ptune_py/t5_reference.py (float64, one sequence at a
 time) is the oracle it was validated against.
 
 T5 details (HF modeling_t5.py, eval mode):
@@ -69,16 +69,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "reference"))
-import t5_reference  # noqa: E402
-from t5_reference import _relative_position_bucket, load_config  # noqa: E402,F401
+from ptune_py import t5_reference  # noqa: E402
+from ptune_py.t5_reference import _relative_position_bucket, load_config  # noqa: E402,F401
 
 NEG = -1e9          # added to the scores of masked keys: exp underflows to exactly 0
 
 
 # ------------------------------------------------- loading, position buckets
 # The checkpoint and config readers and HF's bucket function are the
-# reference implementation's (test/reference/t5_reference.py), read in float32.
+# reference implementation's (ptune_py/t5_reference.py), read in float32.
 
 def load_safetensors(path):
     """{name: float32 tensor} from a .safetensors file holding F32, BF16 or F16 tensors."""
