@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Text generation speed: ptune (fp32, bf16) against PyTorch running the same
-# cached greedy decoding (bench/pytorch_generate.py), flan-t5-small shapes,
+# cached greedy decoding (ptune_py/pytorch_generate.py), flan-t5-small shapes,
 # 128-token inputs, 32 new tokens (EOS ignored), batch 1 and 32.  ROUNDS
 # interleaved rounds (default 3), medians.  Writes $OUT/generate_*.json
 # (bench/report.py turns them into BENCHMARKS.md's generation section) and
@@ -22,7 +22,7 @@ if [[ $quick == --quick ]]; then
 else
   dir=build/bench/flan-t5-small
   [[ -f $dir/model.safetensors ]] ||
-    tools/gen_checkpoint.py "$dir" --preset flan-t5-small --dtype f32 --seed 0 \
+    ptune_py/gen_checkpoint.py "$dir" --preset flan-t5-small --dtype f32 --seed 0 \
       --spiece "$shared/tokenizers/t5/spiece.model" >/dev/null
 fi
 mkdir -p "$out/rounds"
@@ -31,7 +31,7 @@ for round in $(seq 1 "$rounds"); do
   r=$out/rounds/r$round
   build/ptune bench-generate "$dir" "${args[@]}" > "${r}_generate_engine_fp32.json"
   PTUNE_PRECISION=bf16 build/ptune bench-generate "$dir" "${args[@]}" > "${r}_generate_engine_bf16.json"
-  /usr/bin/python3 bench/pytorch_generate.py "$dir" "${args[@]}" > "${r}_generate_pytorch.json"
+  /usr/bin/python3 -m ptune_py.pytorch_generate "$dir" "${args[@]}" > "${r}_generate_pytorch.json"
 done
 for kind in generate_engine_fp32 generate_engine_bf16 generate_pytorch; do
   /usr/bin/python3 bench/median.py "$out"/rounds/r*_"$kind".json > "$out/$kind.json"

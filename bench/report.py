@@ -58,7 +58,7 @@ def generation_section(w):
     w("\n## Text generation\n")
     w(f"`bench/generate_bench.sh`: {fp32['input_tokens']}-token inputs, {fp32['new_tokens']} new tokens per row, "
       "greedy, EOS ignored so that every run decodes the same number of steps (`ptune bench-generate`, "
-      "`bench/pytorch_generate.py`); random weights of the model's shapes "
+      "`ptune_py/pytorch_generate.py`); random weights of the model's shapes "
       f"({os.path.basename(fp32['model'])}), median of {fp32.get('rounds', 1)} interleaved rounds. PyTorch runs "
       "the same cached decoding (self-attention key/value cache, cross-attention keys/values once per "
       "layer) in float32 at its faster of 1 and 2 threads. Tokens/s count the encoder too; the step is one "

@@ -4,7 +4,7 @@
  * text generation as one JSON object.
  *
  * Workload: rows of input_tokens token ids (a fixed formula that
- * bench/pytorch_generate.py repeats, EOS last), no prompt, greedy decoding of
+ * ptune_py/pytorch_generate.py repeats, EOS last), no prompt, greedy decoding of
  * exactly new_tokens tokens per row: EOS is ignored (options.ignore_eos) so
  * that every run decodes the same number of steps whatever the (random)
  * weights say.  Per batch size:
@@ -65,7 +65,7 @@ median(double *v, int n)
 	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* Token j of row i: the formula bench/pytorch_generate.py uses too. */
+/* Token j of row i: the formula ptune_py/pytorch_generate.py uses too. */
 static int32_t
 input_id(int i, int j, int n, const PtModel *m)
 {

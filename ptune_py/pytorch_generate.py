@@ -12,18 +12,16 @@ own threads compete with torch's).
 Per batch: tokens_per_s (batch * NEW / seconds, encoder included), step_ms
 ((time for NEW tokens - time for 1) / (NEW - 1)) and ids_row0.
 
-usage: bench/pytorch_generate.py MODEL_DIR [--batches 1,32] [--input-tokens 128]
+usage: python3 -m ptune_py.pytorch_generate MODEL_DIR [--batches 1,32] [--input-tokens 128]
        [--new-tokens 32] [--reps 5] [--quick]
 """
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import torch_t5  # noqa: E402  (sets OPENBLAS_CORETYPE before torch loads)
+from ptune_py import torch_t5  # noqa: E402  (sets OPENBLAS_CORETYPE before torch loads)
 import torch  # noqa: E402
 
 
