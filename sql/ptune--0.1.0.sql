@@ -271,7 +271,7 @@ CREATE FUNCTION ptune.status()
 RETURNS TABLE (worker_state text, worker_pid integer, generation bigint, started_at timestamptz,
                queued integer, running integer, requests_served bigint, requests_failed bigint,
                forward_passes bigint, rows_classified bigint, last_error text,
-               free_slots integer, waiting integer, payload_bytes bigint)
+               free_slots integer, waiting integer, payload_bytes bigint, rows_generated bigint)
 AS 'MODULE_PATHNAME', 'ptune_status'
 LANGUAGE C VOLATILE;
 

@@ -174,6 +174,7 @@ typedef struct PtuneShared
 	uint64		requests_failed;
 	uint64		forward_passes;
 	uint64		rows_classified;
+	uint64		rows_generated;	/* texts decoded by ptune.generate (NULL inputs not counted) */
 
 	/* payload bytes now allocated in the DSA (requests and responses) */
 	pg_atomic_uint64 payload_bytes;

@@ -344,6 +344,7 @@ run_one_batch(int batch_size)
 	}
 	LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
 	ptune_shared->forward_passes++;
+	ptune_shared->rows_generated += n;
 	LWLockRelease(&ptune_shared->lock);
 }
 

@@ -143,7 +143,7 @@ SELECT ptune.generate(NULL, (SELECT array_agg('the dog here cat ' || i) FROM gen
 RESET ptune.request_timeout;
 SELECT ptune.generate('gen', 'the dog here cat') AS after_timeout;
 SELECT pg_sleep(0.5);
-SELECT queued, running FROM ptune.status();
+SELECT queued, running, rows_generated > 0 AS counted FROM ptune.status();
 
 -- Privileges: generating with a task needs what classifying with it needs
 -- (README, "Security model"): the owner's privileges, or SELECT on ptune.prompts.
