@@ -437,6 +437,7 @@ ptune_import_task(PG_FUNCTION_ARGS)
 	Datum		out[5];
 	bool		out_nulls[5] = {false};
 	char		fp_hex[33];
+	Oid			importer = GetUserId();	/* before ptune_as_owner_begin() changes it */
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -490,7 +491,7 @@ ptune_import_task(PG_FUNCTION_ARGS)
 		values[8] = PointerGetDatum(t.prompts[k]);
 		values[9] = CStringGetTextDatum(t.hyperparameters);
 		values[10] = CStringGetTextDatum(t.metrics);
-		values[11] = ObjectIdGetDatum(GetUserId());
+		values[11] = ObjectIdGetDatum(importer);
 		values[12] = CStringGetTextDatum(t.task);
 		values[13] = CStringGetTextDatum(t.trained_by);
 		values[14] = Int64GetDatum((int64) t.version);

@@ -70,6 +70,8 @@ SELECT * FROM ptune.import_task((SELECT data FROM alice_export), 'toy');
 -- under a new name, the copy is bob's
 SELECT task, version FROM ptune.import_task((SELECT data FROM alice_export), 'dist_bob_task');
 SELECT task, owner FROM ptune.tasks WHERE task LIKE 'dist\_%' ORDER BY task;
+-- and its version was created by bob (not by the tables' owner the rows are written as)
+SELECT DISTINCT created_by FROM ptune.prompts WHERE task = 'dist_bob_task';
 -- nobody writes the rows directly
 INSERT INTO ptune.prompts SELECT * FROM ptune.prompts WHERE task = 'dist_bob_task';
 -- a read-only transaction imports nothing
