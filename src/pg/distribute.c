@@ -361,8 +361,9 @@ parse_export(bytea *data, TaskExport *t)
 		t->d_model > 65536)
 		bad_blob("the prompt length or d_model is out of range");
 	t->n_labels = read_u32(&r, "label count");
-	if (t->n_labels < 1 || t->n_labels > PT_MAX_LABELS)
-		bad_blob(psprintf("%u labels (allowed: 1 to %d)", t->n_labels, PT_MAX_LABELS));
+	/* 2 at least, as a training and the worker's prompt decoder require */
+	if (t->n_labels < 2 || t->n_labels > PT_MAX_LABELS)
+		bad_blob(psprintf("%u labels (allowed: 2 to %d)", t->n_labels, PT_MAX_LABELS));
 	t->labels = palloc(sizeof(char *) * t->n_labels);
 	for (uint32 j = 0; j < t->n_labels; j++)
 		t->labels[j] = read_text(&r, 0, PT_MAX_LABEL_BYTES, "label");

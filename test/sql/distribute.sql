@@ -170,6 +170,16 @@ SELECT try_import(seal(body(hyper => '{"scoring": "vote"}')));
 SELECT try_import(seal(body(prompt => (SELECT set_byte(prompt, 200, get_byte(prompt, 200) # 1)
                                                      FROM ptune.prompts WHERE task = 'toy' AND is_active))));
 SELECT try_import(seal(body(prompt => '\x0102030405')));
+-- a one-label task, its prompt rebuilt with one label and a correct checksum:
+-- every check of the export holds, but no worker could classify with it
+SELECT try_import(seal(str('crafted') || le32(1) || str('tiny-gated') || substring(p FROM 33 FOR 16)
+                       || le32(prompt_length) || le32(d_model) || le32(1) || str('that') || str('{}') || str('{}')
+                       || str('dist_alice') || str('2026-01-01') || le32(1) || str(q || le32(crc32(q)))))
+FROM (SELECT prompt AS p, prompt_length, d_model,
+             substring(prompt FROM 1 FOR 12) || le32(length(prompt) - 8) || substring(prompt FROM 17 FOR 32)
+             || le32(1) || substring(prompt FROM 53 FOR 4) || str('that')
+             || substring(prompt FROM 73 FOR length(prompt) - 76) AS q
+      FROM ptune.prompts WHERE task = 'toy' AND is_active) one_label;
 SELECT count(*) AS nothing_left_behind FROM ptune.tasks WHERE task = 'crafted';
 
 -- A task of another model (a prompt trained on tiny-relu, written directly
