@@ -32,6 +32,7 @@
  */
 #include "postgres.h"
 
+#include <math.h>
 #include <zlib.h>
 
 #include "catalog/pg_type.h"
@@ -306,6 +307,16 @@ check_prompt(const unsigned char *p, uint32 len, int k, uint32 prompt_length, ui
 	read_bytes(&r, meta_len, what);
 	if (r.left != (size_t) prompt_length * d_model * 4 + 4)
 		bad_blob(psprintf("the %s has %zu value bytes, not P x d_model x 4", what, r.left - 4));
+	/* the worker's decoder refuses a NaN or infinity: refuse it here, not at every classify */
+	for (size_t i = 0; i < (size_t) prompt_length * d_model; i++)
+	{
+		uint32		bits = get_u32_at(r.p + 4 * i);
+		float		v;
+
+		memcpy(&v, &bits, 4);
+		if (!isfinite(v))
+			bad_blob(psprintf("value %zu of the %s is not a finite number", i, what));
+	}
 }
 
 typedef struct TaskExport

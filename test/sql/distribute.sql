@@ -170,6 +170,11 @@ SELECT try_import(seal(body(hyper => '{"scoring": "vote"}')));
 SELECT try_import(seal(body(prompt => (SELECT set_byte(prompt, 200, get_byte(prompt, 200) # 1)
                                                      FROM ptune.prompts WHERE task = 'toy' AND is_active))));
 SELECT try_import(seal(body(prompt => '\x0102030405')));
+-- a prompt whose first value is a NaN, under a correct checksum
+SELECT try_import(seal(body(prompt => (SELECT q || le32(crc32(q))
+    FROM (SELECT overlay(substring(prompt FROM 1 FOR length(prompt) - 4) PLACING '\x0000c07f'::bytea
+                         FROM length(prompt) - 3 - prompt_length * d_model * 4 FOR 4) AS q
+          FROM ptune.prompts WHERE task = 'toy' AND is_active) nan))));
 -- a one-label task, its prompt rebuilt with one label and a correct checksum:
 -- every check of the export holds, but no worker could classify with it
 SELECT try_import(seal(str('crafted') || le32(1) || str('tiny-gated') || substring(p FROM 33 FOR 16)
