@@ -295,6 +295,9 @@ check_prompt(const unsigned char *p, uint32 len, int k, uint32 prompt_length, ui
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("not a valid ptune task export: the %s fails its checksum", what)));
+	/* the rest of what the worker's decoder (pt_prompt_decode) refuses, refused here */
+	if (pt_prompt_peek_max_input_tokens(p, len) == 0)
+		bad_blob(psprintf("the %s has no valid max input tokens", what));
 	meta_len = get_u32_at(p + 52);
 	read_bytes(&r, PROMPT_HEADER_BYTES, what);
 	for (uint32 j = 0; j < n_labels; j++)
@@ -304,7 +307,8 @@ check_prompt(const unsigned char *p, uint32 len, int k, uint32 prompt_length, ui
 		if (l != strlen(labels[j]) || memcmp(read_bytes(&r, l, what), labels[j], l) != 0)
 			bad_blob(psprintf("the %s has other labels than the task", what));
 	}
-	read_bytes(&r, meta_len, what);
+	if (meta_len > 1 << 20 || memchr(read_bytes(&r, meta_len, what), '\0', meta_len) != NULL)
+		bad_blob(psprintf("the %s has invalid metadata", what));
 	if (r.left != (size_t) prompt_length * d_model * 4 + 4)
 		bad_blob(psprintf("the %s has %zu value bytes, not P x d_model x 4", what, r.left - 4));
 	/* the worker's decoder refuses a NaN or infinity: refuse it here, not at every classify */

@@ -175,6 +175,10 @@ SELECT try_import(seal(body(prompt => (SELECT q || le32(crc32(q))
     FROM (SELECT overlay(substring(prompt FROM 1 FOR length(prompt) - 4) PLACING '\x0000c07f'::bytea
                          FROM length(prompt) - 3 - prompt_length * d_model * 4 FOR 4) AS q
           FROM ptune.prompts WHERE task = 'toy' AND is_active) nan))));
+-- a prompt whose max input tokens (bytes 28 to 31) is 0, under a correct checksum
+SELECT try_import(seal(body(prompt => (SELECT q || le32(crc32(q))
+    FROM (SELECT overlay(substring(prompt FROM 1 FOR length(prompt) - 4) PLACING le32(0) FROM 29 FOR 4) AS q
+          FROM ptune.prompts WHERE task = 'toy' AND is_active) zero))));
 -- a one-label task, its prompt rebuilt with one label and a correct checksum:
 -- every check of the export holds, but no worker could classify with it
 SELECT try_import(seal(str('crafted') || le32(1) || str('tiny-gated') || substring(p FROM 33 FOR 16)
