@@ -122,7 +122,7 @@ test_int8_product_within_bound(void)
 	REQUIRE(w && x && y && ref);
 	REQUIRE(pt_engine_init() == 0);
 	if (!pt_int8_supported())
-		SKIP("oneDNN has no int8 matmul for this CPU");
+		SKIP("this CPU has no int8 dot-product instructions (VNNI or AMX)");
 	for (size_t i = 0; i < (size_t) OUT * IN; i++)
 		w[i] = value(i, 3) * (1 + (int) (i / IN) % 4);	/* channels of different ranges */
 	for (size_t i = 0; i < (size_t) M * IN; i++)
