@@ -113,16 +113,22 @@ test_int8_product_within_bound(void)
 	{
 		OUT = 64, IN = 96, M = 300
 	};
-	float	   *w = malloc(sizeof(float) * OUT * IN);
-	float	   *x = malloc(sizeof(float) * M * IN);
-	float	   *y = malloc(sizeof(float) * M * OUT);
-	double	   *ref = malloc(sizeof(double) * M * OUT);
-	PtLinear	lin = {.out_dim = OUT, .in_dim = IN, .w = w, .src = w, .src_dtype = PT_DTYPE_F32};
+	float	   *w,
+			   *x,
+			   *y;
+	double	   *ref;
+	PtLinear	lin;
 
-	REQUIRE(w && x && y && ref);
+	/* before allocating: a skip returns at once */
 	REQUIRE(pt_engine_init() == 0);
 	if (!pt_int8_supported())
 		SKIP("this CPU has no int8 dot-product instructions (VNNI or AMX)");
+	w = malloc(sizeof(float) * OUT * IN);
+	x = malloc(sizeof(float) * M * IN);
+	y = malloc(sizeof(float) * M * OUT);
+	ref = malloc(sizeof(double) * M * OUT);
+	REQUIRE(w && x && y && ref);
+	lin = (PtLinear) {.out_dim = OUT, .in_dim = IN, .w = w, .src = w, .src_dtype = PT_DTYPE_F32};
 	for (size_t i = 0; i < (size_t) OUT * IN; i++)
 		w[i] = value(i, 3) * (1 + (int) (i / IN) % 4);	/* channels of different ranges */
 	for (size_t i = 0; i < (size_t) M * IN; i++)
