@@ -93,22 +93,11 @@ ptune_load_task(const char *task, MemoryContext mcxt)
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1] = {CStringGetTextDatum(task)};
 	TaskPrompts *tp;
-	Oid			owner;
 	PtuneAsOwner as;
 	int			rc;
 
 	/* the caller's rights decide; the rows are then read as the tables' owner */
-	owner = ptune_task_owner(task, PTUNE_LOCK_SNAPSHOT);
-	if (!OidIsValid(owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("task \"%s\" does not exist", task),
-				 errhint("Train it with ptune.train_prompt(), or list tasks with SELECT task FROM ptune.tasks.")));
-	if (!ptune_may_see(owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for task \"%s\"", task),
-				 errhint("Using another role's task needs SELECT on ptune.prompts (or the owner's privileges).")));
+	(void) ptune_check_see(task, "Using");
 
 	ptune_as_owner_begin(&as);
 	SPI_connect();
