@@ -39,6 +39,42 @@ ptune_task_argument(FunctionCallInfo fcinfo, int argno)
 	return task;
 }
 
+text	  **
+ptune_text_array_argument(FunctionCallInfo fcinfo, int argno, const char *function, int *n)
+{
+	ArrayType  *inputs = PG_GETARG_ARRAYTYPE_P(argno);
+	Datum	   *elems;
+	bool	   *nulls;
+	text	  **texts;
+
+	if (ARR_NDIM(inputs) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s takes a one-dimensional array of texts", function)));
+	deconstruct_array(inputs, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, n);
+	texts = palloc(sizeof(text *) * (*n + 1));
+	for (int i = 0; i < *n; i++)
+		texts[i] = nulls[i] ? NULL : DatumGetTextPP(elems[i]);
+	return texts;
+}
+
+Datum
+ptune_text_array_result(char **strings, int n)
+{
+	Datum	   *out = palloc(sizeof(Datum) * (n + 1));
+	bool	   *nulls = palloc(sizeof(bool) * (n + 1));
+	int			dims[1] = {n},
+				lbs[1] = {1};
+
+	for (int i = 0; i < n; i++)
+	{
+		nulls[i] = strings[i] == NULL;
+		out[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(strings[i]);
+	}
+	return PointerGetDatum(construct_md_array(out, nulls, n ? 1 : 0, dims, lbs, TEXTOID, -1, false,
+											  TYPALIGN_INT));
+}
+
 int
 ptune_clip_text(const char *data, int len, int max_input_tokens)
 {
