@@ -396,7 +396,7 @@ decoder_step(const PtModel *m, Chunk *ch, int B, int t, int buf, float **keys, f
 	double		mark = 0;
 
 	prof_lap(prof, &mark, -1);
-	pt_embed_rows(m->embed, ch->act_tok, B, d, ch->y);
+	pt_model_embed_rows(m, ch->act_tok, B, ch->y);
 	for (int l = 0; l < c->num_decoder_layers; l++)
 	{
 		const PtDecoderLayer *w = &m->dec[l];

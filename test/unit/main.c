@@ -45,6 +45,7 @@
 	X(test_int8_product_within_bound) \
 	X(test_kernel_choice_reported_and_cached) \
 	X(test_explain_nearest_pieces) \
+	X(test_bf16_embedding_stays_in_checkpoint) \
 	X(test_training_learns) \
 	X(test_training_deterministic_and_cancellable) \
 	X(test_training_micro_batches_match_steps) \
