@@ -20,6 +20,10 @@
  *                     everything but the products were free
  *   step_over_floor   step_ms / floor_ms
  *   floor_gflops      the products' FLOPs / floor_ms
+ *   cache_mb_per_step what attention reads per step, which the floor does not
+ *                     count: every layer's cross-attention keys and values of
+ *                     the batch, and its self-attention cache (mean length
+ *                     over the steps), in the caches' precision (MB = 1e6 bytes)
  *   ids_row0          row 0's generated ids (PyTorch's must be equal in fp32)
  *   step_parts_ms     where a step's time goes (options.profile over one more
  *                     run of new_tokens steps, per step): products, self- and
@@ -256,7 +260,12 @@ cmd_bench_generate(int argc, char **argv)
 		{
 			double		step = (t_full - t_one) / (new_tokens - 1);
 
-			json_array_append_new(per_batch, json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:o}",
+			double		esz = (cache == PT_GEN_CACHE_BF16 ||
+							   (cache == PT_GEN_CACHE_AUTO && m->math != PT_MATH_FP32)) ? 2 : 4;
+			double		cache_bytes = esz * c->num_decoder_layers * 2.0 * B * pt_config_inner(c) *
+				(input_tokens + (new_tokens + 1) / 2.0);
+
+			json_array_append_new(per_batch, json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:o}",
 													   "batch", B,
 													   "tokens_per_s", B * new_tokens / t_full,
 													   "seconds", t_full,
@@ -264,6 +273,7 @@ cmd_bench_generate(int argc, char **argv)
 													   "floor_ms", floor_s * 1e3,
 													   "step_over_floor", step / floor_s,
 													   "floor_gflops", flops / floor_s / 1e9,
+													   "cache_mb_per_step", cache_bytes / 1e6,
 													   "ids_row0", row0,
 													   "step_parts_ms", step_parts));
 		}
