@@ -61,6 +61,7 @@
 	X(test_generate_batch_matches_single_rows) \
 	X(test_generate_many_rows_in_chunks) \
 	X(test_generate_stops_at_eos_and_max_tokens) \
+	X(test_generate_bf16_cache_matches_fp32) \
 	X(test_generate_errors) \
 	X(test_csv_rfc4180) \
 	X(test_csv_errors)
