@@ -47,6 +47,7 @@
 #include "generate.h"
 #include "kernels.h"
 #include "prompt.h"
+#include "runtime.h"
 #include "transformer.h"
 
 /*
@@ -354,6 +355,15 @@ cache_store(const Chunk *ch, const float *src, size_t n, void *dst)
 		memcpy(dst, src, sizeof(float) * n);
 }
 
+/* Scores to probabilities, head by head: sc's rows [h1 - h0, smax], n keys, bias as T5's relative one. */
+static inline void
+softmax_heads(float *sc, int smax, int n, int h0, int h1, const float *bias, int width, int bias_at)
+{
+	for (int h = h0; h < h1; h++)
+		pt_softmax_row(sc + (size_t) (h - h0) * smax, bias ? bias + (size_t) h * width + bias_at : NULL,
+					   n, true);
+}
+
 /*
  * Heads [h0, h1) of one single query over its n keys:
  *   out[h] = softmax(q[h] . K[:, h]^T + bias_h) V[:, h]
@@ -401,9 +411,7 @@ attend_heads_body(const float *restrict q, const void *restrict K, const void *r
 			sc[(size_t) (h - h0) * smax + j] = s;
 		}
 	}
-	for (int h = h0; h < h1; h++)
-		pt_softmax_row(sc + (size_t) (h - h0) * smax, bias ? bias + (size_t) h * width + bias_at : NULL,
-					   n, true);
+	softmax_heads(sc, smax, n, h0, h1, bias, width, bias_at);
 	memset(out + h0 * dk, 0, sizeof(float) * (size_t) (h1 - h0) * dk);
 	for (int j = 0; j < n; j++)
 	{
@@ -480,9 +488,7 @@ attend_heads_avx512(ATTEND_ARGS)
 				a0 = _mm512_fmadd_ps(_mm512_loadu_ps(qh + 16 * c), load16(K, at + 16 * c, bf16), a0);
 			sc[(size_t) (h - h0) * smax + j] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 		}
-	for (int h = h0; h < h1; h++)
-		pt_softmax_row(sc + (size_t) (h - h0) * smax, bias ? bias + (size_t) h * width + bias_at : NULL,
-					   n, true);
+	softmax_heads(sc, smax, n, h0, h1, bias, width, bias_at);
 	memset(out + h0 * dk, 0, sizeof(float) * (size_t) (h1 - h0) * dk);
 	for (int j = 0; j < n; j++)
 		for (int h = h0; h < h1; h++)
@@ -504,27 +510,10 @@ attend_heads_portable(ATTEND_ARGS)
 	attend_heads_body(ATTEND_PASS(dk));
 }
 
-/* AVX-512 F/BW/VL/DQ (x86-64-v4), asked once (valgrind's CPU has none: the portable path) */
-static bool
-cpu_avx512(void)
-{
-	static int	known = -1;
-	int			v = __atomic_load_n(&known, __ATOMIC_RELAXED);
-
-	if (v < 0)
-	{
-		__builtin_cpu_init();
-		v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-			__builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-		__atomic_store_n(&known, v, __ATOMIC_RELAXED);
-	}
-	return v;
-}
-
 static void
 attend_heads(ATTEND_ARGS)
 {
-	if (dk % 16 == 0 && cpu_avx512())
+	if (dk % 16 == 0 && pt_cpu_has_avx512())
 		attend_heads_avx512(ATTEND_PASS(dk));
 	else
 		attend_heads_portable(ATTEND_PASS(dk));

@@ -41,13 +41,28 @@ static struct
 	char	   *(*config) (void);
 } blas = {PTHREAD_ONCE_INIT};
 
+bool
+pt_cpu_has_avx512(void)
+{
+	static int	known = -1;
+	int			v = __atomic_load_n(&known, __ATOMIC_RELAXED);
+
+	if (v < 0)
+	{
+		__builtin_cpu_init();
+		v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+			__builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+		__atomic_store_n(&known, v, __ATOMIC_RELAXED);
+	}
+	return v;
+}
+
 /* The OpenBLAS kernel family for this CPU's instruction sets. */
 static const char *
 core_for_this_cpu(void)
 {
 	__builtin_cpu_init();
-	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-		__builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+	if (pt_cpu_has_avx512())
 		return "SkylakeX";
 	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
 		return "Haswell";

@@ -33,6 +33,13 @@ int			pt_get_threads(void);
 /* The CPU's model name (/proc/cpuinfo "model name"), e.g. "AMD EPYC 9B45"; never NULL. */
 const char *pt_cpu_model(void);
 
+/*
+ * AVX-512 F, BW, VL and DQ (x86-64-v4), asked once.  Hand-vectorised loops
+ * check it before they run; valgrind's CPU has none, so they take the
+ * portable path there.
+ */
+bool		pt_cpu_has_avx512(void);
+
 /* The CPU's matrix-relevant features, space-separated, e.g. "avx2 fma avx512f avx512_bf16". */
 const char *pt_cpu_flags(void);
 
