@@ -689,11 +689,24 @@ PY
 # ptune.precision = int8: the worker switches on reload, model_info() says so and
 # names the kernel of each precision (fp32's chosen by measurement), classification
 # agrees with fp32 on the toy set, and training (fp32 whatever the precision) works.
+#
+# The toy prompt's probabilities sit near 0.5, and int8's quantisation moves
+# them by up to ~0.03 (test_classify_int8_matches_fp32's bound), so a row whose
+# fp32 labels are within 0.05 of each other may flip honestly.  As in that unit
+# test, labels are compared on the rows where fp32's top label leads by more
+# than 0.05, and there must be at least MIN_CLEAR such rows (else the
+# comparison proves nothing).
 test_int8_precision_and_kernels() {
-  local fp32_labels int8_labels kernels out
+  local kernels out n_clear disagree
+  local MIN_CLEAR=20
   q -c "ALTER SYSTEM SET ptune.precision = 'fp32'" -c "SELECT pg_reload_conf()" >/dev/null
   wait_for "SELECT config->>'precision' = 'fp32' FROM ptune.model_info()" 10
-  fp32_labels=$(q -c "SELECT string_agg(ptune.classify('toy', text), ',' ORDER BY id) FROM toy")
+  q -c "DROP TABLE IF EXISTS int8_fp32_top" -c "CREATE TABLE int8_fp32_top AS
+          SELECT id, (array_agg(s.label ORDER BY s.probability DESC))[1] AS label,
+                 (array_agg(s.probability ORDER BY s.probability DESC))[1]
+               - (array_agg(s.probability ORDER BY s.probability DESC))[2] AS margin
+          FROM toy t, ptune.classify_scores('toy', t.text) s GROUP BY id" >/dev/null
+  n_clear=$(q -c "SELECT count(*) FROM int8_fp32_top WHERE margin > 0.05")
   q -c "ALTER SYSTEM SET ptune.precision = 'int8'" -c "SELECT pg_reload_conf()" >/dev/null
   wait_for "SELECT config->>'precision' = 'int8' FROM ptune.model_info()" 10
   check $? "ptune.precision = int8: model_info() says $(q -c "SELECT config->>'precision' FROM ptune.model_info()")"
@@ -701,9 +714,11 @@ test_int8_precision_and_kernels() {
                   FROM (SELECT config->'kernels' AS k FROM ptune.model_info()) s")
   [[ $kernels =~ ^(openblas|onednn)\ (openblas|onednn)\ (measured|cached).*\ .+ ]]
   check $? "model_info() names the kernels: $kernels"
-  int8_labels=$(q -c "SELECT string_agg(ptune.classify('toy', text), ',' ORDER BY id) FROM toy")
-  [[ -n $int8_labels && $int8_labels == "$fp32_labels" ]]
-  check $? "int8 labels the toy set as fp32 does"
+  disagree=$(q -c "SELECT count(*) FILTER (WHERE ptune.classify('toy', t.text) IS DISTINCT FROM f.label)
+                   FROM toy t JOIN int8_fp32_top f USING (id) WHERE f.margin > 0.05")
+  [[ $n_clear -ge $MIN_CLEAR && $disagree == 0 ]]
+  check $? "int8 labels as fp32 does the $n_clear toy rows with a clear fp32 margin (> 0.05; need >= $MIN_CLEAR): $disagree differ"
+  q -c "DROP TABLE int8_fp32_top" >/dev/null
   out=$(q_any -v ON_ERROR_STOP=1 -c "SET client_min_messages = warning" \
         -c "SELECT version FROM ptune.train_prompt('int8_t', 'toy', 'text', 'label', prompt_length => 4,
               init => 'random_uniform', learning_rate => 0.1, epochs => 0, max_steps => 5, max_input_tokens => 16)")
