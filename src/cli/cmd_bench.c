@@ -203,19 +203,31 @@ static double
 encoder_products_ms(const PtModel *m, int M, int reps)
 {
 	const PtEncoderLayer *e = &m->enc[0];
-	const PtLinear *lins[7] = {&e->attn.q, &e->attn.k, &e->attn.v, &e->attn.o, &e->ff.wi0,
-	m->cfg.gated ? &e->ff.wi1 : NULL, &e->ff.wo};
+
+	/*
+	 * As the encoder runs them: q, k, v on one input (converted once), o,
+	 * wi0 (and wi1) on one input, wo.  Every linear layer counts, whether its
+	 * weights are kept in fp32 (w) or only in bf16 (a bf16 checkpoint's).
+	 */
+	const PtLinear *qkv[3] = {&e->attn.q, &e->attn.k, &e->attn.v};
+	const PtLinear *wi[2] = {&e->ff.wi0, &e->ff.wi1};
+	int			n_wi = m->cfg.gated ? 2 : 1;
 	size_t		widest = (size_t) (m->cfg.d_ff > m->cfg.d_model ? m->cfg.d_ff : m->cfg.d_model);
 	float	   *x = calloc((size_t) M * widest, sizeof(float)),
-			   *y = calloc((size_t) M * widest, sizeof(float));
+			   *y = calloc((size_t) 3 * M * widest, sizeof(float));
+	float	   *ys[3] = {y, y + (size_t) M * widest, y + (size_t) 2 * M * widest};
 	double		t = NAN;
 
 	if (x && y && m->cfg.num_layers > 0)
 	{
 		for (size_t i = 0; i < (size_t) M * widest; i++)
 			x[i] = (float) ((int) (i % 2001) - 1000) * 1e-3f;
-		TIME_MEDIAN(reps, t, for (int i = 0; i < 7; i++) if (lins[i] && lins[i]->w)
-					pt_linear_forward(lins[i], x, M, y, m->math));
+		TIME_MEDIAN(reps, t, {
+			pt_linear_forward_multi(qkv, 3, x, M, ys, m->math);
+			pt_linear_forward(&e->attn.o, x, M, y, m->math);
+			pt_linear_forward_multi(wi, n_wi, x, M, ys, m->math);
+			pt_linear_forward(&e->ff.wo, x, M, y, m->math);
+		});
 	}
 	free(x);
 	free(y);
