@@ -15,7 +15,7 @@
 
 #include "kernel_choice.h"
 
-#define MEASURE_ROWS 512		/* rows of a measured product: two of linear_dnnl.c's pieces */
+#define MEASURE_ROWS 512		/* rows of a measured product: a typical batch's */
 #define MAX_SHAPES 16
 #define KEY_LEN 1024
 

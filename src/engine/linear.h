@@ -108,6 +108,8 @@ bool		pt_bf16_supported(void);
 bool		pt_int8_supported(void);
 /* oneDNN's name for the kernel it last built for a precision, e.g. "brg:avx512_core_bf16" */
 const char *pt_dnnl_kernel(PtMath math);
+/* the most rows one oneDNN product runs at once (longer ones go in pieces); 0 without oneDNN */
+int			pt_dnnl_piece_rows(void);
 
 /* Converts W once for bf16 / int8 products (replacing another precision's copy). */
 int			pt_linear_prepare_bf16(PtLinear *lin);

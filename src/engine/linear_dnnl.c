@@ -20,8 +20,9 @@
  *
  * A matmul primitive is specific to its shape; primitives are cached by
  * (kind, M, N, K), and a new shape costs about 0.7 ms once.  Products run in
- * pieces of a few fixed row counts (run_pieces), so the shapes are few and
- * the cache (least recently used out) holds them all.
+ * pieces of at most piece_rows rows (run_pieces), whose row counts are
+ * multiples of 16 or fewer than 16, so the shapes stay few and the cache
+ * (least recently used out) holds those in use.
  */
 #include <math.h>
 #include <pthread.h>
@@ -57,7 +58,7 @@ struct PtLinearPacked
 	float	   *scales;			/* int8: [out_dim], W[j, :] ~ scales[j] * Wq[j, :] */
 };
 
-#define CACHE_SIZE 512		/* shapes: at most 31 row counts (see run_pieces) per weight shape and kind */
+#define CACHE_SIZE 512		/* shapes (kind, m, n, k) in use; see run_pieces */
 
 typedef struct CachedPrimitive
 {
@@ -81,8 +82,9 @@ static struct
 	CachedPrimitive cache[CACHE_SIZE];
 	unsigned long clock;
 	pthread_mutex_t lock;
+	int			piece_rows;		/* the most rows of one product (see run_pieces) */
 	char		impl[N_KINDS][64];	/* oneDNN's name of the last primitive made per kind */
-} dnnl = {PTHREAD_ONCE_INIT, false, false, false, NULL, NULL, {{0}}, 0, PTHREAD_MUTEX_INITIALIZER, {""}};
+} dnnl = {PTHREAD_ONCE_INIT, false, false, false, NULL, NULL, {{0}}, 0, PTHREAD_MUTEX_INITIALIZER, 0, {""}};
 
 /*
  * Per-thread scratch: the converted activations (bf16 or s8, and int8's row
@@ -96,6 +98,45 @@ static __thread float *row_scales;	/* int8: [m] */
 static __thread size_t row_scales_size;
 static __thread int32_t *acc;	/* int8: [piece rows, n] */
 static __thread size_t acc_size;
+
+/*
+ * The rows of a product go through in pieces of piece_rows, then a multiple
+ * of 16, then fewer than 16 (run_pieces).
+ *
+ * With AMX, pieces of AMX_PIECE_ROWS: oneDNN 2.6's AMX matmul picks a poor
+ * blocking for some row counts, at a third of its speed or less (measured on
+ * a Xeon for 1024 x 512 weights: 600 GFLOP/s at m = 256, 60 at m = 212, 163
+ * at m = 228, 156 at m = 1824, against 540 for 1824 rows in pieces of 256).
+ *
+ * Without AMX (AVX512-BF16, VNNI, AVX2), oneDNN's brgemm runs any row count
+ * near its best, and what pieces cost is per-call overhead: on a 2-core Zen 5
+ * an int8 piece of 256 rows takes 70-180 us, and bf16 and int8 products in
+ * such pieces reached 59% and 32% of one whole matmul's speed.  So pieces are
+ * as large as MAX_PIECE_ROWS, which only bounds int8's int32 scratch
+ * ([piece rows, n] x 4 bytes: 16 MiB at n = 1024); the converted activations
+ * are whole in any case.  (A flan-t5-small batch of 32 is 4736 rows: one
+ * piece of 4096 and one of 640.)
+ *
+ * PTUNE_PIECE_ROWS (16 .. MAX_PIECE_ROWS, rounded down to a multiple of 16)
+ * overrides the choice, for measurements.
+ */
+#define AMX_PIECE_ROWS 256
+#define MAX_PIECE_ROWS 4096
+
+static int
+choose_piece_rows(dnnl_cpu_isa_t isa)
+{
+	const char *env = getenv("PTUNE_PIECE_ROWS");
+
+	if (env && env[0])
+	{
+		long		rows = strtol(env, NULL, 10);
+
+		if (rows >= 16)
+			return (int) (rows > MAX_PIECE_ROWS ? MAX_PIECE_ROWS : rows & ~15L);
+	}
+	return (isa & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx ? AMX_PIECE_ROWS : MAX_PIECE_ROWS;
+}
 
 static void
 init_dnnl(void)
@@ -115,6 +156,7 @@ init_dnnl(void)
 	dnnl.bf16 = (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
 	/* int8 matmul needs AVX2 at least; VNNI (or AMX) is what makes it fast */
 	dnnl.int8 = (isa & dnnl_cpu_isa_avx2) == dnnl_cpu_isa_avx2;
+	dnnl.piece_rows = choose_piece_rows(isa);
 }
 
 bool
@@ -134,6 +176,12 @@ bool
 pt_int8_supported(void)
 {
 	return pt_dnnl_supported() && dnnl.int8;
+}
+
+int
+pt_dnnl_piece_rows(void)
+{
+	return pt_dnnl_supported() ? dnnl.piece_rows : 0;
 }
 
 const char *
@@ -451,17 +499,6 @@ matmul_piece(Kind kind, const PtLinear *lin, dnnl_primitive_t prim, const void *
 	return ok;
 }
 
-/*
- * The rows go through in pieces of PIECE_ROWS, then a multiple of 16, then
- * fewer than 16.  Why: oneDNN 2.6's AMX matmul picks a poor blocking for
- * some row counts, at a third of its speed or less (measured here for
- * 1024 x 512 weights: 600 GFLOP/s at m = 256, 60 at m = 212, 163 at m = 228,
- * 156 at m = 1824, against 540 for 1824 rows in pieces of 256).  Pieces of
- * these sizes are always fast, and they bound the shapes, hence the
- * primitives cached, to about 31 per weight and kind: memory stays flat
- * however the batches vary.
- */
-#define PIECE_ROWS 256
 
 static void dequantise_piece(const PtLinear *lin, int r0, int rows, float *y, bool accumulate);
 
@@ -476,8 +513,9 @@ run_pieces(Kind kind, const PtLinear *lin, int m, const void *x, size_t src_row,
 {
 	bool		int8 = kind == KIND_INT8;
 	/* the three piece sizes: full pieces, then a multiple of 16, then fewer than 16 rows */
-	int			sizes[3] = {PIECE_ROWS, (m % PIECE_ROWS) & ~15, m % 16};
-	int			counts[3] = {m / PIECE_ROWS, sizes[1] > 0, sizes[2] > 0};
+	int			piece = dnnl.piece_rows;
+	int			sizes[3] = {piece, (m % piece) & ~15, m % 16};
+	int			counts[3] = {m / piece, sizes[1] > 0, sizes[2] > 0};
 	dnnl_primitive_t prims[3] = {NULL, NULL, NULL};
 	int			r = 0;
 
@@ -635,7 +673,7 @@ pt_bf16_matmul_backward(const PtLinear *lin, int m, float *dx, bool accumulate)
 bool
 pt_int8_matmul(const PtLinear *lin, int m, float *y, bool accumulate)
 {
-	size_t		need = (size_t) (m < PIECE_ROWS ? m : PIECE_ROWS) * lin->out_dim;
+	size_t		need = (size_t) (m < dnnl.piece_rows ? m : dnnl.piece_rows) * lin->out_dim;
 
 	if (scratch_kind != KIND_INT8 || scratch_used != (size_t) m * lin->in_dim ||
 		pt_linear_packed_math(lin) != PT_MATH_INT8)

@@ -679,7 +679,8 @@ json_text(const char *s)
 /*
  * Which kernel runs each precision's products here, as a JSON object:
  * {"fp32": {"forward": "onednn", "backward": "onednn", "chosen": "measured",
- *  "gflops": {...}}, "bf16": "brg:avx512_core_bf16" or null, "int8": ...}
+ *  "gflops": {...}}, "bf16": "brg:avx512_core_bf16" or null, "int8": ...,
+ *  "onednn_piece_rows": the most rows of one oneDNN product (0: no oneDNN)}
  */
 json_t *
 pt_kernels_json(void)
@@ -694,10 +695,11 @@ pt_kernels_json(void)
 								 "openblas_backward", pt_kernels_gflops(PT_KERNEL_OPENBLAS, true),
 								 "onednn_backward", pt_kernels_gflops(PT_KERNEL_ONEDNN, true));
 
-	return json_pack("{s:o, s:o, s:o, s:s, s:s}",
+	return json_pack("{s:o, s:o, s:o, s:i, s:s, s:s}",
 					 "fp32", fp32 ? fp32 : json_null(),
 					 "bf16", pt_bf16_supported() ? json_text(pt_dnnl_kernel(PT_MATH_BF16)) : json_null(),
 					 "int8", pt_int8_supported() ? json_text(pt_dnnl_kernel(PT_MATH_INT8)) : json_null(),
+					 "onednn_piece_rows", pt_dnnl_piece_rows(),
 					 "cpu", pt_cpu_model(),
 					 "cpu_flags", pt_cpu_flags());
 }

@@ -53,21 +53,27 @@ test_fp32_kernels_agree(void)
 	{
 		OUT = 96, IN = 80
 	};
-	/* rows: fewer than 16; a multiple of 16; 256 + 32 + 12 (every piece size) */
-	static const int rows[] = {5, 48, 300};
-	float	   *w = malloc(sizeof(float) * OUT * IN);
-	float	   *x = malloc(sizeof(float) * 300 * OUT);
-	float	   *y = malloc(sizeof(float) * 300 * OUT);
-	double	   *ref = malloc(sizeof(double) * 300 * OUT);
-	PtLinear	lin = {.out_dim = OUT, .in_dim = IN, .w = w, .src = w, .src_dtype = PT_DTYPE_F32};
+	/* rows: fewer than 16; a multiple of 16; a whole piece + 32 + 12 (every piece size) */
+	int			rows[3] = {5, 48, 0};
+	float	   *w,
+			   *x,
+			   *y;
+	double	   *ref;
+	PtLinear	lin = {.out_dim = OUT, .in_dim = IN, .src_dtype = PT_DTYPE_F32};
 
-	REQUIRE(w && x && y && ref);
 	REQUIRE(pt_engine_init() == 0);
 	if (!pt_dnnl_supported())
 		SKIP("oneDNN does not run on this CPU");
+	rows[2] = pt_dnnl_piece_rows() + 32 + 12;
+	w = malloc(sizeof(float) * OUT * IN);
+	x = malloc(sizeof(float) * rows[2] * OUT);
+	y = malloc(sizeof(float) * rows[2] * OUT);
+	ref = malloc(sizeof(double) * rows[2] * OUT);
+	REQUIRE(w && x && y && ref);
+	lin.w = lin.src = w;
 	for (size_t i = 0; i < (size_t) OUT * IN; i++)
 		w[i] = value(i, 1);
-	for (size_t i = 0; i < (size_t) 300 * OUT; i++)
+	for (size_t i = 0; i < (size_t) rows[2] * OUT; i++)
 		x[i] = value(i, 2);
 	for (int backward = 0; backward < 2; backward++)
 		for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
@@ -111,18 +117,25 @@ test_int8_product_within_bound(void)
 {
 	enum
 	{
-		OUT = 64, IN = 96, M = 300
+		OUT = 64, IN = 96
 	};
-	float	   *w = malloc(sizeof(float) * OUT * IN);
-	float	   *x = malloc(sizeof(float) * M * IN);
-	float	   *y = malloc(sizeof(float) * M * OUT);
-	double	   *ref = malloc(sizeof(double) * M * OUT);
-	PtLinear	lin = {.out_dim = OUT, .in_dim = IN, .w = w, .src = w, .src_dtype = PT_DTYPE_F32};
+	int			M;				/* a whole piece + 32 + 12 rows: every piece size */
+	float	   *w,
+			   *x,
+			   *y;
+	double	   *ref;
+	PtLinear	lin = {.out_dim = OUT, .in_dim = IN, .src_dtype = PT_DTYPE_F32};
 
-	REQUIRE(w && x && y && ref);
 	REQUIRE(pt_engine_init() == 0);
 	if (!pt_int8_supported())
 		SKIP("oneDNN has no int8 matmul for this CPU");
+	M = pt_dnnl_piece_rows() + 32 + 12;
+	w = malloc(sizeof(float) * OUT * IN);
+	x = malloc(sizeof(float) * M * IN);
+	y = malloc(sizeof(float) * M * OUT);
+	ref = malloc(sizeof(double) * M * OUT);
+	REQUIRE(w && x && y && ref);
+	lin.w = lin.src = w;
 	for (size_t i = 0; i < (size_t) OUT * IN; i++)
 		w[i] = value(i, 3) * (1 + (int) (i / IN) % 4);	/* channels of different ranges */
 	for (size_t i = 0; i < (size_t) M * IN; i++)
