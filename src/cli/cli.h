@@ -25,6 +25,9 @@ int			cmd_bench_generate(int argc, char **argv);
 /* Loads MODEL_DIR or prints the engine's error and returns NULL. */
 PtModel    *cli_load_model(const char *dir);
 
+/* The median of v[0..n) (sorts v); n >= 1. */
+double		cli_median(double *v, int n);
+
 /* Prints "ptune: <message>" for the engine's last error; returns 1. */
 int			cli_engine_error(const char *what);
 

@@ -153,3 +153,19 @@ cli_load_model_and_prompts(const char *model_dir, const char *prompt_file, CliPr
 	}
 	return m;
 }
+
+static int
+compare_doubles(const void *a, const void *b)
+{
+	double		x = *(const double *) a,
+				y = *(const double *) b;
+
+	return (x > y) - (x < y);
+}
+
+double
+cli_median(double *v, int n)
+{
+	qsort(v, n, sizeof(double), compare_doubles);
+	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}

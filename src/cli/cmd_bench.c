@@ -31,6 +31,7 @@
 
 #include "classifier.h"
 #include "cli.h"
+#include "runtime.h"
 #include "cli_data.h"
 #include "error.h"
 #include "linear.h"
@@ -50,30 +51,7 @@ static PtScoring SCORING = PT_SCORE_LABEL_TOKENS;
 static const char *LABELS[MAX_BENCH_LABELS];	/* --labels; none: two_label_task() */
 static int	N_LABELS = 0;
 
-static double
-now(void)
-{
-	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int
-compare_doubles(const void *a, const void *b)
-{
-	double		x = *(const double *) a,
-				y = *(const double *) b;
-
-	return (x > y) - (x < y);
-}
-
-static double
-median(double *v, int n)
-{
-	qsort(v, n, sizeof(double), compare_doubles);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* FLOPs of the encoder on sequences of the given lengths (multiply-adds count 2). */
 static double
@@ -147,8 +125,8 @@ make_workload(const PtModel *m, Workload *w)
 	do { \
 		double times_[64]; \
 		body; \
-		for (int r_ = 0; r_ < (reps); r_++) { double t0_ = now(); body; times_[r_] = now() - t0_; } \
-		(out) = median(times_, (reps)); \
+		for (int r_ = 0; r_ < (reps); r_++) { double t0_ = pt_seconds(); body; times_[r_] = pt_seconds() - t0_; } \
+		(out) = cli_median(times_, (reps)); \
 	} while (0)
 
 /* sgemm C[M, N] = A[M, K] B[N, K]^T, as the linear layers call it */
@@ -367,10 +345,10 @@ cmd_bench(int argc, char **argv)
 		return 2;
 	}
 	reps = quick ? 1 : 7;
-	t0 = now();
+	t0 = pt_seconds();
 	if ((m = cli_load_model(argv[0])) == NULL)
 		return 1;
-	load_seconds = now() - t0;
+	load_seconds = pt_seconds() - t0;
 	c = &m->cfg;
 	make_workload(m, w);
 	if (w->task == NULL)

@@ -32,6 +32,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "runtime.h"
 #include "cli_data.h"
 #include "error.h"
 #include "generate.h"
@@ -40,30 +41,7 @@
 #define MAX_BATCHES 8
 #define MAX_REPS 64
 
-static double
-now(void)
-{
-	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double		x = *(const double *) a,
-				y = *(const double *) b;
-
-	return (x > y) - (x < y);
-}
-
-static double
-median(double *v, int n)
-{
-	qsort(v, n, sizeof(double), cmp_double);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Token j of row i: the formula ptune_py/pytorch_generate.py uses too. */
 static int32_t
@@ -84,13 +62,13 @@ time_generate(const PtModel *m, PtWorkspace *ws, PtGenerateRow *rows, int B,
 		return -1;
 	for (int r = 0; r < reps; r++)
 	{
-		double		t0 = now();
+		double		t0 = pt_seconds();
 
 		if (pt_generate(m, ws, rows, B, o, res) != 0)
 			return -1;
-		t[r] = now() - t0;
+		t[r] = pt_seconds() - t0;
 	}
-	return median(t, reps);
+	return cli_median(t, reps);
 }
 
 /* The products of one decoder step at M = B rows; *flops receives their FLOPs. */
@@ -234,12 +212,12 @@ cmd_bench_generate(int argc, char **argv)
 		step_products(m, B, x, ybuf, &flops);	/* warm-up */
 		for (int r = 0; r < reps * 3 && r < MAX_REPS; r++)
 		{
-			double		t0 = now();
+			double		t0 = pt_seconds();
 
 			step_products(m, B, x, ybuf, &flops);
-			floor_t[r] = now() - t0;
+			floor_t[r] = pt_seconds() - t0;
 		}
-		floor_s = median(floor_t, reps * 3 < MAX_REPS ? reps * 3 : MAX_REPS);
+		floor_s = cli_median(floor_t, reps * 3 < MAX_REPS ? reps * 3 : MAX_REPS);
 		{
 			double		step = (t_full - t_one) / (new_tokens - 1);
 

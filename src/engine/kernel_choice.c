@@ -14,6 +14,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "kernel_choice.h"
+#include "runtime.h"
 
 #define MEASURE_ROWS 512		/* rows of a measured product: a typical batch's */
 #define MAX_SHAPES 16
@@ -52,14 +53,6 @@ pt_kernels_gflops(PtKernel kernel, bool backward)
 	return choice.gflops[kernel][backward];
 }
 
-static double
-now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 /* The cache file's path, or false if no directory is known. */
 static bool
@@ -165,12 +158,12 @@ time_kernel(PtKernel kernel, bool backward, const PtLinear *const *shapes, int n
 
 	for (int rep = 0; rep < 3; rep++)	/* the first run also builds oneDNN's primitives */
 	{
-		double		t0 = now();
+		double		t0 = pt_seconds();
 
 		for (int i = 0; i < n; i++)
 			if (!pt_fp32_product(kernel, backward, shapes[i], x, MEASURE_ROWS, y, false))
 				return 0.0;
-		t0 = now() - t0;
+		t0 = pt_seconds() - t0;
 		if (rep > 0 && (best == 0.0 || t0 < best))
 			best = t0;
 	}

@@ -141,7 +141,12 @@ pt_linear_forward_multi(const PtLinear *const *lins, int n, const float *x, int 
 	}
 }
 
-/* out[n] = W[r, k0 .. k0 + n) in fp32, from whichever form the weights are kept in */
+/*
+ * out[n] = W[r, k0 .. k0 + n) in fp32, from whichever form the weights are
+ * kept in.  The checkpoint's own data comes before the bf16 copy that the
+ * first backward pass may round (ensure_bf16_plain): otherwise the rows a
+ * classification reads would change, bit for bit, once a training had run.
+ */
 static void
 row_part(const PtLinear *lin, int r, int k0, int n, float *out)
 {
@@ -149,11 +154,11 @@ row_part(const PtLinear *lin, int r, int k0, int n, float *out)
 
 	if (lin->w)
 		memcpy(out, lin->w + at, sizeof(float) * n);
-	else if (lin->w_bf16)
-		pt_convert_to_f32(PT_DTYPE_BF16, lin->w_bf16 + at, n, out);
-	else
+	else if (lin->src)
 		pt_convert_to_f32(lin->src_dtype, (const char *) lin->src + at * pt_dtype_size(lin->src_dtype),
 						  n, out);
+	else
+		pt_convert_to_f32(PT_DTYPE_BF16, lin->w_bf16 + at, n, out);
 }
 
 #define BACKWARD_CHUNK 256

@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "error.h"
@@ -206,4 +207,13 @@ pt_cpu_flags(void)
 {
 	pthread_once(&cpu.once, read_cpu);
 	return cpu.flags;
+}
+
+double
+pt_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }

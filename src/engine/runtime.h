@@ -17,6 +17,9 @@
  */
 int			pt_engine_init(void);
 
+/* Seconds on the monotonic clock: for timing work, never for dates. */
+double		pt_seconds(void);
+
 /* Creates the thread pool now (a process that must control its threads' signal mask). */
 void		pt_engine_start_threads(void);
 

@@ -14,6 +14,7 @@
 #include "error.h"
 #include "objective.h"
 #include "rng.h"
+#include "runtime.h"
 #include "trainer.h"
 
 /* Tokenized rows: ids of row i are ids[i][0..n_ids[i]), label index label[i]. */
@@ -93,14 +94,6 @@ enum
 	PHASE_FINAL_TEST			/* the final prompts on the held-out rows */
 };
 
-static double
-now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 void
 pt_train_options_default(PtTrainOptions *o)
@@ -404,7 +397,7 @@ pt_trainer_open(const PtModel *m, const PtTrainOptions *opt)
 	t->opt = *opt;
 	if (t->opt.max_grad_norm < 0)	/* the optimizer's default (none for Adafactor) */
 		t->opt.max_grad_norm = pt_optimizer_default_max_grad_norm(opt->optimizer);
-	t->started = now_seconds();
+	t->started = pt_seconds();
 	return t;
 }
 
@@ -417,10 +410,10 @@ static int
 timed_yield(void *arg)
 {
 	PtTrainer  *t = arg;
-	double		start = now_seconds();
+	double		start = pt_seconds();
 	int			rc = t->yield.fn(t->yield.arg);
 
-	t->yield_seconds += now_seconds() - start;
+	t->yield_seconds += pt_seconds() - start;
 	return rc;
 }
 
@@ -707,7 +700,7 @@ finish_member(PtTrainer *t)
 		return start_member(t, t->member + 1);
 
 	t->result.final_loss = t->progress.loss;
-	t->result.seconds = now_seconds() - t->started;
+	t->result.seconds = pt_seconds() - t->started;
 	t->result.labels = malloc(sizeof(char *) * t->task->n_labels);
 	if (t->result.labels == NULL)
 		return pt_fail(PT_ERR_NOMEM, "out of memory");
@@ -890,7 +883,7 @@ pt_trainer_advance(PtTrainer *t, int max_rows)
 {
 	double		acc,
 				loss,
-				start = now_seconds();
+				start = pt_seconds();
 	int			rc;
 
 	if (!t->rows_closed)
@@ -911,7 +904,7 @@ pt_trainer_advance(PtTrainer *t, int max_rows)
 			if (!t->in_step)
 				begin_step(t);
 			rc = run_micro_batch(t, max_rows);
-			t->step_seconds += now_seconds() - start - t->yield_seconds;
+			t->step_seconds += pt_seconds() - start - t->yield_seconds;
 			if (rc < 0 || (rc == 1 && end_step(t) != 0))
 				return fail_at_step(t);
 			break;

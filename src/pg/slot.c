@@ -580,16 +580,24 @@ ptune_slot_answer(int index, StringInfo response)
 	complete(index, dp, response->len);
 }
 
-void
-ptune_slot_fail_caught(int index)
+ErrorData *
+ptune_catch_error(MemoryContext cxt)
 {
 	ErrorData  *edata;
 
-	/* the error may have come while we held the shared lock: ptune_slot_fail takes it */
 	LWLockReleaseAll();
-	MemoryContextSwitchTo(TopMemoryContext);
+	MemoryContextSwitchTo(cxt);
 	edata = CopyErrorData();
 	FlushErrorState();
+	return edata;
+}
+
+void
+ptune_slot_fail_caught(int index)
+{
+	/* the error may have come while we held the shared lock: ptune_slot_fail takes it */
+	ErrorData  *edata = ptune_catch_error(TopMemoryContext);
+
 	ptune_slot_fail(index, edata->sqlerrcode, edata->message, edata->detail, edata->hint);
 	FreeErrorData(edata);
 }

@@ -68,6 +68,12 @@ void		ptune_slot_fail(int index, int sqlstate, const char *message, const char *
  * every LWLock first, as each of the worker's error handlers must).
  */
 void		ptune_slot_fail_caught(int index);
+
+/*
+ * In a PG_CATCH block: releases every LWLock (the error may have come while
+ * one was held), switches to cxt and returns a copy of the error, flushed.
+ */
+ErrorData  *ptune_catch_error(MemoryContext cxt);
 /* Streaming: ask the backend for the next chunk; read it in place (false: none yet); free it. */
 void		ptune_slot_want_chunk(int index);
 bool		ptune_slot_peek_chunk(int index, StringInfo view, bool *last);

@@ -274,12 +274,8 @@ serve(const WorkerHandler *h)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = ptune_catch_error(old);
 
-		LWLockReleaseAll();
-		MemoryContextSwitchTo(old);
-		edata = CopyErrorData();
-		FlushErrorState();
 		ereport(LOG, (errmsg("ptune worker: %s: %s", h->name, edata->message)));
 		FreeErrorData(edata);
 		busy = true;

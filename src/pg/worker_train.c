@@ -151,12 +151,8 @@ pause_for_others(void *arg)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = ptune_catch_error(old);
 
-		LWLockReleaseAll();
-		MemoryContextSwitchTo(old);
-		edata = CopyErrorData();
-		FlushErrorState();
 		strlcpy(job->stopped_why, edata->message ? edata->message : "an error between two layers",
 				sizeof(job->stopped_why));
 		job->stopped_sqlstate = edata->sqlerrcode;

@@ -128,7 +128,7 @@ test_int8_product_within_bound(void)
 
 	REQUIRE(pt_engine_init() == 0);
 	if (!pt_int8_supported())
-		SKIP("oneDNN has no int8 matmul for this CPU");
+		SKIP("this CPU has no int8 dot-product instructions (VNNI or AMX)");
 	M = pt_dnnl_piece_rows() + 32 + 12;
 	w = malloc(sizeof(float) * OUT * IN);
 	x = malloc(sizeof(float) * M * IN);

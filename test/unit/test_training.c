@@ -456,7 +456,7 @@ reduced_precision_matches_fp32(PtMath math, float tolerance)
 	if (math == PT_MATH_BF16 && !pt_bf16_supported())
 		SKIP("this CPU has no bfloat16 instructions (AVX512-BF16 or AMX)");
 	if (math == PT_MATH_INT8 && !pt_int8_supported())
-		SKIP("oneDNN has no int8 matmul for this CPU");
+		SKIP("this CPU has no int8 dot-product instructions (VNNI or AMX)");
 	REQUIRE(dir != NULL);
 	m = pt_model_load(dir);
 	REQUIRE(m != NULL);

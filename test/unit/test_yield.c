@@ -230,7 +230,7 @@ test_yield_is_transparent(void)
 	}
 	CHECK(training_units == 3 * 3);	/* 3 steps of 8 rows in micro-batches of 3 */
 	CHECK(validation_units > 0);
-	CHECK(s->failures == 0 && s->mismatches == 0);
+	CHECKF(s->failures == 0 && s->mismatches == 0, "%d failures, %d mismatches in %d classifications", s->failures, s->mismatches, s->calls);
 	{
 		const PtTrainResult *a = pt_trainer_result(plain),
 				   *b = pt_trainer_result(paused);
