@@ -104,6 +104,7 @@ DATA       = sql/ptune--0.1.0.sql
 MODULE_big = ptune
 OBJS       = src/pg/ptune.o src/pg/guc.o src/pg/ipc.o src/pg/slot.o src/pg/wire.o src/pg/client.o src/pg/prompt_store.o \
              src/pg/scoring.o src/pg/sql_classify.o src/pg/sql_train.o src/pg/sql_evaluate.o src/pg/sql_admin.o \
+             src/pg/sql_generate.o \
              src/pg/tasks.o src/pg/table_scan.o src/pg/distribute.o \
              src/engine/metrics.o
 PG_CPPFLAGS = -Isrc/engine -Isrc/pg
@@ -113,7 +114,8 @@ PG_CFLAGS   = -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializ
 EXTRA_CLEAN = ptune_worker.so $(WORKER_OBJS) src/pg/ipc_other.wo
 
 WORKER_OBJS = src/pg/worker.wo src/pg/worker_classify.wo src/pg/worker_train.wo \
-              src/pg/worker_explain.wo src/pg/ipc.wo src/pg/slot.wo src/pg/wire.wo
+              src/pg/worker_explain.wo src/pg/worker_generate.wo src/pg/ipc.wo src/pg/slot.wo \
+              src/pg/wire.wo
 
 # ptune must be preloaded, so PGXS's installcheck (against a running server that
 # may not preload it) cannot work: ours starts its own cluster.  PGXS's `check`

@@ -85,6 +85,18 @@ def generation_section(w):
           f"the decoder step within 20% of its product floor: {over:.2f}x, {verdict(over <= 1.2)}.")
     w(f"\nThe first row's generated ids are {'identical' if same else '**not** identical'} in ptune fp32 and "
       "PyTorch (a check that both decode the same thing).")
+    parts = [("products", "layer products"), ("lm_head", "LM head"), ("self_attention", "self-attention"),
+             ("cross_attention", "cross-attention"), ("rest", "norms etc."), ("argmax", "argmax"),
+             ("select", "selection")]
+    if all("step_parts_ms" in e for e in fp32["batches"] + bf16["batches"]):
+        w("\nWhere a step's time goes (ms per step, the engine's in-step timer over one more run; the "
+          "products' and the LM head's sum is what the floor measures alone):\n")
+        w("| batch | precision | " + " | ".join(name for _, name in parts) + " |")
+        w("|---|---|" + "---|" * len(parts))
+        for prec, eng in (("fp32", fp32), ("bf16", bf16)):
+            for e in eng["batches"]:
+                w(f"| {e['batch']} | {prec} | " +
+                  " | ".join(fmt(e["step_parts_ms"][k], 2) for k, _ in parts) + " |")
 
 
 out = []

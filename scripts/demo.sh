@@ -3,7 +3,8 @@
 #   installs what it needs, builds and installs the extension, starts a
 #   throwaway PostgreSQL cluster, makes (or finds) a T5 model, loads the
 #   SpamAssassin corpus into tables, trains a soft prompt with SQL,
-#   classifies rows and prints the accuracy on held-out rows.
+#   classifies rows and prints the accuracy on held-out rows, then lets the
+#   same prompt write its answers (ptune.generate) and measures them.
 #
 #   scripts/demo.sh                 generated model (random weights)
 #   PTUNE_MODEL_DIR=~/models/flan-t5-small scripts/demo.sh
@@ -97,6 +98,13 @@ step "Accuracy on $(($(wc -l < "$demo/data/test.csv") - 1)) held-out rows"
                          FROM (SELECT count(*) AS n FROM spam_test GROUP BY label) c) AS majority_class,
                         confusion
                  FROM ptune.evaluate('spam', 'spam_test', 'text', 'label')"
+
+step "Generation: the same prompt decoding freely (the paper's metric), on 200 held-out rows"
+"${psql[@]}" -c "SELECT id, label, ptune.generate('spam', text, max_new_tokens => 4) AS generated
+                 FROM spam_test ORDER BY id LIMIT 4" \
+             -c "CREATE TEMP VIEW spam_sample AS SELECT * FROM spam_test ORDER BY id LIMIT 200" \
+             -c "SELECT rows, round(exact_match::numeric, 4) AS exact_match, invalid_outputs
+                 FROM ptune.evaluate_generation('spam', 'spam_sample', 'text', 'label', max_new_tokens => 4)"
 if [[ $keep == --keep ]]; then
   echo "cluster left running: psql -h $demo -p $port -d postgres"
 fi

@@ -117,7 +117,10 @@ CREATE FUNCTION ptune.train_prompt(
     weight_decay        float8  DEFAULT NULL,   -- NULL: the optimizer's (adafactor 1e-5, adam 0)
     max_grad_norm       float8  DEFAULT NULL,   -- NULL: the optimizer's (adafactor none, adam 1)
     min_dim_size_to_factor integer DEFAULT 128, -- adafactor: factor when min(P, d_model) >= this
-    adafactor_start_step integer DEFAULT 0)     -- adafactor: T5X's step count at the start
+    adafactor_start_step integer DEFAULT 0,     -- adafactor: T5X's step count at the start
+    -- 'classification': label_column holds class labels; 'generation':
+    -- label_column holds each row's target text (README, "Generation")
+    objective           text    DEFAULT 'classification')
 RETURNS TABLE (task text, version integer, labels text[], train_rows integer, steps bigint,
                seconds float8, final_loss float8, selection_accuracy float8,
                test_accuracy float8)
@@ -161,6 +164,32 @@ CREATE FUNCTION ptune.evaluate(task text, relation regclass, text_column name, l
                                scoring text DEFAULT NULL)
 RETURNS TABLE (rows bigint, accuracy float8, macro_f1 float8, confusion jsonb)
 AS 'MODULE_PATHNAME', 'ptune_evaluate'
+LANGUAGE C STABLE PARALLEL UNSAFE;
+
+-- Generation -------------------------------------------------------------------
+-- Decodes text: with the task's prompt (a generation task, or a classification
+-- task decoding freely), or with the frozen model alone when task is NULL.
+-- max_new_tokens counts EOS; num_beams 1 is greedy, more is beam search
+-- (README, "Generation").  Who may classify with a task may generate with it.
+
+CREATE FUNCTION ptune.generate(task text, input text, max_new_tokens integer DEFAULT 32,
+                               num_beams integer DEFAULT 1) RETURNS text
+AS 'MODULE_PATHNAME', 'ptune_generate'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE FUNCTION ptune.generate(task text, inputs text[], max_new_tokens integer DEFAULT 32,
+                               num_beams integer DEFAULT 1) RETURNS text[]
+AS 'MODULE_PATHNAME', 'ptune_generate_array'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+-- Decodes each row's text and compares it with its target: exact match, SQuAD's
+-- token F1, and for a classification task (the paper's evaluation by free
+-- decoding) how many outputs were none of its labels (they count as wrong).
+CREATE FUNCTION ptune.evaluate_generation(task text, relation regclass, text_column name,
+                                          target_column name, max_new_tokens integer DEFAULT 32,
+                                          num_beams integer DEFAULT 1)
+RETURNS TABLE (rows bigint, exact_match float8, f1 float8, invalid_outputs bigint)
+AS 'MODULE_PATHNAME', 'ptune_evaluate_generation'
 LANGUAGE C STABLE PARALLEL UNSAFE;
 
 CREATE FUNCTION ptune.explain_prompt(task text, k integer DEFAULT 5)
@@ -264,7 +293,7 @@ RETURNS TABLE (worker_state text, worker_pid integer, generation bigint, started
                queued integer, running integer, requests_served bigint, requests_failed bigint,
                forward_passes bigint, rows_classified bigint, last_error text,
                free_slots integer, waiting integer, payload_bytes bigint,
-               training_pauses bigint)
+               training_pauses bigint, rows_generated bigint)
 AS 'MODULE_PATHNAME', 'ptune_status'
 LANGUAGE C VOLATILE;
 

@@ -19,7 +19,7 @@ for t in "$@"; do
   if [[ -f test/specs/$t.spec ]]; then specs+=("$t"); else tests+=("$t"); fi
 done
 if (($# == 0)); then
-  tests=(setup train classify evaluate scoring manage errors privileges isolation mismatch distribute)
+  tests=(setup train classify evaluate generate scoring manage errors privileges isolation mismatch distribute)
   specs=(race_first_training race_manage)
 fi
 

@@ -21,6 +21,10 @@
  *   step_over_floor   step_ms / floor_ms
  *   floor_gflops      the products' FLOPs / floor_ms
  *   ids_row0          row 0's generated ids (PyTorch's must be equal in fp32)
+ *   step_parts_ms     where a step's time goes (options.profile over one more
+ *                     run of new_tokens steps, per step): products, self- and
+ *                     cross-attention, the rest (embedding, norms, activation),
+ *                     the LM head, argmax, selection
  *
  * Times are medians of reps runs after a warm-up.
  */
@@ -185,7 +189,8 @@ cmd_bench_generate(int argc, char **argv)
 					flops = 0,
 					floor_t[MAX_REPS],
 					floor_s;
-		json_t	   *row0 = json_array();
+		json_t	   *row0 = json_array(),
+				   *step_parts = NULL;
 
 		for (int k = 0; k < 5; k++)
 			ybuf[k] = calloc((size_t) B * (k == 4 ? c->vocab_size : (int) (width > (size_t) pt_config_inner(c) ? width : (size_t) pt_config_inner(c))), sizeof(float));
@@ -204,6 +209,19 @@ cmd_bench_generate(int argc, char **argv)
 		t_full = time_generate(m, &ws, rows, B, &o, res, reps);
 		for (int j = 0; j < res[0].n_ids; j++)
 			json_array_append_new(row0, json_integer(res[0].ids[j]));
+		{
+			double		prof[PT_GENERATE_PROFILE_PARTS] = {0};
+			json_t	   *parts = json_object();
+
+			o.profile = prof;
+			if (pt_generate(m, &ws, rows, B, &o, res) != 0)
+				return cli_engine_error("bench-generate");
+			o.profile = NULL;
+			for (int p = 0; p < PT_GENERATE_PROFILE_PARTS; p++)
+				json_object_set_new(parts, pt_generate_profile_name(p),
+									json_real(prof[p] / new_tokens * 1e3));
+			step_parts = parts;
+		}
 		o.max_new_tokens = 1;
 		t_one = time_generate(m, &ws, rows, B, &o, res, reps);
 		if (t_full < 0 || t_one < 0)
@@ -221,7 +239,7 @@ cmd_bench_generate(int argc, char **argv)
 		{
 			double		step = (t_full - t_one) / (new_tokens - 1);
 
-			json_array_append_new(per_batch, json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:o}",
+			json_array_append_new(per_batch, json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:o}",
 													   "batch", B,
 													   "tokens_per_s", B * new_tokens / t_full,
 													   "seconds", t_full,
@@ -229,7 +247,8 @@ cmd_bench_generate(int argc, char **argv)
 													   "floor_ms", floor_s * 1e3,
 													   "step_over_floor", step / floor_s,
 													   "floor_gflops", flops / floor_s / 1e9,
-													   "ids_row0", row0));
+													   "ids_row0", row0,
+													   "step_parts_ms", step_parts));
 		}
 		free(ids);
 		free(gen);

@@ -28,6 +28,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "error.h"
 #include "generate.h"
@@ -100,6 +101,35 @@ typedef struct Chunk
 	int		   *fin_len;		/* [S] */
 	int		   *n_fin;			/* [R] */
 } Chunk;
+
+const char *
+pt_generate_profile_name(int part)
+{
+	static const char *const names[PT_GENERATE_PROFILE_PARTS] = {
+		"products", "self_attention", "cross_attention", "rest", "lm_head", "argmax", "select"
+	};
+
+	return part >= 0 && part < PT_GENERATE_PROFILE_PARTS ? names[part] : "?";
+}
+
+/*
+ * options.profile: the time since *mark goes to part, and *mark moves on.
+ * Costs two clock reads per part and step, only when profiling.
+ */
+static inline void
+prof_lap(double *profile, double *mark, int part)
+{
+	struct timespec ts;
+	double		t;
+
+	if (profile == NULL)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	t = ts.tv_sec + ts.tv_nsec * 1e-9;
+	if (part >= 0)
+		profile[part] += t - *mark;
+	*mark = t;
+}
 
 void
 pt_generate_options_default(PtGenerateOptions *opts)
@@ -263,23 +293,67 @@ cache_at(const Chunk *ch, float *base, int I, int l, int s)
 	return base + (((size_t) l * ch->S + s) * ch->cap) * I;
 }
 
-/* dot product of two dk-vectors */
-static inline float
-dot(const float *restrict a, const float *restrict b, int n)
+/*
+ * Heads [h0, h1) of one single query over its n keys:
+ *   out[h] = softmax(q[h] . K[:, h]^T + bias_h) V[:, h]
+ * q, out: [I] rows (head h at h * dk); K, V: n rows of stride I; sc: this
+ * item's score rows, [h1 - h0, smax].  Key and value rows are read whole
+ * (contiguous, h0 * dk .. h1 * dk), which streams the caches from memory at
+ * full speed; the score of (j, h) and the sums over j are computed in the
+ * same order however the heads are grouped, so results do not depend on it.
+ * Compiled for AVX-512 and AVX2 as well: the engine's default target is
+ * SSE2, too narrow for these dk-long dot products.
+ */
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+static void
+attend_heads(const float *restrict q, const float *restrict K, const float *restrict V, int n,
+			 int I, int dk, int h0, int h1, const float *bias, int width, int bias_at,
+			 float *restrict sc, int smax, float *restrict out)
 {
-	float		s = 0.0f;
+	for (int j = 0; j < n; j++)
+	{
+		const float *kr = K + (size_t) j * I;
+
+		for (int h = h0; h < h1; h++)
+		{
+			const float *qh = q + h * dk,
+					   *kh = kr + h * dk;
+			float		s = 0.0f;
 
 #pragma omp simd reduction(+:s)
-	for (int i = 0; i < n; i++)
-		s += a[i] * b[i];
-	return s;
+			for (int i = 0; i < dk; i++)
+				s += qh[i] * kh[i];
+			sc[(size_t) (h - h0) * smax + j] = s;
+		}
+	}
+	for (int h = h0; h < h1; h++)
+		pt_softmax_row(sc + (size_t) (h - h0) * smax, bias ? bias + (size_t) h * width + bias_at : NULL,
+					   n, true);
+	memset(out + h0 * dk, 0, sizeof(float) * (size_t) (h1 - h0) * dk);
+	for (int j = 0; j < n; j++)
+	{
+		const float *vr = V + (size_t) j * I;
+
+		for (int h = h0; h < h1; h++)
+		{
+			float		p = sc[(size_t) (h - h0) * smax + j];
+			float	   *o = out + h * dk;
+			const float *vh = vr + h * dk;
+
+#pragma omp simd
+			for (int i = 0; i < dk; i++)
+				o[i] += p * vh[i];
+		}
+	}
 }
 
 /*
- * Attention of B single queries, one (sequence, head) pair per item:
+ * Attention of B single queries (one per live sequence), all H heads:
  *   ctx[b, h] = softmax(q[b, h] . K_b^T + bias_h) V_b
- * K_b / V_b: keys of sequence b, `key_len[b]` rows of stride I from k_of(b).
+ * K_b / V_b: keys of sequence b, `key_len[b]` rows of stride I from keys[b].
  * bias: NULL, or [H, width] where key j uses bias[h * width + bias_at + j].
+ * The threads share rows; with fewer rows than a few per thread, (row, head)
+ * pairs.
  */
 static void
 single_query_attention(const Chunk *ch, int B, int H, int dk, const float *q,
@@ -287,33 +361,18 @@ single_query_attention(const Chunk *ch, int B, int H, int dk, const float *q,
 					   const float *bias, int width, int bias_at, float *ctx)
 {
 	int			I = H * dk;
+	int			per = B >= 2 * omp_get_max_threads() ? H : 1;	/* heads per item */
+	int			groups = H / per;
 
-#pragma omp parallel for schedule(static) if (B * H > 1)
-	for (int item = 0; item < B * H; item++)
+#pragma omp parallel for schedule(static) if (B * groups > 1)
+	for (int item = 0; item < B * groups; item++)
 	{
-		int			b = item / H,
-					h = item % H,
-					n = key_len[b];
-		const float *qv = q + (size_t) b * I + h * dk;
-		const float *K = keys[b] + h * dk;
-		const float *Vm = vals[b] + h * dk;
-		float	   *sc = ch->scores + (size_t) item * ch->smax;
-		float	   *out = ctx + (size_t) b * I + h * dk;
+		int			b = item / groups,
+					h0 = (item % groups) * per;
 
-		for (int j = 0; j < n; j++)
-			sc[j] = dot(qv, K + (size_t) j * I, dk);
-		pt_softmax_row(sc, bias ? bias + (size_t) h * width + bias_at : NULL, n, true);
-		for (int i = 0; i < dk; i++)
-			out[i] = 0.0f;
-		for (int j = 0; j < n; j++)
-		{
-			const float *vr = Vm + (size_t) j * I;
-			float		p = sc[j];
-
-#pragma omp simd
-			for (int i = 0; i < dk; i++)
-				out[i] += p * vr[i];
-		}
+		attend_heads(q + (size_t) b * I, keys[b], vals[b], key_len[b], I, dk, h0, h0 + per,
+					 bias, width, bias_at, ch->scores + ((size_t) b * H + h0) * ch->smax, ch->smax,
+					 ctx + (size_t) b * I);
 	}
 }
 
@@ -324,7 +383,7 @@ single_query_attention(const Chunk *ch, int B, int H, int dk, const float *q,
  */
 static void
 decoder_step(const PtModel *m, Chunk *ch, int B, int t, int buf, float **keys, float **vals,
-			 int *key_len)
+			 int *key_len, double *prof)
 {
 	const PtConfig *c = &m->cfg;
 	int			d = c->d_model,
@@ -334,17 +393,23 @@ decoder_step(const PtModel *m, Chunk *ch, int B, int t, int buf, float **keys, f
 				V = c->vocab_size;
 	float		eps = c->layer_norm_eps;
 	PtMath		math = m->math;
+	double		mark = 0;
 
+	prof_lap(prof, &mark, -1);
 	pt_embed_rows(m->embed, ch->act_tok, B, d, ch->y);
 	for (int l = 0; l < c->num_decoder_layers; l++)
 	{
 		const PtDecoderLayer *w = &m->dec[l];
 		const PtLinear *qkv[3] = {&w->self.q, &w->self.k, &w->self.v};
 		float	   *qkv_out[3] = {ch->q, ch->k, ch->v};
+		const PtLinear *wi[2] = {&w->ff.wi0, &w->ff.wi1};
+		float	   *h[2] = {ch->h0, ch->h1};
 
 		/* self-attention: this step's key / value join the cache at position t */
 		pt_rmsnorm_forward(ch->y, w->ln_self, B, d, eps, ch->ln, NULL);
+		prof_lap(prof, &mark, PT_GEN_PROF_REST);
 		pt_linear_forward_multi(qkv, 3, ch->ln, B, qkv_out, math);
+		prof_lap(prof, &mark, PT_GEN_PROF_PRODUCTS);
 		for (int b = 0; b < B; b++)
 		{
 			keys[b] = cache_at(ch, ch->kc[buf], I, l, ch->act_slot[b]);
@@ -356,11 +421,15 @@ decoder_step(const PtModel *m, Chunk *ch, int B, int t, int buf, float **keys, f
 		/* key j of query t: relative position j - t, at table column j - t + cap - 1 */
 		single_query_attention(ch, B, H, dk, ch->q, keys, vals, key_len, ch->bias,
 							   2 * ch->cap - 1, ch->cap - 1 - t, ch->ctx);
+		prof_lap(prof, &mark, PT_GEN_PROF_SELF_ATTN);
 		pt_residual_projection(&w->self.o, ch->ctx, B, ch->y, ch->y, ch->sub, math);
+		prof_lap(prof, &mark, PT_GEN_PROF_PRODUCTS);
 
 		/* cross-attention over the row's encoder output */
 		pt_rmsnorm_forward(ch->y, w->ln_cross, B, d, eps, ch->ln, NULL);
+		prof_lap(prof, &mark, PT_GEN_PROF_REST);
 		pt_linear_forward(&w->cross.q, ch->ln, B, ch->q, math);
+		prof_lap(prof, &mark, PT_GEN_PROF_PRODUCTS);
 		for (int b = 0; b < B; b++)
 		{
 			int			r = ch->act_row[b];
@@ -370,20 +439,30 @@ decoder_step(const PtModel *m, Chunk *ch, int B, int t, int buf, float **keys, f
 			key_len[b] = ch->enc_len[r];
 		}
 		single_query_attention(ch, B, H, dk, ch->q, keys, vals, key_len, NULL, 0, 0, ch->ctx);
+		prof_lap(prof, &mark, PT_GEN_PROF_CROSS_ATTN);
 		pt_residual_projection(&w->cross.o, ch->ctx, B, ch->y, ch->y, ch->sub, math);
+		prof_lap(prof, &mark, PT_GEN_PROF_PRODUCTS);
 
-		/* feed-forward */
+		/* feed-forward (pt_ff_forward's steps, timed apart) */
 		pt_rmsnorm_forward(ch->y, w->ln_ff, B, d, eps, ch->ln, NULL);
-		pt_ff_forward(c, &w->ff, ch->ln, B, ch->h0, ch->h1, ch->act, ch->y, ch->y, ch->sub, math);
+		prof_lap(prof, &mark, PT_GEN_PROF_REST);
+		pt_linear_forward_multi(wi, c->gated ? 2 : 1, ch->ln, B, h, math);
+		prof_lap(prof, &mark, PT_GEN_PROF_PRODUCTS);
+		pt_ff_activation_forward(c->activation, c->gated, ch->h0, ch->h1, (size_t) B * c->d_ff, ch->act);
+		prof_lap(prof, &mark, PT_GEN_PROF_REST);
+		pt_residual_projection(&w->ff.wo, ch->act, B, ch->y, ch->y, ch->sub, math);
+		prof_lap(prof, &mark, PT_GEN_PROF_PRODUCTS);
 	}
 	pt_rmsnorm_forward(ch->y, m->dec_final_ln, B, d, eps, ch->ln, NULL);
 	if (m->lm_scale != 1.0f)
 		pt_scale(ch->ln, m->lm_scale, (size_t) B * d);
 	pt_linear_forward(&m->lm_head, ch->ln, B, ch->logits, math);
+	prof_lap(prof, &mark, PT_GEN_PROF_LM_HEAD);
 
 #pragma omp parallel for schedule(static) if (B > 1)
 	for (int b = 0; b < B; b++)
 		ch->lse[b] = pt_log_sum_exp_argmax(ch->logits + (size_t) b * V, V, &ch->best[b]);
+	prof_lap(prof, &mark, PT_GEN_PROF_ARGMAX);
 }
 
 /* Writes a finished sequence (tokens[0..len), EOS last when eos) to a result. */
@@ -620,6 +699,7 @@ generate_chunk(const PtModel *m, PtWorkspace *ws, const PtGenerateRow *rows, int
 	int		   *key_len;
 	int			B,
 				buf = 0;
+	double		mark = 0;
 
 	ch.R = R;
 	ch.K = K;
@@ -682,7 +762,8 @@ generate_chunk(const PtModel *m, PtWorkspace *ws, const PtGenerateRow *rows, int
 
 		if (o->cancel && o->cancel(o->cancel_arg) != 0)
 			return pt_fail(PT_ERR_CANCELLED, "generation was cancelled");
-		decoder_step(m, &ch, B, t, buf, keys, vals, key_len);
+		decoder_step(m, &ch, B, t, buf, keys, vals, key_len, o->profile);
+		prof_lap(o->profile, &mark, -1);
 		if (K == 1)
 			next = greedy_select(m, &ch, B, t, o, results);
 		else
@@ -699,6 +780,7 @@ generate_chunk(const PtModel *m, PtWorkspace *ws, const PtGenerateRow *rows, int
 			}
 			buf = 1 - buf;
 		}
+		prof_lap(o->profile, &mark, PT_GEN_PROF_SELECT);
 		memcpy(ch.act_slot, ch.next_slot, sizeof(int) * next);
 		memcpy(ch.act_row, ch.next_row, sizeof(int) * next);
 		memcpy(ch.act_tok, ch.next_tok, sizeof(int32_t) * next);

@@ -63,9 +63,30 @@ typedef struct PtGenerateOptions
 	 * exactly max_new_tokens tokens (greedy only; an error with beams).
 	 */
 	bool		ignore_eos;
+	/*
+	 * Benchmarks only: NULL, or [PT_GENERATE_PROFILE_PARTS] seconds that each
+	 * part of the decoder steps adds to (see PtGenerateProfilePart).
+	 */
+	double	   *profile;
 	PtGenerateCancelFn cancel;	/* NULL: never cancelled */
 	void	   *cancel_arg;
 } PtGenerateOptions;
+
+/* The parts of a decoder step that options.profile times. */
+typedef enum PtGenerateProfilePart
+{
+	PT_GEN_PROF_PRODUCTS,		/* the layers' matrix products (Q/K/V/O, cross Q/O, feed-forward) */
+	PT_GEN_PROF_SELF_ATTN,		/* cache append and single-query self-attention */
+	PT_GEN_PROF_CROSS_ATTN,		/* single-query cross-attention */
+	PT_GEN_PROF_REST,			/* embedding, norms, activation */
+	PT_GEN_PROF_LM_HEAD,		/* final norm and the LM head product */
+	PT_GEN_PROF_ARGMAX,			/* log-sum-exp and argmax of the logits */
+	PT_GEN_PROF_SELECT,			/* greedy / beam selection */
+	PT_GENERATE_PROFILE_PARTS
+} PtGenerateProfilePart;
+
+/* their names, for reports: "products", "self_attention", ... */
+const char *pt_generate_profile_name(int part);
 
 /* The defaults: 32 new tokens, greedy, alpha 0.6, stop at EOS, no cancel hook. */
 void		pt_generate_options_default(PtGenerateOptions *opts);

@@ -315,7 +315,7 @@ pt_prompt_decode(const uint8_t *data, size_t len, size_t *used)
 		return NULL;
 	}
 	if (length < 1 || length > PT_PROMPT_MAX_LENGTH || d_model < 1 || d_model > 65536 ||
-		n_labels < 2 || n_labels > PT_MAX_LABELS || pt_prompt_peek_max_input_tokens(data, len) == 0)
+		n_labels == 1 || n_labels > PT_MAX_LABELS || pt_prompt_peek_max_input_tokens(data, len) == 0)
 	{
 		pt_fail(PT_ERR_FORMAT, "prompt header is invalid (length %u, d_model %u, %u labels)",
 				length, d_model, n_labels);

@@ -15,7 +15,8 @@
  *   24   4     dtype of the values (1 = float32)
  *   28   4     max input tokens (with EOS)
  *   32   16    fingerprint of the model (see model.h)
- *   48   4     number of labels L
+ *   48   4     number of labels L (0: a generation prompt, see
+ *                 PtObjectiveKind; otherwise 2 to PT_MAX_LABELS)
  *   52   4     bytes of metadata JSON M (0 if none)
  *   56   ...   L labels, each a 4-byte length then UTF-8 bytes
  *        M     metadata JSON (training settings; informational)
@@ -65,7 +66,7 @@ typedef struct PtPrompt
 	float	   *values;			/* [P, d_model] */
 	int			max_input_tokens;
 	uint8_t		fingerprint[PT_FINGERPRINT_BYTES];
-	int			n_labels;
+	int			n_labels;		/* 0: a generation prompt (no label set) */
 	char	  **labels;
 	char	   *metadata;		/* JSON text or NULL */
 } PtPrompt;
@@ -92,6 +93,13 @@ int			pt_prompt_encode(const PtPrompt *p, uint8_t **out, size_t *len);
  * out-of-bounds read.  *used receives the bytes consumed (may be NULL).
  */
 PtPrompt   *pt_prompt_decode(const uint8_t *data, size_t len, size_t *used);
+
+/* What p was trained for: a prompt without labels is a generation prompt. */
+static inline PtObjectiveKind
+pt_prompt_objective(const PtPrompt *p)
+{
+	return p->n_labels == 0 ? PT_OBJECTIVE_GENERATION : PT_OBJECTIVE_CLASSIFICATION;
+}
 
 /* An error (PT_ERR_MISMATCH) unless p was trained on model m. */
 int			pt_prompt_check_model(const PtPrompt *p, const PtModel *m);

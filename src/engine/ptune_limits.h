@@ -27,6 +27,12 @@
 #define PT_MAX_LABEL_BYTES 256
 #define PT_MAX_LABEL_TOKENS 32
 
+/*
+ * Generation (the training objective): a row's target text is cut to this
+ * many tokens, EOS included (PT_MAX_TARGET_TOKENS - 1 text tokens, then EOS).
+ */
+#define PT_MAX_TARGET_TOKENS 64
+
 /* Training: rows per step, prompts of an ensemble, epochs and steps. */
 #define PT_MAX_BATCH_SIZE 4096
 #define PT_DEFAULT_BATCH_SIZE 8

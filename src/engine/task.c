@@ -23,6 +23,30 @@ pt_encode_input(const PtModel *m, int max_input_tokens, const char *text, size_t
 	return n;
 }
 
+int
+pt_encode_target(const PtModel *m, const char *text, size_t len, int32_t *ids)
+{
+	return pt_encode_input(m, PT_MAX_TARGET_TOKENS, text, len, ids);
+}
+
+int
+pt_objective_parse(const char *name, PtObjectiveKind *out)
+{
+	if (strcmp(name, "classification") == 0)
+		*out = PT_OBJECTIVE_CLASSIFICATION;
+	else if (strcmp(name, "generation") == 0)
+		*out = PT_OBJECTIVE_GENERATION;
+	else
+		return pt_fail(PT_ERR_ARGUMENT, "unknown objective \"%s\" (use classification or generation)", name);
+	return 0;
+}
+
+const char *
+pt_objective_name(PtObjectiveKind objective)
+{
+	return objective == PT_OBJECTIVE_GENERATION ? "generation" : "classification";
+}
+
 /* True when a[0..n) == b[0..n) */
 static bool
 same_prefix(const int32_t *a, const int32_t *b, int n)
@@ -378,6 +402,23 @@ pt_task_new_from_ids(const PtModel *m, const int32_t *const *label_ids, const in
 					 int n_labels, int max_input_tokens)
 {
 	return task_new(m, NULL, label_ids, n_label_ids, n_labels, max_input_tokens);
+}
+
+PtTask *
+pt_task_new_generation(int max_input_tokens)
+{
+	PtTask	   *task;
+
+	if (max_input_tokens < PT_MIN_INPUT_TOKENS || max_input_tokens > PT_MAX_INPUT_TOKENS)
+	{
+		pt_fail(PT_ERR_ARGUMENT, "max_input_tokens must be between %d and %d (got %d)",
+				PT_MIN_INPUT_TOKENS, PT_MAX_INPUT_TOKENS, max_input_tokens);
+		return NULL;
+	}
+	task = pt_calloc(1, sizeof(PtTask));
+	if (task != NULL)
+		task->max_input_tokens = max_input_tokens;
+	return task;
 }
 
 void

@@ -26,7 +26,25 @@
 #include <stdint.h>
 
 #include "model.h"
+
 #include "ptune_limits.h"
+
+/*
+ * What a prompt is trained for.  Classification: each row's target is one
+ * of a fixed set of labels, scored by the label set.  Generation: each row
+ * carries its own target text (cut to PT_MAX_TARGET_TOKENS), and the prompt
+ * is used by decoding.  A generation prompt has no labels (its binary form
+ * stores 0 labels).
+ */
+typedef enum PtObjectiveKind
+{
+	PT_OBJECTIVE_CLASSIFICATION = 0,
+	PT_OBJECTIVE_GENERATION = 1
+} PtObjectiveKind;
+
+/* "classification" / "generation" to a PtObjectiveKind; -1 (error set) for anything else. */
+int			pt_objective_parse(const char *name, PtObjectiveKind *out);
+const char *pt_objective_name(PtObjectiveKind objective);
 
 typedef enum PtScoring
 {
@@ -104,6 +122,11 @@ PtTask	   *pt_task_new(const PtModel *m, const char *const *labels, int n_labels
  */
 PtTask	   *pt_task_new_from_ids(const PtModel *m, const int32_t *const *label_ids,
 								 const int *n_label_ids, int n_labels, int max_input_tokens);
+/*
+ * A generation task: no labels (n_labels 0, empty plan and trie), only the
+ * input budget.  Prompts made for it are generation prompts.
+ */
+PtTask	   *pt_task_new_generation(int max_input_tokens);
 void		pt_task_free(PtTask *task);
 
 /* Index of the label with this text, or -1. */
@@ -115,5 +138,12 @@ int			pt_task_label_index(const PtTask *task, const char *text);
  */
 int			pt_encode_input(const PtModel *m, int max_input_tokens, const char *text,
 							size_t len, int32_t *ids);
+
+/*
+ * Tokenizes a generation target: at most PT_MAX_TARGET_TOKENS - 1 text
+ * tokens (the rest is cut), then EOS.  ids must hold PT_MAX_TARGET_TOKENS
+ * entries.  Returns the count (>= 1), or -1.
+ */
+int			pt_encode_target(const PtModel *m, const char *text, size_t len, int32_t *ids);
 
 #endif

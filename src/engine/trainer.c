@@ -17,13 +17,19 @@
 #include "runtime.h"
 #include "trainer.h"
 
-/* Tokenized rows: ids of row i are ids[i][0..n_ids[i]), label index label[i]. */
+/*
+ * Tokenized rows: ids of row i are ids[i][0..n_ids[i]), label index label[i]
+ * (classification), or target[i][0..n_target[i]) (generation: the row's own
+ * target, EOS included; NULL arrays for classification).
+ */
 typedef struct TokenSet
 {
 	int			n;
 	int32_t   **ids;
 	int		   *n_ids;
 	int		   *label;
+	int32_t   **target;
+	int		   *n_target;
 } TokenSet;
 
 struct PtTrainer
@@ -117,6 +123,7 @@ pt_train_options_default(PtTrainOptions *o)
 		.seed = PT_DEFAULT_SEED,
 		.max_input_tokens = PT_DEFAULT_MAX_INPUT_TOKENS,
 		.scoring = PT_SCORE_LABEL_TOKENS,
+		.objective = PT_OBJECTIVE_CLASSIFICATION,
 	};
 }
 
@@ -147,6 +154,11 @@ validate_options(const PtTrainOptions *o)
 	if (o->eval_every < 0 || o->patience < 0 || isnan(o->max_grad_norm))
 		return pt_fail(PT_ERR_ARGUMENT, "eval_every and patience must not be negative, max_grad_norm not NaN "
 					   "(a negative max_grad_norm selects the optimizer's default)");
+	if (o->objective != PT_OBJECTIVE_CLASSIFICATION && o->objective != PT_OBJECTIVE_GENERATION)
+		return pt_fail(PT_ERR_ARGUMENT, "unknown objective %d", (int) o->objective);
+	if (o->objective == PT_OBJECTIVE_GENERATION && o->ensemble_size != 1)
+		return pt_fail(PT_ERR_ARGUMENT, "the generation objective trains one prompt (ensemble_size 1): "
+					   "decoded texts cannot be voted on");
 	if (!(o->weight_decay < 1))
 		return pt_fail(PT_ERR_ARGUMENT, "weight_decay must be below 1 (a negative value selects "
 					   "the optimizer's default)");
@@ -169,11 +181,45 @@ static void
 free_token_set(TokenSet *s)
 {
 	for (int i = 0; i < s->n; i++)
+	{
 		free(s->ids[i]);
+		if (s->target)
+			free(s->target[i]);
+	}
 	free(s->ids);
 	free(s->n_ids);
 	free(s->label);
+	free(s->target);
+	free(s->n_target);
 	memset(s, 0, sizeof(*s));
+}
+
+/* Tokenizes a generation row's target text into out->target[at] (EOS included). */
+static int
+add_target(const PtModel *m, const char *text, TokenSet *out, int at)
+{
+	int32_t		ids[PT_MAX_TARGET_TOKENS];
+	int			n = pt_encode_target(m, text, strlen(text), ids);
+
+	out->target[at] = n < 0 ? NULL : pt_calloc(n, sizeof(int32_t));
+	if (out->target[at] == NULL)
+		return -1;
+	memcpy(out->target[at], ids, sizeof(int32_t) * n);
+	out->n_target[at] = n;
+	return 0;
+}
+
+/* The target of row r of set: its label's (classification) or its own (generation). */
+static const int32_t *
+row_target(const PtTrainer *t, const TokenSet *set, int r, int *n_target)
+{
+	if (set->target)
+	{
+		*n_target = set->n_target[r];
+		return set->target[r];
+	}
+	*n_target = t->task->labels[set->label[r]].n_target;
+	return t->task->labels[set->label[r]].target;
 }
 
 /*
@@ -186,10 +232,18 @@ tokenize_set(const PtModel *m, const PtTask *task, const PtTextSet *set, const c
 {
 	int32_t    *buf = pt_calloc(task->max_input_tokens, sizeof(int32_t));
 
+	bool		generation = task->n_labels == 0;
+
 	out->ids = pt_calloc(set->n + 1, sizeof(int32_t *));
 	out->n_ids = pt_calloc(set->n + 1, sizeof(int));
 	out->label = pt_calloc(set->n + 1, sizeof(int));
-	if (!buf || !out->ids || !out->n_ids || !out->label)
+	if (generation)
+	{
+		out->target = pt_calloc(set->n + 1, sizeof(int32_t *));
+		out->n_target = pt_calloc(set->n + 1, sizeof(int));
+	}
+	if (!buf || !out->ids || !out->n_ids || !out->label ||
+		(generation && (!out->target || !out->n_target)))
 	{
 		free(buf);
 		return -1;
@@ -204,7 +258,7 @@ tokenize_set(const PtModel *m, const PtTask *task, const PtTextSet *set, const c
 			(*skipped)++;
 			continue;
 		}
-		label = pt_task_label_index(task, set->labels[i]);
+		label = generation ? 0 : pt_task_label_index(task, set->labels[i]);
 		if (label < 0)
 		{
 			pt_fail(PT_ERR_ARGUMENT, "%s label \"%s\" does not occur in the training rows",
@@ -228,6 +282,12 @@ tokenize_set(const PtModel *m, const PtTask *task, const PtTextSet *set, const c
 		memcpy(out->ids[out->n], buf, sizeof(int32_t) * n);
 		out->n_ids[out->n] = n;
 		out->label[out->n] = label;
+		if (generation && add_target(m, set->labels[i], out, out->n) != 0)
+		{
+			free(out->ids[out->n]);
+			free(buf);
+			return -1;
+		}
 		out->n++;
 	}
 	free(buf);
@@ -263,6 +323,11 @@ split_validation(TokenSet *train, TokenSet *val, int count, unsigned long long s
 		dst->ids[at] = train->ids[i];
 		dst->n_ids[at] = train->n_ids[i];
 		dst->label[at] = train->label[i];
+		if (train->target)
+		{
+			dst->target[at] = train->target[i];
+			dst->n_target[at] = train->n_target[i];
+		}
 	}
 	train->n = kept;
 	free(order);
@@ -327,6 +392,9 @@ start_member(PtTrainer *t, int member)
  * scored (then *accuracy and *loss, the mean -log p(true label), are set and
  * the counters reset), 0 when rows are left, -1 on error.
  */
+static int	evaluate_generation_slice(PtTrainer *t, const TokenSet *set, const PtPrompt *prompt,
+									  int max_rows, double *accuracy, double *loss);
+
 static int
 evaluate_slice(PtTrainer *t, const TokenSet *set, PtPrompt *const *prompts, int n_prompts, int max_rows,
 			   double *accuracy, double *loss)
@@ -337,8 +405,11 @@ evaluate_slice(PtTrainer *t, const TokenSet *set, PtPrompt *const *prompts, int 
 	PtClassifyRow rows[64];
 	PtClassifyResult results[64];
 	int			end = set->n - t->eval_pos < max_rows ? set->n : t->eval_pos + max_rows;
-	float	   *probs = pt_calloc((size_t) chunk * t->task->n_labels, sizeof(float));
+	float	   *probs;
 
+	if (t->opt.objective == PT_OBJECTIVE_GENERATION)
+		return evaluate_generation_slice(t, set, prompts[0], max_rows, accuracy, loss);
+	probs = pt_calloc((size_t) chunk * t->task->n_labels, sizeof(float));
 	if (probs == NULL)
 		return -1;
 	for (int k = 0; k < n_prompts; k++)
@@ -373,6 +444,76 @@ evaluate_slice(PtTrainer *t, const TokenSet *set, PtPrompt *const *prompts, int 
 		t->unit_rows += n;
 	}
 	free(probs);
+	if (t->eval_pos < set->n)
+		return 0;
+	*accuracy = set->n ? (double) t->eval_correct / set->n : NAN;
+	*loss = set->n ? t->eval_nll / set->n : NAN;
+	t->eval_pos = 0;
+	t->eval_correct = 0;
+	t->eval_nll = 0.0;
+	return 1;
+}
+
+/*
+ * Generation's validation: exact match of greedy decoding with each row's
+ * target, and the mean token cross-entropy.  Greedy decoding reproduces the
+ * target exactly if and only if, fed the target's own prefix, the model's
+ * most likely next token is the target's next token at every position, EOS
+ * included (by induction over the steps: each step's input is then the
+ * target's prefix).  So one teacher-forced pass per row, [n_target, V]
+ * logits, decides exact match without running the decoder step by step;
+ * ties go to the lowest token id, as in greedy decoding.  Same contract as
+ * evaluate_slice().
+ */
+static int
+evaluate_generation_slice(PtTrainer *t, const TokenSet *set, const PtPrompt *prompt, int max_rows,
+						  double *accuracy, double *loss)
+{
+	enum
+	{
+		CHUNK = 64
+	};
+	PtExample	ex[CHUNK];
+	double		mean_ce[CHUNK];
+	const float *logits[CHUNK];
+	int			V = t->m->cfg.vocab_size;
+	int			end = set->n - t->eval_pos < max_rows ? set->n : t->eval_pos + max_rows;
+
+	while (t->eval_pos < end)
+	{
+		int			start = t->eval_pos;
+		int			n = end - start < CHUNK ? end - start : CHUNK;
+
+		for (int i = 0; i < n; i++)
+		{
+			int			n_target;
+			const int32_t *target = row_target(t, set, start + i, &n_target);
+
+			ex[i] = (PtExample) {prompt->values, prompt->length, set->ids[start + i],
+				set->n_ids[start + i], target, n_target, 1.0f / n_target};
+		}
+		if (isnan(pt_objective(t->m, &t->ws, ex, n, mean_ce, NULL, logits)))
+			return -1;
+		for (int i = 0; i < n; i++)
+		{
+			bool		exact = true;
+
+			for (int j = 0; j < ex[i].n_target && exact; j++)
+			{
+				const float *row = logits[i] + (size_t) j * V;
+				int			best = 0;
+
+				for (int v = 1; v < V; v++)
+					if (row[v] > row[best])
+						best = v;
+				exact = best == ex[i].target_ids[j];
+			}
+			t->eval_correct += exact;
+			t->eval_nll += mean_ce[i];
+		}
+		t->eval_pos += n;
+		t->unit_rows += n;
+	}
 	if (t->eval_pos < set->n)
 		return 0;
 	*accuracy = set->n ? (double) t->eval_correct / set->n : NAN;
@@ -472,6 +613,10 @@ pt_trainer_add_rows(PtTrainer *t, const PtTextSet *set)
 			grow((void **) &t->train.n_ids, cap, sizeof(int)) != 0 ||
 			grow((void **) &t->train.label, cap, sizeof(int)) != 0)
 			return -1;
+		if (t->opt.objective == PT_OBJECTIVE_GENERATION &&
+			(grow((void **) &t->train.target, cap, sizeof(int32_t *)) != 0 ||
+			 grow((void **) &t->train.n_target, cap, sizeof(int)) != 0))
+			return -1;
 		t->cap_rows = cap;
 	}
 	buf = pt_calloc(t->opt.max_input_tokens, sizeof(int32_t));
@@ -487,11 +632,16 @@ pt_trainer_add_rows(PtTrainer *t, const PtTextSet *set)
 			t->result.skipped_rows++;
 			continue;
 		}
-		label = row_label_index(t, set->labels[i]);
+		if (t->opt.objective == PT_OBJECTIVE_GENERATION)
+			label = add_target(t->m, set->labels[i], &t->train, t->train.n);	/* 0 or -1 */
+		else
+			label = row_label_index(t, set->labels[i]);
 		n = label < 0 ? -1 : pt_encode_input(t->m, t->opt.max_input_tokens, set->texts[i],
 											 set->lens ? set->lens[i] : strlen(set->texts[i]), buf);
 		if (n < 0 || (t->train.ids[t->train.n] = pt_calloc(n, sizeof(int32_t))) == NULL)
 		{
+			if (label >= 0 && t->train.target)
+				free(t->train.target[t->train.n]);	/* the set does not count this row yet */
 			free(buf);
 			return -1;
 		}
@@ -503,6 +653,8 @@ pt_trainer_add_rows(PtTrainer *t, const PtTextSet *set)
 	free(buf);
 	return 0;
 }
+
+static int	close_split(PtTrainer *t, const PtTextSet *dev);
 
 int
 pt_trainer_close_rows(PtTrainer *t, const PtTextSet *dev)
@@ -517,6 +669,13 @@ pt_trainer_close_rows(PtTrainer *t, const PtTextSet *dev)
 	if (t->rows_closed)
 		return 0;
 	t->rows_closed = true;
+	if (opt->objective == PT_OBJECTIVE_GENERATION)
+	{
+		t->task = pt_task_new_generation(opt->max_input_tokens);
+		if (t->task == NULL)
+			return -1;
+		return close_split(t, dev);
+	}
 	if (n_labels < 2)
 		return pt_fail(PT_ERR_ARGUMENT, "the training rows have %d distinct label%s; prompt tuning needs at least 2",
 					   n_labels, n_labels == 1 ? "" : "s");
@@ -554,6 +713,15 @@ pt_trainer_close_rows(PtTrainer *t, const PtTextSet *dev)
 	free(sorted);
 	if (t->task == NULL)
 		return -1;
+	return close_split(t, dev);
+}
+
+/* The rows are in and the task is made: the validation split, then the first member. */
+static int
+close_split(PtTrainer *t, const PtTextSet *dev)
+{
+	const PtTrainOptions *opt = &t->opt;
+	const PtModel *m = t->m;
 
 	if (dev)
 	{
@@ -567,6 +735,13 @@ pt_trainer_close_rows(PtTrainer *t, const PtTextSet *dev)
 		t->val.ids = pt_calloc(count + 1, sizeof(int32_t *));
 		t->val.n_ids = pt_calloc(count + 1, sizeof(int));
 		t->val.label = pt_calloc(count + 1, sizeof(int));
+		if (t->train.target)
+		{
+			t->val.target = pt_calloc(count + 1, sizeof(int32_t *));
+			t->val.n_target = pt_calloc(count + 1, sizeof(int));
+			if (!t->val.target || !t->val.n_target)
+				return -1;
+		}
 		if (!t->val.ids || !t->val.n_ids || !t->val.label ||
 			split_validation(&t->train, &t->val, count, opt->seed) != 0)
 			return -1;
@@ -664,7 +839,17 @@ member_metadata(const PtTrainer *t)
 								 "selection_rows", t->val.n,
 								 "selection_accuracy",
 								 t->best ? json_real(t->best_acc) : json_null());
-	char	   *text = meta ? json_dumps(meta, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+	char	   *text;
+
+	/* generation prompts say so (and their target budget); classification's metadata is unchanged */
+	if (meta && t->opt.objective == PT_OBJECTIVE_GENERATION &&
+		(json_object_set_new(meta, "objective", json_string("generation")) != 0 ||
+		 json_object_set_new(meta, "max_target_tokens", json_integer(PT_MAX_TARGET_TOKENS)) != 0))
+	{
+		json_decref(meta);
+		meta = NULL;
+	}
+	text = meta ? json_dumps(meta, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
 	char	   *out;
 
 	json_decref(meta);
@@ -701,9 +886,9 @@ finish_member(PtTrainer *t)
 
 	t->result.final_loss = t->progress.loss;
 	t->result.seconds = pt_seconds() - t->started;
-	t->result.labels = malloc(sizeof(char *) * t->task->n_labels);
+	t->result.labels = pt_calloc(t->task->n_labels + 1, sizeof(char *));
 	if (t->result.labels == NULL)
-		return pt_fail(PT_ERR_NOMEM, "out of memory");
+		return -1;
 	for (int j = 0; j < t->task->n_labels; j++)
 		t->result.labels[j] = t->task->labels[j].text;
 	t->result.selection_accuracy = NAN;
@@ -749,12 +934,13 @@ begin_step(PtTrainer *t)
 	for (int i = 0; i < B; i++)
 	{
 		int			r = next_row(t);
-		const PtLabel *label = &t->task->labels[t->train.label[r]];
+		int			n_target;
+		const int32_t *target = row_target(t, &t->train, r, &n_target);
 
 		t->batch[i] = (PtExample) {t->prompt->values, t->opt.prompt_length, t->train.ids[r],
-			t->train.n_ids[r], label->target, label->n_target, 0.0f};
+			t->train.n_ids[r], target, n_target, 0.0f};
 		t->batch_grads[i] = t->micro_grad;
-		t->batch_tokens += label->n_target;
+		t->batch_tokens += n_target;
 	}
 	for (int i = 0; i < B; i++)
 		t->batch[i].weight = 1.0f / t->batch_tokens;

@@ -52,12 +52,23 @@ typedef struct PtTrainOptions
 	unsigned long long seed;
 	int			max_input_tokens;	/* including EOS */
 	PtScoring	scoring;
+	/*
+	 * Classification (the default): the rows' targets are a label set.
+	 * Generation: each row's target is its own text (cut to
+	 * PT_MAX_TARGET_TOKENS with EOS); the prompt has no labels; validation
+	 * measures exact match of greedy decoding; ensemble_size must be 1.
+	 */
+	PtObjectiveKind objective;
 } PtTrainOptions;
 
 /* The defaults: the paper's recipe (Adafactor, lr 0.3, class-label init). */
 void		pt_train_options_default(PtTrainOptions *o);
 
-/* Labelled texts; rows whose text or label is NULL are skipped and counted. */
+/*
+ * Labelled texts; rows whose text or label is NULL are skipped and counted.
+ * For the generation objective `labels` holds each row's target text (any
+ * text, the empty one included).
+ */
 typedef struct PtTextSet
 {
 	int			n;
@@ -74,8 +85,13 @@ typedef struct PtTrainProgress
 	long		total_steps;	/* steps planned per member */
 	int			epoch;			/* current epoch of this member, 1-based */
 	double		loss;			/* mean loss of the steps since the last validation */
-	double		val_accuracy;	/* latest validation accuracy (NAN before the first) */
-	double		val_loss;		/* latest validation loss: mean -log p(true label) */
+	/*
+	 * latest validation accuracy (NAN before the first); for generation the
+	 * exact match of greedy decoding with the target
+	 */
+	double		val_accuracy;
+	/* latest validation loss: mean -log p(true label); generation: mean token cross-entropy */
+	double		val_loss;
 	double		best_val_accuracy;
 	double		rows_per_second;	/* training rows per second of step time */
 	bool		evaluated;		/* the last step ended with a validation */
@@ -86,7 +102,7 @@ typedef struct PtTrainResult
 {
 	int			n_prompts;		/* ensemble_size */
 	PtPrompt  **prompts;		/* owned by the trainer until taken */
-	int			n_labels;
+	int			n_labels;		/* 0 for generation */
 	char	  **labels;			/* the task's labels (sorted) */
 	int			train_rows;
 	int			val_rows;		/* validation rows: they choose the best checkpoint */

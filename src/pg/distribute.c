@@ -32,6 +32,7 @@
  */
 #include "postgres.h"
 
+#include <math.h>
 #include <zlib.h>
 
 #include "catalog/pg_type.h"
@@ -294,6 +295,9 @@ check_prompt(const unsigned char *p, uint32 len, int k, uint32 prompt_length, ui
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("not a valid ptune task export: the %s fails its checksum", what)));
+	/* the rest of what the worker's decoder (pt_prompt_decode) refuses, refused here */
+	if (pt_prompt_peek_max_input_tokens(p, len) == 0)
+		bad_blob(psprintf("the %s has no valid max input tokens", what));
 	meta_len = get_u32_at(p + 52);
 	read_bytes(&r, PROMPT_HEADER_BYTES, what);
 	for (uint32 j = 0; j < n_labels; j++)
@@ -303,9 +307,20 @@ check_prompt(const unsigned char *p, uint32 len, int k, uint32 prompt_length, ui
 		if (l != strlen(labels[j]) || memcmp(read_bytes(&r, l, what), labels[j], l) != 0)
 			bad_blob(psprintf("the %s has other labels than the task", what));
 	}
-	read_bytes(&r, meta_len, what);
+	if (meta_len > 1 << 20 || memchr(read_bytes(&r, meta_len, what), '\0', meta_len) != NULL)
+		bad_blob(psprintf("the %s has invalid metadata", what));
 	if (r.left != (size_t) prompt_length * d_model * 4 + 4)
 		bad_blob(psprintf("the %s has %zu value bytes, not P x d_model x 4", what, r.left - 4));
+	/* the worker's decoder refuses a NaN or infinity: refuse it here, not at every classify */
+	for (size_t i = 0; i < (size_t) prompt_length * d_model; i++)
+	{
+		uint32		bits = get_u32_at(r.p + 4 * i);
+		float		v;
+
+		memcpy(&v, &bits, 4);
+		if (!isfinite(v))
+			bad_blob(psprintf("value %zu of the %s is not a finite number", i, what));
+	}
 }
 
 typedef struct TaskExport
@@ -361,8 +376,9 @@ parse_export(bytea *data, TaskExport *t)
 		t->d_model > 65536)
 		bad_blob("the prompt length or d_model is out of range");
 	t->n_labels = read_u32(&r, "label count");
-	if (t->n_labels < 1 || t->n_labels > PT_MAX_LABELS)
-		bad_blob(psprintf("%u labels (allowed: 1 to %d)", t->n_labels, PT_MAX_LABELS));
+	/* 2 at least, as a training and the worker's prompt decoder require */
+	if (t->n_labels < 2 || t->n_labels > PT_MAX_LABELS)
+		bad_blob(psprintf("%u labels (allowed: 2 to %d)", t->n_labels, PT_MAX_LABELS));
 	t->labels = palloc(sizeof(char *) * t->n_labels);
 	for (uint32 j = 0; j < t->n_labels; j++)
 		t->labels[j] = read_text(&r, 0, PT_MAX_LABEL_BYTES, "label");
@@ -437,6 +453,7 @@ ptune_import_task(PG_FUNCTION_ARGS)
 	Datum		out[5];
 	bool		out_nulls[5] = {false};
 	char		fp_hex[33];
+	Oid			importer = GetUserId();	/* before ptune_as_owner_begin() changes it */
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -490,7 +507,7 @@ ptune_import_task(PG_FUNCTION_ARGS)
 		values[8] = PointerGetDatum(t.prompts[k]);
 		values[9] = CStringGetTextDatum(t.hyperparameters);
 		values[10] = CStringGetTextDatum(t.metrics);
-		values[11] = ObjectIdGetDatum(GetUserId());
+		values[11] = ObjectIdGetDatum(importer);
 		values[12] = CStringGetTextDatum(t.task);
 		values[13] = CStringGetTextDatum(t.trained_by);
 		values[14] = Int64GetDatum((int64) t.version);

@@ -46,7 +46,7 @@
  * instead of reading it with the wrong offsets.
  */
 #ifndef PTUNE_SHMEM_LAYOUT_OTHER
-#define PTUNE_SHMEM_LAYOUT 4
+#define PTUNE_SHMEM_LAYOUT 5
 #else
 #define PTUNE_SHMEM_LAYOUT 999	/* a library "of another build", for test/pg/tests.sh */
 #endif
@@ -74,7 +74,8 @@ typedef enum PtuneRequestKind
 {
 	PTUNE_REQ_CLASSIFY = 1,
 	PTUNE_REQ_TRAIN,
-	PTUNE_REQ_EXPLAIN
+	PTUNE_REQ_EXPLAIN,
+	PTUNE_REQ_GENERATE
 } PtuneRequestKind;
 
 typedef struct PtuneSlot
@@ -174,6 +175,7 @@ typedef struct PtuneShared
 	uint64		forward_passes;
 	uint64		rows_classified;
 	uint64		training_pauses;	/* training passes paused to serve requests */
+	uint64		rows_generated;	/* texts decoded by ptune.generate (NULL inputs not counted) */
 
 	/* payload bytes now allocated in the DSA (requests and responses) */
 	pg_atomic_uint64 payload_bytes;

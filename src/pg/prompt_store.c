@@ -21,8 +21,6 @@
 
 /* A token covers at most 16 characters of 4 bytes: more text than this is never read. */
 #define BYTES_PER_TOKEN 64
-/* Texts per request to the worker: bounds the shared memory one request takes. */
-#define TEXTS_PER_REQUEST 1024
 
 char *
 ptune_task_argument(FunctionCallInfo fcinfo, int argno)
@@ -61,6 +59,32 @@ blob_max_input_tokens(bytea *blob)
 	int			v = pt_prompt_peek_max_input_tokens((const uint8_t *) VARDATA_ANY(blob), VARSIZE_ANY_EXHDR(blob));
 
 	return v > 0 ? v : PT_MAX_INPUT_TOKENS;
+}
+
+/*
+ * The number of labels of a prompt blob (see src/engine/prompt.h): 0 marks a
+ * generation prompt.  -1 when the blob is too short to say (the worker then
+ * rejects it).
+ */
+static int
+blob_n_labels(bytea *blob)
+{
+	const unsigned char *p = (const unsigned char *) VARDATA_ANY(blob);
+
+	if (VARSIZE_ANY_EXHDR(blob) < 52)
+		return -1;
+	return (int) (p[48] | p[49] << 8 | p[50] << 16 | (uint32) p[51] << 24);
+}
+
+void
+ptune_require_classification(const TaskPrompts *tp)
+{
+	if (tp->generation)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("task \"%s\" was trained for generation, not classification", tp->task),
+				 errhint("Use ptune.generate('%s', input), and ptune.evaluate_generation() to measure it.",
+						 tp->task)));
 }
 
 TaskPrompts *
@@ -131,6 +155,7 @@ ptune_load_task(const char *task, MemoryContext mcxt)
 			for (int j = 0; j < tp->n_labels; j++)
 				tp->labels[j] = nulls[j] ? pstrdup("") : TextDatumGetCString(elems[j]);
 			tp->max_input_tokens = blob_max_input_tokens(tp->blobs[k]);
+			tp->generation = blob_n_labels(tp->blobs[k]) == 0;
 			d = SPI_getbinval(row, desc, 4, &isnull);
 			tp->stored_scoring = isnull ? PTUNE_SCORING_DEFAULT : ptune_scoring_from_name(TextDatumGetCString(d));
 			tp->scoring = tp->stored_scoring;
@@ -198,7 +223,7 @@ classify_chunk(TaskPrompts *tp, text **texts, int n, int *labels, float4 *probs)
 void
 ptune_classify_texts(TaskPrompts *tp, text **texts, int n, int *labels, float4 *probs)
 {
-	for (int start = 0; start < n; start += TEXTS_PER_REQUEST)
-		classify_chunk(tp, texts + start, Min(TEXTS_PER_REQUEST, n - start), labels + start,
+	for (int start = 0; start < n; start += PTUNE_TEXTS_PER_REQUEST)
+		classify_chunk(tp, texts + start, Min(PTUNE_TEXTS_PER_REQUEST, n - start), labels + start,
 					   probs ? probs + (size_t) start * tp->n_labels : NULL);
 }

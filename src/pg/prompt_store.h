@@ -9,6 +9,9 @@
 
 #include "lib/stringinfo.h"
 
+/* Texts per request to the worker: bounds the shared memory one request takes. */
+#define PTUNE_TEXTS_PER_REQUEST 1024
+
 typedef struct TaskPrompts
 {
 	char	   *task;
@@ -19,6 +22,7 @@ typedef struct TaskPrompts
 	int			n_labels;
 	char	  **labels;
 	int			max_input_tokens;
+	bool		generation;		/* a generation prompt (no labels): ptune.generate only */
 	int			stored_scoring; /* the version's default (scoring.h) */
 	int			scoring;		/* what the next request asks for */
 	bool		blobs_sent;		/* the worker has received them in this query */
@@ -29,6 +33,9 @@ typedef struct TaskPrompts
  * with a hint when the task does not exist or has no active version.
  */
 TaskPrompts *ptune_load_task(const char *task, MemoryContext mcxt);
+
+/* An ERROR (42809, with a hint) unless the task is a classification task. */
+void		ptune_require_classification(const TaskPrompts *tp);
 
 /* The task text argument, checked: not NULL, not empty. */
 char	   *ptune_task_argument(FunctionCallInfo fcinfo, int argno);

@@ -110,8 +110,8 @@ Datum
 ptune_status(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
-	Datum		values[15];
-	bool		nulls[15] = {false};
+	Datum		values[16];
+	bool		nulls[16] = {false};
 	PtuneShared copy;
 	int			queued = 0,
 				running = 0,
@@ -151,6 +151,7 @@ ptune_status(PG_FUNCTION_ARGS)
 	values[12] = Int32GetDatum(waiting);
 	values[13] = Int64GetDatum((int64) ptune_payload_bytes());
 	values[14] = Int64GetDatum((int64) copy.training_pauses);
+	values[15] = Int64GetDatum((int64) copy.rows_generated);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
 

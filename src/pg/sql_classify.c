@@ -37,6 +37,7 @@ task_for_call(FunctionCallInfo fcinfo)
 	if (tp == NULL || strcmp(tp->task, task) != 0)
 	{
 		tp = ptune_load_task(task, fcinfo->flinfo->fn_mcxt);
+		ptune_require_classification(tp);
 		fcinfo->flinfo->fn_extra = tp;
 	}
 	tp->scoring = ptune_call_scoring(fcinfo, ARG_SCORING, tp->stored_scoring);

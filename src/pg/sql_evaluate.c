@@ -172,6 +172,7 @@ ptune_evaluate(PG_FUNCTION_ARGS)
 	if (get_rel_name(relid) == NULL)
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation %u does not exist", relid)));
 	tp = ptune_load_task(task, CurrentMemoryContext);
+	ptune_require_classification(tp);
 	tp->scoring = ptune_call_scoring(fcinfo, 4, tp->stored_scoring);
 
 	classify_relation(tp, relid, NameStr(*PG_GETARG_NAME(2)), NameStr(*PG_GETARG_NAME(3)), &preds);

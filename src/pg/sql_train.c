@@ -30,6 +30,7 @@
 
 #include "client.h"
 #include "guc.h"
+#include "task.h"				/* PtObjectiveKind, PT_MAX_TARGET_TOKENS: one definition, the engine's */
 #include "prompt_store.h"
 #include "wire.h"
 #include "scoring.h"
@@ -45,7 +46,7 @@ enum
 	ARG_OPTIMIZER, ARG_LEARNING_RATE, ARG_BATCH_SIZE, ARG_EPOCHS, ARG_MAX_STEPS,
 	ARG_VALIDATION_FRACTION, ARG_ENSEMBLE_SIZE, ARG_MAX_INPUT_TOKENS, ARG_SEED, ARG_TEST_RELATION,
 	ARG_SCORING, ARG_WEIGHT_DECAY, ARG_MAX_GRAD_NORM, ARG_MIN_DIM_SIZE_TO_FACTOR,
-	ARG_ADAFACTOR_START_STEP
+	ARG_ADAFACTOR_START_STEP, ARG_OBJECTIVE
 };
 
 typedef struct TrainArgs
@@ -71,6 +72,11 @@ typedef struct TrainArgs
 	double		max_grad_norm;	/* -1: the optimizer's default */
 	int			min_dim_size_to_factor;
 	int			adafactor_start_step;
+	/*
+	 * classification: label_column holds class labels; generation: it holds
+	 * each row's target text (any text, cut to PT_MAX_TARGET_TOKENS tokens)
+	 */
+	PtObjectiveKind objective;
 } TrainArgs;
 
 static void
@@ -98,14 +104,15 @@ read_args(FunctionCallInfo fcinfo, TrainArgs *a)
 	static const char *names[] = {"task", "relation", "text_column", "label_column", "prompt_length",
 		"init", "optimizer", "learning_rate", "batch_size", "epochs", NULL, "validation_fraction",
 	"ensemble_size", "max_input_tokens", "seed", NULL, "scoring", NULL, NULL,
-	"min_dim_size_to_factor", "adafactor_start_step"};
+	"min_dim_size_to_factor", "adafactor_start_step", "objective"};
+	char	   *objective;
 
 	a->task = ptune_task_argument(fcinfo, ARG_TASK);
 	if (strlen(a->task) > PT_MAX_TASK_NAME_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_NAME_TOO_LONG),
 				 errmsg("task name is longer than %d bytes", PT_MAX_TASK_NAME_BYTES)));
-	for (int i = ARG_RELATION; i <= ARG_ADAFACTOR_START_STEP; i++)
+	for (int i = ARG_RELATION; i <= ARG_OBJECTIVE; i++)
 		if (names[i])
 			require_arg(fcinfo, i, names[i]);
 	a->relation = PG_GETARG_OID(ARG_RELATION);
@@ -128,6 +135,22 @@ read_args(FunctionCallInfo fcinfo, TrainArgs *a)
 	a->max_grad_norm = PG_ARGISNULL(ARG_MAX_GRAD_NORM) ? -1.0 : PG_GETARG_FLOAT8(ARG_MAX_GRAD_NORM);
 	a->min_dim_size_to_factor = PG_GETARG_INT32(ARG_MIN_DIM_SIZE_TO_FACTOR);
 	a->adafactor_start_step = PG_GETARG_INT32(ARG_ADAFACTOR_START_STEP);
+	objective = text_to_cstring(PG_GETARG_TEXT_PP(ARG_OBJECTIVE));
+	if (strcmp(objective, "classification") == 0)
+		a->objective = PT_OBJECTIVE_CLASSIFICATION;
+	else if (strcmp(objective, "generation") == 0)
+		a->objective = PT_OBJECTIVE_GENERATION;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown objective \"%s\"", objective),
+				 errhint("Use classification (label_column holds class labels) or generation "
+						 "(label_column holds each row's target text).")));
+	if (a->objective == PT_OBJECTIVE_GENERATION && a->ensemble_size != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("objective generation trains a single prompt (ensemble_size %d)", a->ensemble_size),
+				 errhint("Leave ensemble_size at 1: decoded texts cannot be voted on.")));
 
 	check_range("prompt_length", a->prompt_length, 1, PT_PROMPT_MAX_LENGTH, "The paper uses 1 to 150, typically 20 to 100.");
 	check_range("learning_rate", a->learning_rate, 1e-9, PT_MAX_LEARNING_RATE, NULL);
@@ -223,6 +246,24 @@ stream_rows(PtuneCall *call, const TrainArgs *a, Oid relation, int kind, int *sk
 			old = MemoryContextSwitchTo(fetch_cxt);
 			tt = DatumGetTextPP(t);
 			lt = DatumGetTextPP(l);
+			if (a->objective == PT_OBJECTIVE_GENERATION)
+			{
+				/* a target text: cut to what its token budget can use; no label set to count */
+				ptune_wire_put_row(&body, VARDATA_ANY(tt),
+								   ptune_clip_text(VARDATA_ANY(tt), VARSIZE_ANY_EXHDR(tt), a->max_input_tokens),
+								   VARDATA_ANY(lt),
+								   ptune_clip_text(VARDATA_ANY(lt), VARSIZE_ANY_EXHDR(lt), PT_MAX_TARGET_TOKENS));
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(fetch_cxt);
+				rows++;
+				if (++in_chunk == CHUNK_ROWS || body.len >= CHUNK_BYTES)
+				{
+					send_chunk(call, &chunk, kind, in_chunk, &body, false);
+					in_chunk = 0;
+				}
+				CHECK_FOR_INTERRUPTS();
+				continue;
+			}
 			if (VARSIZE_ANY_EXHDR(lt) > PT_MAX_LABEL_BYTES)
 				ereport(ERROR,
 						(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
@@ -304,6 +345,7 @@ train_request(const TrainArgs *a, PtuneTrainRequest *r)
 	r->min_dim_size_to_factor = a->min_dim_size_to_factor;
 	r->adafactor_start_step = a->adafactor_start_step;
 	r->scoring = a->scoring;
+	r->objective = a->objective;
 }
 
 /* A float8 as JSON: null where there is nothing to report (NaN, infinite). */
@@ -346,7 +388,8 @@ store_prompts(const TrainArgs *a, const PtuneTrainAnswer *r, const char *relname
 					 "\"batch_size\": %d, \"epochs\": %d, \"max_steps\": %lld, "
 					 "\"validation_fraction\": %g, \"ensemble_size\": %d, \"max_input_tokens\": %d, "
 					 "\"seed\": %lld, \"test_relation\": %s, \"scoring\": %s, \"weight_decay\": %s, "
-					 "\"max_grad_norm\": %s, \"min_dim_size_to_factor\": %d, \"adafactor_start_step\": %d}",
+					 "\"max_grad_norm\": %s, \"min_dim_size_to_factor\": %d, \"adafactor_start_step\": %d, "
+					 "\"objective\": %s}",
 					 json_string(relname), json_string(a->text_column), json_string(a->label_column),
 					 a->prompt_length, json_string(a->init), json_string(a->optimizer), a->learning_rate,
 					 a->batch_size, a->epochs, (long long) a->max_steps, a->validation_fraction,
@@ -355,7 +398,8 @@ store_prompts(const TrainArgs *a, const PtuneTrainAnswer *r, const char *relname
 					 json_string(ptune_scoring_to_name(a->scoring)),
 					 a->weight_decay < 0 ? "null" : psprintf("%.15g", a->weight_decay),
 					 a->max_grad_norm < 0 ? "null" : psprintf("%.15g", a->max_grad_norm),
-					 a->min_dim_size_to_factor, a->adafactor_start_step);
+					 a->min_dim_size_to_factor, a->adafactor_start_step,
+					 json_string(a->objective == PT_OBJECTIVE_GENERATION ? "generation" : "classification"));
 	metrics = psprintf("{\"train_rows\": %d, \"validation_rows\": %d, \"test_rows\": %d, "
 					   "\"skipped_rows\": %d, \"steps\": %lld, \"seconds\": %.3f, \"final_loss\": %s, "
 					   "\"selection_accuracy\": %s, \"test_accuracy\": %s, \"rows_per_second\": %s}",
@@ -461,7 +505,7 @@ ptune_train_prompt(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("relation \"%s\" has no rows with both a text and a label", relname),
 					 counts[0] ? errdetail("%d rows have a NULL text or label.", counts[0]) : 0));
-		if (n_labels < 2)
+		if (n_labels < 2 && a.objective == PT_OBJECTIVE_CLASSIFICATION)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("column \"%s\" has a single distinct label", a.label_column),

@@ -106,10 +106,62 @@ check_scoring(int scoring)
 		bad_message("scoring");
 }
 
-/* ---- CLASSIFY ------------------------------------------------------------ */
+/*
+ * Most texts in one classify or generate request (the backend sends at most
+ * PTUNE_TEXTS_PER_REQUEST).
+ */
+#define MAX_REQUEST_TEXTS (1 << 20)
 
-/* Most texts in one classify request (the backend sends at most TEXTS_PER_REQUEST). */
-#define MAX_CLASSIFY_TEXTS (1 << 20)
+/* A prompt named by its key, with its blob or (blob NULL) without. */
+static void
+put_prompt_ref(StringInfo buf, const uint8 *key, const bytea *blob)
+{
+	pq_sendbytes(buf, (const char *) key, PROMPT_KEY_BYTES);
+	if (blob)
+		put_bytes(buf, VARDATA_ANY(blob), VARSIZE_ANY_EXHDR(blob));
+	else
+		pq_sendint32(buf, 0);
+}
+
+/* Returns the key; *blob is NULL where the request names the prompt by key only. */
+static const uint8 *
+get_prompt_ref(StringInfo msg, const char **blob, int *len)
+{
+	const uint8 *key = (const uint8 *) pq_getmsgbytes(msg, PROMPT_KEY_BYTES);
+
+	*blob = get_bytes(msg, PT_MAX_FIELD_BYTES, len, "prompt length");
+	if (*len == 0)
+		*blob = NULL;
+	return key;
+}
+
+/* A request's texts: int32 count, then each as int32 length (-1: NULL) and bytes. */
+static void
+put_texts(StringInfo buf, int n_texts, const char *const *texts, const int *lens)
+{
+	pq_sendint32(buf, n_texts);
+	for (int i = 0; i < n_texts; i++)
+	{
+		if (texts[i] == NULL)
+			pq_sendint32(buf, -1);
+		else
+			put_bytes(buf, texts[i], lens[i]);
+	}
+}
+
+/* NULL for a NULL text; else the text, read in place. */
+static const char *
+get_nullable_bytes(StringInfo msg, int *len, const char *what)
+{
+	*len = pq_getmsgint(msg, 4);
+	if (*len < 0)
+		return NULL;
+	if (*len > PT_MAX_FIELD_BYTES)
+		bad_message(what);
+	return pq_getmsgbytes(msg, *len);
+}
+
+/* ---- CLASSIFY ------------------------------------------------------------ */
 
 void
 ptune_wire_put_classify(StringInfo buf, int scoring, int n_prompts,
@@ -120,21 +172,8 @@ ptune_wire_put_classify(StringInfo buf, int scoring, int n_prompts,
 	pq_sendint32(buf, scoring);
 	pq_sendint32(buf, n_prompts);
 	for (int k = 0; k < n_prompts; k++)
-	{
-		pq_sendbytes(buf, (const char *) keys[k], PROMPT_KEY_BYTES);
-		if (blobs && blobs[k])
-			put_bytes(buf, VARDATA_ANY(blobs[k]), VARSIZE_ANY_EXHDR(blobs[k]));
-		else
-			pq_sendint32(buf, 0);
-	}
-	pq_sendint32(buf, n_texts);
-	for (int i = 0; i < n_texts; i++)
-	{
-		if (texts[i] == NULL)
-			pq_sendint32(buf, -1);
-		else
-			put_bytes(buf, texts[i], lens[i]);
-	}
+		put_prompt_ref(buf, keys[k], blobs ? blobs[k] : NULL);
+	put_texts(buf, n_texts, texts, lens);
 }
 
 void
@@ -150,30 +189,20 @@ ptune_wire_get_classify_head(StringInfo msg, int *scoring, int *n_prompts)
 const uint8 *
 ptune_wire_get_classify_prompt(StringInfo msg, const char **blob, int *len)
 {
-	const uint8 *key = (const uint8 *) pq_getmsgbytes(msg, PROMPT_KEY_BYTES);
-
-	*blob = get_bytes(msg, PT_MAX_FIELD_BYTES, len, "prompt length");
-	if (*len == 0)
-		*blob = NULL;
-	return key;
+	return get_prompt_ref(msg, blob, len);
 }
 
 int
 ptune_wire_get_classify_text_count(StringInfo msg)
 {
-	return get_count(msg, 0, MAX_CLASSIFY_TEXTS, "number of texts");
+	return get_count(msg, 0, MAX_REQUEST_TEXTS, "number of texts");
 }
 
 /* NULL for a NULL input; else the text, read in place. */
 const char *
 ptune_wire_get_classify_text(StringInfo msg, int *len)
 {
-	*len = pq_getmsgint(msg, 4);
-	if (*len < 0)
-		return NULL;
-	if (*len > PT_MAX_FIELD_BYTES)
-		bad_message("text length");
-	return pq_getmsgbytes(msg, *len);
+	return get_nullable_bytes(msg, len, "text length");
 }
 
 void
@@ -254,6 +283,7 @@ ptune_wire_put_train(StringInfo buf, const PtuneTrainRequest *r)
 	pq_sendint32(buf, r->min_dim_size_to_factor);
 	pq_sendint64(buf, r->adafactor_start_step);
 	pq_sendint32(buf, r->scoring);
+	pq_sendint32(buf, r->objective);
 }
 
 /* The engine checks the options' ranges (pt_trainer_open); this, the format. */
@@ -282,8 +312,11 @@ ptune_wire_get_train(StringInfo msg, PtuneTrainRequest *r)
 	r->min_dim_size_to_factor = pq_getmsgint(msg, 4);
 	r->adafactor_start_step = pq_getmsgint64(msg);
 	r->scoring = pq_getmsgint(msg, 4);
+	r->objective = pq_getmsgint(msg, 4);
 	pq_getmsgend(msg);
 	check_scoring(r->scoring);
+	if (r->objective != PT_OBJECTIVE_CLASSIFICATION && r->objective != PT_OBJECTIVE_GENERATION)
+		bad_message("objective");
 }
 
 /* Most rows in one chunk (the backend sends at most CHUNK_ROWS). */
@@ -314,9 +347,11 @@ ptune_wire_get_chunk(StringInfo msg, int *kind)
 }
 
 char *
-ptune_wire_get_row(StringInfo msg, const char **text, int *text_len)
+ptune_wire_get_row(StringInfo msg, int objective, const char **text, int *text_len)
 {
 	*text = get_bytes(msg, PT_MAX_FIELD_BYTES, text_len, "text length");
+	if (objective == PT_OBJECTIVE_GENERATION)
+		return get_string(msg, PT_MAX_FIELD_BYTES, "target text length");
 	return get_string(msg, PT_MAX_LABEL_BYTES, "label length");
 }
 
@@ -369,8 +404,11 @@ ptune_wire_get_train_answer(StringInfo msg, PtuneTrainAnswer *a)
 	a->selection_accuracy = pq_getmsgfloat8(msg);
 	a->test_accuracy = pq_getmsgfloat8(msg);
 	a->rows_per_second = pq_getmsgfloat8(msg);
-	a->n_labels = get_count(msg, 2, PT_MAX_LABELS, "number of labels");
-	a->labels = palloc(sizeof(char *) * a->n_labels);
+	/* 0: a generation prompt, which has no label set */
+	a->n_labels = get_count(msg, 0, PT_MAX_LABELS, "number of labels");
+	if (a->n_labels == 1)
+		bad_message("number of labels");
+	a->labels = palloc(sizeof(char *) * (a->n_labels + 1));
 	for (int j = 0; j < a->n_labels; j++)
 		a->labels[j] = get_string(msg, PT_MAX_LABEL_BYTES, "label length");
 	a->n_prompts = get_count(msg, 1, PT_MAX_ENSEMBLE_SIZE, "number of prompts");
@@ -388,6 +426,100 @@ ptune_wire_get_train_answer(StringInfo msg, PtuneTrainAnswer *a)
 	a->fingerprint = get_string(msg, MAX_FINGERPRINT_BYTES, "model fingerprint");
 	a->d_model = pq_getmsgint(msg, 4);
 	pq_getmsgend(msg);
+}
+
+/* ---- GENERATE ------------------------------------------------------------ */
+
+void
+ptune_wire_put_generate(StringInfo buf, int max_new_tokens, int num_beams, int max_input_tokens,
+						const uint8 *key, const bytea *blob,
+						int n_texts, const char *const *texts, const int *lens)
+{
+	put_version(buf);
+	pq_sendint32(buf, max_new_tokens);
+	pq_sendint32(buf, num_beams);
+	pq_sendint32(buf, max_input_tokens);
+	pq_sendint32(buf, key != NULL);
+	if (key)
+		put_prompt_ref(buf, key, blob);
+	put_texts(buf, n_texts, texts, lens);
+}
+
+void
+ptune_wire_get_generate_head(StringInfo msg, int *max_new_tokens, int *num_beams,
+							 int *max_input_tokens, bool *has_prompt)
+{
+	int			prompt;
+
+	check_version(msg);
+	*max_new_tokens = pq_getmsgint(msg, 4);
+	*num_beams = pq_getmsgint(msg, 4);
+	*max_input_tokens = get_count(msg, PT_MIN_INPUT_TOKENS, PT_MAX_INPUT_TOKENS, "max_input_tokens");
+	prompt = pq_getmsgint(msg, 4);
+	if (prompt != 0 && prompt != 1)
+		bad_message("prompt flag");
+	*has_prompt = prompt == 1;
+}
+
+const uint8 *
+ptune_wire_get_generate_prompt(StringInfo msg, const char **blob, int *len)
+{
+	return get_prompt_ref(msg, blob, len);
+}
+
+int
+ptune_wire_get_generate_text_count(StringInfo msg)
+{
+	return get_count(msg, 0, MAX_REQUEST_TEXTS, "number of texts");
+}
+
+const char *
+ptune_wire_get_generate_text(StringInfo msg, int *len)
+{
+	return get_nullable_bytes(msg, len, "text length");
+}
+
+void
+ptune_wire_put_generate_answer_head(StringInfo buf, int status)
+{
+	put_version(buf);
+	pq_sendint32(buf, status);
+}
+
+void
+ptune_wire_put_generate_answer_text(StringInfo buf, const char *text)
+{
+	if (text == NULL)
+		pq_sendint32(buf, -1);
+	else
+		put_string(buf, text);
+}
+
+int
+ptune_wire_get_generate_answer_head(StringInfo msg)
+{
+	int			status;
+
+	check_version(msg);
+	status = pq_getmsgint(msg, 4);
+	if (status != GENERATE_OK && status != GENERATE_NEED_PROMPT)
+		bad_message("generate status");
+	return status;
+}
+
+char *
+ptune_wire_get_generate_answer_text(StringInfo msg)
+{
+	int			len;
+	const char *bytes = get_nullable_bytes(msg, &len, "generated text length");
+	char	   *s;
+
+	if (bytes == NULL)
+		return NULL;
+	s = palloc(len + 1);
+	memcpy(s, bytes, len);
+	s[len] = '\0';
+	return s;
 }
 
 /* ---- EXPLAIN ------------------------------------------------------------- */

@@ -18,13 +18,24 @@
  *                    with CLASSIFY_OK: int32 n_labels;
  *                      n_texts x (int32 label or -1; n_labels x float4)
  *
- * TRAIN request:     version; the options (PtuneTrainRequest, in its order).
+ * TRAIN request:     version; the options (PtuneTrainRequest, in its order; the
+ *                    last, int32 objective, a PtObjectiveKind).
  *                    Then the rows in chunks (ptune_call_send), each: int32 kind
  *                    (CHUNK_TRAINING_ROWS or CHUNK_HELD_OUT_ROWS); int32 n_rows;
- *                    n_rows x (string text; string label).  The last chunk
+ *                    n_rows x (string text; string label), the label being the
+ *                    row's target text for objective generation.  The last chunk
  *                    (flagged by the slot) says that all rows were sent.
- *        answer:     version; PtuneTrainAnswer in its order (metrics, labels,
- *                    the prompts as blobs, the model's identity)
+ *        answer:     version; PtuneTrainAnswer in its order (metrics, labels:
+ *                    none for generation, the prompts as blobs, the model's identity)
+ *
+ * GENERATE request:  version; int32 max_new_tokens; int32 num_beams;
+ *                    int32 max_input_tokens; int32 has_prompt (0: the frozen
+ *                    model alone; 1: then PROMPT_KEY_BYTES key; int32 blob_len;
+ *                    blob_len bytes, 0 when the worker should have it cached);
+ *                    int32 n_texts; n_texts x (int32 len or -1 for NULL; bytes)
+ *           answer:  version; int32 status (GENERATE_OK or GENERATE_NEED_PROMPT);
+ *                    with GENERATE_OK: n_texts x (int32 len or -1 for NULL;
+ *                    the generated text)
  *
  * EXPLAIN request:   version; int32 k; blob
  *         answer:    version; int32 P; int32 k; P*k x (string piece; float8 similarity)
@@ -50,10 +61,12 @@
 void		ptune_prompt_key(const char *blob, size_t len, uint8 *key);
 
 /* Raise it with any change to a message below. */
-#define PTUNE_WIRE_VERSION 1
+#define PTUNE_WIRE_VERSION 2
 
 #define CLASSIFY_OK 0
 #define CLASSIFY_NEED_PROMPTS 1
+#define GENERATE_OK 0
+#define GENERATE_NEED_PROMPT 1
 
 /* Chunk kinds of a training request */
 #define CHUNK_TRAINING_ROWS 0
@@ -107,6 +120,7 @@ typedef struct PtuneTrainRequest
 	int			min_dim_size_to_factor;
 	int64		adafactor_start_step;
 	int			scoring;		/* the validation's PtScoring */
+	int			objective;		/* PtObjectiveKind: for generation a row's label is its target text */
 } PtuneTrainRequest;
 
 void		ptune_wire_put_train(StringInfo buf, const PtuneTrainRequest *r);
@@ -118,8 +132,12 @@ void		ptune_wire_put_row(StringInfo body, const char *text, int text_len,
 void		ptune_wire_put_chunk(StringInfo chunk, int kind, int n_rows, StringInfo body);
 /* Returns n_rows; *kind is checked. */
 int			ptune_wire_get_chunk(StringInfo msg, int *kind);
-/* The text is read in place (*text_len bytes, no NUL); the label is a palloc'd string. */
-char	   *ptune_wire_get_row(StringInfo msg, const char **text, int *text_len);
+/*
+ * The text is read in place (*text_len bytes, no NUL); the label is a palloc'd
+ * string of at most PT_MAX_LABEL_BYTES, or for objective generation a target
+ * text (the backend cuts it to PT_MAX_TARGET_TOKENS tokens' worth of bytes).
+ */
+char	   *ptune_wire_get_row(StringInfo msg, int objective, const char **text, int *text_len);
 /* After the last row: an ERROR if bytes are left over. */
 void		ptune_wire_get_chunk_end(StringInfo msg);
 
@@ -146,6 +164,35 @@ typedef struct PtuneTrainAnswer
 
 void		ptune_wire_put_train_answer(StringInfo buf, const PtuneTrainAnswer *a);
 void		ptune_wire_get_train_answer(StringInfo msg, PtuneTrainAnswer *a);
+
+/* ---- GENERATE ------------------------------------------------------------ */
+
+/*
+ * key NULL: the frozen model alone; blob NULL: the prompt named by its key
+ * only.  texts[i] NULL: a NULL input (its answer is NULL); lens[i] its bytes.
+ */
+void		ptune_wire_put_generate(StringInfo buf, int max_new_tokens, int num_beams, int max_input_tokens,
+									const uint8 *key, const bytea *blob,
+									int n_texts, const char *const *texts, const int *lens);
+/*
+ * The decoder reads it piece by piece: the head (max_input_tokens checked;
+ * max_new_tokens and num_beams are the engine's to check, whose message names
+ * the option), the prompt where *has_prompt, then the texts.
+ */
+void		ptune_wire_get_generate_head(StringInfo msg, int *max_new_tokens, int *num_beams,
+										 int *max_input_tokens, bool *has_prompt);
+/* Returns the key; *blob is NULL where the request names the prompt by key only. */
+const uint8 *ptune_wire_get_generate_prompt(StringInfo msg, const char **blob, int *len);
+int			ptune_wire_get_generate_text_count(StringInfo msg);
+/* NULL for a NULL input; else the text, read in place. */
+const char *ptune_wire_get_generate_text(StringInfo msg, int *len);
+
+/* The answer: a head, then (GENERATE_OK) one text per input, NULL for a NULL input. */
+void		ptune_wire_put_generate_answer_head(StringInfo buf, int status);
+void		ptune_wire_put_generate_answer_text(StringInfo buf, const char *text);
+int			ptune_wire_get_generate_answer_head(StringInfo msg);
+/* A palloc'd string, or NULL. */
+char	   *ptune_wire_get_generate_answer_text(StringInfo msg);
 
 /* ---- EXPLAIN ------------------------------------------------------------- */
 

@@ -48,6 +48,7 @@ PtWorkspace worker_workspace;
  */
 static const WorkerHandler handlers[] = {
 	{PTUNE_REQ_CLASSIFY, "classify", worker_serve_classify, worker_cache_reset, true},
+	{PTUNE_REQ_GENERATE, "generate", worker_serve_generate, worker_generate_reset, false},
 	{PTUNE_REQ_EXPLAIN, "explain", worker_serve_explain, NULL, true},
 	{PTUNE_REQ_TRAIN, "train", worker_serve_training, worker_abort_trainings, false},
 };

@@ -14,6 +14,7 @@
 #include "slot.h"
 #include "model.h"
 #include "objective.h"
+#include "prompt.h"
 
 extern PtModel *worker_model;
 extern PtWorkspace worker_workspace;
@@ -56,6 +57,20 @@ bool		worker_serve_urgent(void);
 /* worker_classify.c */
 bool		worker_serve_classify(void);
 void		worker_cache_reset(const char *why);
+
+/*
+ * The prompt cached under key (a blob's SHA-256), adding blob (len > 0) when
+ * it is not cached.  NULL with *missing set: not cached and no blob given
+ * (the session sends it again).  NULL otherwise: the engine's error is set
+ * (an invalid blob, or one for another model).  The prompt stays valid until
+ * the worker's next round of classification at least; copy what must live
+ * longer.
+ */
+const PtPrompt *worker_cached_prompt(const uint8 *key, const char *blob, int len, bool *missing);
+
+/* worker_generate.c */
+bool		worker_serve_generate(void);
+void		worker_generate_reset(const char *why);
 
 /* worker_train.c */
 bool		worker_serve_training(void);

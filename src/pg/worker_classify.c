@@ -47,7 +47,7 @@ typedef struct CachedPrompt
 {
 	uint8		key[PROMPT_KEY_BYTES];
 	PtPrompt   *prompt;
-	PtTask	   *task;			/* built from this prompt's labels */
+	PtTask	   *task;			/* built from this prompt's labels; NULL for a generation prompt */
 	uint64		last_used;
 } CachedPrompt;
 
@@ -136,8 +136,10 @@ cache_add(const char *blob, int len, const uint8 *claimed_key)
 		pt_prompt_free(p);
 		return NULL;
 	}
-	task = pt_task_new(worker_model, (const char *const *) p->labels, p->n_labels, p->max_input_tokens);
-	if (task == NULL)
+	/* a generation prompt has no labels to score: generation requests use its values only */
+	task = pt_prompt_objective(p) == PT_OBJECTIVE_GENERATION ? NULL :
+		pt_task_new(worker_model, (const char *const *) p->labels, p->n_labels, p->max_input_tokens);
+	if (task == NULL && pt_prompt_objective(p) != PT_OBJECTIVE_GENERATION)
 	{
 		pt_prompt_free(p);
 		return NULL;
@@ -162,6 +164,19 @@ cache_add(const char *blob, int len, const uint8 *claimed_key)
 	slot->task = task;
 	slot->last_used = ++cache_clock;
 	return slot;
+}
+
+const PtPrompt *
+worker_cached_prompt(const uint8 *key, const char *blob, int len, bool *missing)
+{
+	CachedPrompt *c = cache_find(key);
+
+	*missing = false;
+	if (c == NULL && len > 0)
+		c = cache_add(blob, len, key);
+	else if (c == NULL)
+		*missing = true;
+	return c ? c->prompt : NULL;
 }
 
 /*
@@ -198,6 +213,14 @@ parse_job(Job *job)
 			/* the session sends the blob again; nothing else of this request is used */
 			job->need_prompts = true;
 			return true;
+		}
+		if (c->task == NULL)
+		{
+			/* the backend checks this first; a prompt swapped in since is refused here too */
+			ptune_slot_fail(job->slot, ERRCODE_WRONG_OBJECT_TYPE,
+							"the task's prompt was trained for generation, not classification", NULL,
+							"Use ptune.generate() with this task.");
+			return false;
 		}
 		if (k == 0)
 			job->task = c->task;

@@ -57,6 +57,7 @@ typedef struct TrainJob
 	/* why the pause hook stopped the pass in progress (an error message), or "" */
 	char		stopped_why[PTUNE_ERROR_LEN];
 	int			stopped_sqlstate;
+	int			objective;		/* PtObjectiveKind: how a row's label is bounded on the wire */
 	/* held-out rows, kept as text until the last chunk (pt_trainer_set_test takes them at once) */
 	MemoryContext held_out_cxt;
 	int			n_held_out,
@@ -190,6 +191,7 @@ parse_header(StringInfo msg, PtTrainOptions *o, char **task, Oid *db, Oid *user)
 	o->min_dim_size_to_factor = r.min_dim_size_to_factor;
 	o->adafactor_start_step = (long) r.adafactor_start_step;
 	o->scoring = (PtScoring) r.scoring;
+	o->objective = (PtObjectiveKind) r.objective;
 	if (pt_init_parse(r.init, &o->init) != 0 || pt_optimizer_parse(r.optimizer, &o->optimizer) != 0)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s", pt_error_message())));
 }
@@ -258,6 +260,7 @@ start_job(int slot)
 		ptune_slot_read(slot, &msg);
 		parse_header(&msg, &opt, &task, &db, &user);
 		job->trainer = pt_trainer_open(worker_model, &opt);
+		job->objective = opt.objective;
 		if (job->trainer == NULL)
 			worker_fail_engine(slot, "cannot train");
 		else
@@ -430,7 +433,7 @@ receive_chunk(TrainJob *job)
 	{
 		int			len;
 
-		labels[i] = ptune_wire_get_row(&msg, &texts[i], &len);
+		labels[i] = ptune_wire_get_row(&msg, job->objective, &texts[i], &len);
 		lens[i] = (size_t) len;
 	}
 	ptune_wire_get_chunk_end(&msg);

@@ -727,3 +727,32 @@ test_int8_precision_and_kernels() {
   wait_for "SELECT config->>'precision' <> 'int8' FROM ptune.model_info()" 10
   check $? "back to the default precision"
 }
+
+# ptune.generate stops decoding between steps when its query is cancelled: the
+# one-row call after the cancel does not wait for the rest of the batch.
+GEN_BIG="SELECT count(*) FROM unnest(ptune.generate(NULL, (SELECT array_agg('the dog here ' || i)
+         FROM generate_series(1, current_setting('ptune.batch_size')::int) i), 512, 8))"
+test_generate_cancelled_mid_decode() {
+  # one engine call of ptune.batch_size rows, 8 beams, up to 512 steps: how long it takes whole
+  # (several seconds; 16 beams took twice as long for no more evidence)
+  local out full took
+  out=$(q -c '\timing on' -c "$GEN_BIG")
+  full=$(echo "$out" | awk '/^Time:/ {print $2 / 1000}')
+  (( $(echo "${full:-0} > 1.0" | bc) ))
+  check $? "an uncancelled batch decodes for ${full:-?} s (long enough to tell a cancel mid-decode)"
+  q -c "$GEN_BIG" > "$WORK/gen_cancel.out" 2>&1 &
+  local big=$!
+  wait_for "SELECT running > 0 FROM ptune.status()" 10
+  sleep 0.3
+  q -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+        WHERE query LIKE 'SELECT count(*) FROM unnest(ptune.generate(NULL%' AND pid <> pg_backend_pid()" >/dev/null
+  wait $big
+  grep -q "canceling statement due to user request" "$WORK/gen_cancel.out"
+  check $? "the caller saw: $(grep ERROR "$WORK/gen_cancel.out" | head -1)"
+  out=$(q -c '\timing on' -c "SELECT ptune.generate(NULL, 'a dog', 4) IS NOT NULL")
+  took=$(echo "$out" | awk '/^Time:/ {print $2 / 1000}')
+  [[ $out == t* ]] && (( $(echo "${took:-9} < $full / 2" | bc) ))
+  check $? "the next call took ${took:-?} s after the cancel (a whole batch: ${full:-?} s)"
+  [[ $(q -c "SELECT queued + running FROM ptune.status()") == 0 ]]
+  check $? "no request is left behind"
+}

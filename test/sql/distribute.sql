@@ -70,6 +70,8 @@ SELECT * FROM ptune.import_task((SELECT data FROM alice_export), 'toy');
 -- under a new name, the copy is bob's
 SELECT task, version FROM ptune.import_task((SELECT data FROM alice_export), 'dist_bob_task');
 SELECT task, owner FROM ptune.tasks WHERE task LIKE 'dist\_%' ORDER BY task;
+-- and its version was created by bob (not by the tables' owner the rows are written as)
+SELECT DISTINCT created_by FROM ptune.prompts WHERE task = 'dist_bob_task';
 -- nobody writes the rows directly
 INSERT INTO ptune.prompts SELECT * FROM ptune.prompts WHERE task = 'dist_bob_task';
 -- a read-only transaction imports nothing
@@ -168,6 +170,25 @@ SELECT try_import(seal(body(hyper => '{"scoring": "vote"}')));
 SELECT try_import(seal(body(prompt => (SELECT set_byte(prompt, 200, get_byte(prompt, 200) # 1)
                                                      FROM ptune.prompts WHERE task = 'toy' AND is_active))));
 SELECT try_import(seal(body(prompt => '\x0102030405')));
+-- a prompt whose first value is a NaN, under a correct checksum
+SELECT try_import(seal(body(prompt => (SELECT q || le32(crc32(q))
+    FROM (SELECT overlay(substring(prompt FROM 1 FOR length(prompt) - 4) PLACING '\x0000c07f'::bytea
+                         FROM length(prompt) - 3 - prompt_length * d_model * 4 FOR 4) AS q
+          FROM ptune.prompts WHERE task = 'toy' AND is_active) nan))));
+-- a prompt whose max input tokens (bytes 28 to 31) is 0, under a correct checksum
+SELECT try_import(seal(body(prompt => (SELECT q || le32(crc32(q))
+    FROM (SELECT overlay(substring(prompt FROM 1 FOR length(prompt) - 4) PLACING le32(0) FROM 29 FOR 4) AS q
+          FROM ptune.prompts WHERE task = 'toy' AND is_active) zero))));
+-- a one-label task, its prompt rebuilt with one label and a correct checksum:
+-- every check of the export holds, but no worker could classify with it
+SELECT try_import(seal(str('crafted') || le32(1) || str('tiny-gated') || substring(p FROM 33 FOR 16)
+                       || le32(prompt_length) || le32(d_model) || le32(1) || str('that') || str('{}') || str('{}')
+                       || str('dist_alice') || str('2026-01-01') || le32(1) || str(q || le32(crc32(q)))))
+FROM (SELECT prompt AS p, prompt_length, d_model,
+             substring(prompt FROM 1 FOR 12) || le32(length(prompt) - 8) || substring(prompt FROM 17 FOR 32)
+             || le32(1) || substring(prompt FROM 53 FOR 4) || str('that')
+             || substring(prompt FROM 73 FOR length(prompt) - 76) AS q
+      FROM ptune.prompts WHERE task = 'toy' AND is_active) one_label;
 SELECT count(*) AS nothing_left_behind FROM ptune.tasks WHERE task = 'crafted';
 
 -- A task of another model (a prompt trained on tiny-relu, written directly

@@ -52,6 +52,9 @@
 	X(test_training_stops_on_nan) \
 	X(test_training_metadata_is_json) \
 	X(test_training_option_errors) \
+	X(test_generation_training_learns) \
+	X(test_generation_training_errors) \
+	X(test_squad_metrics) \
 	X(test_model_info_json_escapes_name) \
 	X(test_generate_cached_matches_teacher_forced) \
 	X(test_generate_batch_matches_single_rows) \
