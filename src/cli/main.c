@@ -41,7 +41,7 @@ usage(FILE *out)
 			"keeps the weights in bfloat16 only and trains in mixed precision, int8 trains in\n"
 			"fp32), PTUNE_FP32_KERNEL (openblas or onednn: overrides the measured\n"
 			"choice), PTUNE_CACHE_DIR (where that choice is cached), PTUNE_PIECE_ROWS\n"
-			"(16-4096: the most rows of one oneDNN product; default 4096, 256 with AMX)\n");
+			"(16-8192: the most rows of one oneDNN product; otherwise measured per precision)\n");
 }
 
 PtModel *
