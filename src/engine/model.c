@@ -393,9 +393,9 @@ open_weight_files(PtModel *m)
 }
 
 /*
- * Times the fp32 kernels on this model's weight shapes (or reads the cached
- * result, kernel_choice.h).  The first encoder and decoder layers hold every
- * shape the model has.
+ * Times the fp32 kernels and oneDNN's piece sizes on this model's weight
+ * shapes (or reads the cached result, kernel_choice.h).  The first encoder
+ * and decoder layers hold every shape the model has.
  */
 static void
 choose_kernels(PtModel *m)
@@ -502,8 +502,8 @@ pt_model_load_math(const char *dir, PtMath math)
 	digest = XXH3_128bits_digest(ld.hash);
 	XXH128_canonicalFromHash((XXH128_canonical_t *) m->fingerprint, digest);
 	m->math = ld.math;
-	if (m->math == PT_MATH_FP32)
-		choose_kernels(m);
+	/* in bf16 too: oneDNN's piece sizes (the fp32 kernels need fp32 weights to time) */
+	choose_kernels(m);
 	XXH3_freeState(ld.hash);
 	ld.hash = NULL;
 	/* the rest of the asked precision (int8), or its error, as pt_model_set_math gives it */
