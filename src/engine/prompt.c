@@ -12,7 +12,6 @@
 #include "error.h"
 #include "prompt.h"
 
-#define HEADER_BYTES 56
 /* the paper samples from the 5,000 most frequent pieces: sentencepiece ids are by frequency */
 #define FREQUENT_PIECES 5000
 
@@ -192,7 +191,7 @@ int
 pt_prompt_encode(const PtPrompt *p, uint8_t **out, size_t *len)
 {
 	size_t		meta = p->metadata ? strlen(p->metadata) : 0;
-	size_t		total = HEADER_BYTES + meta + (size_t) p->length * p->d_model * 4 + 4;
+	size_t		total = PT_PROMPT_HEADER_BYTES + meta + (size_t) p->length * p->d_model * 4 + 4;
 	uint8_t    *buf,
 			   *w;
 
@@ -204,16 +203,16 @@ pt_prompt_encode(const PtPrompt *p, uint8_t **out, size_t *len)
 	if (buf == NULL)
 		return -1;
 	memcpy(buf, PT_PROMPT_MAGIC, 8);
-	put_u32(buf + 8, PT_PROMPT_VERSION);
-	put_u32(buf + 12, (uint32_t) total);
-	put_u32(buf + 16, (uint32_t) p->length);
-	put_u32(buf + 20, (uint32_t) p->d_model);
-	put_u32(buf + 24, 1);
-	put_u32(buf + PT_PROMPT_MAX_INPUT_TOKENS_OFFSET, (uint32_t) p->max_input_tokens);
-	memcpy(buf + 32, p->fingerprint, PT_FINGERPRINT_BYTES);
-	put_u32(buf + 48, (uint32_t) p->n_labels);
-	put_u32(buf + 52, (uint32_t) meta);
-	w = buf + HEADER_BYTES;
+	put_u32(buf + PT_PROMPT_OFF_VERSION, PT_PROMPT_VERSION);
+	put_u32(buf + PT_PROMPT_OFF_TOTAL, (uint32_t) total);
+	put_u32(buf + PT_PROMPT_OFF_LENGTH, (uint32_t) p->length);
+	put_u32(buf + PT_PROMPT_OFF_D_MODEL, (uint32_t) p->d_model);
+	put_u32(buf + PT_PROMPT_OFF_DTYPE, 1);
+	put_u32(buf + PT_PROMPT_OFF_MAX_INPUT_TOKENS, (uint32_t) p->max_input_tokens);
+	memcpy(buf + PT_PROMPT_OFF_FINGERPRINT, p->fingerprint, PT_FINGERPRINT_BYTES);
+	put_u32(buf + PT_PROMPT_OFF_N_LABELS, (uint32_t) p->n_labels);
+	put_u32(buf + PT_PROMPT_OFF_META_BYTES, (uint32_t) meta);
+	w = buf + PT_PROMPT_HEADER_BYTES;
 	for (int j = 0; j < p->n_labels; j++)
 	{
 		size_t		n = strlen(p->labels[j]);
@@ -274,32 +273,29 @@ take_string(const uint8_t *data, size_t *pos, size_t end, size_t max_len, const 
 PtPrompt *
 pt_prompt_decode(const uint8_t *data, size_t len, size_t *used)
 {
+	PtPromptHeader h;
+	size_t		pos = PT_PROMPT_HEADER_BYTES,
+				values_bytes;
 	uint32_t	total,
-				length,
-				d_model,
 				n_labels,
 				meta;
-	size_t		pos = HEADER_BYTES,
-				values_bytes;
 	PtPrompt   *p;
 
-	if (len < HEADER_BYTES + 4 || memcmp(data, PT_PROMPT_MAGIC, 8) != 0)
+	if (len < PT_PROMPT_HEADER_BYTES + 4 || !pt_prompt_read_header(data, len, &h))
 	{
 		pt_fail(PT_ERR_FORMAT, "not a ptune prompt (bad magic or only %zu bytes)", len);
 		return NULL;
 	}
-	if (get_u32(data + 8) != PT_PROMPT_VERSION)
+	if (h.version != PT_PROMPT_VERSION)
 	{
 		pt_fail(PT_ERR_FORMAT, "prompt format version %u is not supported (this build reads %d)",
-				get_u32(data + 8), PT_PROMPT_VERSION);
+				h.version, PT_PROMPT_VERSION);
 		return NULL;
 	}
-	total = get_u32(data + 12);
-	length = get_u32(data + 16);
-	d_model = get_u32(data + 20);
-	n_labels = get_u32(data + 48);
-	meta = get_u32(data + 52);
-	if (total > len || total < HEADER_BYTES + 4)
+	total = h.total;
+	n_labels = h.n_labels;
+	meta = h.meta_bytes;
+	if (total > len || total < PT_PROMPT_HEADER_BYTES + 4)
 	{
 		pt_fail(PT_ERR_FORMAT, "prompt is truncated: it declares %u bytes, %zu are present", total, len);
 		return NULL;
@@ -309,23 +305,23 @@ pt_prompt_decode(const uint8_t *data, size_t len, size_t *used)
 		pt_fail(PT_ERR_FORMAT, "prompt is corrupted (checksum mismatch)");
 		return NULL;
 	}
-	if (get_u32(data + 24) != 1)
+	if (h.dtype != 1)
 	{
-		pt_fail(PT_ERR_FORMAT, "prompt values have unknown dtype %u", get_u32(data + 24));
+		pt_fail(PT_ERR_FORMAT, "prompt values have unknown dtype %u", h.dtype);
 		return NULL;
 	}
-	if (length < 1 || length > PT_PROMPT_MAX_LENGTH || d_model < 1 || d_model > 65536 ||
+	if (h.length < 1 || h.length > PT_PROMPT_MAX_LENGTH || h.d_model < 1 || h.d_model > 65536 ||
 		n_labels == 1 || n_labels > PT_MAX_LABELS || pt_prompt_peek_max_input_tokens(data, len) == 0)
 	{
 		pt_fail(PT_ERR_FORMAT, "prompt header is invalid (length %u, d_model %u, %u labels)",
-				length, d_model, n_labels);
+				h.length, h.d_model, n_labels);
 		return NULL;
 	}
-	p = prompt_alloc((int) length, (int) d_model, (int) n_labels);
+	p = prompt_alloc((int) h.length, (int) h.d_model, (int) n_labels);
 	if (p == NULL)
 		return NULL;
 	p->max_input_tokens = pt_prompt_peek_max_input_tokens(data, len);
-	memcpy(p->fingerprint, data + 32, PT_FINGERPRINT_BYTES);
+	memcpy(p->fingerprint, h.fingerprint, PT_FINGERPRINT_BYTES);
 
 	for (uint32_t j = 0; j < n_labels; j++)
 	{
@@ -348,14 +344,14 @@ pt_prompt_decode(const uint8_t *data, size_t len, size_t *used)
 		p->metadata[meta] = '\0';
 		pos += meta;
 	}
-	values_bytes = (size_t) length * d_model * 4;
+	values_bytes = (size_t) h.length * h.d_model * 4;
 	if (total - 4 - pos != values_bytes)
 	{
 		pt_fail(PT_ERR_FORMAT, "prompt holds %zu bytes of values, %u x %u floats need %zu",
-				total - 4 - pos, length, d_model, values_bytes);
+				total - 4 - pos, h.length, h.d_model, values_bytes);
 		goto fail;
 	}
-	for (size_t i = 0; i < (size_t) length * d_model; i++)
+	for (size_t i = 0; i < (size_t) h.length * h.d_model; i++)
 	{
 		uint32_t	bits = get_u32(data + pos + 4 * i);
 

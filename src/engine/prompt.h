@@ -30,6 +30,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "model.h"
 #include "ptune_limits.h"
@@ -38,24 +39,80 @@
 
 #define PT_PROMPT_MAGIC "PTPROMPT"
 #define PT_PROMPT_VERSION 1
-/* byte offset of the max input tokens field (the table above) */
-#define PT_PROMPT_MAX_INPUT_TOKENS_OFFSET 28
+#define PT_PROMPT_HEADER_BYTES 56
+
+/* byte offsets of the fixed header's fields (the table above) */
+enum
+{
+	PT_PROMPT_OFF_VERSION = 8,
+	PT_PROMPT_OFF_TOTAL = 12,
+	PT_PROMPT_OFF_LENGTH = 16,
+	PT_PROMPT_OFF_D_MODEL = 20,
+	PT_PROMPT_OFF_DTYPE = 24,
+	PT_PROMPT_OFF_MAX_INPUT_TOKENS = 28,
+	PT_PROMPT_OFF_FINGERPRINT = 32,
+	PT_PROMPT_OFF_N_LABELS = 48,
+	PT_PROMPT_OFF_META_BYTES = 52,
+};
+
+/* The fixed header of an encoded prompt, as stored (nothing checked). */
+typedef struct PtPromptHeader
+{
+	uint32_t	version;
+	uint32_t	total;			/* bytes, header and CRC included */
+	uint32_t	length;			/* P */
+	uint32_t	d_model;
+	uint32_t	dtype;			/* 1 = float32 */
+	uint32_t	max_input_tokens;
+	const uint8_t *fingerprint; /* PT_FINGERPRINT_BYTES, inside the data */
+	uint32_t	n_labels;
+	uint32_t	meta_bytes;
+} PtPromptHeader;
+
+static inline uint32_t
+pt_prompt_u32_at(const uint8_t *p)
+{
+	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t) p[3] << 24;
+}
+
+/*
+ * Reads the fixed header of an encoded prompt; false where data is shorter
+ * than the header or does not start with the magic.  It checks no field:
+ * pt_prompt_decode() does, and so does the extension before it stores a
+ * prompt it did not make.  Inline because the extension's backends link
+ * none of the engine's code, yet read prompt headers (this is the only
+ * place that knows the offsets).
+ */
+static inline int
+pt_prompt_read_header(const uint8_t *data, size_t len, PtPromptHeader *h)
+{
+	if (len < PT_PROMPT_HEADER_BYTES || memcmp(data, PT_PROMPT_MAGIC, 8) != 0)
+		return 0;
+	h->version = pt_prompt_u32_at(data + PT_PROMPT_OFF_VERSION);
+	h->total = pt_prompt_u32_at(data + PT_PROMPT_OFF_TOTAL);
+	h->length = pt_prompt_u32_at(data + PT_PROMPT_OFF_LENGTH);
+	h->d_model = pt_prompt_u32_at(data + PT_PROMPT_OFF_D_MODEL);
+	h->dtype = pt_prompt_u32_at(data + PT_PROMPT_OFF_DTYPE);
+	h->max_input_tokens = pt_prompt_u32_at(data + PT_PROMPT_OFF_MAX_INPUT_TOKENS);
+	h->fingerprint = data + PT_PROMPT_OFF_FINGERPRINT;
+	h->n_labels = pt_prompt_u32_at(data + PT_PROMPT_OFF_N_LABELS);
+	h->meta_bytes = pt_prompt_u32_at(data + PT_PROMPT_OFF_META_BYTES);
+	return 1;
+}
 
 /*
  * The max input tokens of an encoded prompt, read from its header alone; 0
- * where data is too short or the value is out of range.  Inline because
- * the extension's backends, which link none of the engine's code, clip
+ * where data is too short or the value is out of range.  The backends clip
  * texts by it; pt_prompt_decode() checks the whole prompt.
  */
 static inline int
 pt_prompt_peek_max_input_tokens(const uint8_t *data, size_t len)
 {
-	const uint8_t *p = data + PT_PROMPT_MAX_INPUT_TOKENS_OFFSET;
 	uint32_t	v;
 
-	if (len < PT_PROMPT_MAX_INPUT_TOKENS_OFFSET + 4)
+	if (len < PT_PROMPT_OFF_MAX_INPUT_TOKENS + 4)
 		return 0;
-	v = p[0] | p[1] << 8 | p[2] << 16 | (uint32_t) p[3] << 24;
+	v = pt_prompt_u32_at(data + PT_PROMPT_OFF_MAX_INPUT_TOKENS);
 	return v >= PT_MIN_INPUT_TOKENS && v <= PT_MAX_INPUT_TOKENS ? (int) v : 0;
 }
 

@@ -60,7 +60,6 @@ PG_FUNCTION_INFO_V1(ptune_import_task);
 #define TASK_FORMAT_VERSION 1
 #define TASK_HEADER_BYTES 16
 #define TASK_MAX_TEXT_BYTES (1024 * 1024)	/* names, JSON */
-#define PROMPT_HEADER_BYTES 56	/* src/engine/prompt.h */
 
 /* ---- writing -------------------------------------------------------------- */
 
@@ -163,14 +162,16 @@ ptune_export_task(PG_FUNCTION_ARGS)
 		int			n_labels;
 
 		/* the fingerprint is the prompt's own (the column is informational) */
-		if (VARSIZE_ANY_EXHDR(first) < PROMPT_HEADER_BYTES)
+		PtPromptHeader h;
+
+		if (!pt_prompt_read_header((const uint8_t *) VARDATA_ANY(first), VARSIZE_ANY_EXHDR(first), &h))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("task \"%s\" has a truncated prompt", task)));
 		put_cstring(&buf, task);
 		put_u32(&buf, DatumGetInt32(SPI_getbinval(row, desc, 1, &isnull)));
 		put_cstring(&buf, column_text(row, desc, 2));
-		appendBinaryStringInfo(&buf, VARDATA_ANY(first) + 32, PT_FINGERPRINT_BYTES);
+		appendBinaryStringInfo(&buf, (const char *) h.fingerprint, PT_FINGERPRINT_BYTES);
 		put_u32(&buf, DatumGetInt32(SPI_getbinval(row, desc, 3, &isnull)));
 		put_u32(&buf, DatumGetInt32(SPI_getbinval(row, desc, 4, &isnull)));
 		deconstruct_array(labels, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n_labels);
@@ -281,15 +282,14 @@ check_prompt(const unsigned char *p, uint32 len, int k, uint32 prompt_length, ui
 			 const unsigned char *fingerprint, char **labels, uint32 n_labels)
 {
 	Reader		r = {p, len};
-	uint32		meta_len;
+	PtPromptHeader h;
 	char	   *what = psprintf("prompt of member %d", k);
 
-	if (len < PROMPT_HEADER_BYTES + 4 || memcmp(p, PT_PROMPT_MAGIC, 8) != 0)
+	if (len < PT_PROMPT_HEADER_BYTES + 4 || !pt_prompt_read_header(p, len, &h))
 		bad_blob(psprintf("the %s is not a ptune prompt", what));
-	if (get_u32_at(p + 8) != PT_PROMPT_VERSION || get_u32_at(p + 12) != len ||
-		get_u32_at(p + 16) != prompt_length || get_u32_at(p + 20) != d_model ||
-		get_u32_at(p + 24) != 1 || memcmp(p + 32, fingerprint, PT_FINGERPRINT_BYTES) != 0 ||
-		get_u32_at(p + 48) != n_labels)
+	if (h.version != PT_PROMPT_VERSION || h.total != len || h.length != prompt_length ||
+		h.d_model != d_model || h.dtype != 1 ||
+		memcmp(h.fingerprint, fingerprint, PT_FINGERPRINT_BYTES) != 0 || h.n_labels != n_labels)
 		bad_blob(psprintf("the %s does not match the task's header", what));
 	if (crc32(0L, p, len - 4) != get_u32_at(p + len - 4))
 		ereport(ERROR,
@@ -298,8 +298,7 @@ check_prompt(const unsigned char *p, uint32 len, int k, uint32 prompt_length, ui
 	/* the rest of what the worker's decoder (pt_prompt_decode) refuses, refused here */
 	if (pt_prompt_peek_max_input_tokens(p, len) == 0)
 		bad_blob(psprintf("the %s has no valid max input tokens", what));
-	meta_len = get_u32_at(p + 52);
-	read_bytes(&r, PROMPT_HEADER_BYTES, what);
+	read_bytes(&r, PT_PROMPT_HEADER_BYTES, what);
 	for (uint32 j = 0; j < n_labels; j++)
 	{
 		uint32		l = read_u32(&r, what);
@@ -307,10 +306,12 @@ check_prompt(const unsigned char *p, uint32 len, int k, uint32 prompt_length, ui
 		if (l != strlen(labels[j]) || memcmp(read_bytes(&r, l, what), labels[j], l) != 0)
 			bad_blob(psprintf("the %s has other labels than the task", what));
 	}
-	if (meta_len > 1 << 20 || memchr(read_bytes(&r, meta_len, what), '\0', meta_len) != NULL)
+	if (h.meta_bytes > 1 << 20 ||
+		memchr(read_bytes(&r, h.meta_bytes, what), '\0', h.meta_bytes) != NULL)
 		bad_blob(psprintf("the %s has invalid metadata", what));
 	if (r.left != (size_t) prompt_length * d_model * 4 + 4)
-		bad_blob(psprintf("the %s has %zu value bytes, not P x d_model x 4", what, r.left - 4));
+		bad_blob(psprintf("the %s has %zu bytes of values and CRC, not P x d_model x 4 + 4",
+						  what, r.left));
 	/* the worker's decoder refuses a NaN or infinity: refuse it here, not at every classify */
 	for (size_t i = 0; i < (size_t) prompt_length * d_model; i++)
 	{
@@ -376,12 +377,19 @@ parse_export(bytea *data, TaskExport *t)
 		t->d_model > 65536)
 		bad_blob("the prompt length or d_model is out of range");
 	t->n_labels = read_u32(&r, "label count");
-	/* 2 at least, as a training and the worker's prompt decoder require */
-	if (t->n_labels < 2 || t->n_labels > PT_MAX_LABELS)
-		bad_blob(psprintf("%u labels (allowed: 2 to %d)", t->n_labels, PT_MAX_LABELS));
-	t->labels = palloc(sizeof(char *) * t->n_labels);
+	/* 0 (a generation task) or 2 to PT_MAX_LABELS, as the worker's prompt decoder requires */
+	if (t->n_labels == 1 || t->n_labels > PT_MAX_LABELS)
+		bad_blob(psprintf("%u labels (allowed: none for a generation task, or 2 to %d)",
+						  t->n_labels, PT_MAX_LABELS));
+	t->labels = palloc(sizeof(char *) * Max(t->n_labels, 1));
 	for (uint32 j = 0; j < t->n_labels; j++)
+	{
+		/* each label once, as a training finds them (two equal labels make classify ambiguous) */
 		t->labels[j] = read_text(&r, 0, PT_MAX_LABEL_BYTES, "label");
+		for (uint32 i = 0; i < j; i++)
+			if (strcmp(t->labels[i], t->labels[j]) == 0)
+				bad_blob(psprintf("label \"%s\" appears twice", t->labels[j]));
+	}
 	t->hyperparameters = read_text(&r, 0, TASK_MAX_TEXT_BYTES, "hyperparameters");
 	t->metrics = read_text(&r, 0, TASK_MAX_TEXT_BYTES, "metrics");
 	t->trained_by = read_text(&r, 0, TASK_MAX_TEXT_BYTES, "trainer's name");

@@ -152,6 +152,7 @@ SELECT try_import(seal(body(), 2));
 SELECT try_import(seal(body(name => '')));
 SELECT try_import(seal(body(name => convert_to(repeat('x', 201), 'UTF8'))));
 SELECT try_import(seal(le32(4294967295)));
+-- (0 labels is a generation task: the label strings that follow are then read as later fields)
 SELECT try_import(seal(body(n_labels => 0)));
 SELECT try_import(seal(body(n_labels => 4294967295)));
 SELECT try_import(seal(body(n_labels => 3)));
@@ -164,6 +165,7 @@ SELECT try_import(seal(body(tail => '\x00')));
 -- text that is not UTF-8; labels other than the prompt's; JSON that is not
 SELECT try_import(seal(body(label2 => '\xff')));
 SELECT try_import(seal(body(label2 => 'thus')));
+SELECT try_import(seal(body(label2 => 'that')));
 SELECT try_import(seal(body(hyper => '{"a":')));
 SELECT try_import(seal(body(hyper => '{"scoring": "vote"}')));
 -- a prompt whose own checksum fails, or that is no prompt

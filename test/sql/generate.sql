@@ -166,5 +166,13 @@ REVOKE SELECT ON ptune.prompts FROM ptune_gen_other;
 GRANT SELECT ON ptune.prompts TO PUBLIC;
 DROP ROLE ptune_gen_other;
 
+-- a generation task (no labels) travels to another server like a classification task:
+-- the import generates what the original does
+SELECT task, version, members, labels FROM ptune.import_task(ptune.export_task('gen'), 'gen_copy');
+SELECT count(*) AS rows, count(*) FILTER (WHERE ptune.generate('gen', text) = ptune.generate('gen_copy', text))
+       AS same_text
+FROM gen_heldout;
+SELECT ptune.drop_task('gen_copy');
+
 -- leave the tasks as the later tests expect them
 SELECT ptune.drop_task('gen');
