@@ -583,12 +583,26 @@ round_to_bf16(const float *x, size_t n, uint16_t *out)
 		out[i] = pt_f32_to_bf16(x[i]);
 }
 
+/* Chunks of the input the threads round in parallel (a batch's input is millions of values). */
+#define ROUND_CHUNK ((size_t) 1 << 16)
+
 bool
 pt_bf16_load_input(const float *x, size_t n)
 {
+	size_t		chunks = (n + ROUND_CHUNK - 1) / ROUND_CHUNK;
+	/* the scratch is this thread's (__thread): the loop's other threads get its address */
+	uint16_t   *out;
+
 	if (!grow_scratch(sizeof(uint16_t) * n))
 		return false;
-	round_to_bf16(x, n, scratch);
+	out = scratch;
+#pragma omp parallel for schedule(static) if (chunks > 1)
+	for (size_t c = 0; c < chunks; c++)
+	{
+		size_t		start = c * ROUND_CHUNK;
+
+		round_to_bf16(x + start, n - start < ROUND_CHUNK ? n - start : ROUND_CHUNK, out + start);
+	}
 	scratch_used = n;
 	scratch_kind = KIND_BF16;
 	return true;
