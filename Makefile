@@ -114,8 +114,8 @@ PG_CFLAGS   = -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializ
 EXTRA_CLEAN = ptune_worker.so $(WORKER_OBJS) src/pg/ipc_other.wo
 
 WORKER_OBJS = src/pg/worker.wo src/pg/worker_classify.wo src/pg/worker_train.wo \
-              src/pg/worker_explain.wo src/pg/worker_generate.wo src/pg/ipc.wo src/pg/slot.wo \
-              src/pg/wire.wo
+              src/pg/worker_explain.wo src/pg/worker_generate.wo src/pg/request_job.wo \
+              src/pg/ipc.wo src/pg/slot.wo src/pg/wire.wo
 
 # ptune must be preloaded, so PGXS's installcheck (against a running server that
 # may not preload it) cannot work: ours starts its own cluster.  PGXS's `check`

@@ -32,6 +32,20 @@ typedef struct Case
 	float	   *grad;
 } Case;
 
+/* Frees n cases (cs may be NULL) and their arrays. */
+static void
+free_cases(Case *cs, int n)
+{
+	for (int i = 0; i < n && cs; i++)
+	{
+		free(cs[i].input);
+		free(cs[i].target);
+		free(cs[i].prompt);
+		free(cs[i].grad);
+	}
+	free(cs);
+}
+
 static int
 read_ids(json_t *arr, int32_t **out, int *n, const char *what, int index)
 {
@@ -126,6 +140,35 @@ done:
 	return out;
 }
 
+/* The "cases" array of stdin's {"cases": [...]}; NULL (said on stderr) if there is none. *root must be freed. */
+static json_t *
+read_cases(json_t **root)
+{
+	json_error_t jerr;
+	json_t	   *cases;
+
+	*root = json_loadf(stdin, 0, &jerr);
+	cases = *root ? json_object_get(*root, "cases") : NULL;
+	if (!json_is_array(cases))
+	{
+		fprintf(stderr, "ptune: stdin must be {\"cases\": [...]}: %s\n", *root ? "no cases array" : jerr.text);
+		return NULL;
+	}
+	return cases;
+}
+
+/* Prints {"results": results} on one line (and frees results), reals with `digits` significant digits. */
+static void
+print_results(json_t *results, int digits)
+{
+	json_t	   *out = json_object();
+
+	json_object_set_new(out, "results", results);
+	json_dumpf(out, stdout, JSON_COMPACT | JSON_REAL_PRECISION(digits));
+	putchar('\n');
+	json_decref(out);
+}
+
 static json_t *
 float_rows(const float *x, int rows, int cols)
 {
@@ -146,7 +189,6 @@ int
 cmd_check(int argc, char **argv)
 {
 	PtModel    *m;
-	json_error_t jerr;
 	json_t	   *root,
 			   *cases,
 			   *results;
@@ -166,11 +208,10 @@ cmd_check(int argc, char **argv)
 	}
 	if ((m = cli_load_model(argv[0])) == NULL)
 		return 1;
-	root = json_loadf(stdin, 0, &jerr);
-	cases = root ? json_object_get(root, "cases") : NULL;
-	if (!json_is_array(cases))
+	if ((cases = read_cases(&root)) == NULL)
 	{
-		fprintf(stderr, "ptune: stdin must be {\"cases\": [...]}: %s\n", root ? "no cases array" : jerr.text);
+		json_decref(root);
+		pt_model_free(m);
 		return 1;
 	}
 	n = (int) json_array_size(cases);
@@ -228,25 +269,11 @@ cmd_check(int argc, char **argv)
 		}
 		json_object_set_new(json_array_get(results, i), "rank_log_probs", lp);
 	}
-	{
-		json_t	   *out = json_object();
-
-		json_object_set_new(out, "results", results);
-		json_dumpf(out, stdout, JSON_COMPACT | JSON_REAL_PRECISION(9));
-		putchar('\n');
-		json_decref(out);
-	}
+	print_results(results, 9);
 	rc = 0;
 
 done:
-	for (int i = 0; i < n; i++)
-	{
-		free(cs[i].input);
-		free(cs[i].target);
-		free(cs[i].prompt);
-		free(cs[i].grad);
-	}
-	free(cs);
+	free_cases(cs, n);
 	free(ex);
 	free(ce);
 	free(grads);
@@ -269,7 +296,6 @@ cmd_generate_check(int argc, char **argv)
 {
 	PtGenerateOptions opts;
 	PtModel    *m;
-	json_error_t jerr;
 	json_t	   *root = NULL,
 			   *cases,
 			   *results;
@@ -308,13 +334,8 @@ cmd_generate_check(int argc, char **argv)
 		return 1;
 	if (eos_id >= 0)
 		m->cfg.eos_token_id = eos_id;
-	root = json_loadf(stdin, 0, &jerr);
-	cases = root ? json_object_get(root, "cases") : NULL;
-	if (!json_is_array(cases))
-	{
-		fprintf(stderr, "ptune: stdin must be {\"cases\": [...]}: %s\n", root ? "no cases array" : jerr.text);
+	if ((cases = read_cases(&root)) == NULL)
 		goto done;
-	}
 	n = (int) json_array_size(cases);
 	cs = calloc(n + 1, sizeof(Case));
 	rows = calloc(n + 1, sizeof(PtGenerateRow));
@@ -352,29 +373,15 @@ cmd_generate_check(int argc, char **argv)
 		json_object_set_new(r, "token_logprobs", lps);
 		json_array_append_new(results, r);
 	}
-	{
-		json_t	   *out = json_object();
-
-		json_object_set_new(out, "results", results);
-		json_dumpf(out, stdout, JSON_COMPACT | JSON_REAL_PRECISION(12));
-		putchar('\n');
-		json_decref(out);
-	}
+	print_results(results, 12);
 	rc = 0;
 done:
-	for (int i = 0; i < n && cs; i++)
+	for (int i = 0; i < n && res; i++)
 	{
-		free(cs[i].input);
-		free(cs[i].target);
-		free(cs[i].prompt);
-		free(cs[i].grad);
-		if (res)
-		{
-			free(res[i].ids);
-			free(res[i].token_logprobs);
-		}
+		free(res[i].ids);
+		free(res[i].token_logprobs);
 	}
-	free(cs);
+	free_cases(cs, n);
 	free(rows);
 	free(res);
 	json_decref(root);

@@ -387,6 +387,25 @@ start_member(PtTrainer *t, int member)
 }
 
 /*
+ * The end of a validation slice (both objectives): 0 while rows of set are
+ * left; once all are scored, sets *accuracy (the share of rows right) and
+ * *loss (the mean of the per-row losses summed in eval_nll), resets the
+ * counters for the next validation and returns 1.
+ */
+static int
+validation_done(PtTrainer *t, const TokenSet *set, double *accuracy, double *loss)
+{
+	if (t->eval_pos < set->n)
+		return 0;
+	*accuracy = set->n ? (double) t->eval_correct / set->n : NAN;
+	*loss = set->n ? t->eval_nll / set->n : NAN;
+	t->eval_pos = 0;
+	t->eval_correct = 0;
+	t->eval_nll = 0.0;
+	return 1;
+}
+
+/*
  * Scores up to max_rows more rows of set with the given prompts (several:
  * the ensemble's vote), in chunks of at most 64.  Returns 1 when every row is
  * scored (then *accuracy and *loss, the mean -log p(true label), are set and
@@ -444,14 +463,7 @@ evaluate_slice(PtTrainer *t, const TokenSet *set, PtPrompt *const *prompts, int 
 		t->unit_rows += n;
 	}
 	free(probs);
-	if (t->eval_pos < set->n)
-		return 0;
-	*accuracy = set->n ? (double) t->eval_correct / set->n : NAN;
-	*loss = set->n ? t->eval_nll / set->n : NAN;
-	t->eval_pos = 0;
-	t->eval_correct = 0;
-	t->eval_nll = 0.0;
-	return 1;
+	return validation_done(t, set, accuracy, loss);
 }
 
 /*
@@ -514,14 +526,7 @@ evaluate_generation_slice(PtTrainer *t, const TokenSet *set, const PtPrompt *pro
 		t->eval_pos += n;
 		t->unit_rows += n;
 	}
-	if (t->eval_pos < set->n)
-		return 0;
-	*accuracy = set->n ? (double) t->eval_correct / set->n : NAN;
-	*loss = set->n ? t->eval_nll / set->n : NAN;
-	t->eval_pos = 0;
-	t->eval_correct = 0;
-	t->eval_nll = 0.0;
-	return 1;
+	return validation_done(t, set, accuracy, loss);
 }
 
 PtTrainer *

@@ -106,24 +106,13 @@ ptune_export_task(PG_FUNCTION_ARGS)
 	int32		version = by_version ? PG_GETARG_INT32(1) : 0;
 	Oid			types[2] = {TEXTOID, INT4OID};
 	Datum		args[2] = {CStringGetTextDatum(task), Int32GetDatum(version)};
-	Oid			owner;
 	PtuneAsOwner as;
 	StringInfoData buf;
 	bytea	   *result;
 	uint64		n;
 
 	/* who may see (and classify with) the task may export it: the same bytes */
-	owner = ptune_task_owner(task, PTUNE_LOCK_SNAPSHOT);
-	if (!OidIsValid(owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("task \"%s\" does not exist", task),
-				 errhint("List tasks with SELECT task FROM ptune.tasks.")));
-	if (!ptune_may_see(owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for task \"%s\"", task),
-				 errhint("Exporting another role's task needs SELECT on ptune.prompts (or the owner's privileges).")));
+	(void) ptune_check_see(task, "Exporting");
 
 	/* before SPI_connect: the export must outlive SPI_finish's memory context */
 	initStringInfo(&buf);
@@ -496,11 +485,7 @@ ptune_import_task(PG_FUNCTION_ARGS)
 
 	ptune_as_owner_begin(&as);
 	SPI_connect();
-	SPI_execute_with_args("SELECT coalesce(max(version), 0) + 1 FROM ptune.prompts WHERE task = $1",
-						  1, types, &task_datum, NULL, false, 1);
-	version = atoi(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-	SPI_execute_with_args("UPDATE ptune.prompts SET is_active = false WHERE task = $1 AND is_active",
-						  1, types, &task_datum, NULL, false, 0);
+	version = ptune_begin_new_version(task_datum);
 	for (uint32 k = 0; k < t.n_members; k++)
 	{
 		values[0] = task_datum;

@@ -39,6 +39,42 @@ ptune_task_argument(FunctionCallInfo fcinfo, int argno)
 	return task;
 }
 
+text	  **
+ptune_text_array_argument(FunctionCallInfo fcinfo, int argno, const char *function, int *n)
+{
+	ArrayType  *inputs = PG_GETARG_ARRAYTYPE_P(argno);
+	Datum	   *elems;
+	bool	   *nulls;
+	text	  **texts;
+
+	if (ARR_NDIM(inputs) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s takes a one-dimensional array of texts", function)));
+	deconstruct_array(inputs, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, n);
+	texts = palloc(sizeof(text *) * (*n + 1));
+	for (int i = 0; i < *n; i++)
+		texts[i] = nulls[i] ? NULL : DatumGetTextPP(elems[i]);
+	return texts;
+}
+
+Datum
+ptune_text_array_result(char **strings, int n)
+{
+	Datum	   *out = palloc(sizeof(Datum) * (n + 1));
+	bool	   *nulls = palloc(sizeof(bool) * (n + 1));
+	int			dims[1] = {n},
+				lbs[1] = {1};
+
+	for (int i = 0; i < n; i++)
+	{
+		nulls[i] = strings[i] == NULL;
+		out[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(strings[i]);
+	}
+	return PointerGetDatum(construct_md_array(out, nulls, n ? 1 : 0, dims, lbs, TEXTOID, -1, false,
+											  TYPALIGN_INT));
+}
+
 int
 ptune_clip_text(const char *data, int len, int max_input_tokens)
 {
@@ -93,22 +129,11 @@ ptune_load_task(const char *task, MemoryContext mcxt)
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1] = {CStringGetTextDatum(task)};
 	TaskPrompts *tp;
-	Oid			owner;
 	PtuneAsOwner as;
 	int			rc;
 
 	/* the caller's rights decide; the rows are then read as the tables' owner */
-	owner = ptune_task_owner(task, PTUNE_LOCK_SNAPSHOT);
-	if (!OidIsValid(owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("task \"%s\" does not exist", task),
-				 errhint("Train it with ptune.train_prompt(), or list tasks with SELECT task FROM ptune.tasks.")));
-	if (!ptune_may_see(owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for task \"%s\"", task),
-				 errhint("Using another role's task needs SELECT on ptune.prompts (or the owner's privileges).")));
+	(void) ptune_check_see(task, "Using");
 
 	ptune_as_owner_begin(&as);
 	SPI_connect();

@@ -41,6 +41,15 @@ void		ptune_require_classification(const TaskPrompts *tp);
 char	   *ptune_task_argument(FunctionCallInfo fcinfo, int argno);
 
 /*
+ * The texts of a text[] argument (not NULL): *n of them, NULL for a NULL
+ * element; a multi-dimensional array is an ERROR (2202E) naming `function`.
+ */
+text	  **ptune_text_array_argument(FunctionCallInfo fcinfo, int argno, const char *function, int *n);
+
+/* A text[] of n strings (the array forms' result); a NULL string gives a NULL element. */
+Datum		ptune_text_array_result(char **strings, int n);
+
+/*
  * Classifies n texts (NULL entries give label -1) with the task's prompts:
  * labels[i] is the index of the predicted label, probs[i * n_labels + j]
  * the probability of label j (probs may be NULL).

@@ -62,35 +62,20 @@ Datum
 ptune_classify_array(PG_FUNCTION_ARGS)
 {
 	TaskPrompts *tp = task_for_call(fcinfo);
-	ArrayType  *inputs;
-	Datum	   *elems;
-	bool	   *nulls;
 	int			n;
 	text	  **texts;
 	int		   *labels;
-	Datum	   *out;
-	int			dims[1],
-				lbs[1] = {1};
+	char	  **out;
 
 	if (PG_ARGISNULL(1))
 		PG_RETURN_NULL();
-	inputs = PG_GETARG_ARRAYTYPE_P(1);
-	if (ARR_NDIM(inputs) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("ptune.classify takes a one-dimensional array of texts")));
-	deconstruct_array(inputs, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-	texts = palloc(sizeof(text *) * (n + 1));
+	texts = ptune_text_array_argument(fcinfo, 1, "ptune.classify", &n);
 	labels = palloc(sizeof(int) * (n + 1));
-	out = palloc(sizeof(Datum) * (n + 1));
-	for (int i = 0; i < n; i++)
-		texts[i] = nulls[i] ? NULL : DatumGetTextPP(elems[i]);
+	out = palloc(sizeof(char *) * (n + 1));
 	ptune_classify_texts(tp, texts, n, labels, NULL);
 	for (int i = 0; i < n; i++)
-		out[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(tp->labels[labels[i]]);
-	dims[0] = n;
-	PG_RETURN_ARRAYTYPE_P(construct_md_array(out, nulls, n ? 1 : 0, dims, lbs, TEXTOID, -1, false,
-											 TYPALIGN_INT));
+		out[i] = texts[i] == NULL ? NULL : tp->labels[labels[i]];
+	PG_RETURN_DATUM(ptune_text_array_result(out, n));
 }
 
 Datum

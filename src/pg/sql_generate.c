@@ -193,37 +193,18 @@ ptune_generate_array(PG_FUNCTION_ARGS)
 	int			max_new_tokens,
 				num_beams;
 	TaskPrompts *tp;
-	ArrayType  *inputs;
-	Datum	   *elems;
-	bool	   *nulls;
 	int			n;
 	text	  **texts;
 	char	  **outputs;
-	Datum	   *out;
-	int			dims[1],
-				lbs[1] = {1};
 
 	read_options(fcinfo, ARG_MAX_NEW_TOKENS, &max_new_tokens, &num_beams);
 	tp = task_for_call(fcinfo);
 	if (PG_ARGISNULL(ARG_INPUT))
 		PG_RETURN_NULL();
-	inputs = PG_GETARG_ARRAYTYPE_P(ARG_INPUT);
-	if (ARR_NDIM(inputs) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("ptune.generate takes a one-dimensional array of texts")));
-	deconstruct_array(inputs, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-	texts = palloc(sizeof(text *) * (n + 1));
+	texts = ptune_text_array_argument(fcinfo, ARG_INPUT, "ptune.generate", &n);
 	outputs = palloc(sizeof(char *) * (n + 1));
-	out = palloc(sizeof(Datum) * (n + 1));
-	for (int i = 0; i < n; i++)
-		texts[i] = nulls[i] ? NULL : DatumGetTextPP(elems[i]);
-	generate_texts(tp, texts, n, max_new_tokens, num_beams, outputs);
-	for (int i = 0; i < n; i++)
-		out[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(outputs[i]);
-	dims[0] = n;
-	PG_RETURN_ARRAYTYPE_P(construct_md_array(out, nulls, n ? 1 : 0, dims, lbs, TEXTOID, -1, false,
-											 TYPALIGN_INT));
+	generate_texts(tp, texts, n, max_new_tokens, num_beams, outputs);	/* NULL for NULL texts */
+	PG_RETURN_DATUM(ptune_text_array_result(outputs, n));
 }
 
 /*

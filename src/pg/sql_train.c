@@ -379,7 +379,6 @@ store_prompts(const TrainArgs *a, const PtuneTrainAnswer *r, const char *relname
 			   *metrics;
 	int			version;
 	Datum		task_datum = CStringGetTextDatum(a->task);
-	Oid			task_type[1] = {TEXTOID};
 
 	for (int j = 0; j < r->n_labels; j++)
 		label_datums[j] = CStringGetTextDatum(r->labels[j]);
@@ -415,11 +414,7 @@ store_prompts(const TrainArgs *a, const PtuneTrainAnswer *r, const char *relname
 	ptune_check_manage(a->task, PTUNE_LOCK_UPDATE, "retrain it");
 	ptune_as_owner_begin(&as);
 	SPI_connect();
-	SPI_execute_with_args("SELECT coalesce(max(version), 0) + 1 FROM ptune.prompts WHERE task = $1",
-						  1, task_type, &task_datum, NULL, false, 1);
-	version = atoi(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-	SPI_execute_with_args("UPDATE ptune.prompts SET is_active = false WHERE task = $1 AND is_active",
-						  1, task_type, &task_datum, NULL, false, 0);
+	version = ptune_begin_new_version(task_datum);
 	for (int k = 0; k < r->n_prompts; k++)
 	{
 		values[0] = task_datum;

@@ -200,6 +200,22 @@ no_such_task(const char *task)
 }
 
 Oid
+ptune_check_see(const char *task, const char *doing)
+{
+	Oid			owner = ptune_task_owner(task, PTUNE_LOCK_SNAPSHOT);
+
+	if (!OidIsValid(owner))
+		no_such_task(task);
+	if (!ptune_may_see(owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for task \"%s\"", task),
+				 errhint("%s another role's task needs SELECT on ptune.prompts (or the owner's privileges).",
+						 doing)));
+	return owner;
+}
+
+Oid
 ptune_check_manage(const char *task, PtuneTaskLock lock, const char *action)
 {
 	/* check before locking, so that no role can lock another's task */
@@ -276,6 +292,22 @@ run_on_task(const char *sql, const char *task, int32 number)
 	SPI_finish();
 	ptune_as_owner_end(&as);
 	return n;
+}
+
+int
+ptune_begin_new_version(Datum task)
+{
+	Oid			type = TEXTOID;
+	int			version;
+
+	if (SPI_execute_with_args("SELECT coalesce(max(version), 0) + 1 FROM ptune.prompts WHERE task = $1",
+							  1, &type, &task, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "ptune: could not read the task's versions");
+	version = atoi(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	if (SPI_execute_with_args("UPDATE ptune.prompts SET is_active = false WHERE task = $1 AND is_active",
+							  1, &type, &task, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "ptune: could not deactivate the task's version");
+	return version;
 }
 
 Datum

@@ -49,11 +49,28 @@ bool		ptune_may_manage(Oid owner);
 bool		ptune_may_see(Oid owner);
 
 /*
+ * The owner of an existing task the current role may see (read as of the
+ * snapshot); otherwise the "does not exist" or permission error, whose hint
+ * starts with `doing`: "Using", "Exporting" (another role's task needs ...).
+ */
+Oid			ptune_check_see(const char *task, const char *doing);
+
+/*
  * The owner of an existing task the current role may manage, locked as
  * asked; otherwise the "does not exist" or ownership error.  `action` ends
  * the ownership hint: "retrain it", "activate it", ...
  */
 Oid			ptune_check_manage(const char *task, PtuneTaskLock lock, const char *action);
+
+/*
+ * A training or an import storing a new version of task (a text Datum):
+ * deactivates the task's active version and returns the next version
+ * number, whose rows the caller then inserts as active.  Runs inside SPI as
+ * the tables' owner, after ptune_check_manage(task, PTUNE_LOCK_UPDATE): the
+ * registry row's lock makes one trainer, import or activation of the task
+ * at a time compute the number.
+ */
+int			ptune_begin_new_version(Datum task);
 
 /*
  * Before a training or an import (command and action, "retrain it", name

@@ -29,10 +29,9 @@
 #include "wire.h"
 #include "task.h"
 #include "worker.h"
+#include "request_job.h"
 
 #define CACHE_SIZE 128
-#define MAX_ROUND_REQUESTS PTUNE_MAX_SLOTS
-/* a text the backend sends is cut to its token budget first; this bounds the rest */
 /* longest run of classification batches before the other handlers get a turn */
 #define CLASSIFY_ROUND_MS 500
 /*
@@ -54,45 +53,33 @@ typedef struct CachedPrompt
 static CachedPrompt cache[CACHE_SIZE];
 static uint64 cache_clock = 0;
 
-/* One open request: its rows, tokenized, and how far they are computed. */
+/* One open request: its rows (request_job.h), their engine rows and results. */
 typedef struct Job
 {
-	int			slot;
-	MemoryContext mcxt;			/* everything below; deleted when answered */
-	bool		need_prompts;
+	RequestJob	base;			/* first: the slot, tokenized texts, rows done */
 	PtScoring	scoring;
 	int			n_prompts;
-	const float **values;
-	int		   *lens;
+	const float **values;		/* [n_prompts] the ensemble's prompts, in the cache */
+	int		   *lens;			/* [n_prompts] */
 	const PtTask *task;
-	int			n_texts;
-	int		   *row_of_text;	/* index into rows; -1 for NULL texts */
-	PtClassifyRow *rows;
-	PtClassifyResult *results;
-	int			n_rows;
-	int			done_rows;		/* rows[0 .. done_rows) are computed */
+	PtClassifyRow *rows;		/* [base.n_rows] */
+	PtClassifyResult *results;	/* [base.n_rows] */
 } Job;
 
-static Job *open_jobs[MAX_ROUND_REQUESTS];
-static int	n_open = 0;
+static bool parse_job(RequestJob *base, StringInfo msg);
+static void answer_job(const RequestJob *base, StringInfo out);
 
-static void
-drop_job(int j)
-{
-	MemoryContextDelete(open_jobs[j]->mcxt);
-	open_jobs[j] = open_jobs[--n_open];
-}
+static const RequestJobKind classify_kind = {
+	PTUNE_REQ_CLASSIFY, "classification", "ptune classify request", sizeof(Job),
+	parse_job, answer_job, ptune_wire_get_classify_text_count, ptune_wire_get_classify_text,
+};
+static RequestJobs jobs = {&classify_kind};
 
 void
 worker_cache_reset(const char *why)
 {
 	/* open requests point into the cache: they end first */
-	while (n_open > 0)
-	{
-		ptune_slot_fail(open_jobs[0]->slot, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, why, NULL,
-						"Run the query again.");
-		drop_job(0);
-	}
+	request_jobs_fail_all(&jobs, why);
 	for (int i = 0; i < CACHE_SIZE; i++)
 	{
 		pt_prompt_free(cache[i].prompt);
@@ -148,8 +135,8 @@ cache_add(const char *blob, int len, const uint8 *claimed_key)
 	for (int i = 1; i < CACHE_SIZE; i++)
 		if (cache[i].last_used < slot->last_used)
 			slot = &cache[i];
-	for (int j = 0; j < n_open; j++)
-		if (slot->task && open_jobs[j]->task == slot->task)
+	for (int j = 0; j < jobs.n_open; j++)
+		if (slot->task && ((Job *) jobs.open[j])->task == slot->task)
 		{
 			/* every entry busy (128 prompts in flight): fail rather than pull one from under a request */
 			pt_prompt_free(p);
@@ -179,19 +166,14 @@ worker_cached_prompt(const uint8 *key, const char *blob, int len, bool *missing)
 	return c ? c->prompt : NULL;
 }
 
-/*
- * Parses one request into job (in job->mcxt) and tokenizes its texts.
- * Returns false when the request was answered with an error here; protocol
- * violations raise an ERROR.
- */
+/* The kind's parse(): the prompts from the cache, then the texts (request_job.h). */
 static bool
-parse_job(Job *job)
+parse_job(RequestJob *base, StringInfo msg)
 {
-	StringInfoData msg;
+	Job		   *job = (Job *) base;
 	int			scoring;
 
-	ptune_slot_read(job->slot, &msg);
-	ptune_wire_get_classify_head(&msg, &scoring, &job->n_prompts);
+	ptune_wire_get_classify_head(msg, &scoring, &job->n_prompts);
 	job->scoring = (PtScoring) scoring;
 	job->values = palloc(sizeof(float *) * job->n_prompts);
 	job->lens = palloc(sizeof(int) * job->n_prompts);
@@ -199,25 +181,25 @@ parse_job(Job *job)
 	{
 		const char *blob;
 		int			len;
-		const uint8 *key = ptune_wire_get_classify_prompt(&msg, &blob, &len);
+		const uint8 *key = ptune_wire_get_classify_prompt(msg, &blob, &len);
 		CachedPrompt *c = cache_find(key);
 
 		if (c == NULL && blob != NULL && (c = cache_add(blob, len, key)) == NULL)
 		{
-			worker_fail_engine(job->slot, pt_error_kind() == PT_ERR_MISMATCH ?
+			worker_fail_engine(base->slot, pt_error_kind() == PT_ERR_MISMATCH ?
 							   "the task's prompt does not fit the loaded model" : "invalid prompt");
 			return false;
 		}
 		if (c == NULL)
 		{
 			/* the session sends the blob again; nothing else of this request is used */
-			job->need_prompts = true;
+			base->need_prompts = true;
 			return true;
 		}
 		if (c->task == NULL)
 		{
 			/* the backend checks this first; a prompt swapped in since is refused here too */
-			ptune_slot_fail(job->slot, ERRCODE_WRONG_OBJECT_TYPE,
+			ptune_slot_fail(base->slot, ERRCODE_WRONG_OBJECT_TYPE,
 							"the task's prompt was trained for generation, not classification", NULL,
 							"Use ptune.generate() with this task.");
 			return false;
@@ -231,115 +213,35 @@ parse_job(Job *job)
 		job->lens[k] = c->prompt->length;
 	}
 
-	job->n_texts = ptune_wire_get_classify_text_count(&msg);
-	job->row_of_text = palloc(sizeof(int) * (job->n_texts + 1));
-	job->rows = palloc(sizeof(PtClassifyRow) * (job->n_texts + 1));
-	job->results = palloc(sizeof(PtClassifyResult) * (job->n_texts + 1));
-	for (int i = 0; i < job->n_texts; i++)
+	if (!request_job_read_texts(base, msg, job->task->max_input_tokens))
+		return false;
+	job->rows = palloc(sizeof(PtClassifyRow) * (base->n_rows + 1));
+	job->results = palloc(sizeof(PtClassifyResult) * (base->n_rows + 1));
+	for (int r = 0; r < base->n_rows; r++)
 	{
-		int			len;
-		const char *text = ptune_wire_get_classify_text(&msg, &len);
-		int32_t    *ids;
-		int			n;
-
-		job->row_of_text[i] = -1;
-		if (text == NULL)
-			continue;
-		ids = palloc(sizeof(int32_t) * job->task->max_input_tokens);
-		n = pt_encode_input(worker_model, job->task->max_input_tokens, text, (size_t) len, ids);
-		if (n < 0)
-		{
-			worker_fail_engine(job->slot, "could not tokenize the input");
-			return false;
-		}
-		job->row_of_text[i] = job->n_rows;
-		job->results[job->n_rows].probs = palloc(sizeof(float) * job->task->n_labels);
-		job->rows[job->n_rows++] = (PtClassifyRow) {job->task, job->scoring, job->n_prompts, job->values,
-			job->lens, ids, n};
+		job->results[r].probs = palloc(sizeof(float) * job->task->n_labels);
+		job->rows[r] = (PtClassifyRow) {job->task, job->scoring, job->n_prompts, job->values,
+			job->lens, base->ids[r], base->n_ids[r]};
 	}
-	pfree(msg.data);
 	return true;
 }
 
+/* The kind's answer(): a label and probabilities per text, or "send the prompts". */
 static void
-answer_job(const Job *job)
+answer_job(const RequestJob *base, StringInfo out)
 {
-	StringInfoData out;
+	const Job  *job = (const Job *) base;
 
-	initStringInfo(&out);
-	ptune_wire_put_classify_answer_head(&out, job->need_prompts ? CLASSIFY_NEED_PROMPTS : CLASSIFY_OK,
-										job->need_prompts ? 0 : job->task->n_labels);
-	if (!job->need_prompts)
-		for (int i = 0; i < job->n_texts; i++)
+	ptune_wire_put_classify_answer_head(out, base->need_prompts ? CLASSIFY_NEED_PROMPTS : CLASSIFY_OK,
+										base->need_prompts ? 0 : job->task->n_labels);
+	if (!base->need_prompts)
+		for (int i = 0; i < base->n_texts; i++)
 		{
-			int			r = job->row_of_text[i];
+			int			r = base->row_of_text[i];
 
-			ptune_wire_put_classify_answer_row(&out, r < 0 ? -1 : job->results[r].label,
+			ptune_wire_put_classify_answer_row(out, r < 0 ? -1 : job->results[r].label,
 											   r < 0 ? NULL : job->results[r].probs, job->task->n_labels);
 		}
-	ptune_slot_answer(job->slot, &out);
-}
-
-/* Answers (or fails) job j inside PG_TRY and closes it. */
-static void
-finish_job(int j)
-{
-	Job		   *job = open_jobs[j];
-	MemoryContext old = MemoryContextSwitchTo(job->mcxt);
-
-	PG_TRY();
-	{
-		answer_job(job);
-	}
-	PG_CATCH();
-	{
-		ptune_slot_fail_caught(job->slot);
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(old);
-	drop_job(j);
-}
-
-/* Opens a job for each newly pending request (parse errors answer it at once). */
-static int
-open_new_jobs(void)
-{
-	int			slots[MAX_ROUND_REQUESTS];
-	int			n = ptune_slot_take_pending(PTUNE_REQ_CLASSIFY, slots, MAX_ROUND_REQUESTS - n_open);
-
-	for (int i = 0; i < n; i++)
-	{
-		MemoryContext mcxt = AllocSetContextCreate(TopMemoryContext, "ptune classify request",
-												   ALLOCSET_DEFAULT_SIZES);
-		MemoryContext old = MemoryContextSwitchTo(mcxt);
-		Job		   *job = palloc0(sizeof(Job));
-		volatile bool ok = false;
-
-		job->slot = slots[i];
-		job->mcxt = mcxt;
-		if (worker_model == NULL)
-			ptune_slot_fail(slots[i], ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "the ptune model is not loaded",
-							ptune_shared->model_error, "Fix ptune.model_path, then SELECT pg_reload_conf().");
-		else
-		{
-			PG_TRY();
-			{
-				ok = parse_job(job);
-			}
-			PG_CATCH();
-			{
-				ptune_slot_fail_caught(job->slot);
-				ok = false;
-			}
-			PG_END_TRY();
-		}
-		MemoryContextSwitchTo(old);
-		if (ok)
-			open_jobs[n_open++] = job;
-		else
-			MemoryContextDelete(mcxt);
-	}
-	return n;
 }
 
 /*
@@ -365,30 +267,16 @@ gather_more(void)
 	TimestampTz start = GetCurrentTimestamp();
 	long		window = Min(GATHER_MAX_US, last_batch_us / GATHER_SHARE);
 
-	if (n_open >= last_batch_jobs || start - last_batch_end > window)
+	if (jobs.n_open >= last_batch_jobs || start - last_batch_end > window)
 		return;
-	while (n_open < last_batch_jobs && GetCurrentTimestamp() - start < window)
+	while (jobs.n_open < last_batch_jobs && GetCurrentTimestamp() - start < window)
 	{
 		/* backends set our latch when they queue a request */
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
-		open_new_jobs();
+		request_jobs_open_new(&jobs);
 	}
-}
-
-/* Order of service: fewest rows left first, then the oldest. */
-static int
-compare_jobs(const void *a, const void *b)
-{
-	const Job  *x = *(Job *const *) a;
-	const Job  *y = *(Job *const *) b;
-	int			lx = x->n_rows - x->done_rows,
-				ly = y->n_rows - y->done_rows;
-
-	if (lx != ly)
-		return lx < ly ? -1 : 1;
-	return ptune_shared->slots[x->slot].request_id < ptune_shared->slots[y->slot].request_id ? -1 : 1;
 }
 
 /*
@@ -400,61 +288,45 @@ run_one_batch(int batch_size)
 {
 	PtClassifyRow *rows = palloc(sizeof(PtClassifyRow) * batch_size);
 	PtClassifyResult *results = palloc(sizeof(PtClassifyResult) * batch_size);
-	Job		  **from = palloc(sizeof(Job *) * batch_size);
+	RequestJob **from = palloc(sizeof(RequestJob *) * batch_size);
 	int			n = 0,
 				n_jobs = 0;
 	TimestampTz start = GetCurrentTimestamp();
 
 	/* a session that gave up (cancel, timeout, exit) must not keep the worker busy */
-	for (int j = n_open - 1; j >= 0; j--)
-		if (ptune_slot_abandoned(open_jobs[j]->slot))
-		{
-			ptune_slot_fail(open_jobs[j]->slot, ERRCODE_QUERY_CANCELED, "classification was cancelled", NULL, NULL);
-			drop_job(j);
-		}
+	request_jobs_fail_abandoned(&jobs);
 	/* requests with nothing to compute (NULL texts only, or prompts to resend) are answered now */
-	for (int j = n_open - 1; j >= 0; j--)
-		if (open_jobs[j]->need_prompts || open_jobs[j]->done_rows == open_jobs[j]->n_rows)
-			finish_job(j);
-	if (n_open == 0)
+	request_jobs_answer_finished(&jobs);
+	if (jobs.n_open == 0)
 		return false;
 
-	qsort(open_jobs, n_open, sizeof(Job *), compare_jobs);
-	for (int j = 0; j < n_open && n < batch_size; j++)
+	request_jobs_sort(&jobs);
+	for (int j = 0; j < jobs.n_open && n < batch_size; j++)
 	{
-		Job		   *job = open_jobs[j];
+		Job		   *job = (Job *) jobs.open[j];
 
 		n_jobs++;
-		for (int r = job->done_rows; r < job->n_rows && n < batch_size; r++)
+		for (int r = job->base.done_rows; r < job->base.n_rows && n < batch_size; r++)
 		{
 			rows[n] = job->rows[r];
 			results[n] = job->results[r];
-			from[n++] = job;
+			from[n++] = &job->base;
 		}
 	}
 	if (pt_classify(worker_model, &worker_workspace, rows, n, results) != 0)
 	{
 		/* an engine failure fails the requests of this batch, not the others */
-		for (int j = n_open - 1; j >= 0; j--)
-			for (int i = 0; i < n; i++)
-				if (from[i] == open_jobs[j])
-				{
-					worker_fail_engine(open_jobs[j]->slot, "classification failed");
-					drop_job(j);
-					break;
-				}
+		request_jobs_fail_batch(&jobs, from, n);
 	}
 	else
 	{
 		for (int i = 0; i < n; i++)
-			from[i]->results[from[i]->done_rows++].label = results[i].label;
+			((Job *) from[i])->results[from[i]->done_rows++].label = results[i].label;
 		LWLockAcquire(&ptune_shared->lock, LW_EXCLUSIVE);
 		ptune_shared->forward_passes++;
 		ptune_shared->rows_classified += n;
 		LWLockRelease(&ptune_shared->lock);
-		for (int j = n_open - 1; j >= 0; j--)
-			if (open_jobs[j]->done_rows == open_jobs[j]->n_rows)
-				finish_job(j);
+		request_jobs_answer_finished(&jobs);
 	}
 	last_batch_jobs = n_jobs;
 	last_batch_end = GetCurrentTimestamp();
@@ -480,8 +352,8 @@ worker_serve_classify(void)
 		bool		ran;
 
 		CHECK_FOR_INTERRUPTS();
-		busy |= open_new_jobs() > 0;
-		if (n_open == 0 && busy && !TimestampDifferenceExceeds(last_batch_end, GetCurrentTimestamp(),
+		busy |= request_jobs_open_new(&jobs) > 0;
+		if (jobs.n_open == 0 && busy && !TimestampDifferenceExceeds(last_batch_end, GetCurrentTimestamp(),
 															   NEXT_REQUEST_GRACE_MS))
 		{
 			/* a session classifying row by row sends its next row now: serve it before a training slice */
@@ -489,7 +361,7 @@ worker_serve_classify(void)
 			ResetLatch(MyLatch);
 			continue;
 		}
-		if (n_open == 0)
+		if (jobs.n_open == 0)
 			break;
 		gather_more();
 		old = MemoryContextSwitchTo(batch_cxt);
