@@ -56,7 +56,7 @@ def generation_section(w):
     if not (fp32 and bf16 and torch):
         return
     w("\n## Text generation\n")
-    w(f"`bench/generate_bench.sh`: {fp32['input_tokens']}-token inputs, {fp32['new_tokens']} new tokens per row, "
+    w(f"`bench/generate_bench.sh`: {int(fp32['input_tokens'])}-token inputs, {int(fp32['new_tokens'])} new tokens per row, "
       "greedy, EOS ignored so that every run decodes the same number of steps (`ptune bench-generate`, "
       "`ptune_py/pytorch_generate.py`); random weights of the model's shapes "
       f"({os.path.basename(fp32['model'])}), median of {fp32.get('rounds', 1)} interleaved rounds. PyTorch runs "
@@ -65,16 +65,20 @@ def generation_section(w):
       "decoder step of the whole batch, without the encoder ((time for all tokens - time for 1) / (tokens - 1)). "
       "The floor is the step's matrix products alone (every layer's self Q/K/V/O, cross Q/O, "
       "feed-forward and the LM head at M = batch rows, the model's own weights and precision), timed "
-      "back to back.\n")
+      "back to back. It does not count what attention reads each step: every layer's cross-attention keys and "
+      "values of the batch (computed once per row) and the self-attention cache, kept in "
+      f"{fp32.get('cache', 'fp32')} for the fp32 model and in {bf16.get('cache', 'fp32')} for the bf16 model "
+      "(*cache MB / step*, the mean over the steps).\n")
     w("| batch | ptune fp32 tok/s | ptune bf16 tok/s | PyTorch tok/s | bf16 / PyTorch | "
-      "step ms fp32 / bf16 / PyTorch | floor ms fp32 / bf16 | step / floor fp32 / bf16 |")
-    w("|---|---|---|---|---|---|---|---|")
+      "step ms fp32 / bf16 / PyTorch | floor ms fp32 / bf16 | step / floor fp32 / bf16 | cache MB / step fp32 / bf16 |")
+    w("|---|---|---|---|---|---|---|---|---|")
     for e32, e16, pt in zip(fp32["batches"], bf16["batches"], torch["batches"]):
-        w(f"| {e32['batch']} | {fmt(e32['tokens_per_s'])} | {fmt(e16['tokens_per_s'])} | "
+        w(f"| {int(e32['batch'])} | {fmt(e32['tokens_per_s'])} | {fmt(e16['tokens_per_s'])} | "
           f"{fmt(pt['tokens_per_s'])} | {e16['tokens_per_s'] / pt['tokens_per_s']:.2f}x | "
           f"{fmt(e32['step_ms'], 2)} / {fmt(e16['step_ms'], 2)} / {fmt(pt['step_ms'], 2)} | "
           f"{fmt(e32['floor_ms'], 2)} / {fmt(e16['floor_ms'], 2)} | "
-          f"{e32['step_over_floor']:.2f} / {e16['step_over_floor']:.2f} |")
+          f"{e32['step_over_floor']:.2f} / {e16['step_over_floor']:.2f} | "
+          f"{fmt(e32.get('cache_mb_per_step'))} / {fmt(e16.get('cache_mb_per_step'))} |")
     same = all(e["ids_row0"] == p["ids_row0"] for e, p in zip(fp32["batches"], torch["batches"]))
     big = [i for i, e in enumerate(bf16["batches"]) if e["batch"] == 32]
     if big:
@@ -95,7 +99,7 @@ def generation_section(w):
         w("|---|---|" + "---|" * len(parts))
         for prec, eng in (("fp32", fp32), ("bf16", bf16)):
             for e in eng["batches"]:
-                w(f"| {e['batch']} | {prec} | " +
+                w(f"| {int(e['batch'])} | {prec} | " +
                   " | ".join(fmt(e["step_parts_ms"][k], 2) for k, _ in parts) + " |")
 
 

@@ -6,7 +6,7 @@
 #   scripts/test.sh            all suites
 #   scripts/test.sh unit sql   only the named suites
 #
-# Suites: unit (C unit tests), asan (the same under AddressSanitizer and
+# Suites: unit (C unit tests, then test/cli_check.sh: CLI training and its errors), asan (the same under AddressSanitizer and
 # UBSan), valgrind (the same under memcheck, but for the long training, random-shape
 # and repeated-run tests, which take minutes each there; ASan covers them), cross (engine vs the
 # independent PyTorch reference), regress (pg_regress on a throwaway
@@ -50,7 +50,7 @@ run_suite() {   # name, command...
 
 for s in "${suites[@]}"; do
   case $s in
-    unit)     run_suite unit bash test/run_unit.sh ;;
+    unit)     run_suite unit bash -c 'bash test/run_unit.sh && bash test/cli_check.sh' ;;
     asan)     make -j"$jobs" SANITIZE=1 BUILD=build-asan build-asan/test_engine >/dev/null &&
               mkdir -p build-asan && cp -rn build/models build-asan/ 2>/dev/null
               run_suite asan env BUILD=build-asan ASAN_OPTIONS=detect_leaks=1 \

@@ -4,6 +4,7 @@
 #   tiny-relu        relu, tied head, 1000-piece tokenizer trained here
 #   tiny-gated       gated-gelu, untied head, inner != d_model, enc/dec depth differ
 #   tiny-gated-bf16  the same weights stored as BF16 (and -f16 as F16)
+#   tiny-relu-bf16   tiny-relu's weights as BF16: a tied head read from a BF16 file
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: make_test_models.sh DIR}
@@ -28,3 +29,4 @@ make_model tiny-relu       --preset tiny-relu  --seed 1 --spiece "$out/spiece-10
 make_model tiny-gated      --preset tiny-gated --seed 2 --spiece "$out/spiece-1000.model"
 make_model tiny-gated-bf16 --preset tiny-gated --seed 2 --spiece "$out/spiece-1000.model" --dtype bf16
 make_model tiny-gated-f16  --preset tiny-gated --seed 2 --spiece "$out/spiece-1000.model" --dtype f16
+make_model tiny-relu-bf16  --preset tiny-relu  --seed 1 --spiece "$out/spiece-1000.model" --dtype bf16

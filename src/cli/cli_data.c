@@ -118,6 +118,13 @@ cli_load_prompts(const PtModel *m, const char *path, CliPrompts *out)
 		out->values[k] = p->values;
 		out->lens[k] = p->length;
 	}
+	/* (classify, evaluate and explain read prompts here; generate reads its own) */
+	if (pt_prompt_objective(out->prompts[0]) == PT_OBJECTIVE_GENERATION)
+	{
+		pt_fail(PT_ERR_ARGUMENT, "%s is a generation prompt (it has no labels): use it with "
+				"`ptune generate`", path);
+		goto fail;
+	}
 	out->task = pt_task_new(m, (const char *const *) out->prompts[0]->labels,
 							out->prompts[0]->n_labels, out->prompts[0]->max_input_tokens);
 	if (out->task == NULL)

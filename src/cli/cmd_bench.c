@@ -12,8 +12,9 @@
  *   train_step_ms       batch 8, 128 tokens, prompt 20, forward + backward
  *
  * also: the load time, sgemm and oneDNN's matmul (f32, bf16, int8) at each
- * weight shape of the model, and the
- * process's peak memory.  Options change the workload for scaling studies:
+ * weight shape of the model, the process's peak memory (peak_rss_mb) and the
+ * activations' part of it (activations_mb: the largest classification's and
+ * the training step's arenas as their last pass used them).  Options change the workload for scaling studies:
  * --input-tokens N, --prompt-length N, --batches 1,8,32; --classify-only
  * measures only classification (for profiling); --scoring label_tokens|rank
  * and --labels A,B,... (at most 64) change how classification scores.
@@ -212,6 +213,18 @@ encoder_products_ms(const PtModel *m, int M, int reps)
 	return t * m->cfg.num_layers * 1e3;
 }
 
+/* the activations' bytes of the largest pass run so far: its arenas as used */
+static size_t classify_activations,
+			train_activations;
+
+static void
+note_activations(const PtWorkspace *ws, size_t *largest)
+{
+	size_t		used = ws->pass.used + ws->head.used;
+
+	*largest = used > *largest ? used : *largest;
+}
+
 static double
 classify_rows_per_s(const PtModel *m, Workload *w, PtWorkspace *ws, int batch, int reps)
 {
@@ -228,6 +241,7 @@ classify_rows_per_s(const PtModel *m, Workload *w, PtWorkspace *ws, int batch, i
 		results[r].probs = probs[r];
 	}
 	TIME_MEDIAN(reps, t, pt_classify(m, ws, rows, batch, results));
+	note_activations(ws, &classify_activations);
 	return batch / t;
 }
 
@@ -247,6 +261,7 @@ train_step_ms(const PtModel *m, Workload *w, PtWorkspace *ws, int reps)
 		grads[r] = grad;
 	}
 	TIME_MEDIAN(reps, t, pt_objective(m, ws, ex, 8, NULL, grads, NULL));
+	note_activations(ws, &train_activations);
 	free(grad);
 	return t * 1e3;
 }
@@ -397,7 +412,7 @@ cmd_bench(int argc, char **argv)
 	encoder = classify_only ? NAN : encoder_gflops(m, w, &ws, reps);
 	products_ms = classify_only ? NAN : encoder_products_ms(m, M, reps);
 	train_ms = classify_only ? NAN : train_step_ms(m, w, &ws, quick ? 1 : 5);
-	out = json_pack("{s:s, s:i, s:s, s:s, s:o, s:i, s:i, s:f, s:f, s:o, s:o, s:o, s:{s:o, s:o}, s:o, s:o, s:f}",
+	out = json_pack("{s:s, s:i, s:s, s:s, s:o, s:i, s:i, s:f, s:f, s:o, s:o, s:o, s:{s:o, s:o}, s:o, s:o, s:f, s:{s:f, s:o}}",
 					"model", c->model_name,
 					"threads", pt_get_threads(),
 					"blas_kernels", pt_blas_core(),
@@ -414,7 +429,9 @@ cmd_bench(int argc, char **argv)
 					"products", number(products_ms),
 					"classify_rows_per_s", rows,
 					"train_step_ms", number(train_ms),
-					"peak_rss_mb", status_kb("VmHWM") / 1024.0);
+					"peak_rss_mb", status_kb("VmHWM") / 1024.0,
+					"activations_mb", "classify", classify_activations / 1048576.0,
+					"train", number(classify_only ? NAN : train_activations / 1048576.0));
 	json_dumpf(out, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(5));
 	putchar('\n');
 	json_decref(out);

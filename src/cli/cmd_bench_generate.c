@@ -1,7 +1,7 @@
 /*
  * cmd_bench_generate.c - `ptune bench-generate MODEL_DIR [--batches 1,32]
- * [--input-tokens 128] [--new-tokens 32] [--reps N] [--quick]`: the speed of
- * text generation as one JSON object.
+ * [--input-tokens 128] [--new-tokens 32] [--reps N] [--cache fp32|bf16] [--quick]`:
+ * the speed of text generation as one JSON object.
  *
  * Workload: rows of input_tokens token ids (a fixed formula that
  * ptune_py/pytorch_generate.py repeats, EOS last), no prompt, greedy decoding of
@@ -20,13 +20,19 @@
  *                     everything but the products were free
  *   step_over_floor   step_ms / floor_ms
  *   floor_gflops      the products' FLOPs / floor_ms
+ *   cache_mb_per_step what attention reads per step, which the floor does not
+ *                     count: every layer's cross-attention keys and values of
+ *                     the batch, and its self-attention cache (mean length
+ *                     over the steps), in the caches' precision (MB = 1e6 bytes)
  *   ids_row0          row 0's generated ids (PyTorch's must be equal in fp32)
  *   step_parts_ms     where a step's time goes (options.profile over one more
  *                     run of new_tokens steps, per step): products, self- and
  *                     cross-attention, the rest (embedding, norms, activation),
  *                     the LM head, argmax, selection
  *
- * Times are medians of reps runs after a warm-up.
+ * Times are medians of reps runs after a warm-up.  --cache forces the
+ * key / value caches' precision (default: the model's, see PtGenerateCache);
+ * the JSON says which ran ("cache").
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +118,7 @@ cmd_bench_generate(int argc, char **argv)
 				new_tokens = 32,
 				reps = 5;
 	bool		quick = false;
+	PtGenerateCache cache = PT_GEN_CACHE_AUTO;
 	PtModel    *m;
 	PtWorkspace ws = {0};
 	json_t	   *out,
@@ -120,7 +127,7 @@ cmd_bench_generate(int argc, char **argv)
 	if (argc < 1)
 	{
 		fprintf(stderr, "usage: ptune bench-generate MODEL_DIR [--batches 1,32] [--input-tokens N] "
-				"[--new-tokens N] [--reps N] [--quick]\n");
+				"[--new-tokens N] [--reps N] [--cache fp32|bf16] [--quick]\n");
 		return 2;
 	}
 	for (int i = 1; i < argc; i++)
@@ -129,6 +136,19 @@ cmd_bench_generate(int argc, char **argv)
 
 		if (strcmp(argv[i], "--quick") == 0)
 			quick = true;
+		else if (strcmp(argv[i], "--cache") == 0 && i + 1 < argc)
+		{
+			i++;
+			if (strcmp(argv[i], "fp32") == 0)
+				cache = PT_GEN_CACHE_FP32;
+			else if (strcmp(argv[i], "bf16") == 0)
+				cache = PT_GEN_CACHE_BF16;
+			else
+			{
+				fprintf(stderr, "ptune: --cache takes fp32 or bf16, not %s\n", argv[i]);
+				return 2;
+			}
+		}
 		else if (strcmp(argv[i], "--batches") == 0 && i + 1 < argc)
 		{
 			char	   *s = argv[++i];
@@ -206,6 +226,7 @@ cmd_bench_generate(int argc, char **argv)
 		pt_generate_options_default(&o);
 		o.ignore_eos = true;
 		o.max_new_tokens = new_tokens;
+		o.cache = cache;
 		t_full = time_generate(m, &ws, rows, B, &o, res, reps);
 		for (int j = 0; j < res[0].n_ids; j++)
 			json_array_append_new(row0, json_integer(res[0].ids[j]));
@@ -239,7 +260,12 @@ cmd_bench_generate(int argc, char **argv)
 		{
 			double		step = (t_full - t_one) / (new_tokens - 1);
 
-			json_array_append_new(per_batch, json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:o}",
+			double		esz = (cache == PT_GEN_CACHE_BF16 ||
+							   (cache == PT_GEN_CACHE_AUTO && m->math != PT_MATH_FP32)) ? 2 : 4;
+			double		cache_bytes = esz * c->num_decoder_layers * 2.0 * B * pt_config_inner(c) *
+				(input_tokens + (new_tokens + 1) / 2.0);
+
+			json_array_append_new(per_batch, json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:o}",
 													   "batch", B,
 													   "tokens_per_s", B * new_tokens / t_full,
 													   "seconds", t_full,
@@ -247,6 +273,7 @@ cmd_bench_generate(int argc, char **argv)
 													   "floor_ms", floor_s * 1e3,
 													   "step_over_floor", step / floor_s,
 													   "floor_gflops", flops / floor_s / 1e9,
+													   "cache_mb_per_step", cache_bytes / 1e6,
 													   "ids_row0", row0,
 													   "step_parts_ms", step_parts));
 		}
@@ -260,6 +287,9 @@ cmd_bench_generate(int argc, char **argv)
 	}
 	json_object_set_new(out, "model", json_string(m->cfg.model_name));
 	json_object_set_new(out, "precision", json_string(m->math == PT_MATH_BF16 ? "bf16" : "fp32"));
+	json_object_set_new(out, "cache", json_string(cache == PT_GEN_CACHE_FP32 ? "fp32" :
+												 cache == PT_GEN_CACHE_BF16 ? "bf16" :
+												 m->math == PT_MATH_FP32 ? "fp32" : "bf16"));
 	json_object_set_new(out, "threads", json_integer(pt_get_threads()));
 	json_object_set_new(out, "input_tokens", json_integer(input_tokens));
 	json_object_set_new(out, "new_tokens", json_integer(new_tokens));

@@ -1,6 +1,12 @@
 /*
  * cmd_train.c - `ptune train`: prompt tuning on a labelled CSV file.
  *
+ * --objective classification (the default): the label column holds class
+ * labels.  --objective generation: it holds each row's target text, the
+ * prompt learns to write it (validation: exact match of greedy decoding,
+ * reported as the accuracies below), as train_prompt(objective =>
+ * 'generation') does in SQL.
+ *
  * Progress goes to stderr, one line per validation; the final metrics go to
  * stdout as one JSON object; --curve FILE also writes every validation as a
  * CSV row (for learning curves).
@@ -28,6 +34,7 @@ static const char *usage_text =
 "         [--validation-fraction 0.1] [--eval-every N] [--patience N]\n"
 "         [--max-grad-norm N] [--weight-decay W] [--scoring label_tokens|rank]\n"
 "         [--min-dim-size-to-factor 128] [--adafactor-start-step 0]\n"
+"         [--objective classification|generation]\n"
 "         [--curve FILE] --out PROMPT_FILE\n";
 
 typedef struct CurveWriter
@@ -93,6 +100,16 @@ parse_options(int argc, char **argv, PtTrainOptions *opt, const char **files, co
 		{
 			if (pt_optimizer_parse(v, &opt->optimizer) != 0)
 				return fprintf(stderr, "ptune: %s\n", pt_error_message()), 2;
+		}
+		else if (strcmp(o, "--objective") == 0)
+		{
+			if (strcmp(v, "classification") == 0)
+				opt->objective = PT_OBJECTIVE_CLASSIFICATION;
+			else if (strcmp(v, "generation") == 0)
+				opt->objective = PT_OBJECTIVE_GENERATION;
+			else
+				return fprintf(stderr, "ptune: --objective takes classification (the label column holds "
+							   "class labels) or generation (it holds each row's target text), not %s\n", v), 2;
 		}
 		else if (strcmp(o, "--scoring") == 0)
 		{
@@ -205,7 +222,8 @@ cmd_train(int argc, char **argv)
 		for (int j = 0; j < r->n_labels; j++)
 			json_array_append_new(labels, json_string(r->labels[j]));
 		/* null, not NaN or a sentinel, where there is nothing to measure */
-		out = json_pack("{s:o, s:i, s:i, s:i, s:i, s:I, s:f, s:o, s:o, s:o, s:f, s:s, s:s, s:i, s:i}",
+		out = json_pack("{s:s, s:o, s:i, s:i, s:i, s:i, s:I, s:f, s:o, s:o, s:o, s:f, s:s, s:s, s:i, s:i}",
+						"objective", opt.objective == PT_OBJECTIVE_GENERATION ? "generation" : "classification",
 						"labels", labels,
 						"train_rows", r->train_rows,
 						"val_rows", r->val_rows,

@@ -6,6 +6,8 @@
  *   gated:         FF(xn) = wo( act(wi_0(xn)) * wi_1(xn) )
  * xn is the layer-normed input [n, d]; h0, h1, act are [n, F].
  */
+#include <string.h>
+
 #include "kernels.h"
 #include "transformer.h"
 
@@ -13,13 +15,15 @@ void
 pt_residual_projection(const PtLinear *w, const float *h, int n, const float *in, float *out,
 					   float *scratch, PtMath math)
 {
-	if (out == in)
-		pt_linear_forward_add(w, h, n, out, math);	/* the sum happens inside the product */
-	else
-	{
-		pt_linear_forward(w, h, n, scratch, math);
-		pt_add(out, in, scratch, (size_t) n * w->out_dim);
-	}
+	/*
+	 * The sum happens inside the product.  Training keeps both residual
+	 * buffers (out != in): copying in and accumulating onto it moves less
+	 * memory than a product into scratch plus a three-stream add, and computes
+	 * what inference computes in place.
+	 */
+	if (out != in)
+		memcpy(out, in, sizeof(float) * (size_t) n * w->out_dim);
+	pt_linear_forward_add(w, h, n, out, math);
 }
 
 void

@@ -30,8 +30,8 @@ pt_decoder_forward(PtPass *p)
 	if (p->n_dec == 0)
 		return 0;
 	for (int s = 0; s < p->n_dec; s++)
-		pt_embed_rows(m->embed, p->dec_seqs[s].ids, p->dec_seqs[s].n_ids, d,
-					  p->dec[0].y + (size_t) p->dec_off[s] * d);
+		pt_model_embed_rows(m, p->dec_seqs[s].ids, p->dec_seqs[s].n_ids,
+							p->dec[0].y + (size_t) p->dec_off[s] * d);
 
 	for (int l = 0; l < L; l++)
 	{

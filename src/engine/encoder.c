@@ -31,7 +31,7 @@ pt_encoder_forward(PtPass *p)
 
 		if (seq->prompt_len > 0)
 			memcpy(dst, seq->prompt, sizeof(float) * seq->prompt_len * d);
-		pt_embed_rows(m->embed, seq->ids, seq->n_ids, d, dst + (size_t) seq->prompt_len * d);
+		pt_model_embed_rows(m, seq->ids, seq->n_ids, dst + (size_t) seq->prompt_len * d);
 	}
 
 	for (int l = 0; l < L; l++)

@@ -23,13 +23,26 @@
  * The self-attention cache of one layer is [S, cap, I] (S slots, cap =
  * max_new_tokens positions); slot s of a beam row r is r * K + beam.
  * All sequences of a chunk advance in lockstep, so one position t serves all.
+ *
+ * Cache precision (PtGenerateOptions.cache): the cross-attention keys and
+ * values are the largest thing a step reads (at batch 32, 128-token inputs,
+ * flan-t5-small: 32 x 128 x 384 x 2 x 8 layers = 25 M values per step), more
+ * than the decoder's weights.  Models whose products run in bf16 or int8
+ * therefore keep both caches in bfloat16 (rounded once, to nearest even, when
+ * a value is computed or appended): half the bytes to stream.  Attention
+ * widens each key / value to float32 as it reads it and accumulates in
+ * float32, so the only change is the rounding of the cached values, which
+ * the bf16 products already apply to their own inputs.  fp32 models keep
+ * fp32 caches: exact.
  */
+#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "dtype.h"
 #include "error.h"
 #include "generate.h"
 #include "kernels.h"
@@ -61,13 +74,16 @@ typedef struct Chunk
 				n_buf,			/* 2 with beams (gather target), else 1 */
 				N_enc,			/* encoder rows of all rows */
 				smax;			/* longest attention row: max(encoder length, cap) */
+	bool		bf16;			/* caches in bfloat16 (uint16_t), else float */
+	size_t		esz;			/* bytes per cached value: 2 or 4 */
 	PtEncoderSeq *enc;			/* [R] */
 	int		   *enc_off,
 			   *enc_len;		/* [R] each row's encoder rows within kx / vx */
-	float	  **kx,
-			  **vx;				/* [L] each [N_enc, I] */
-	float	   *kc[2],
-			   *vc[2];			/* [L, S, cap, I] self-attention caches */
+	void	  **kx,
+			  **vx;				/* [L] each [N_enc, I] (cache precision) */
+	float	   *kv_tmp;			/* bf16 only: [2, N_enc, I] cross keys / values before rounding */
+	void	   *kc[2],
+			   *vc[2];			/* [L, S, cap, I] self-attention caches (cache precision) */
 	int32_t    *seq[2];			/* [S, cap] tokens of each slot's sequence */
 	double	   *seq_lp[2];		/* [S, cap] their log-probabilities */
 	double	   *live_lp;		/* [S] (beam: of the buffer being read) */
@@ -154,6 +170,8 @@ pt_generate_options_check(const PtGenerateOptions *opts)
 	if (!(opts->length_penalty >= 0.0 && opts->length_penalty <= PT_GENERATE_MAX_ALPHA))
 		return pt_fail(PT_ERR_ARGUMENT, "length_penalty must be between 0 and %g, not %g",
 					   PT_GENERATE_MAX_ALPHA, opts->length_penalty);
+	if (opts->cache < PT_GEN_CACHE_AUTO || opts->cache > PT_GEN_CACHE_BF16)
+		return pt_fail(PT_ERR_ARGUMENT, "unknown cache precision %d", (int) opts->cache);
 	if (opts->ignore_eos && opts->num_beams > 1)
 		return pt_fail(PT_ERR_ARGUMENT, "ignore_eos works with greedy decoding only (num_beams 1)");
 	return 0;
@@ -198,6 +216,15 @@ check_rows(const PtModel *m, const PtGenerateRow *rows, int n, const PtGenerateR
 	return 0;
 }
 
+/* Whether the caches of a generation with options o on model m are bfloat16. */
+static bool
+cache_is_bf16(const PtModel *m, const PtGenerateOptions *o)
+{
+	if (o->cache == PT_GEN_CACHE_AUTO)
+		return m->math != PT_MATH_FP32;
+	return o->cache == PT_GEN_CACHE_BF16;
+}
+
 /* Bytes one row adds to a chunk (caches and step buffers), roughly. */
 static size_t
 row_bytes(const PtModel *m, const PtGenerateRow *row, const PtGenerateOptions *o)
@@ -210,11 +237,14 @@ row_bytes(const PtModel *m, const PtGenerateRow *row, const PtGenerateOptions *o
 				bufs = K > 1 ? 2 : 1;
 	size_t		te = (size_t) row->prompt_len + row->n_ids;
 	size_t		smax = te > cap ? te : cap;
+	bool		bf16 = cache_is_bf16(m, o);
+	size_t		esz = bf16 ? 2 : 4;
 
-	return 4 * (L * 2 * te * I			/* cross keys / values */
-				+ bufs * L * 2 * K * cap * I	/* self-attention caches */
-				+ K * (c->vocab_size + 3 * c->d_model + 4 * I + 3 * c->d_ff)
-				+ K * c->num_heads * smax)
+	return esz * (L * 2 * te * I		/* cross keys / values */
+				  + bufs * L * 2 * K * cap * I)	/* self-attention caches */
+		+ (bf16 ? 4 * 2 * te * I : 0)	/* kv_tmp */
+		+ 4 * (K * (c->vocab_size + 3 * c->d_model + 4 * I + 3 * c->d_ff)
+			   + K * c->num_heads * smax)
 		+ K * cap * (bufs + 1) * (4 + 8);	/* token histories */
 }
 
@@ -234,22 +264,23 @@ carve_chunk(PtArena *a, Chunk *ch, const PtModel *m)
 	ch->enc = pt_arena_bytes(a, sizeof(PtEncoderSeq) * ch->R);
 	ch->enc_off = pt_arena_bytes(a, sizeof(int) * ch->R);
 	ch->enc_len = pt_arena_bytes(a, sizeof(int) * ch->R);
-	ch->kx = pt_arena_bytes(a, sizeof(float *) * L);
-	ch->vx = pt_arena_bytes(a, sizeof(float *) * L);
+	ch->kx = pt_arena_bytes(a, sizeof(void *) * L);
+	ch->vx = pt_arena_bytes(a, sizeof(void *) * L);
 	for (size_t l = 0; l < L; l++)
 	{
-		float	   *kx = pt_arena_floats(a, (size_t) ch->N_enc * I);
-		float	   *vx = pt_arena_floats(a, (size_t) ch->N_enc * I);
+		void	   *kx = pt_arena_bytes(a, ch->esz * ch->N_enc * I);
+		void	   *vx = pt_arena_bytes(a, ch->esz * ch->N_enc * I);
 
 		if (ch->kx)
 			ch->kx[l] = kx, ch->vx[l] = vx;
 	}
+	ch->kv_tmp = ch->bf16 ? pt_arena_floats(a, 2 * (size_t) ch->N_enc * I) : NULL;
 	for (int b = 0; b < 2; b++)
 	{
 		bool		used = b < ch->n_buf;
 
-		ch->kc[b] = used ? pt_arena_floats(a, L * S * cap * I) : NULL;
-		ch->vc[b] = used ? pt_arena_floats(a, L * S * cap * I) : NULL;
+		ch->kc[b] = used ? pt_arena_bytes(a, ch->esz * L * S * cap * I) : NULL;
+		ch->vc[b] = used ? pt_arena_bytes(a, ch->esz * L * S * cap * I) : NULL;
 		ch->seq[b] = used ? pt_arena_bytes(a, sizeof(int32_t) * S * cap) : NULL;
 		ch->seq_lp[b] = used ? pt_arena_bytes(a, sizeof(double) * S * cap) : NULL;
 	}
@@ -286,11 +317,41 @@ carve_chunk(PtArena *a, Chunk *ch, const PtModel *m)
 	}
 }
 
-/* The K / V cache of layer l, slot s, position 0 (buffer b). */
-static inline float *
-cache_at(const Chunk *ch, float *base, int I, int l, int s)
+/* The K / V cache of layer l, slot s, position 0, within one buffer's base. */
+static inline void *
+cache_at(const Chunk *ch, void *base, int I, int l, int s)
 {
-	return base + (((size_t) l * ch->S + s) * ch->cap) * I;
+	return (char *) base + (((size_t) l * ch->S + s) * ch->cap) * I * ch->esz;
+}
+
+/*
+ * dst[i] = src[i] rounded to bfloat16 (nearest even, NaN kept a NaN), as
+ * pt_f32_to_bf16 does, written without branches so that it vectorises.
+ */
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+static void
+round_to_bf16(const float *restrict src, size_t n, uint16_t *restrict dst)
+{
+#pragma omp simd
+	for (size_t i = 0; i < n; i++)
+	{
+		uint32_t	bits;
+		uint32_t	rounded;
+
+		memcpy(&bits, &src[i], sizeof(bits));
+		rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+		dst[i] = (uint16_t) ((bits & 0x7fffffffu) > 0x7f800000u ? (bits >> 16) | 0x40u : rounded);
+	}
+}
+
+/* Writes n values of src to a cache at dst in the chunk's cache precision. */
+static inline void
+cache_store(const Chunk *ch, const float *src, size_t n, void *dst)
+{
+	if (ch->bf16)
+		round_to_bf16(src, n, dst);
+	else
+		memcpy(dst, src, sizeof(float) * n);
 }
 
 /*
@@ -303,26 +364,40 @@ cache_at(const Chunk *ch, float *base, int I, int l, int s)
  * same order however the heads are grouped, so results do not depend on it.
  * Compiled for AVX-512 and AVX2 as well: the engine's default target is
  * SSE2, too narrow for these dk-long dot products.
+ *
+ * bf16: K and V hold bfloat16 (uint16_t) values, each widened to float32 as
+ * it is read (a 16-bit shift: exact), with the same float32 arithmetic in
+ * the same order as for float32 caches.
  */
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-static void
-attend_heads(const float *restrict q, const float *restrict K, const float *restrict V, int n,
-			 int I, int dk, int h0, int h1, const float *bias, int width, int bias_at,
-			 float *restrict sc, int smax, float *restrict out)
+static inline void
+attend_heads_body(const float *restrict q, const void *restrict K, const void *restrict V, bool bf16,
+				  int n, int I, int dk, int h0, int h1, const float *bias, int width, int bias_at,
+				  float *restrict sc, int smax, float *restrict out)
 {
 	for (int j = 0; j < n; j++)
 	{
-		const float *kr = K + (size_t) j * I;
-
 		for (int h = h0; h < h1; h++)
 		{
-			const float *qh = q + h * dk,
-					   *kh = kr + h * dk;
+			const float *qh = q + h * dk;
+			size_t		at = (size_t) j * I + h * dk;
 			float		s = 0.0f;
 
+			if (bf16)
+			{
+				const uint16_t *kh = (const uint16_t *) K + at;
+
 #pragma omp simd reduction(+:s)
-			for (int i = 0; i < dk; i++)
-				s += qh[i] * kh[i];
+				for (int i = 0; i < dk; i++)
+					s += qh[i] * pt_bf16_to_f32(kh[i]);
+			}
+			else
+			{
+				const float *kh = (const float *) K + at;
+
+#pragma omp simd reduction(+:s)
+				for (int i = 0; i < dk; i++)
+					s += qh[i] * kh[i];
+			}
 			sc[(size_t) (h - h0) * smax + j] = s;
 		}
 	}
@@ -332,32 +407,141 @@ attend_heads(const float *restrict q, const float *restrict K, const float *rest
 	memset(out + h0 * dk, 0, sizeof(float) * (size_t) (h1 - h0) * dk);
 	for (int j = 0; j < n; j++)
 	{
-		const float *vr = V + (size_t) j * I;
-
 		for (int h = h0; h < h1; h++)
 		{
 			float		p = sc[(size_t) (h - h0) * smax + j];
 			float	   *o = out + h * dk;
-			const float *vh = vr + h * dk;
+			size_t		at = (size_t) j * I + h * dk;
+
+			if (bf16)
+			{
+				const uint16_t *vh = (const uint16_t *) V + at;
 
 #pragma omp simd
-			for (int i = 0; i < dk; i++)
-				o[i] += p * vh[i];
+				for (int i = 0; i < dk; i++)
+					o[i] += p * pt_bf16_to_f32(vh[i]);
+			}
+			else
+			{
+				const float *vh = (const float *) V + at;
+
+#pragma omp simd
+				for (int i = 0; i < dk; i++)
+					o[i] += p * vh[i];
+			}
 		}
 	}
+}
+
+#define ATTEND_ARGS const float *restrict q, const void *restrict K, const void *restrict V, bool bf16, \
+	int n, int I, int dk, int h0, int h1, const float *bias, int width, int bias_at, \
+	float *restrict sc, int smax, float *restrict out
+#define ATTEND_PASS(dk_) q, K, V, bf16, n, I, dk_, h0, h1, bias, width, bias_at, sc, smax, out
+
+/* 16 cached values at base[at..] widened to float32 (bf16: a 16-bit shift, exact) */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+static inline __m512
+load16(const void *base, size_t at, bool bf16)
+{
+	if (bf16)
+		return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(
+			_mm256_loadu_si256((const __m256i *) ((const uint16_t *) base + at))), 16));
+	return _mm512_loadu_ps((const float *) base + at);
+}
+
+/*
+ * attend_heads_body with AVX-512 for head sizes that are a multiple of 16
+ * (T5's are 64): a head's dot product is dk / 16 full vectors in two
+ * accumulators and one tree reduction.  (The compiled loop reduced the 16
+ * lanes one after another, through memory: most of cross-attention's time.)
+ * Float32 arithmetic as the portable path, in another summation order.
+ */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+static void
+attend_heads_avx512(ATTEND_ARGS)
+{
+	int			vecs = dk / 16;
+
+	for (int j = 0; j < n; j++)
+		for (int h = h0; h < h1; h++)
+		{
+			const float *qh = q + h * dk;
+			size_t		at = (size_t) j * I + (size_t) h * dk;
+			__m512		a0 = _mm512_setzero_ps(),
+						a1 = _mm512_setzero_ps();
+			int			c = 0;
+
+			for (; c + 1 < vecs; c += 2)
+			{
+				a0 = _mm512_fmadd_ps(_mm512_loadu_ps(qh + 16 * c), load16(K, at + 16 * c, bf16), a0);
+				a1 = _mm512_fmadd_ps(_mm512_loadu_ps(qh + 16 * c + 16), load16(K, at + 16 * c + 16, bf16), a1);
+			}
+			if (c < vecs)
+				a0 = _mm512_fmadd_ps(_mm512_loadu_ps(qh + 16 * c), load16(K, at + 16 * c, bf16), a0);
+			sc[(size_t) (h - h0) * smax + j] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+		}
+	for (int h = h0; h < h1; h++)
+		pt_softmax_row(sc + (size_t) (h - h0) * smax, bias ? bias + (size_t) h * width + bias_at : NULL,
+					   n, true);
+	memset(out + h0 * dk, 0, sizeof(float) * (size_t) (h1 - h0) * dk);
+	for (int j = 0; j < n; j++)
+		for (int h = h0; h < h1; h++)
+		{
+			__m512		p = _mm512_set1_ps(sc[(size_t) (h - h0) * smax + j]);
+			float	   *o = out + h * dk;
+			size_t		at = (size_t) j * I + (size_t) h * dk;
+
+			for (int c = 0; c < vecs; c++)
+				_mm512_storeu_ps(o + 16 * c, _mm512_fmadd_ps(p, load16(V, at + 16 * c, bf16),
+															 _mm512_loadu_ps(o + 16 * c)));
+		}
+}
+
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+static void
+attend_heads_portable(ATTEND_ARGS)
+{
+	attend_heads_body(ATTEND_PASS(dk));
+}
+
+/* AVX-512 F/BW/VL/DQ (x86-64-v4), asked once (valgrind's CPU has none: the portable path) */
+static bool
+cpu_avx512(void)
+{
+	static int	known = -1;
+	int			v = __atomic_load_n(&known, __ATOMIC_RELAXED);
+
+	if (v < 0)
+	{
+		__builtin_cpu_init();
+		v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+			__builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+		__atomic_store_n(&known, v, __ATOMIC_RELAXED);
+	}
+	return v;
+}
+
+static void
+attend_heads(ATTEND_ARGS)
+{
+	if (dk % 16 == 0 && cpu_avx512())
+		attend_heads_avx512(ATTEND_PASS(dk));
+	else
+		attend_heads_portable(ATTEND_PASS(dk));
 }
 
 /*
  * Attention of B single queries (one per live sequence), all H heads:
  *   ctx[b, h] = softmax(q[b, h] . K_b^T + bias_h) V_b
- * K_b / V_b: keys of sequence b, `key_len[b]` rows of stride I from keys[b].
+ * K_b / V_b: keys of sequence b, `key_len[b]` rows of stride I from keys[b]
+ * (in the chunk's cache precision).
  * bias: NULL, or [H, width] where key j uses bias[h * width + bias_at + j].
  * The threads share rows; with fewer rows than a few per thread, (row, head)
  * pairs.
  */
 static void
 single_query_attention(const Chunk *ch, int B, int H, int dk, const float *q,
-					   float *const *keys, float *const *vals, const int *key_len,
+					   void *const *keys, void *const *vals, const int *key_len,
 					   const float *bias, int width, int bias_at, float *ctx)
 {
 	int			I = H * dk;
@@ -370,7 +554,7 @@ single_query_attention(const Chunk *ch, int B, int H, int dk, const float *q,
 		int			b = item / groups,
 					h0 = (item % groups) * per;
 
-		attend_heads(q + (size_t) b * I, keys[b], vals[b], key_len[b], I, dk, h0, h0 + per,
+		attend_heads(q + (size_t) b * I, keys[b], vals[b], ch->bf16, key_len[b], I, dk, h0, h0 + per,
 					 bias, width, bias_at, ch->scores + ((size_t) b * H + h0) * ch->smax, ch->smax,
 					 ctx + (size_t) b * I);
 	}
@@ -382,7 +566,7 @@ single_query_attention(const Chunk *ch, int B, int H, int dk, const float *q,
  * leaves logits [B, V] and their log-sum-exp.
  */
 static void
-decoder_step(const PtModel *m, Chunk *ch, int B, int t, int buf, float **keys, float **vals,
+decoder_step(const PtModel *m, Chunk *ch, int B, int t, int buf, void **keys, void **vals,
 			 int *key_len, double *prof)
 {
 	const PtConfig *c = &m->cfg;
@@ -396,7 +580,7 @@ decoder_step(const PtModel *m, Chunk *ch, int B, int t, int buf, float **keys, f
 	double		mark = 0;
 
 	prof_lap(prof, &mark, -1);
-	pt_embed_rows(m->embed, ch->act_tok, B, d, ch->y);
+	pt_model_embed_rows(m, ch->act_tok, B, ch->y);
 	for (int l = 0; l < c->num_decoder_layers; l++)
 	{
 		const PtDecoderLayer *w = &m->dec[l];
@@ -414,8 +598,8 @@ decoder_step(const PtModel *m, Chunk *ch, int B, int t, int buf, float **keys, f
 		{
 			keys[b] = cache_at(ch, ch->kc[buf], I, l, ch->act_slot[b]);
 			vals[b] = cache_at(ch, ch->vc[buf], I, l, ch->act_slot[b]);
-			memcpy(keys[b] + (size_t) t * I, ch->k + (size_t) b * I, sizeof(float) * I);
-			memcpy(vals[b] + (size_t) t * I, ch->v + (size_t) b * I, sizeof(float) * I);
+			cache_store(ch, ch->k + (size_t) b * I, I, (char *) keys[b] + (size_t) t * I * ch->esz);
+			cache_store(ch, ch->v + (size_t) b * I, I, (char *) vals[b] + (size_t) t * I * ch->esz);
 			key_len[b] = t + 1;
 		}
 		/* key j of query t: relative position j - t, at table column j - t + cap - 1 */
@@ -434,8 +618,8 @@ decoder_step(const PtModel *m, Chunk *ch, int B, int t, int buf, float **keys, f
 		{
 			int			r = ch->act_row[b];
 
-			keys[b] = ch->kx[l] + (size_t) ch->enc_off[r] * I;
-			vals[b] = ch->vx[l] + (size_t) ch->enc_off[r] * I;
+			keys[b] = (char *) ch->kx[l] + (size_t) ch->enc_off[r] * I * ch->esz;
+			vals[b] = (char *) ch->vx[l] + (size_t) ch->enc_off[r] * I * ch->esz;
 			key_len[b] = ch->enc_len[r];
 		}
 		single_query_attention(ch, B, H, dk, ch->q, keys, vals, key_len, NULL, 0, 0, ch->ctx);
@@ -664,9 +848,9 @@ beam_select(const PtModel *m, Chunk *ch, int r, int first, int n_live, int t, in
 		for (int l = 0; l < c->num_decoder_layers; l++)
 		{
 			memcpy(cache_at(ch, ch->kc[1 - buf], I, l, s), cache_at(ch, ch->kc[buf], I, l, p),
-				   sizeof(float) * (size_t) (t + 1) * I);
+				   ch->esz * (t + 1) * I);
 			memcpy(cache_at(ch, ch->vc[1 - buf], I, l, s), cache_at(ch, ch->vc[buf], I, l, p),
-				   sizeof(float) * (size_t) (t + 1) * I);
+				   ch->esz * (t + 1) * I);
 		}
 		memcpy(ch->seq[1 - buf] + (size_t) s * cap, ch->seq[buf] + (size_t) p * cap,
 			   sizeof(int32_t) * t);
@@ -694,7 +878,7 @@ generate_chunk(const PtModel *m, PtWorkspace *ws, const PtGenerateRow *rows, int
 	Chunk		ch = {0};
 	PtArena		counter = {0};
 	PtPass		pass;
-	float	  **keys,
+	void	  **keys,
 			  **vals;
 	int		   *key_len;
 	int			B,
@@ -706,6 +890,8 @@ generate_chunk(const PtModel *m, PtWorkspace *ws, const PtGenerateRow *rows, int
 	ch.S = R * K;
 	ch.cap = o->max_new_tokens;
 	ch.n_buf = K > 1 ? 2 : 1;
+	ch.bf16 = cache_is_bf16(m, o);
+	ch.esz = ch.bf16 ? sizeof(uint16_t) : sizeof(float);
 	ch.smax = ch.cap;
 	for (int i = 0; i < R; i++)
 	{
@@ -720,8 +906,8 @@ generate_chunk(const PtModel *m, PtWorkspace *ws, const PtGenerateRow *rows, int
 	if (pt_arena_reserve(&ws->head, counter.used) != 0)
 		return -1;
 	carve_chunk(&ws->head, &ch, m);
-	keys = pt_arena_bytes(&ws->head, sizeof(float *) * ch.S);
-	vals = pt_arena_bytes(&ws->head, sizeof(float *) * ch.S);
+	keys = pt_arena_bytes(&ws->head, sizeof(void *) * ch.S);
+	vals = pt_arena_bytes(&ws->head, sizeof(void *) * ch.S);
 	key_len = pt_arena_bytes(&ws->head, sizeof(int) * ch.S);
 
 	/* encoder, then every layer's cross-attention keys and values */
@@ -738,9 +924,31 @@ generate_chunk(const PtModel *m, PtWorkspace *ws, const PtGenerateRow *rows, int
 	for (int l = 0; l < c->num_decoder_layers; l++)
 	{
 		const PtLinear *kv[2] = {&m->dec[l].cross.k, &m->dec[l].cross.v};
-		float	   *kv_out[2] = {ch.kx[l], ch.vx[l]};
+		size_t		n = (size_t) ch.N_enc * pt_config_inner(c);
+		float	   *kv_out[2] = {ch.kv_tmp, ch.kv_tmp + n};
 
+		if (!ch.bf16)
+		{
+			kv_out[0] = ch.kx[l];
+			kv_out[1] = ch.vx[l];
+		}
 		pt_linear_forward_multi(kv, 2, pass.enc_out, ch.N_enc, kv_out, m->math);
+		if (ch.bf16)
+		{
+			int			pieces = 64;
+			size_t		per = (n + pieces - 1) / pieces;
+
+#pragma omp parallel for schedule(static)
+			for (int i = 0; i < 2 * pieces; i++)
+			{
+				size_t		at = (i % pieces) * per,
+							len = at < n ? (n - at < per ? n - at : per) : 0;
+				void	   *dst = i < pieces ? ch.kx[l] : ch.vx[l];
+
+				if (len > 0)
+					round_to_bf16(kv_out[i / pieces] + at, len, (uint16_t *) dst + at);
+			}
+		}
 	}
 	pt_position_bias_table(m->dec_rel_bias, c->num_heads, c->rel_buckets, c->rel_max_distance,
 						   false, ch.cap, ch.bias);

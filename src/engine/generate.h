@@ -53,6 +53,19 @@
  */
 typedef int (*PtGenerateCancelFn) (void *arg);
 
+/*
+ * The precision of the decoder's key / value caches (self- and
+ * cross-attention).  AUTO: bfloat16 for models whose products run in bf16
+ * or int8 (m->math), float32 for fp32 models (exact); the others force one
+ * (tests, benchmarks).  Attention reads either with float32 arithmetic.
+ */
+typedef enum PtGenerateCache
+{
+	PT_GEN_CACHE_AUTO = 0,
+	PT_GEN_CACHE_FP32,
+	PT_GEN_CACHE_BF16
+} PtGenerateCache;
+
 typedef struct PtGenerateOptions
 {
 	int			max_new_tokens; /* 1 .. PT_GENERATE_MAX_NEW_TOKENS, EOS included */
@@ -68,6 +81,7 @@ typedef struct PtGenerateOptions
 	 * part of the decoder steps adds to (see PtGenerateProfilePart).
 	 */
 	double	   *profile;
+	PtGenerateCache cache;		/* AUTO by default */
 	PtGenerateCancelFn cancel;	/* NULL: never cancelled */
 	void	   *cancel_arg;
 } PtGenerateOptions;

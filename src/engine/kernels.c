@@ -65,13 +65,6 @@ tanh_inline(float u)
 	return 1.0f - 2.0f / (exp_inline(2.0f * u) + 1.0f);
 }
 
-void
-pt_embed_rows(const float *table, const int32_t *ids, int n, int d, float *out)
-{
-	for (int i = 0; i < n; i++)
-		memcpy(out + (size_t) i * d, table + (size_t) ids[i] * d, sizeof(float) * d);
-}
-
 /* ---- RMS norm ---------------------------------------------------------- */
 
 PT_VECTORIZED static float

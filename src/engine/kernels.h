@@ -11,9 +11,6 @@
 
 #include "config.h"
 
-/* out[n, d] = table[ids[i], :] */
-void		pt_embed_rows(const float *table, const int32_t *ids, int n, int d, float *out);
-
 /*
  * T5LayerNorm (RMS norm, no mean, no bias):
  *   rstd[i] = 1 / sqrt(mean_j x[i,j]^2 + eps);  y[i,j] = x[i,j] * rstd[i] * w[j]

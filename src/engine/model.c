@@ -141,7 +141,7 @@ bind_tensor(Loader *ld, const char *name, int64_t rows, int64_t cols)
 	return t;
 }
 
-/* The fp32 data of tensor `name` (see bind_tensor): vectors and the embedding. */
+/* The fp32 data of tensor `name` (see bind_tensor): layer norms and position biases. */
 static const float *
 bind(Loader *ld, const char *name, int64_t rows, int64_t cols)
 {
@@ -205,6 +205,56 @@ bind_linear(Loader *ld, PtLinear *lin, int out_dim, int in_dim)
 	return 0;
 }
 
+/*
+ * The embedding [V, d] (see model.h): in fp32 its w, the mapping (aligned
+ * F32) or a converted copy; in bf16 nothing but the checkpoint's mapping,
+ * whose pages, read once for the fingerprint, are given back: lookups fault
+ * in the rows they read.
+ */
+static int
+bind_embedding(Loader *ld, const char *name)
+{
+	PtModel    *m = ld->model;
+	const StTensor *t = bind_tensor(ld, name, m->cfg.vocab_size, m->cfg.d_model);
+
+	if (t == NULL)
+		return -1;
+	m->embed = (PtLinear) {
+		.out_dim = m->cfg.vocab_size, .in_dim = m->cfg.d_model,
+		.src = t->data, .src_dtype = t->dtype
+	};
+	if (ld->math != PT_MATH_BF16)
+		return pt_linear_materialize_f32(&m->embed);
+	drop_pages(t->data, t->nbytes);
+	return 0;
+}
+
+/*
+ * A tied lm_head is the embedding's data under another PtLinear: in fp32 it
+ * shares the embedding's w (not owned); in bf16 it is packed like any weight
+ * matrix (the fp32 table is never made), and its backward products read the
+ * checkpoint's BF16 data in place where they can.
+ */
+static int
+bind_tied_head(Loader *ld)
+{
+	PtModel    *m = ld->model;
+	const PtLinear *e = &m->embed;
+
+	m->lm_head = (PtLinear) {
+		.out_dim = e->out_dim, .in_dim = e->in_dim, .w = e->w,
+		.src = e->src, .src_dtype = e->src_dtype
+	};
+	if (e->src_dtype == PT_DTYPE_BF16 && ((uintptr_t) e->src % 2) == 0)
+		m->lm_head.w_bf16 = e->src;
+	if (ld->math != PT_MATH_BF16)
+		return 0;
+	if (pt_linear_prepare_bf16(&m->lm_head) != 0)
+		return pt_fail_context("%s: the tied lm_head", m->dir);
+	drop_pages(e->src, (size_t) e->out_dim * e->in_dim * pt_dtype_size(e->src_dtype));
+	return 0;
+}
+
 /* Formats the tensor name into ld->name and binds it. */
 #define BIND_VEC(ld, dst, len, ...) \
 	(snprintf((ld)->name, sizeof((ld)->name), __VA_ARGS__), \
@@ -250,11 +300,8 @@ bind_weights(Loader *ld)
 	char		prefix[128];
 
 	/* shared.weight is the embedding; some exports keep only the per-stack copies */
-	if (find_tensor(m, "shared.weight", &unused))
-		m->embed = bind(ld, "shared.weight", c->vocab_size, c->d_model);
-	else
-		m->embed = bind(ld, "encoder.embed_tokens.weight", c->vocab_size, c->d_model);
-	if (m->embed == NULL)
+	if (bind_embedding(ld, find_tensor(m, "shared.weight", &unused) ? "shared.weight"
+					   : "encoder.embed_tokens.weight") != 0)
 		return -1;
 
 	if (BIND_VEC(ld, m->enc_final_ln, c->d_model, "encoder.final_layer_norm.weight") ||
@@ -300,11 +347,8 @@ bind_weights(Loader *ld)
 
 	if (c->tie_word_embeddings)
 	{
-		/* the embedding's fp32 data, in every precision */
-		m->lm_head = (PtLinear) {
-			.out_dim = c->vocab_size, .in_dim = c->d_model, .w = m->embed,
-			.src = m->embed, .src_dtype = PT_DTYPE_F32
-		};
+		if (bind_tied_head(ld) != 0)
+			return -1;
 		m->lm_scale = 1.0f / sqrtf((float) c->d_model);
 	}
 	else
@@ -524,13 +568,13 @@ fail:
 }
 
 /*
- * Calls fn on every weight matrix of the model's layers, and on an untied
- * lm_head when with_head.
+ * Calls fn on every weight matrix of the model's layers, and on lm_head
+ * (tied or not) when with_head.  The embedding is not one of them.
  */
 static int
 for_each_weight(PtModel *m, bool with_head, int (*fn) (PtLinear *lin))
 {
-	if (with_head && !m->cfg.tie_word_embeddings && m->lm_head.src && fn(&m->lm_head) != 0)
+	if (with_head && m->lm_head.src && fn(&m->lm_head) != 0)
 		return -1;
 	for (int l = 0; l < m->cfg.num_layers; l++)
 	{
@@ -590,9 +634,10 @@ drop_file_pages(PtModel *m)
 }
 
 /*
- * bf16 keeps only the packed bf16 weights (and lm_head's), dropping the fp32
- * ones; fp32 and int8 make the fp32 weights again from the checkpoint's data
- * (int8 then quantises them).  A failure leaves the model computing in fp32.
+ * bf16 keeps only the packed bf16 weights (and lm_head's, tied or not),
+ * dropping the fp32 ones and the embedding's fp32 table; fp32 and int8 make
+ * the fp32 weights again from the checkpoint's data (int8 then quantises
+ * them).  A failure leaves the model computing in fp32.
  */
 int
 pt_model_set_math(PtModel *m, PtMath math)
@@ -609,13 +654,18 @@ pt_model_set_math(PtModel *m, PtMath math)
 			m->math = PT_MATH_FP32;
 			return -1;
 		}
-		for_each_weight(m, true, drop_f32);
+		for_each_weight(m, true, drop_f32);	/* a tied lm_head's w is the embedding's: not freed */
+		pt_linear_drop_f32(&m->embed);
 		m->math = PT_MATH_BF16;
 		drop_file_pages(m);
 		return 0;
 	}
 
 	/* fp32 weights first: int8 is quantised from them, and a failed int8 falls back on them */
+	if (pt_linear_materialize_f32(&m->embed) != 0)
+		return -1;
+	if (m->cfg.tie_word_embeddings && m->lm_head.w == NULL)
+		m->lm_head.w = m->embed.w;	/* shared, not owned */
 	if (for_each_weight(m, true, pt_linear_materialize_f32) != 0)
 		return -1;				/* the model stays as it was, with some fp32 weights made */
 	for_each_weight(m, true, release_bf16);
@@ -645,7 +695,8 @@ pt_model_free(PtModel *m)
 	if (m == NULL)
 		return;
 	if (m->enc && m->dec)
-		for_each_weight(m, true, free_linear);
+		for_each_weight(m, true, free_linear);	/* lm_head before the embedding it may share */
+	pt_linear_free(&m->embed);
 	for (int i = 0; i < m->n_owned; i++)
 		free(m->owned[i]);
 	free(m->owned);
@@ -658,6 +709,15 @@ pt_model_free(PtModel *m)
 		pt_tokenizer_free(m->tokenizer);
 	free(m->dir);
 	free(m);
+}
+
+void
+pt_model_embed_rows(const PtModel *m, const int32_t *ids, int n, float *out)
+{
+	int			d = m->cfg.d_model;
+
+	for (int i = 0; i < n; i++)
+		pt_linear_row(&m->embed, ids[i], out + (size_t) i * d);
 }
 
 void

@@ -7,7 +7,11 @@
  * (linear.h, PtLinear): in fp32, F32 tensors are used in place from the
  * mapping and F16 / BF16 ones converted once; in bf16, every matrix is
  * packed once, straight from the file's data, and no fp32 copy exists.
- * Layer norms, relative-position biases and the embedding are always fp32.
+ * Layer norms and relative-position biases are always fp32.  The embedding
+ * is a PtLinear read row by row (pt_model_embed_rows, always fp32 rows): in
+ * fp32 its w as for a weight matrix; in bf16 no copy at all, the rows are
+ * converted from the checkpoint's mapping as they are looked up (only the
+ * pages of the tokens used become resident).
  *
  * Shapes (H = num_heads, I = H * d_kv, d = d_model, F = d_ff, V = vocab_size):
  *   embed                [V, d]      shared.weight
@@ -67,7 +71,7 @@ typedef struct PtModel
 	char	   *dir;
 	PtTokenizer *tokenizer;
 
-	const float *embed;			/* [V, d] */
+	PtLinear	embed;			/* [V, d]: read with pt_model_embed_rows */
 	const float *enc_rel_bias;	/* [buckets, H] */
 	const float *dec_rel_bias;	/* [buckets, H] */
 	PtEncoderLayer *enc;		/* [num_layers] */
@@ -101,6 +105,13 @@ PtModel    *pt_model_load(const char *dir);
  */
 PtModel    *pt_model_load_math(const char *dir, PtMath math);
 void		pt_model_free(PtModel *model);
+
+/*
+ * out[n, d] = the embedding rows of ids[n], in fp32 whatever the model's
+ * precision (the checkpoint's values exactly: a BF16 or F16 row converts
+ * without rounding).
+ */
+void		pt_model_embed_rows(const PtModel *model, const int32_t *ids, int n, float *out);
 
 /*
  * Switches the model between fp32, bfloat16 and int8.  bf16 packs every

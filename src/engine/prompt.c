@@ -81,15 +81,14 @@ prompt_alloc(int length, int d_model, int n_labels)
 static void
 sample_vocab_row(const PtModel *m, PtRng *rng, float *out)
 {
-	int			d = m->cfg.d_model;
 	int			pieces = pt_tokenizer_vocab_size(m->tokenizer);
 	int			limit = pieces < FREQUENT_PIECES + 3 ? pieces : FREQUENT_PIECES + 3;
-	int			id;
+	int32_t		id;
 
 	do
 		id = (int) pt_rng_below(rng, (uint64_t) limit);
 	while (pt_tokenizer_is_special(m->tokenizer, id));
-	memcpy(out, m->embed + (size_t) id * d, sizeof(float) * d);
+	pt_model_embed_rows(m, &id, 1, out);
 }
 
 PtPrompt *
@@ -133,10 +132,14 @@ pt_prompt_new(const PtModel *m, const PtTask *task, int length, PtInit init, PtR
 			/* the mean embedding of the label's tokens (without EOS), as in the paper */
 			const PtLabel *l = &task->labels[i];
 			int			n = l->n_target - 1;
+			float		e[d];	/* one token's embedding row */
 
 			for (int t = 0; t < n; t++)
+			{
+				pt_model_embed_rows(m, &l->target[t], 1, e);
 				for (int k = 0; k < d; k++)
-					row[k] += m->embed[(size_t) l->target[t] * d + k] / (float) n;
+					row[k] += e[k] / (float) n;
+			}
 		}
 		else
 			sample_vocab_row(m, rng, row);

@@ -179,8 +179,8 @@ void		pt_pass_prompt_grad(const PtPass *p, int s, float *out, bool accumulate);
 
 /*
  * Sublayers shared by the encoder and the decoder (blocks.c).
- * out = in + h . W^T, computed in place by one accumulating product when out
- * == in (inference keeps a single residual buffer), else through scratch.
+ * out = in + h . W^T, by one accumulating product onto out (in copied to out
+ * first when they differ, as in training; scratch is unused).
  */
 void		pt_residual_projection(const PtLinear *w, const float *h, int n, const float *in,
 								   float *out, float *scratch, PtMath math);

@@ -156,7 +156,7 @@ ptune_export_task(PG_FUNCTION_ARGS)
 		if (!pt_prompt_read_header((const uint8_t *) VARDATA_ANY(first), VARSIZE_ANY_EXHDR(first), &h))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("task \"%s\" has a truncated prompt", task)));
+					 errmsg("task \"%s\" has a truncated or invalid prompt", task)));
 		put_cstring(&buf, task);
 		put_u32(&buf, DatumGetInt32(SPI_getbinval(row, desc, 1, &isnull)));
 		put_cstring(&buf, column_text(row, desc, 2));

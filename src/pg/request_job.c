@@ -9,6 +9,7 @@
  */
 #include "postgres.h"
 
+#include "libpq/pqformat.h"
 #include "utils/memutils.h"
 
 #include "task.h"
@@ -85,16 +86,38 @@ request_jobs_open_new(RequestJobs *jobs)
 
 	for (int i = 0; i < n; i++)
 	{
-		/*
-		 * The macro AllocSetContextCreate accepts only a literal name (the
-		 * context keeps the pointer); the kind's name is a string constant too.
-		 */
-		MemoryContext mcxt = AllocSetContextCreateInternal(TopMemoryContext, kind->context_name,
-														   ALLOCSET_DEFAULT_SIZES);
-		MemoryContext old = MemoryContextSwitchTo(mcxt);
-		RequestJob *job = palloc0(kind->job_size);
+		MemoryContext volatile mcxt = NULL;
+		RequestJob *volatile job = NULL;
+		MemoryContext old;
 		bool		ok;
 
+		/*
+		 * The slots are already RUNNING: an ERROR here (out of memory) must
+		 * fail this one, not leave it unanswered while the others go on.
+		 */
+		PG_TRY();
+		{
+			/*
+			 * The macro AllocSetContextCreate accepts only a literal name (the
+			 * context keeps the pointer); the kind's name is a string constant
+			 * too.
+			 */
+			mcxt = AllocSetContextCreateInternal(TopMemoryContext, kind->context_name,
+												 ALLOCSET_DEFAULT_SIZES);
+			job = MemoryContextAllocZero(mcxt, kind->job_size);
+		}
+		PG_CATCH();
+		{
+			ptune_slot_fail_caught(slots[i]);
+			if (mcxt != NULL)
+				MemoryContextDelete(mcxt);
+			job = NULL;
+		}
+		PG_END_TRY();
+		if (job == NULL)
+			continue;
+
+		old = MemoryContextSwitchTo(mcxt);
 		job->kind = kind;
 		job->slot = slots[i];
 		job->request_id = ptune_shared->slots[slots[i]].request_id;
@@ -139,6 +162,7 @@ request_job_read_texts(RequestJob *job, StringInfo msg, int max_input_tokens)
 		job->ids[job->n_rows] = ids;
 		job->n_ids[job->n_rows++] = n;
 	}
+	pq_getmsgend(msg);			/* the texts end every request (wire.c): more is an ERROR */
 	return true;
 }
 
@@ -152,7 +176,10 @@ compare_jobs(const void *a, const void *b)
 
 	if (lx != ly)
 		return lx < ly ? -1 : 1;
-	return x->request_id < y->request_id ? -1 : 1;
+	if (x->request_id != y->request_id)
+		return x->request_id < y->request_id ? -1 : 1;
+	return 0;
+
 }
 
 void

@@ -343,8 +343,13 @@ worker_serve_classify(void)
 	TimestampTz start = GetCurrentTimestamp();
 	int			batch_size = Max(1, worker_int_setting("ptune.batch_size"));
 	bool		busy = false;
-	MemoryContext batch_cxt = AllocSetContextCreate(TopMemoryContext, "ptune classify batch",
-													ALLOCSET_DEFAULT_SIZES);
+
+	/* one context for the worker's life, reset after each batch: an ERROR cannot leak it */
+	static MemoryContext batch_cxt = NULL;
+
+	if (batch_cxt == NULL)
+		batch_cxt = AllocSetContextCreate(TopMemoryContext, "ptune classify batch", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextReset(batch_cxt);
 
 	for (;;)
 	{
@@ -372,6 +377,5 @@ worker_serve_classify(void)
 		if (!ran || TimestampDifferenceExceeds(start, GetCurrentTimestamp(), CLASSIFY_ROUND_MS))
 			break;
 	}
-	MemoryContextDelete(batch_cxt);
 	return busy;
 }

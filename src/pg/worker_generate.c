@@ -104,7 +104,6 @@ parse_job(RequestJob *base, StringInfo msg)
 
 	if (!request_job_read_texts(base, msg, max_input_tokens))
 		return false;
-	pq_getmsgend(msg);
 	job->rows = palloc(sizeof(PtGenerateRow) * (base->n_rows + 1));
 	job->outputs = palloc0(sizeof(char *) * (base->n_rows + 1));
 	for (int r = 0; r < base->n_rows; r++)

@@ -212,6 +212,35 @@ q -c "$big" > /dev/null 2>&1 & caller=$!
 sleep 0.3; t=$(now)
 q -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%generate_series(1, 40)%' AND pid <> pg_backend_pid()" >/dev/null
 wait $caller; r "| \`pg_cancel_backend\` on classify (6,400 rows) | 1 | $(elapsed "$t" | cut -c1-4) | canceling statement due to user request | — |"
+
+# generation: 3 sessions generate (frozen model, 4 tokens) in a loop while a long generate is
+# timed out and another cancelled; the looping sessions must see no error, and a call after works
+echo "== generation"
+rm -f "$WORK/stop" "$WORK"/gen_*.log
+for s in 1 2 3; do
+  ( while [[ ! -f $WORK/stop ]]; do
+      out=$(q_any -c "SELECT ptune.generate(NULL, text, 4) IS NOT NULL FROM toy WHERE id = $((RANDOM % 160 + 1))")
+      if [[ $out == t ]]; then echo "$(now) ok"
+      else echo "$(now) err $(echo "$out" | grep -m1 -E 'ERROR|FATAL|error' || echo "$out" | head -1)"; fi
+    done > "$WORK/gen_$s.log" ) &
+done
+sleep 1
+gen_big="SELECT ptune.generate(NULL, array_agg(t.text), 32) FROM toy t, generate_series(1, 8)"
+t=$(now); out=$(q_any -c "SET statement_timeout = '300ms'" -c "$gen_big")
+gen_timeout=$(echo "$out" | grep -m1 ERROR | cut -c1-80)
+r "| statement_timeout 300 ms on generate (1,280 rows, 32 tokens), 3 sessions generating | 1 | $(echo "$(elapsed "$t") - 0.3" | bc | cut -c1-4) after the timeout | $gen_timeout | — |"
+q -c "$gen_big" > "$WORK/gen_cancel.out" 2>&1 & caller=$!
+sleep 0.5; t=$(now)
+q -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%generate_series(1, 8)%' AND pid <> pg_backend_pid()" >/dev/null
+wait $caller; gen_cancel_rc=$?
+r "| \`pg_cancel_backend\` on generate (1,280 rows), 3 sessions generating | 1 | $(elapsed "$t" | cut -c1-4) | $(grep -m1 ERROR "$WORK/gen_cancel.out" | cut -c1-80) | — |"
+sleep 1; touch "$WORK/stop"; for p in $(jobs -p); do [[ $p == "$trainer" ]] || wait "$p" 2>/dev/null; done
+gen_ok=$(cat "$WORK"/gen_*.log | grep -c ' ok$'); gen_err=$(cat "$WORK"/gen_*.log | grep -c ' err')
+gen_after=$(q_any -c "SELECT ptune.generate(NULL, 'a dog', 4) IS NOT NULL")
+r "| (the 3 generating sessions meanwhile) | $gen_err of $((gen_ok + gen_err)) calls | — | $(cat "$WORK"/gen_*.log | grep -m1 ' err' | cut -d' ' -f3- | cut -c1-80) | generate after: $gen_after |"
+[[ $gen_timeout == *"statement timeout"* && $gen_cancel_rc -ne 0 && $gen_err -eq 0 && $gen_ok -gt 0 && $gen_after == t ]]
+check $? "generation: a timeout and a cancel stop only their own call ($gen_ok other calls ok, $gen_err failed)"
+rm -f "$WORK/stop"
 q -c "$LONG_TRAINING" > /dev/null 2>&1 & trainer=$!
 wait_for "SELECT count(*) = 1 FROM ptune.training_progress WHERE step > 1" 60
 t=$(now); q -c "SELECT pg_terminate_backend(pid) FROM ptune.training_progress" >/dev/null; wait $trainer

@@ -45,6 +45,7 @@
 	X(test_int8_product_within_bound) \
 	X(test_kernel_choice_reported_and_cached) \
 	X(test_explain_nearest_pieces) \
+	X(test_bf16_embedding_stays_in_checkpoint) \
 	X(test_training_learns) \
 	X(test_training_deterministic_and_cancellable) \
 	X(test_training_micro_batches_match_steps) \
@@ -60,6 +61,7 @@
 	X(test_generate_batch_matches_single_rows) \
 	X(test_generate_many_rows_in_chunks) \
 	X(test_generate_stops_at_eos_and_max_tokens) \
+	X(test_generate_bf16_cache_matches_fp32) \
 	X(test_generate_errors) \
 	X(test_csv_rfc4180) \
 	X(test_csv_errors)

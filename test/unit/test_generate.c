@@ -328,6 +328,106 @@ test_generate_stops_at_eos_and_max_tokens(void)
 	fixture_close(&f);
 }
 
+/*
+ * bfloat16 key / value caches (what bf16 and int8 models use) against float32
+ * ones, on an fp32 model so that the caches are the only difference.  Rounding
+ * K and V to bf16 moves a score by about 2^-9 of its size, so each token's
+ * log-probability must stay within BF16_CACHE_LP_TOL of the fp32 caches' while
+ * the tokens agree; a sequence may take another token only at a near tie (the
+ * two runs' chosen tokens within BF16_CACHE_TIE_TOL of log-probability: these
+ * random tiny models have many), after which the sequences are unrelated, and
+ * most rows must agree to the end.  Measured: log-probabilities within 6e-3
+ * while the tokens agree (1.2e-2 on the bf16 model, whose products round as
+ * well); one greedy row of the 21 diverged, at a tie of 0.026.
+ */
+#define BF16_CACHE_LP_TOL 0.02
+#define BF16_CACHE_TIE_TOL 0.05
+
+static void
+compare_cache_precisions(Fixture *f, PtWorkspace *ws, PtGenerateOptions *o, const char *what)
+{
+	int32_t		ref_ids[N_ROWS][MAX_NEW];
+	double		ref_lps[N_ROWS][MAX_NEW];
+	PtGenerateResult ref[N_ROWS];
+	int			diverged = 0;
+
+	for (int i = 0; i < N_ROWS; i++)
+		ref[i] = (PtGenerateResult) {.ids = ref_ids[i], .token_logprobs = ref_lps[i]};
+	o->cache = PT_GEN_CACHE_FP32;
+	REQUIREF(pt_generate(f->m, ws, f->rows, N_ROWS, o, ref) == 0, "%s", pt_error_message());
+	o->cache = f->m->math == PT_MATH_FP32 ? PT_GEN_CACHE_BF16 : PT_GEN_CACHE_AUTO;
+	fixture_reset_results(f);
+	REQUIREF(pt_generate(f->m, ws, f->rows, N_ROWS, o, f->res) == 0, "%s", pt_error_message());
+	for (int i = 0; i < N_ROWS; i++)
+	{
+		int			n_ref = ref[i].n_ids + (ref[i].eos ? 1 : 0),
+					n_new = f->res[i].n_ids + (f->res[i].eos ? 1 : 0);
+
+		for (int t = 0; t < n_ref && t < n_new; t++)
+		{
+			/* (the EOS, when there is one, is not in ids: compare the token at t if both have one) */
+			bool		same = (t < ref[i].n_ids) == (t < f->res[i].n_ids) &&
+				(t >= ref[i].n_ids || ref_ids[i][t] == f->out[i][t]);
+
+			if (!same && o->num_beams == 1)
+			{
+				CHECKF(fabs(ref_lps[i][t] - f->lps[i][t]) < BF16_CACHE_TIE_TOL,
+					   "%s row %d step %d: another token, not at a tie (log-prob %.6f / %.6f)",
+					   what, i, t, ref_lps[i][t], f->lps[i][t]);
+				diverged++;
+				break;
+			}
+			if (!same)
+			{
+				/* beams: another search path; the scores must still be close */
+				CHECKF(fabs(ref[i].score - f->res[i].score) < BF16_CACHE_TIE_TOL,
+					   "%s beams row %d: score %.6f / %.6f", what, i, ref[i].score, f->res[i].score);
+				diverged++;
+				break;
+			}
+			CHECKF(fabs(ref_lps[i][t] - f->lps[i][t]) < BF16_CACHE_LP_TOL,
+				   "%s beams %d row %d step %d: log-prob %.6f with fp32 caches, %.6f with bf16",
+				   what, o->num_beams, i, t, ref_lps[i][t], f->lps[i][t]);
+		}
+	}
+	CHECKF(diverged <= N_ROWS / 3, "%s beams %d: %d of %d rows took other tokens", what,
+		   o->num_beams, diverged, N_ROWS);
+	o->cache = PT_GEN_CACHE_AUTO;
+}
+
+void		test_generate_bf16_cache_matches_fp32(void);
+void
+test_generate_bf16_cache_matches_fp32(void)
+{
+	const char *models[] = {"tiny-relu", "tiny-gated"};
+
+	for (int mi = 0; mi < 2; mi++)
+	{
+		Fixture		f;
+		PtWorkspace ws = {0};
+		PtGenerateOptions o;
+
+		REQUIRE(fixture_open(&f, models[mi]));
+		pt_generate_options_default(&o);
+		o.max_new_tokens = MAX_NEW;
+		for (int beams = 1; beams <= 3; beams += 2)
+		{
+			o.num_beams = beams;
+			compare_cache_precisions(&f, &ws, &o, models[mi]);
+		}
+		/* a bf16 model's default caches are bf16; its products differ from fp32's too */
+		if (pt_model_set_math(f.m, PT_MATH_BF16) == 0)
+		{
+			o.num_beams = 1;
+			compare_cache_precisions(&f, &ws, &o, "bf16 model");
+		}
+		o.cache = (PtGenerateCache) 7;
+		CHECK(pt_generate_options_check(&o) == -1);
+		pt_workspace_free(&ws);
+		fixture_close(&f);
+	}
+}
+
 static int	cancel_after;
 
 static int

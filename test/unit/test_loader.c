@@ -314,7 +314,7 @@ test_loader_variants(void)
 	REQUIREF(relu != NULL, "tiny-relu: %s", pt_error_message());
 	CHECK(relu->cfg.activation == PT_ACT_RELU && !relu->cfg.gated);
 	CHECK(relu->cfg.tie_word_embeddings);
-	CHECK(relu->lm_head.w == relu->embed);
+	CHECK(relu->lm_head.w == relu->embed.w && relu->lm_head.w_owned == false);
 	CHECK(relu->lm_scale > 0.12f && relu->lm_scale < 0.13f);	/* 64^-0.5 */
 	CHECK(relu->cfg.num_heads * relu->cfg.d_kv == relu->cfg.d_model);
 
@@ -322,7 +322,7 @@ test_loader_variants(void)
 	REQUIREF(gated != NULL, "tiny-gated: %s", pt_error_message());
 	CHECK(gated->cfg.activation == PT_ACT_GELU_TANH && gated->cfg.gated);
 	CHECK(!gated->cfg.tie_word_embeddings);
-	CHECK(gated->lm_head.w != gated->embed && gated->lm_scale == 1.0f);
+	CHECK(gated->lm_head.w != gated->embed.w && gated->lm_scale == 1.0f);
 	CHECK(gated->cfg.num_heads * gated->cfg.d_kv != gated->cfg.d_model);
 	CHECK(gated->cfg.num_decoder_layers != gated->cfg.num_layers);
 	CHECK(gated->cfg.rel_buckets == 16 && gated->cfg.rel_max_distance == 20);
@@ -364,8 +364,8 @@ test_half_precision_checkpoints(void)
 	n = (size_t) f32->cfg.vocab_size * f32->cfg.d_model;
 	for (size_t i = 0; i < n; i++)
 	{
-		bad_bf16 += bf16->embed[i] != pt_bf16_to_f32(pt_f32_to_bf16(f32->embed[i]));
-		bad_f16 += fabsf(f16->embed[i] - f32->embed[i]) > 1e-3f * fabsf(f32->embed[i]) + 1e-7f;
+		bad_bf16 += bf16->embed.w[i] != pt_bf16_to_f32(pt_f32_to_bf16(f32->embed.w[i]));
+		bad_f16 += fabsf(f16->embed.w[i] - f32->embed.w[i]) > 1e-3f * fabsf(f32->embed.w[i]) + 1e-7f;
 	}
 	CHECKF(bad_bf16 == 0, "%d BF16 embedding values differ from the rounded F32 ones", bad_bf16);
 	CHECKF(bad_f16 == 0, "%d F16 embedding values are off", bad_f16);

@@ -10,6 +10,7 @@
 #include "classifier.h"
 #include "error.h"
 #include "explain.h"
+#include "head.h"
 #include "helpers.h"
 #include "trainer.h"
 #include "unit.h"
@@ -656,7 +657,7 @@ test_explain_nearest_pieces(void)
 	REQUIRE(p && pt_explain(m, p, 3, ids, sims) == 0);
 	for (int i = 0; i < 6; i++)
 	{
-		const float *e = m->embed + (size_t) ids[i * 3] * m->cfg.d_model;
+		const float *e = m->embed.w + (size_t) ids[i * 3] * m->cfg.d_model;
 
 		CHECKF(sims[i * 3] > 0.9999f, "row %d: best similarity %.5f", i, sims[i * 3]);
 		CHECK(memcmp(e, p->values + (size_t) i * m->cfg.d_model, sizeof(float) * m->cfg.d_model) == 0);
@@ -666,4 +667,118 @@ test_explain_nearest_pieces(void)
 	pt_prompt_free(p);
 	pt_task_free(task);
 	pt_model_free(m);
+}
+
+/*
+ * A bf16 model keeps no fp32 embedding table (model.h): its rows, the
+ * class-label prompt initialisation and pt_explain read the checkpoint and
+ * must give exactly what the fp32 model gives; a tied lm_head is packed in
+ * bf16 (its logits near fp32's) and shares the embedding's table again once
+ * the model is switched back to fp32.
+ */
+static void
+check_bf16_embedding(const char *dir)
+{
+	static const char *labels[] = {"positive review", "negative"};
+	PtModel    *m32 = pt_model_load_math(dir, PT_MATH_FP32);
+	PtModel    *m16 = pt_model_load_math(dir, PT_MATH_BF16);
+	PtTask	   *task;
+	PtPrompt   *p32,
+			   *p16;
+	PtRng		rng;
+	int			d,
+				V,
+				bad = 0;
+	float	   *row32,
+			   *row16;
+	int32_t		ids32[4 * 3],
+				ids16[4 * 3];
+	float		sims32[4 * 3],
+				sims16[4 * 3];
+
+	REQUIREF(m32 && m16, "%s: %s", dir, pt_error_message());
+	CHECK(m16->math == PT_MATH_BF16);
+	CHECKF(m16->embed.w == NULL, "%s: a bf16 model kept an fp32 embedding table", dir);
+	CHECKF(m16->lm_head.w == NULL && pt_linear_packed_math(&m16->lm_head) == PT_MATH_BF16,
+		   "%s: the lm_head (tied: %d) is not bf16-only", dir, m16->cfg.tie_word_embeddings);
+	d = m32->cfg.d_model;
+	V = m32->cfg.vocab_size;
+	row32 = malloc(sizeof(float) * d);
+	row16 = malloc(sizeof(float) * d);
+	REQUIRE(row32 && row16);
+	for (int32_t v = 0; v < V; v++)
+	{
+		pt_model_embed_rows(m32, &v, 1, row32);
+		pt_model_embed_rows(m16, &v, 1, row16);
+		bad += memcmp(row32, row16, sizeof(float) * d) != 0;
+	}
+	CHECKF(bad == 0, "%s: %d embedding rows differ between fp32 and bf16", dir, bad);
+
+	/* the tied (or untied) head in bf16: logits of an embedding row near fp32's */
+	{
+		float	   *l32 = malloc(sizeof(float) * V),
+				   *l16 = malloc(sizeof(float) * V);
+		double		err = 0.0,
+					ref = 0.0;
+		int32_t		v = 7;
+
+		REQUIRE(l32 && l16);
+		pt_model_embed_rows(m32, &v, 1, row32);
+		pt_head_logits(m32, row32, 1, l32);
+		pt_head_logits(m16, row32, 1, l16);
+		for (int j = 0; j < V; j++)
+		{
+			err += (double) (l16[j] - l32[j]) * (l16[j] - l32[j]);
+			ref += (double) l32[j] * l32[j];
+		}
+		CHECKF(ref > 0 && sqrt(err / ref) < 0.02, "%s: bf16 head logits off by %.4f (relative)",
+			   dir, sqrt(err / ref));
+		free(l32);
+		free(l16);
+	}
+
+	/* class-label initialisation and explain read the same rows */
+	task = pt_task_new(m32, labels, 2, 32);
+	REQUIRE(task != NULL);
+	pt_rng_seed(&rng, 11);
+	p32 = pt_prompt_new(m32, task, 4, PT_INIT_CLASS_LABELS, &rng);
+	pt_rng_seed(&rng, 11);
+	p16 = pt_prompt_new(m16, task, 4, PT_INIT_CLASS_LABELS, &rng);
+	REQUIRE(p32 && p16);
+	CHECKF(memcmp(p32->values, p16->values, sizeof(float) * 4 * d) == 0,
+		   "%s: class-label prompts differ between fp32 and bf16", dir);
+	REQUIRE(pt_explain(m32, p32, 3, ids32, sims32) == 0 && pt_explain(m16, p16, 3, ids16, sims16) == 0);
+	for (int i = 0; i < 4 * 3; i++)
+		CHECKF(ids32[i] == ids16[i] && fabsf(sims32[i] - sims16[i]) < 1e-5f,
+			   "%s: explain %d: %d (%.6f) in fp32, %d (%.6f) in bf16", dir, i,
+			   ids32[i], sims32[i], ids16[i], sims16[i]);
+	pt_prompt_free(p32);
+	pt_prompt_free(p16);
+	pt_task_free(task);
+
+	/* back to fp32: the table again, shared by a tied head; exact rows */
+	REQUIRE(pt_model_set_math(m16, PT_MATH_FP32) == 0);
+	CHECK(m16->embed.w != NULL);
+	if (m16->cfg.tie_word_embeddings)
+		CHECK(m16->lm_head.w == m16->embed.w && !m16->lm_head.w_owned);
+	CHECK(memcmp(m16->embed.w, m32->embed.w, sizeof(float) * (size_t) V * d) == 0);
+	/* and to bf16 once more: the table is dropped again */
+	REQUIRE(pt_model_set_math(m16, PT_MATH_BF16) == 0);
+	CHECK(m16->embed.w == NULL && m16->lm_head.w == NULL);
+	free(row32);
+	free(row16);
+	pt_model_free(m16);
+	pt_model_free(m32);
+}
+
+void		test_bf16_embedding_stays_in_checkpoint(void);
+void
+test_bf16_embedding_stays_in_checkpoint(void)
+{
+	if (!pt_bf16_supported())
+		SKIP("this CPU has no bfloat16 instructions (AVX512-BF16 or AMX)");
+	check_bf16_embedding(unit_model_dir("tiny-relu"));	/* tied, F32 file */
+	check_bf16_embedding(unit_model_dir("tiny-gated"));	/* untied, F32 file */
+	check_bf16_embedding(unit_model_dir("tiny-gated-bf16"));	/* untied, BF16 file */
+	check_bf16_embedding(unit_model_dir("tiny-relu-bf16"));	/* tied, BF16 file */
 }
