@@ -122,6 +122,24 @@ def kernel_of(precision):
     return (e.get("kernels") or {}).get(precision) or "n/a"
 
 
+def pieces_text():
+    """oneDNN's piece sizes per precision, as each precision's run chose them (kernel_choice.h)."""
+    parts = []
+    for p in ("fp32", "bf16", "int8"):
+        pr = ((load(f"engine_{main_model}_{p}.json") or {}).get("kernels") or {}).get("piece_rows")
+        if not isinstance(pr, dict) or not pr.get(p):
+            continue
+        g = (pr.get("gflops") or {}).get(p) or {}
+        trial = ", ".join(f"{rows}: {fmt(v, 0)}" for rows, v in g.items() if v)
+        parts.append(f"{p} **{pr[p]}** rows" + (f" (GFLOP/s per candidate {trial})" if trial else "")
+                     + f", {pr.get('chosen', '?')}")
+    if not parts:
+        return ""
+    return (" oneDNN runs a product in pieces of at most so many rows, chosen per precision by a timed trial "
+            "when the model loads (2048 rows of the largest weight shape, candidates 256, 1024 and 4096): "
+            + "; ".join(parts) + ".")
+
+
 w("# Benchmarks\n")
 w("Everything below was measured in one run of `bench/run.sh` on this machine: "
   f"**{cpu_model()}**, {os.cpu_count()} cores (flags that matter for the products: "
@@ -141,7 +159,7 @@ if k0:
       f"{fmt(f['gflops']['openblas_forward'])} / {fmt(f['gflops']['openblas_backward'])} GFLOP/s forward / backward "
       f"against oneDNN at {fmt(f['gflops']['onednn_forward'])} / {fmt(f['gflops']['onednn_backward'])} on the "
       f"model's shapes, 512 rows, when the model loaded); bf16 on oneDNN `{kernel_of('bf16')}`; int8 on oneDNN "
-      f"`{kernel_of('int8')}`.\n")
+      f"`{kernel_of('int8')}`.{pieces_text()}\n")
 w("Contenders: **ptune fp32**, **ptune bf16** (`ptune.precision = bf16`: bfloat16 weight and activation "
   "products on oneDNN; fp32 everywhere else), **ptune int8** (`ptune.precision = int8`: s8 weights with one "
   "scale per output channel, s8 activations with one scale per row, int32 products on oneDNN, fp32 "

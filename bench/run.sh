@@ -11,6 +11,10 @@
 # (fp32, bf16 and int8), PyTorch at its faster thread setting, ONNX Runtime
 # (fp32, and int8 from bench/ort/quantize_onnx.py), SQL.
 # MODELS="flan-t5-small" limits the models (default: t5-small flan-t5-small).
+# ROUND_FIRST=N starts at round N (default 1), keeping earlier rounds' files:
+# a run too long for one quiet window goes in parts, e.g. ROUNDS=1, then
+# ROUND_FIRST=2 ROUNDS=2, ...; medians are over every round on file.
+# ACCURACY=0 skips bench/bf16_accuracy.sh in --peers (not a timing; run it once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=${1:-}
@@ -24,7 +28,10 @@ export OMP_WAIT_POLICY=PASSIVE
 
 bash scripts/install_deps.sh --bench >/dev/null
 make -s -j"$(nproc)" >/dev/null
-if [[ $(id -u) -eq 0 ]]; then make -s install >/dev/null; else sudo make -s install >/dev/null; fi
+# --peers runs no SQL: it needs no installed extension (nor the shared PostgreSQL lock)
+if [[ $quick != --peers ]]; then
+  if [[ $(id -u) -eq 0 ]]; then make -s install >/dev/null; else sudo make -s install >/dev/null; fi
+fi
 
 # checkpoints with the exact shapes of the models (random weights: speed does
 # not depend on their values); the real T5 vocabulary where it is at hand
@@ -53,7 +60,7 @@ rounds=${ROUNDS:-3}
 mkdir -p "$out/rounds" build/bench/ort
 [[ -d build/bench/ort/node_modules/onnxruntime-node ]] ||
   (cd build/bench/ort && npm install --silent --ignore-scripts --no-audit --no-fund onnxruntime-node >/dev/null)
-for round in $(seq 1 "$rounds"); do
+for round in $(seq "${ROUND_FIRST:-1}" "$rounds"); do
   for entry in "${models[@]}"; do
     name=${entry%%:*} dir=${entry#*:}
     echo "== $name, round $round of $rounds: engine fp32, bf16, int8, PyTorch, ONNX Runtime fp32, int8"
@@ -83,7 +90,7 @@ for entry in "${models[@]}"; do
 done
 if [[ $quick == --peers ]]; then
   # the accuracy of bf16 and int8 against fp32 belongs with the peers (the int8 target)
-  bash bench/bf16_accuracy.sh > "$out/bf16_accuracy.json"
+  [[ ${ACCURACY:-1} == 0 ]] || bash bench/bf16_accuracy.sh > "$out/bf16_accuracy.json"
   /usr/bin/python3 bench/report.py "$out" > BENCHMARKS.md
   echo "wrote BENCHMARKS.md"
   exit 0

@@ -40,7 +40,8 @@ usage(FILE *out)
 			"or int8: bfloat16 or int8 products for inference where the CPU has them; bf16\n"
 			"keeps the weights in bfloat16 only and trains in mixed precision, int8 trains in\n"
 			"fp32), PTUNE_FP32_KERNEL (openblas or onednn: overrides the measured\n"
-			"choice), PTUNE_CACHE_DIR (where that choice is cached)\n");
+			"choice), PTUNE_CACHE_DIR (where that choice is cached), PTUNE_PIECE_ROWS\n"
+			"(16-8192: the most rows of one oneDNN product; otherwise measured per precision)\n");
 }
 
 PtModel *

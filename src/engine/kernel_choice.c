@@ -1,6 +1,6 @@
 /*
- * kernel_choice.c - chooses the fp32 kernels by measurement (see
- * kernel_choice.h).
+ * kernel_choice.c - chooses the fp32 kernels and oneDNN's piece sizes by
+ * measurement (see kernel_choice.h).
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -14,11 +14,22 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "kernel_choice.h"
+#include "error.h"
+#include "safetensors.h"
 #include "runtime.h"
 
-#define MEASURE_ROWS 512		/* rows of a measured product: two of linear_dnnl.c's pieces */
+#define MEASURE_ROWS 512		/* rows of a measured product: a typical batch's */
 #define MAX_SHAPES 16
 #define KEY_LEN 1024
+
+/*
+ * The piece sizes tried for oneDNN's products (linear_dnnl.c: run_pieces),
+ * on PIECE_TRIAL_ROWS rows: 16 sequences of 128 tokens.  At that many rows
+ * the largest candidate runs the product whole.
+ */
+static const int piece_candidates[N_PIECE_CANDIDATES] = {256, 1024, 4096};
+
+#define PIECE_TRIAL_ROWS 2048
 
 static struct
 {
@@ -27,7 +38,13 @@ static struct
 	double		gflops[2][2];	/* [kernel][backward] */
 	const char *source;
 	char		key[KEY_LEN];	/* of the current choice */
-} choice = {PTHREAD_MUTEX_INITIALIZER, {PT_KERNEL_OPENBLAS, PT_KERNEL_OPENBLAS}, {{0}}, "default", ""};
+	/* oneDNN's piece sizes, [PtMath] (0: not chosen), and GFLOP/s per candidate */
+	int			piece_rows[3];
+	double		piece_gflops[3][N_PIECE_CANDIDATES];
+	const char *pieces_source;
+	char		pieces_key[KEY_LEN + 64];
+} choice = {PTHREAD_MUTEX_INITIALIZER, {PT_KERNEL_OPENBLAS, PT_KERNEL_OPENBLAS}, {{0}}, "default", "",
+{0}, {{0}}, "default", ""};
 
 PtKernel
 pt_fp32_kernel(bool backward)
@@ -53,6 +70,24 @@ pt_kernels_gflops(PtKernel kernel, bool backward)
 	return choice.gflops[kernel][backward];
 }
 
+const char *
+pt_pieces_source(void)
+{
+	return choice.pieces_source;
+}
+
+int
+pt_piece_candidate(int i)
+{
+	return piece_candidates[i];
+}
+
+double
+pt_piece_gflops(PtMath math, int i)
+{
+	return choice.piece_gflops[math][i];
+}
+
 
 /* The cache file's path, or false if no directory is known. */
 static bool
@@ -74,11 +109,12 @@ cache_path(char *path, size_t size, char *dir, size_t dir_size)
 }
 
 /*
- * The last line of the cache for this key: "key \t forward \t backward \t
- * four GFLOP/s".  false if there is none (or no readable cache).
+ * Calls parse(value) on each cache line "key \t value" of this key, the
+ * last one last; true if parse accepted any (it checks the value's form).
+ * false too if there is no readable cache.
  */
 static bool
-read_cache(const char *key)
+read_cache(const char *key, bool (*parse) (const char *value))
 {
 	char		path[4096],
 				dir[4000],
@@ -91,27 +127,53 @@ read_cache(const char *key)
 	while (fgets(line, sizeof(line), f))
 	{
 		char	   *tab = strchr(line, '\t');
-		char		fwd[16],
-					bwd[16];
-		double		g[4];
 
 		if (tab == NULL || (size_t) (tab - line) != strlen(key) || strncmp(line, key, tab - line) != 0)
 			continue;
-		if (sscanf(tab + 1, "%15s %15s %lf %lf %lf %lf", fwd, bwd, &g[0], &g[1], &g[2], &g[3]) != 6)
-			continue;
-		choice.kernel[0] = strcmp(fwd, "onednn") == 0 ? PT_KERNEL_ONEDNN : PT_KERNEL_OPENBLAS;
-		choice.kernel[1] = strcmp(bwd, "onednn") == 0 ? PT_KERNEL_ONEDNN : PT_KERNEL_OPENBLAS;
-		for (int i = 0; i < 4; i++)
-			choice.gflops[i / 2][i % 2] = g[i];
-		found = true;
+		found |= parse(tab + 1);
 	}
 	fclose(f);
 	return found;
 }
 
-/* Appends this choice to the cache; failures (read-only home) are ignored. */
+/* The fp32 choice's value: "forward backward" and four GFLOP/s. */
+static bool
+parse_fp32(const char *value)
+{
+	char		fwd[16],
+				bwd[16];
+	double		g[4];
+
+	if (sscanf(value, "%15s %15s %lf %lf %lf %lf", fwd, bwd, &g[0], &g[1], &g[2], &g[3]) != 6)
+		return false;
+	choice.kernel[0] = strcmp(fwd, "onednn") == 0 ? PT_KERNEL_ONEDNN : PT_KERNEL_OPENBLAS;
+	choice.kernel[1] = strcmp(bwd, "onednn") == 0 ? PT_KERNEL_ONEDNN : PT_KERNEL_OPENBLAS;
+	for (int i = 0; i < 4; i++)
+		choice.gflops[i / 2][i % 2] = g[i];
+	return true;
+}
+
+/* The piece sizes' value: per precision (fp32, bf16, int8) the rows and each candidate's GFLOP/s. */
+static bool
+parse_pieces(const char *value)
+{
+	int			rows[3];
+	double		g[3][N_PIECE_CANDIDATES];
+
+	if (sscanf(value, "%d %lf %lf %lf %d %lf %lf %lf %d %lf %lf %lf", &rows[0], &g[0][0], &g[0][1], &g[0][2],
+			   &rows[1], &g[1][0], &g[1][1], &g[1][2], &rows[2], &g[2][0], &g[2][1], &g[2][2]) != 12)
+		return false;
+	for (int math = 0; math < 3; math++)
+		if (rows[math] < 0 || rows[math] > 1 << 20)
+			return false;
+	memcpy(choice.piece_rows, rows, sizeof(rows));
+	memcpy(choice.piece_gflops, g, sizeof(g));
+	return true;
+}
+
+/* Appends "key \t value" to the cache; failures (read-only home) are ignored. */
 static void
-write_cache(const char *key)
+write_cache(const char *key, const char *value)
 {
 	char		path[4096],
 				dir[4000],
@@ -133,9 +195,7 @@ write_cache(const char *key)
 		}
 		(void) mkdir(dir, 0700);
 	}
-	len = snprintf(line, sizeof(line), "%s\t%s %s %.1f %.1f %.1f %.1f\n", key,
-				   pt_kernel_name(choice.kernel[0]), pt_kernel_name(choice.kernel[1]),
-				   choice.gflops[0][0], choice.gflops[0][1], choice.gflops[1][0], choice.gflops[1][1]);
+	len = snprintf(line, sizeof(line), "%s\t%s\n", key, value);
 	if (len <= 0 || (size_t) len >= sizeof(line))
 		return;
 	/* one write() of one line with O_APPEND: concurrent loaders do not interleave lines */
@@ -170,6 +230,146 @@ time_kernel(PtKernel kernel, bool backward, const PtLinear *const *shapes, int n
 	return best;
 }
 
+/*
+ * Seconds of the fastest of two timed runs (after a warm-up that also builds
+ * oneDNN's primitives) of one product of PIECE_TRIAL_ROWS rows of math in
+ * pieces of rows; 0 if it cannot run.  lin is prepared for math; for bf16
+ * and int8 the input is already loaded.
+ */
+static double
+time_pieces(PtMath math, int rows, const PtLinear *lin, const float *x, float *y)
+{
+	double		best = 0.0;
+
+	pt_dnnl_set_piece_rows(math, rows);
+	for (int rep = 0; rep < 3; rep++)
+	{
+		double		t0 = pt_seconds();
+		bool		ok = math == PT_MATH_BF16 ? pt_bf16_matmul(lin, PIECE_TRIAL_ROWS, y, false) :
+			math == PT_MATH_INT8 ? pt_int8_matmul(lin, PIECE_TRIAL_ROWS, y, false) :
+			pt_fp32_product(PT_KERNEL_ONEDNN, false, lin, x, PIECE_TRIAL_ROWS, y, false);
+
+		if (!ok)
+			return 0.0;
+		t0 = pt_seconds() - t0;
+		if (rep > 0 && (best == 0.0 || t0 < best))
+			best = t0;
+	}
+	return best;
+}
+
+/*
+ * Measures the piece size of each precision oneDNN runs here (fp32 only if
+ * oneDNN was chosen for it) on the out x in weight shape: choice.piece_rows
+ * and piece_gflops.  Weights and inputs are made up: speed does not depend on
+ * the values.  A precision that cannot be measured keeps 0 (the default).
+ */
+static void
+measure_pieces(int out, int in)
+{
+	PtLinear	lin = {.out_dim = out, .in_dim = in, .src_dtype = PT_DTYPE_F32};
+	float	   *w = malloc(sizeof(float) * out * in),
+			   *x = malloc(sizeof(float) * PIECE_TRIAL_ROWS * in),
+			   *y = malloc(sizeof(float) * PIECE_TRIAL_ROWS * out);
+	double		flops = 2.0 * PIECE_TRIAL_ROWS * out * in;
+
+	memset(choice.piece_rows, 0, sizeof(choice.piece_rows));
+	memset(choice.piece_gflops, 0, sizeof(choice.piece_gflops));
+	if (w == NULL || x == NULL || y == NULL)
+		goto done;
+	for (size_t i = 0; i < (size_t) out * in; i++)
+		w[i] = (float) ((int) (i * 2246822519u % 2001) - 1000) * 1e-4f;
+	for (size_t i = 0; i < (size_t) PIECE_TRIAL_ROWS * in; i++)
+		x[i] = (float) ((int) (i * 2654435761u % 2001) - 1000) * 1e-3f;
+	lin.w = lin.src = w;
+	for (int math = 0; math < 3; math++)
+	{
+		double		best = 0.0;
+
+		if (math == PT_MATH_FP32 && choice.kernel[0] != PT_KERNEL_ONEDNN && choice.kernel[1] != PT_KERNEL_ONEDNN)
+			continue;
+		if ((math == PT_MATH_BF16 && (pt_linear_prepare_bf16(&lin) != 0 ||
+									  !pt_bf16_load_input(x, (size_t) PIECE_TRIAL_ROWS * in))) ||
+			(math == PT_MATH_INT8 && (pt_linear_prepare_int8(&lin) != 0 ||
+									  !pt_int8_load_input(x, PIECE_TRIAL_ROWS, in))))
+		{
+			pt_clear_error();
+			continue;
+		}
+		for (int i = 0; i < N_PIECE_CANDIDATES; i++)
+		{
+			double		t = time_pieces(math, piece_candidates[i], &lin, x, y);
+
+			choice.piece_gflops[math][i] = t > 0 ? flops / t * 1e-9 : 0.0;
+			if (t > 0 && (best == 0.0 || t < best))
+			{
+				best = t;
+				choice.piece_rows[math] = piece_candidates[i];
+			}
+		}
+	}
+done:
+	pt_linear_release_bf16(&lin);
+	free(w);
+	free(x);
+	free(y);
+}
+
+/*
+ * The piece sizes of oneDNN's products (linear_dnnl.c), from the cache or a
+ * timed trial on the model's largest weight shape.  key: the machine's, as
+ * for the fp32 choice.
+ */
+static void
+choose_pieces(const char *key, const PtLinear *const *lins, int n)
+{
+	char		pkey[KEY_LEN + 64],
+				value[512];
+	int			out = 0,
+				in = 0,
+				forced = pt_dnnl_piece_rows_forced();
+
+	if (!pt_dnnl_supported())
+		return;
+	if (forced)
+	{
+		for (int math = 0; math < 3; math++)
+			choice.piece_rows[math] = forced;
+		memset(choice.piece_gflops, 0, sizeof(choice.piece_gflops));
+		choice.pieces_source = "forced by PTUNE_PIECE_ROWS";
+		choice.pieces_key[0] = '\0';
+		goto apply;
+	}
+	for (int i = 0; i < n; i++)	/* bf16 models have no fp32 w: any linear counts */
+		if ((double) lins[i]->out_dim * lins[i]->in_dim > (double) out * in)
+			out = lins[i]->out_dim, in = lins[i]->in_dim;
+	if (out == 0)
+		return;
+	/* the fp32 kernels are part of the key: fp32 pieces are measured only for oneDNN */
+	snprintf(pkey, sizeof(pkey), "pieces %dx%d %s %s|%s", out, in, pt_kernel_name(choice.kernel[0]),
+			 pt_kernel_name(choice.kernel[1]), key);
+	if (strcmp(pkey, choice.pieces_key) == 0)	/* this process chose already */
+		goto apply;
+	if (read_cache(pkey, parse_pieces))
+		choice.pieces_source = "cached";
+	else
+	{
+		measure_pieces(out, in);
+		choice.pieces_source = "measured";
+		snprintf(value, sizeof(value), "%d %.1f %.1f %.1f %d %.1f %.1f %.1f %d %.1f %.1f %.1f",
+				 choice.piece_rows[0], choice.piece_gflops[0][0], choice.piece_gflops[0][1], choice.piece_gflops[0][2],
+				 choice.piece_rows[1], choice.piece_gflops[1][0], choice.piece_gflops[1][1], choice.piece_gflops[1][2],
+				 choice.piece_rows[2], choice.piece_gflops[2][0], choice.piece_gflops[2][1], choice.piece_gflops[2][2]);
+		write_cache(pkey, value);
+	}
+	snprintf(choice.pieces_key, sizeof(choice.pieces_key), "%s", pkey);
+
+apply:
+	for (int math = 0; math < 3; math++)
+		if (choice.piece_rows[math] > 0)
+			pt_dnnl_set_piece_rows(math, choice.piece_rows[math]);
+}
+
 void
 pt_kernels_choose(const PtLinear *const *lins, int n)
 {
@@ -177,7 +377,9 @@ pt_kernels_choose(const PtLinear *const *lins, int n)
 	int			n_shapes = 0;
 	int			max_dim = 0;
 	double		flops = 0.0;
-	char		key[KEY_LEN];
+	char		key[KEY_LEN],
+				machine[KEY_LEN],
+				value[256];
 	const dnnl_version_t *v = dnnl_version();
 	const char *forced = getenv("PTUNE_FP32_KERNEL");
 	int			used;
@@ -194,9 +396,12 @@ pt_kernels_choose(const PtLinear *const *lins, int n)
 		if (!seen && lins[i]->w)
 			shapes[n_shapes++] = lins[i];
 	}
-	used = snprintf(key, sizeof(key), "%s|%s|%s|%s|oneDNN %d.%d.%d|threads %d|shapes", pt_cpu_model(),
-					pt_cpu_flags(), pt_blas_config(), pt_blas_core(), v->major, v->minor, v->patch,
-					pt_get_threads());
+	snprintf(machine, sizeof(machine), "%s|%s|%s|%s|oneDNN %d.%d.%d|threads %d", pt_cpu_model(),
+			 pt_cpu_flags(), pt_blas_config(), pt_blas_core(), v->major, v->minor, v->patch, pt_get_threads());
+	for (char *p = machine; *p; p++)	/* the key is one field of a line */
+		if (*p == '\t' || *p == '\n')
+			*p = ' ';
+	used = snprintf(key, sizeof(key), "%s|shapes", machine);
 	for (int i = 0; i < n_shapes && used > 0 && (size_t) used < sizeof(key); i++)
 	{
 		used += snprintf(key + used, sizeof(key) - used, " %dx%d", shapes[i]->out_dim, shapes[i]->in_dim);
@@ -204,9 +409,6 @@ pt_kernels_choose(const PtLinear *const *lins, int n)
 		max_dim = shapes[i]->out_dim > max_dim ? shapes[i]->out_dim : max_dim;
 		flops += 2.0 * MEASURE_ROWS * shapes[i]->out_dim * shapes[i]->in_dim;
 	}
-	for (char *p = key; *p; p++)	/* the key is one field of a line */
-		if (*p == '\t' || *p == '\n')
-			*p = ' ';
 
 	pthread_mutex_lock(&choice.lock);
 	if (forced && (strcmp(forced, "onednn") == 0 || strcmp(forced, "openblas") == 0))
@@ -217,11 +419,12 @@ pt_kernels_choose(const PtLinear *const *lins, int n)
 		choice.kernel[0] = choice.kernel[1] = k;
 		choice.source = "forced by PTUNE_FP32_KERNEL";
 		choice.key[0] = '\0';
+		choice.pieces_key[0] = '\0';	/* the pieces' key names the fp32 kernels */
 		goto done;
 	}
 	if (strcmp(key, choice.key) == 0)	/* this process chose for these shapes already */
 		goto done;
-	if (read_cache(key))
+	if (read_cache(key, parse_fp32))
 	{
 		choice.source = "cached";
 		snprintf(choice.key, sizeof(choice.key), "%s", key);
@@ -247,9 +450,14 @@ pt_kernels_choose(const PtLinear *const *lins, int n)
 	}
 	choice.source = "measured";
 	snprintf(choice.key, sizeof(choice.key), "%s", key);
-	write_cache(key);
+	snprintf(value, sizeof(value), "%s %s %.1f %.1f %.1f %.1f",
+			 pt_kernel_name(choice.kernel[0]), pt_kernel_name(choice.kernel[1]),
+			 choice.gflops[0][0], choice.gflops[0][1], choice.gflops[1][0], choice.gflops[1][1]);
+	write_cache(key, value);
 
 done:
+	/* fp32's pieces follow its kernels: measured after them */
+	choose_pieces(machine, lins, n);
 	pthread_mutex_unlock(&choice.lock);
 	free(x);
 	free(y);

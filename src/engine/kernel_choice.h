@@ -15,6 +15,13 @@
  *
  * bf16 and int8 products have one candidate each (oneDNN; it picks AMX,
  * AVX512-BF16 or VNNI code itself); pt_dnnl_kernel() names what it picked.
+ * What is measured for them (and for fp32 where oneDNN runs it) is the
+ * piece size: oneDNN's products run in pieces of at most so many rows
+ * (linear_dnnl.c), and the best size depends on the machine (256 rows on a
+ * Xeon with AMX, whole products on AVX-512 without it).  Each candidate is
+ * timed on one product of 2048 rows with the model's largest weight shape
+ * (about 0.1-0.3 s for flan-t5-small), cached as the kernels are;
+ * PTUNE_PIECE_ROWS forces one size.
  */
 #ifndef PT_KERNEL_CHOICE_H
 #define PT_KERNEL_CHOICE_H
@@ -41,5 +48,15 @@ void		pt_kernels_choose(const PtLinear *const *lins, int n);
  */
 const char *pt_kernels_source(void);
 double		pt_kernels_gflops(PtKernel kernel, bool backward);
+
+/*
+ * The piece sizes (pt_dnnl_piece_rows) tried per precision, how the current
+ * ones were chosen ("measured", "cached", "forced by PTUNE_PIECE_ROWS" or
+ * "default") and the GFLOP/s each candidate i measured (0: not measured).
+ */
+#define N_PIECE_CANDIDATES 3
+int			pt_piece_candidate(int i);
+const char *pt_pieces_source(void);
+double		pt_piece_gflops(PtMath math, int i);
 
 #endif

@@ -108,6 +108,15 @@ bool		pt_bf16_supported(void);
 bool		pt_int8_supported(void);
 /* oneDNN's name for the kernel it last built for a precision, e.g. "brg:avx512_core_bf16" */
 const char *pt_dnnl_kernel(PtMath math);
+/*
+ * The most rows one oneDNN product of a precision runs at once (longer ones
+ * go in pieces; 0 without oneDNN).  kernel_choice.c sets it by measurement
+ * (a multiple of 16, at most 8192); PTUNE_PIECE_ROWS forces one size for
+ * all, and pt_dnnl_piece_rows_forced() returns it (0: not forced).
+ */
+int			pt_dnnl_piece_rows(PtMath math);
+void		pt_dnnl_set_piece_rows(PtMath math, int rows);
+int			pt_dnnl_piece_rows_forced(void);
 
 /* Converts W once for bf16 / int8 products (replacing another precision's copy). */
 int			pt_linear_prepare_bf16(PtLinear *lin);

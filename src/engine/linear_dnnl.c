@@ -20,8 +20,9 @@
  *
  * A matmul primitive is specific to its shape; primitives are cached by
  * (kind, M, N, K), and a new shape costs about 0.7 ms once.  Products run in
- * pieces of a few fixed row counts (run_pieces), so the shapes are few and
- * the cache (least recently used out) holds them all.
+ * pieces of at most piece_rows[math] rows (run_pieces), whose row counts are
+ * multiples of 16 or fewer than 16, so the shapes stay few and the cache
+ * (least recently used out) holds those in use.
  */
 #include <math.h>
 #include <pthread.h>
@@ -58,7 +59,7 @@ struct PtLinearPacked
 	float	   *scales;			/* int8: [out_dim], W[j, :] ~ scales[j] * Wq[j, :] */
 };
 
-#define CACHE_SIZE 512		/* shapes: at most 31 row counts (see run_pieces) per weight shape and kind */
+#define CACHE_SIZE 512		/* shapes (kind, m, n, k) in use; see run_pieces */
 
 typedef struct CachedPrimitive
 {
@@ -82,8 +83,9 @@ static struct
 	CachedPrimitive cache[CACHE_SIZE];
 	unsigned long clock;
 	pthread_mutex_t lock;
+	int			piece_rows[3];	/* [PtMath]: the most rows of one product (see run_pieces) */
 	char		impl[N_KINDS][64];	/* oneDNN's name of the last primitive made per kind */
-} dnnl = {PTHREAD_ONCE_INIT, false, false, false, NULL, NULL, {{0}}, 0, PTHREAD_MUTEX_INITIALIZER, {""}};
+} dnnl = {PTHREAD_ONCE_INIT, false, false, false, NULL, NULL, {{0}}, 0, PTHREAD_MUTEX_INITIALIZER, {0}, {""}};
 
 /*
  * Per-thread scratch: the converted activations (bf16 or s8, and int8's row
@@ -97,6 +99,44 @@ static __thread float *row_scales;	/* int8: [m] */
 static __thread size_t row_scales_size;
 static __thread int32_t *acc;	/* int8: [piece rows, n] */
 static __thread size_t acc_size;
+
+/*
+ * The rows of a product go through in pieces of piece_rows[math], then a
+ * multiple of 16, then fewer than 16 (run_pieces).
+ *
+ * The best piece size depends on the machine, so kernel_choice.c chooses it
+ * per precision by a timed trial (pt_dnnl_set_piece_rows) when a model
+ * loads.  Why it matters: with AMX, oneDNN 2.6's matmul picks a poor
+ * blocking for some row counts, at a third of its speed or less (measured on
+ * a Xeon for 1024 x 512 weights: 600 GFLOP/s at m = 256, 60 at m = 212, 163
+ * at m = 228, 156 at m = 1824, against 540 for 1824 rows in pieces of 256);
+ * without AMX (AVX512-BF16, VNNI, AVX2) brgemm runs any row count near its
+ * best and pieces only cost per-call overhead: on a 2-core Zen 5 products in
+ * pieces of 256 rows reached 59% (bf16) and 32% (int8) of one whole matmul's
+ * speed.  Until a choice is made: DEFAULT_PIECE_ROWS, AMX_PIECE_ROWS with AMX.
+ *
+ * PTUNE_PIECE_ROWS (16 .. MAX_PIECE_ROWS, rounded down to a multiple of 16)
+ * forces one size for every precision, for measurements.
+ */
+#define AMX_PIECE_ROWS 256
+#define DEFAULT_PIECE_ROWS 4096
+#define MAX_PIECE_ROWS 8192
+
+/* a size in 16 .. MAX_PIECE_ROWS, a multiple of 16 */
+static int
+clamp_piece_rows(long rows)
+{
+	return (int) (rows > MAX_PIECE_ROWS ? MAX_PIECE_ROWS : rows < 16 ? 16 : rows & ~15L);
+}
+
+int
+pt_dnnl_piece_rows_forced(void)
+{
+	const char *env = getenv("PTUNE_PIECE_ROWS");
+	long		rows = env && env[0] ? strtol(env, NULL, 10) : 0;
+
+	return rows >= 16 ? clamp_piece_rows(rows) : 0;
+}
 
 static void
 init_dnnl(void)
@@ -122,6 +162,14 @@ init_dnnl(void)
 	 */
 	dnnl.int8 = (isa & dnnl_cpu_isa_avx512_core_vnni) == dnnl_cpu_isa_avx512_core_vnni ||
 		(isa & dnnl_cpu_isa_avx2_vnni) == dnnl_cpu_isa_avx2_vnni;
+	{
+		int			forced = pt_dnnl_piece_rows_forced();
+		int			rows = forced ? forced : (isa & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx
+			? AMX_PIECE_ROWS : DEFAULT_PIECE_ROWS;
+
+		for (int math = 0; math < 3; math++)
+			dnnl.piece_rows[math] = rows;
+	}
 }
 
 bool
@@ -141,6 +189,19 @@ bool
 pt_int8_supported(void)
 {
 	return pt_dnnl_supported() && dnnl.int8;
+}
+
+int
+pt_dnnl_piece_rows(PtMath math)
+{
+	return pt_dnnl_supported() ? __atomic_load_n(&dnnl.piece_rows[math], __ATOMIC_RELAXED) : 0;
+}
+
+void
+pt_dnnl_set_piece_rows(PtMath math, int rows)
+{
+	if (pt_dnnl_supported())
+		__atomic_store_n(&dnnl.piece_rows[math], clamp_piece_rows(rows), __ATOMIC_RELAXED);
 }
 
 const char *
@@ -458,17 +519,6 @@ matmul_piece(Kind kind, const PtLinear *lin, dnnl_primitive_t prim, const void *
 	return ok;
 }
 
-/*
- * The rows go through in pieces of PIECE_ROWS, then a multiple of 16, then
- * fewer than 16.  Why: oneDNN 2.6's AMX matmul picks a poor blocking for
- * some row counts, at a third of its speed or less (measured here for
- * 1024 x 512 weights: 600 GFLOP/s at m = 256, 60 at m = 212, 163 at m = 228,
- * 156 at m = 1824, against 540 for 1824 rows in pieces of 256).  Pieces of
- * these sizes are always fast, and they bound the shapes, hence the
- * primitives cached, to about 31 per weight and kind: memory stays flat
- * however the batches vary.
- */
-#define PIECE_ROWS 256
 
 static void dequantise_piece(const PtLinear *lin, int r0, int rows, float *y, bool accumulate);
 
@@ -478,13 +528,13 @@ static void dequantise_piece(const PtLinear *lin, int r0, int rows, float *y, bo
  * dequantise_piece finishes each into y.
  */
 static bool
-run_pieces(Kind kind, const PtLinear *lin, int m, const void *x, size_t src_row, float *y, size_t dst_row,
-		   bool accumulate)
+run_pieces(Kind kind, int piece, const PtLinear *lin, int m, const void *x, size_t src_row, float *y,
+		   size_t dst_row, bool accumulate)
 {
 	bool		int8 = kind == KIND_INT8;
 	/* the three piece sizes: full pieces, then a multiple of 16, then fewer than 16 rows */
-	int			sizes[3] = {PIECE_ROWS, (m % PIECE_ROWS) & ~15, m % 16};
-	int			counts[3] = {m / PIECE_ROWS, sizes[1] > 0, sizes[2] > 0};
+	int			sizes[3] = {piece, (m % piece) & ~15, m % 16};
+	int			counts[3] = {m / piece, sizes[1] > 0, sizes[2] > 0};
 	dnnl_primitive_t prims[3] = {NULL, NULL, NULL};
 	int			r = 0;
 
@@ -533,12 +583,26 @@ round_to_bf16(const float *x, size_t n, uint16_t *out)
 		out[i] = pt_f32_to_bf16(x[i]);
 }
 
+/* Chunks of the input the threads round in parallel (a batch's input is millions of values). */
+#define ROUND_CHUNK ((size_t) 1 << 16)
+
 bool
 pt_bf16_load_input(const float *x, size_t n)
 {
+	size_t		chunks = (n + ROUND_CHUNK - 1) / ROUND_CHUNK;
+	/* the scratch is this thread's (__thread): the loop's other threads get its address */
+	uint16_t   *out;
+
 	if (!grow_scratch(sizeof(uint16_t) * n))
 		return false;
-	round_to_bf16(x, n, scratch);
+	out = scratch;
+#pragma omp parallel for schedule(static) if (chunks > 1)
+	for (size_t c = 0; c < chunks; c++)
+	{
+		size_t		start = c * ROUND_CHUNK;
+
+		round_to_bf16(x + start, n - start < ROUND_CHUNK ? n - start : ROUND_CHUNK, out + start);
+	}
 	scratch_used = n;
 	scratch_kind = KIND_BF16;
 	return true;
@@ -551,7 +615,7 @@ pt_bf16_matmul(const PtLinear *lin, int m, float *y, bool accumulate)
 	if (scratch_kind != KIND_BF16 || scratch_used != (size_t) m * lin->in_dim ||
 		pt_linear_packed_math(lin) != PT_MATH_BF16)
 		return false;
-	return run_pieces(KIND_BF16, lin, m, scratch, sizeof(uint16_t) * lin->in_dim,
+	return run_pieces(KIND_BF16, pt_dnnl_piece_rows(PT_MATH_BF16), lin, m, scratch, sizeof(uint16_t) * lin->in_dim,
 					  y, sizeof(float) * lin->out_dim, accumulate);
 }
 
@@ -635,14 +699,16 @@ pt_bf16_matmul_backward(const PtLinear *lin, int m, float *dx, bool accumulate)
 	if (scratch_kind != KIND_BF16 || scratch_used != (size_t) m * lin->out_dim || lin->w_bf16 == NULL ||
 		!pt_bf16_supported())
 		return false;
-	return run_pieces(KIND_BF16_BACKWARD, lin, m, scratch, sizeof(uint16_t) * lin->out_dim,
+	return run_pieces(KIND_BF16_BACKWARD, pt_dnnl_piece_rows(PT_MATH_BF16), lin, m, scratch, sizeof(uint16_t) * lin->out_dim,
 					  dx, sizeof(float) * lin->in_dim, accumulate);
 }
 
 bool
 pt_int8_matmul(const PtLinear *lin, int m, float *y, bool accumulate)
 {
-	size_t		need = (size_t) (m < PIECE_ROWS ? m : PIECE_ROWS) * lin->out_dim;
+	/* one read: another thread's model load may choose anew meanwhile */
+	int			piece = pt_dnnl_piece_rows(PT_MATH_INT8);
+	size_t		need = (size_t) (m < piece ? m : piece) * lin->out_dim;
 
 	if (scratch_kind != KIND_INT8 || scratch_used != (size_t) m * lin->in_dim ||
 		pt_linear_packed_math(lin) != PT_MATH_INT8)
@@ -656,7 +722,7 @@ pt_int8_matmul(const PtLinear *lin, int m, float *y, bool accumulate)
 		acc = grown;
 		acc_size = need;
 	}
-	return run_pieces(KIND_INT8, lin, m, scratch, lin->in_dim, y, sizeof(float) * lin->out_dim, accumulate);
+	return run_pieces(KIND_INT8, piece, lin, m, scratch, lin->in_dim, y, sizeof(float) * lin->out_dim, accumulate);
 }
 
 /* ---- fp32 ------------------------------------------------------------------ */
@@ -669,7 +735,7 @@ pt_dnnl_f32_matmul(const PtLinear *lin, bool backward, const float *x, int m, fl
 
 	if (!pt_dnnl_supported())
 		return false;
-	return run_pieces(backward ? KIND_F32_BACKWARD : KIND_F32_FORWARD, lin, m, x, sizeof(float) * k,
+	return run_pieces(backward ? KIND_F32_BACKWARD : KIND_F32_FORWARD, pt_dnnl_piece_rows(PT_MATH_FP32), lin, m, x, sizeof(float) * k,
 					  y, sizeof(float) * n, accumulate);
 }
 

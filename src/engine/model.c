@@ -437,9 +437,9 @@ open_weight_files(PtModel *m)
 }
 
 /*
- * Times the fp32 kernels on this model's weight shapes (or reads the cached
- * result, kernel_choice.h).  The first encoder and decoder layers hold every
- * shape the model has.
+ * Times the fp32 kernels and oneDNN's piece sizes on this model's weight
+ * shapes (or reads the cached result, kernel_choice.h).  The first encoder
+ * and decoder layers hold every shape the model has.
  */
 static void
 choose_kernels(PtModel *m)
@@ -546,8 +546,8 @@ pt_model_load_math(const char *dir, PtMath math)
 	digest = XXH3_128bits_digest(ld.hash);
 	XXH128_canonicalFromHash((XXH128_canonical_t *) m->fingerprint, digest);
 	m->math = ld.math;
-	if (m->math == PT_MATH_FP32)
-		choose_kernels(m);
+	/* in bf16 too: oneDNN's piece sizes (the fp32 kernels need fp32 weights to time) */
+	choose_kernels(m);
 	XXH3_freeState(ld.hash);
 	ld.hash = NULL;
 	/* the rest of the asked precision (int8), or its error, as pt_model_set_math gives it */
@@ -739,7 +739,11 @@ json_text(const char *s)
 /*
  * Which kernel runs each precision's products here, as a JSON object:
  * {"fp32": {"forward": "onednn", "backward": "onednn", "chosen": "measured",
- *  "gflops": {...}}, "bf16": "brg:avx512_core_bf16" or null, "int8": ...}
+ *  "gflops": {...}}, "bf16": "brg:avx512_core_bf16" or null, "int8": ...,
+ *  "piece_rows": {"fp32": 4096, "bf16": 4096, "int8": 1024, "chosen": "measured",
+ *                 "gflops": {"fp32": {"256": ..., "1024": ..., "4096": ...}, ...}}:
+ *  the most rows of one oneDNN product per precision (0: no oneDNN) and the
+ *  trial that chose them (kernel_choice.h)}
  */
 json_t *
 pt_kernels_json(void)
@@ -754,10 +758,36 @@ pt_kernels_json(void)
 								 "openblas_backward", pt_kernels_gflops(PT_KERNEL_OPENBLAS, true),
 								 "onednn_backward", pt_kernels_gflops(PT_KERNEL_ONEDNN, true));
 
-	return json_pack("{s:o, s:o, s:o, s:s, s:s}",
+	json_t	   *pieces = json_pack("{s:i, s:i, s:i, s:s}",
+									   "fp32", pt_dnnl_piece_rows(PT_MATH_FP32),
+									   "bf16", pt_dnnl_piece_rows(PT_MATH_BF16),
+									   "int8", pt_dnnl_piece_rows(PT_MATH_INT8),
+									   "chosen", pt_pieces_source());
+	json_t	   *gflops = json_object();
+
+	for (int math = 0; math < 3 && pieces && gflops; math++)
+	{
+		json_t	   *per = json_object();
+
+		for (int i = 0; i < N_PIECE_CANDIDATES && per; i++)
+		{
+			char		rows[16];
+
+			snprintf(rows, sizeof(rows), "%d", pt_piece_candidate(i));
+			json_object_set_new(per, rows, json_real(pt_piece_gflops(math, i)));
+		}
+		json_object_set_new(gflops, pt_math_name(math), per ? per : json_null());
+	}
+	if (pieces)
+		json_object_set_new(pieces, "gflops", gflops ? gflops : json_null());
+	else
+		json_decref(gflops);
+
+	return json_pack("{s:o, s:o, s:o, s:o, s:s, s:s}",
 					 "fp32", fp32 ? fp32 : json_null(),
 					 "bf16", pt_bf16_supported() ? json_text(pt_dnnl_kernel(PT_MATH_BF16)) : json_null(),
 					 "int8", pt_int8_supported() ? json_text(pt_dnnl_kernel(PT_MATH_INT8)) : json_null(),
+					 "piece_rows", pieces ? pieces : json_null(),
 					 "cpu", pt_cpu_model(),
 					 "cpu_flags", pt_cpu_flags());
 }

@@ -53,21 +53,29 @@ test_fp32_kernels_agree(void)
 	{
 		OUT = 96, IN = 80
 	};
-	/* rows: fewer than 16; a multiple of 16; 256 + 32 + 12 (every piece size) */
-	static const int rows[] = {5, 48, 300};
-	float	   *w = malloc(sizeof(float) * OUT * IN);
-	float	   *x = malloc(sizeof(float) * 300 * OUT);
-	float	   *y = malloc(sizeof(float) * 300 * OUT);
-	double	   *ref = malloc(sizeof(double) * 300 * OUT);
-	PtLinear	lin = {.out_dim = OUT, .in_dim = IN, .w = w, .src = w, .src_dtype = PT_DTYPE_F32};
+	/* rows: fewer than 16; a multiple of 16; two pieces of 64 + 32 + 12 (every piece size) */
+	int			rows[3] = {5, 48, 2 * 64 + 32 + 12};
+	int			piece;
+	float	   *w,
+			   *x,
+			   *y;
+	double	   *ref;
+	PtLinear	lin = {.out_dim = OUT, .in_dim = IN, .src_dtype = PT_DTYPE_F32};
 
-	REQUIRE(w && x && y && ref);
 	REQUIRE(pt_engine_init() == 0);
 	if (!pt_dnnl_supported())
 		SKIP("oneDNN does not run on this CPU");
+	piece = pt_dnnl_piece_rows(PT_MATH_FP32);
+	pt_dnnl_set_piece_rows(PT_MATH_FP32, 64);	/* small: cheap under valgrind */
+	w = malloc(sizeof(float) * OUT * IN);
+	x = malloc(sizeof(float) * rows[2] * OUT);
+	y = malloc(sizeof(float) * rows[2] * OUT);
+	ref = malloc(sizeof(double) * rows[2] * OUT);
+	REQUIRE(w && x && y && ref);
+	lin.w = lin.src = w;
 	for (size_t i = 0; i < (size_t) OUT * IN; i++)
 		w[i] = value(i, 1);
-	for (size_t i = 0; i < (size_t) 300 * OUT; i++)
+	for (size_t i = 0; i < (size_t) rows[2] * OUT; i++)
 		x[i] = value(i, 2);
 	for (int backward = 0; backward < 2; backward++)
 		for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
@@ -93,6 +101,7 @@ test_fp32_kernels_agree(void)
 						   accumulate ? ", accumulating" : "", worst);
 				}
 		}
+	pt_dnnl_set_piece_rows(PT_MATH_FP32, piece);
 	free(w);
 	free(x);
 	free(y);
@@ -111,8 +120,10 @@ test_int8_product_within_bound(void)
 {
 	enum
 	{
-		OUT = 64, IN = 96, M = 300
+		OUT = 64, IN = 96
 	};
+	int			M = 2 * 64 + 32 + 12;	/* two pieces of 64 + 32 + 12 rows: every piece size */
+	int			piece;
 	float	   *w,
 			   *x,
 			   *y;
@@ -123,6 +134,8 @@ test_int8_product_within_bound(void)
 	REQUIRE(pt_engine_init() == 0);
 	if (!pt_int8_supported())
 		SKIP("this CPU has no int8 dot-product instructions (VNNI or AMX)");
+	piece = pt_dnnl_piece_rows(PT_MATH_INT8);
+	pt_dnnl_set_piece_rows(PT_MATH_INT8, 64);
 	w = malloc(sizeof(float) * OUT * IN);
 	x = malloc(sizeof(float) * M * IN);
 	y = malloc(sizeof(float) * M * OUT);
@@ -164,6 +177,7 @@ test_int8_product_within_bound(void)
 					   y[(size_t) i * OUT + j] - accumulate, ref[(size_t) i * OUT + j], bound);
 			}
 	}
+	pt_dnnl_set_piece_rows(PT_MATH_INT8, piece);
 	pt_linear_release_bf16(&lin);
 	CHECK(lin.packed == NULL);
 	free(w);
@@ -172,10 +186,20 @@ test_int8_product_within_bound(void)
 	free(ref);
 }
 
+static bool
+is_piece_candidate(int rows)
+{
+	for (int i = 0; i < N_PIECE_CANDIDATES; i++)
+		if (rows == pt_piece_candidate(i))
+			return true;
+	return false;
+}
+
 /*
- * Loading a model chooses the fp32 kernels by measurement and caches the
- * choice (PTUNE_CACHE_DIR) for the next load to read; the model's info names
- * the kernels.  An unwritable cache directory is no error.
+ * Loading a model chooses the fp32 kernels and oneDNN's piece sizes by
+ * measurement and caches the choice (PTUNE_CACHE_DIR) for the next load to
+ * read; the model's info names them.  An unwritable cache directory is no
+ * error.
  */
 void		test_kernel_choice_reported_and_cached(void);
 void
@@ -190,6 +214,7 @@ test_kernel_choice_reported_and_cached(void)
 	char	   *info;
 	json_t	   *root,
 			   *fp32;
+	bool		pieces_measured = pt_dnnl_supported() && getenv("PTUNE_PIECE_ROWS") == NULL;
 	FILE	   *f;
 	bool		found = false;
 
@@ -203,6 +228,17 @@ test_kernel_choice_reported_and_cached(void)
 	pt_model_free(pt_model_load(dir));
 	CHECK(pt_fp32_kernel(false) == PT_KERNEL_OPENBLAS && pt_fp32_kernel(true) == PT_KERNEL_OPENBLAS);
 	CHECK(strcmp(pt_kernels_source(), "forced by PTUNE_FP32_KERNEL") == 0);
+	if (pieces_measured)
+	{
+		/* the piece sizes are measured too, for bf16 and int8 whatever the fp32 kernel */
+		CHECK(strcmp(pt_pieces_source(), "measured") == 0);
+		if (pt_bf16_supported())
+			CHECKF(is_piece_candidate(pt_dnnl_piece_rows(PT_MATH_BF16)), "bf16 pieces of %d rows",
+				   pt_dnnl_piece_rows(PT_MATH_BF16));
+		if (pt_int8_supported())
+			CHECKF(is_piece_candidate(pt_dnnl_piece_rows(PT_MATH_INT8)), "int8 pieces of %d rows",
+				   pt_dnnl_piece_rows(PT_MATH_INT8));
+	}
 	unsetenv("PTUNE_FP32_KERNEL");
 	pt_model_free(pt_model_load(dir));
 	CHECK(strcmp(pt_kernels_source(), "measured") == 0);
@@ -234,6 +270,29 @@ test_kernel_choice_reported_and_cached(void)
 	CHECK(strcmp(json_string_value(json_object_get(fp32, "backward")), pt_kernel_name(pt_fp32_kernel(true))) == 0);
 	CHECK(strcmp(json_string_value(json_object_get(fp32, "chosen")), "cached") == 0);
 	CHECK(json_string_value(json_object_get(json_object_get(root, "kernels"), "cpu")) != NULL);
+	if (pieces_measured)
+	{
+		json_t	   *pieces = json_object_get(json_object_get(root, "kernels"), "piece_rows");
+
+		REQUIRE(pieces != NULL);
+		CHECK(strcmp(json_string_value(json_object_get(pieces, "chosen")), "cached") == 0);
+		for (int math = 0; math < 3; math++)
+			CHECK(json_integer_value(json_object_get(pieces, pt_math_name(math))) == pt_dnnl_piece_rows(math));
+		if (pt_int8_supported())
+			CHECK(is_piece_candidate(json_integer_value(json_object_get(pieces, "int8"))));
+
+		/* PTUNE_PIECE_ROWS forces one size (a multiple of 16) for every precision */
+		setenv("PTUNE_PIECE_ROWS", "100", 1);
+		pt_model_free(pt_model_load(dir));
+		CHECK(strcmp(pt_pieces_source(), "forced by PTUNE_PIECE_ROWS") == 0);
+		for (int math = 0; math < 3; math++)
+			CHECK(pt_dnnl_piece_rows(math) == 96);
+		unsetenv("PTUNE_PIECE_ROWS");
+		pt_model_free(pt_model_load(dir));
+		CHECK(strcmp(pt_pieces_source(), "cached") == 0);
+		if (pt_int8_supported())
+			CHECK(is_piece_candidate(pt_dnnl_piece_rows(PT_MATH_INT8)));
+	}
 
 	/* a cache directory that cannot be made (read-only): measured, no error */
 	setenv("PTUNE_FP32_KERNEL", "openblas", 1);
