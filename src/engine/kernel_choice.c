@@ -210,19 +210,24 @@ write_cache(const char *key, const char *value)
 	}
 }
 
-/* Seconds of the fastest of a few runs of kernel over every shape, 0 if it cannot run. */
+/* One timed run of a trial: false if it cannot run. */
+typedef bool (*TrialRun) (const void *trial);
+
+/*
+ * Seconds of the fastest of two timed runs of a trial, after a warm-up run
+ * that also builds oneDNN's primitives; 0 if it cannot run.
+ */
 static double
-time_kernel(PtKernel kernel, bool backward, const PtLinear *const *shapes, int n, float *x, float *y)
+best_of_runs(TrialRun run, const void *trial)
 {
 	double		best = 0.0;
 
-	for (int rep = 0; rep < 3; rep++)	/* the first run also builds oneDNN's primitives */
+	for (int rep = 0; rep < 3; rep++)
 	{
 		double		t0 = pt_seconds();
 
-		for (int i = 0; i < n; i++)
-			if (!pt_fp32_product(kernel, backward, shapes[i], x, MEASURE_ROWS, y, false))
-				return 0.0;
+		if (!run(trial))
+			return 0.0;
 		t0 = pt_seconds() - t0;
 		if (rep > 0 && (best == 0.0 || t0 < best))
 			best = t0;
@@ -230,32 +235,68 @@ time_kernel(PtKernel kernel, bool backward, const PtLinear *const *shapes, int n
 	return best;
 }
 
+/* The fp32 kernel trial: kernel over every shape, MEASURE_ROWS rows each. */
+typedef struct KernelTrial
+{
+	PtKernel	kernel;
+	bool		backward;
+	const PtLinear *const *shapes;
+	int			n;
+	float	   *x,
+			   *y;
+} KernelTrial;
+
+static bool
+run_kernel_trial(const void *arg)
+{
+	const KernelTrial *t = arg;
+
+	for (int i = 0; i < t->n; i++)
+		if (!pt_fp32_product(t->kernel, t->backward, t->shapes[i], t->x, MEASURE_ROWS, t->y, false))
+			return false;
+	return true;
+}
+
+/* Seconds of the fastest of a few runs of kernel over every shape, 0 if it cannot run. */
+static double
+time_kernel(PtKernel kernel, bool backward, const PtLinear *const *shapes, int n, float *x, float *y)
+{
+	KernelTrial t = {kernel, backward, shapes, n, x, y};
+
+	return best_of_runs(run_kernel_trial, &t);
+}
+
 /*
- * Seconds of the fastest of two timed runs (after a warm-up that also builds
- * oneDNN's primitives) of one product of PIECE_TRIAL_ROWS rows of math in
- * pieces of rows; 0 if it cannot run.  lin is prepared for math; for bf16
- * and int8 the input is already loaded.
+ * The piece-size trial: one product of PIECE_TRIAL_ROWS rows of math in the
+ * pieces set.  lin is prepared for math; for bf16 and int8 the input is
+ * already loaded.
  */
+typedef struct PieceTrial
+{
+	PtMath		math;
+	const PtLinear *lin;
+	const float *x;
+	float	   *y;
+} PieceTrial;
+
+static bool
+run_piece_trial(const void *arg)
+{
+	const PieceTrial *t = arg;
+
+	return t->math == PT_MATH_BF16 ? pt_bf16_matmul(t->lin, PIECE_TRIAL_ROWS, t->y, false) :
+		t->math == PT_MATH_INT8 ? pt_int8_matmul(t->lin, PIECE_TRIAL_ROWS, t->y, false) :
+		pt_fp32_product(PT_KERNEL_ONEDNN, false, t->lin, t->x, PIECE_TRIAL_ROWS, t->y, false);
+}
+
+/* Seconds of the fastest run of the piece trial in pieces of rows; 0 if it cannot run. */
 static double
 time_pieces(PtMath math, int rows, const PtLinear *lin, const float *x, float *y)
 {
-	double		best = 0.0;
+	PieceTrial	t = {math, lin, x, y};
 
 	pt_dnnl_set_piece_rows(math, rows);
-	for (int rep = 0; rep < 3; rep++)
-	{
-		double		t0 = pt_seconds();
-		bool		ok = math == PT_MATH_BF16 ? pt_bf16_matmul(lin, PIECE_TRIAL_ROWS, y, false) :
-			math == PT_MATH_INT8 ? pt_int8_matmul(lin, PIECE_TRIAL_ROWS, y, false) :
-			pt_fp32_product(PT_KERNEL_ONEDNN, false, lin, x, PIECE_TRIAL_ROWS, y, false);
-
-		if (!ok)
-			return 0.0;
-		t0 = pt_seconds() - t0;
-		if (rep > 0 && (best == 0.0 || t0 < best))
-			best = t0;
-	}
-	return best;
+	return best_of_runs(run_piece_trial, &t);
 }
 
 /*
