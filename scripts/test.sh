@@ -50,7 +50,7 @@ run_suite() {   # name, command...
 
 for s in "${suites[@]}"; do
   case $s in
-    unit)     run_suite unit bash -c 'bash test/run_unit.sh && bash test/cli_check.sh' ;;
+    unit)     run_suite unit bash -c 'bash test/run_unit.sh && bash test/cli_check.sh && bash test/check_symbols.sh' ;;
     asan)     make -j"$jobs" SANITIZE=1 BUILD=build-asan build-asan/test_engine >/dev/null &&
               mkdir -p build-asan && cp -rn build/models build-asan/ 2>/dev/null
               run_suite asan env BUILD=build-asan ASAN_OPTIONS=detect_leaks=1 \

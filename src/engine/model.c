@@ -763,11 +763,15 @@ pt_kernels_json(void)
 									   "bf16", pt_dnnl_piece_rows(PT_MATH_BF16),
 									   "int8", pt_dnnl_piece_rows(PT_MATH_INT8),
 									   "chosen", pt_pieces_source());
-	json_t	   *gflops = json_object();
+	/*
+	 * json_pack("{}"), never json_object(): in the model worker, postgres's own
+	 * SQL function json_object() wins the name (test/check_symbols.sh).
+	 */
+	json_t	   *gflops = json_pack("{}");
 
 	for (int math = 0; math < 3 && pieces && gflops; math++)
 	{
-		json_t	   *per = json_object();
+		json_t	   *per = json_pack("{}");
 
 		for (int i = 0; i < N_PIECE_CANDIDATES && per; i++)
 		{
