@@ -141,26 +141,6 @@ pt_linear_forward_multi(const PtLinear *const *lins, int n, const float *x, int 
 	}
 }
 
-/*
- * out[n] = W[r, k0 .. k0 + n) in fp32, from whichever form the weights are
- * kept in.  The checkpoint's own data comes before the bf16 copy that the
- * first backward pass may round (ensure_bf16_plain): otherwise the rows a
- * classification reads would change, bit for bit, once a training had run.
- */
-static void
-row_part(const PtLinear *lin, int r, int k0, int n, float *out)
-{
-	size_t		at = (size_t) r * lin->in_dim + k0;
-
-	if (lin->w)
-		memcpy(out, lin->w + at, sizeof(float) * n);
-	else if (lin->src)
-		pt_convert_to_f32(lin->src_dtype, (const char *) lin->src + at * pt_dtype_size(lin->src_dtype),
-						  n, out);
-	else
-		pt_convert_to_f32(PT_DTYPE_BF16, lin->w_bf16 + at, n, out);
-}
-
 #define BACKWARD_CHUNK 256
 
 /* The plain bf16 [out, in] weights of a bf16-only linear: the checkpoint's own, or rounded once. */
@@ -204,7 +184,7 @@ pt_linear_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool 
 			float		row[BACKWARD_CHUNK];
 			int			n = lin->in_dim - k0 < BACKWARD_CHUNK ? lin->in_dim - k0 : BACKWARD_CHUNK;
 
-			row_part(lin, o, k0, n, row);
+			pt_linear_row_part(lin, o, k0, n, row);
 			for (int i = 0; i < m; i++)
 			{
 				float		g = dy[(size_t) i * lin->out_dim + o];
@@ -260,8 +240,3 @@ pt_linear_free(PtLinear *lin)
 	lin->w_bf16_owned = false;
 }
 
-void
-pt_linear_row(const PtLinear *lin, int r, float *out)
-{
-	row_part(lin, r, 0, lin->in_dim, out);
-}

@@ -23,8 +23,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
+#include "dtype.h"
 #include "runtime.h"
+#include "safetensors.h"
 
 /* The arithmetic of a forward product (backward products are always fp32). */
 typedef enum PtMath
@@ -129,8 +132,34 @@ int			pt_linear_materialize_f32(PtLinear *lin);
 void		pt_linear_drop_f32(PtLinear *lin);
 void		pt_linear_free(PtLinear *lin);
 
+/*
+ * out[n] = W[r, k0 .. k0 + n) in fp32, from whichever form the weights are
+ * kept in.  The checkpoint's own data comes before the bf16 copy that the
+ * first backward pass may round: otherwise the rows a classification reads
+ * would change, bit for bit, once a training had run.  Inline (it needs
+ * only dtype.c) so that code reading embedding rows, such as prompt
+ * initialisation, links without the product kernels.
+ */
+static inline void
+pt_linear_row_part(const PtLinear *lin, int r, int k0, int n, float *out)
+{
+	size_t		at = (size_t) r * lin->in_dim + k0;
+
+	if (lin->w)
+		memcpy(out, lin->w + at, sizeof(float) * n);
+	else if (lin->src)
+		pt_convert_to_f32(lin->src_dtype, (const char *) lin->src + at * pt_dtype_size(lin->src_dtype),
+						  n, out);
+	else
+		pt_convert_to_f32(PT_DTYPE_BF16, lin->w_bf16 + at, n, out);
+}
+
 /* out[in_dim] = row r of W in fp32, whatever form the weights are kept in */
-void		pt_linear_row(const PtLinear *lin, int r, float *out);
+static inline void
+pt_linear_row(const PtLinear *lin, int r, float *out)
+{
+	pt_linear_row_part(lin, r, 0, lin->in_dim, out);
+}
 
 /* Frees the reduced-precision copy, whatever its precision. */
 void		pt_linear_release_bf16(PtLinear *lin);

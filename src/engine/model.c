@@ -712,15 +712,6 @@ pt_model_free(PtModel *m)
 }
 
 void
-pt_model_embed_rows(const PtModel *m, const int32_t *ids, int n, float *out)
-{
-	int			d = m->cfg.d_model;
-
-	for (int i = 0; i < n; i++)
-		pt_linear_row(&m->embed, ids[i], out + (size_t) i * d);
-}
-
-void
 pt_model_fingerprint_hex(const PtModel *m, char out[2 * PT_FINGERPRINT_BYTES + 1])
 {
 	for (int i = 0; i < PT_FINGERPRINT_BYTES; i++)

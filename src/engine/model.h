@@ -111,7 +111,12 @@ void		pt_model_free(PtModel *model);
  * precision (the checkpoint's values exactly: a BF16 or F16 row converts
  * without rounding).
  */
-void		pt_model_embed_rows(const PtModel *model, const int32_t *ids, int n, float *out);
+static inline void
+pt_model_embed_rows(const PtModel *model, const int32_t *ids, int n, float *out)
+{
+	for (int i = 0; i < n; i++)
+		pt_linear_row(&model->embed, ids[i], out + (size_t) i * model->cfg.d_model);
+}
 
 /*
  * Switches the model between fp32, bfloat16 and int8.  bf16 packs every
