@@ -525,11 +525,17 @@ attend_heads(ATTEND_ARGS)
  * K_b / V_b: keys of sequence b, `key_len[b]` rows of stride I from keys[b]
  * (in the chunk's cache precision).
  * bias: NULL, or [H, width] where key j uses bias[h * width + bias_at + j].
+ * new_k, new_v: NULL, or [B, I] this step's keys / values (self-attention),
+ * first stored at the cache's last position, key_len[b] - 1: in the same
+ * parallel region, each item its own heads' part, because the cache lines
+ * written are mostly not in cache and one thread alone waited on them (about
+ * 20 us per layer at batch 32).
  * The threads share rows; with fewer rows than a few per thread, (row, head)
  * pairs.
  */
 static void
 single_query_attention(const Chunk *ch, int B, int H, int dk, const float *q,
+					   const float *new_k, const float *new_v,
 					   void *const *keys, void *const *vals, const int *key_len,
 					   const float *bias, int width, int bias_at, float *ctx)
 {
@@ -543,6 +549,13 @@ single_query_attention(const Chunk *ch, int B, int H, int dk, const float *q,
 		int			b = item / groups,
 					h0 = (item % groups) * per;
 
+		if (new_k)
+		{
+			size_t		at = ((size_t) (key_len[b] - 1) * I + (size_t) h0 * dk) * ch->esz;
+
+			cache_store(ch, new_k + (size_t) b * I + h0 * dk, (size_t) per * dk, (char *) keys[b] + at);
+			cache_store(ch, new_v + (size_t) b * I + h0 * dk, (size_t) per * dk, (char *) vals[b] + at);
+		}
 		attend_heads(q + (size_t) b * I, keys[b], vals[b], ch->bf16, key_len[b], I, dk, h0, h0 + per,
 					 bias, width, bias_at, ch->scores + ((size_t) b * H + h0) * ch->smax, ch->smax,
 					 ctx + (size_t) b * I);
@@ -587,12 +600,10 @@ decoder_step(const PtModel *m, Chunk *ch, int B, int t, int buf, void **keys, vo
 		{
 			keys[b] = cache_at(ch, ch->kc[buf], I, l, ch->act_slot[b]);
 			vals[b] = cache_at(ch, ch->vc[buf], I, l, ch->act_slot[b]);
-			cache_store(ch, ch->k + (size_t) b * I, I, (char *) keys[b] + (size_t) t * I * ch->esz);
-			cache_store(ch, ch->v + (size_t) b * I, I, (char *) vals[b] + (size_t) t * I * ch->esz);
 			key_len[b] = t + 1;
 		}
 		/* key j of query t: relative position j - t, at table column j - t + cap - 1 */
-		single_query_attention(ch, B, H, dk, ch->q, keys, vals, key_len, ch->bias,
+		single_query_attention(ch, B, H, dk, ch->q, ch->k, ch->v, keys, vals, key_len, ch->bias,
 							   2 * ch->cap - 1, ch->cap - 1 - t, ch->ctx);
 		prof_lap(prof, &mark, PT_GEN_PROF_SELF_ATTN);
 		pt_residual_projection(&w->self.o, ch->ctx, B, ch->y, ch->y, ch->sub, math);
@@ -611,7 +622,8 @@ decoder_step(const PtModel *m, Chunk *ch, int B, int t, int buf, void **keys, vo
 			vals[b] = (char *) ch->vx[l] + (size_t) ch->enc_off[r] * I * ch->esz;
 			key_len[b] = ch->enc_len[r];
 		}
-		single_query_attention(ch, B, H, dk, ch->q, keys, vals, key_len, NULL, 0, 0, ch->ctx);
+		single_query_attention(ch, B, H, dk, ch->q, NULL, NULL, keys, vals, key_len, NULL, 0, 0,
+							   ch->ctx);
 		prof_lap(prof, &mark, PT_GEN_PROF_CROSS_ATTN);
 		pt_residual_projection(&w->cross.o, ch->ctx, B, ch->y, ch->y, ch->sub, math);
 		prof_lap(prof, &mark, PT_GEN_PROF_PRODUCTS);
@@ -621,7 +633,8 @@ decoder_step(const PtModel *m, Chunk *ch, int B, int t, int buf, void **keys, vo
 		prof_lap(prof, &mark, PT_GEN_PROF_REST);
 		pt_linear_forward_multi(wi, c->gated ? 2 : 1, ch->ln, B, h, math);
 		prof_lap(prof, &mark, PT_GEN_PROF_PRODUCTS);
-		pt_ff_activation_forward(c->activation, c->gated, ch->h0, ch->h1, (size_t) B * c->d_ff, ch->act);
+		pt_ff_activation_forward_serial(c->activation, c->gated, ch->h0, ch->h1,
+										(size_t) B * c->d_ff, ch->act);
 		prof_lap(prof, &mark, PT_GEN_PROF_REST);
 		pt_residual_projection(&w->ff.wo, ch->act, B, ch->y, ch->y, ch->sub, math);
 		prof_lap(prof, &mark, PT_GEN_PROF_PRODUCTS);

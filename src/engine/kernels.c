@@ -276,6 +276,18 @@ pt_ff_activation_forward(PtActivation act, bool gated, const float *h0,
 }
 
 void
+pt_ff_activation_forward_serial(PtActivation act, bool gated, const float *h0,
+								const float *h1, size_t n, float *out)
+{
+	for (size_t start = 0; start < n; start += CHUNK)
+	{
+		size_t		len = n - start < CHUNK ? n - start : CHUNK;
+
+		activation_chunk(act, gated, h0 + start, gated ? h1 + start : NULL, len, out + start);
+	}
+}
+
+void
 pt_ff_activation_backward(PtActivation act, bool gated, const float *h0,
 						  const float *h1, const float *dout, size_t n,
 						  float *dh0, float *dh1)
@@ -346,6 +358,18 @@ pt_softmax_row(float *restrict row, const float *restrict bias, int d, bool norm
 	return inv;
 }
 
+/*
+ * One pass over x, in blocks of LSE_BLOCK values that stay in L1 between
+ * the block's two loops: the block's maximum, then its float sum of
+ * exp(x - running maximum), added in double.  When a block raises the
+ * maximum, the total so far is rescaled once (exp of the difference, in
+ * double).  A decoder step calls this on every row of its logits (batch 32 x
+ * 32,128 values, 4 MB, mostly not in cache): the former three passes (max,
+ * a scalar scan for its index, exponentials) read each row two to three
+ * times.
+ */
+#define LSE_BLOCK 1024
+
 PT_VECTORIZED double
 pt_log_sum_exp_argmax(const float *restrict x, int n, int *argmax)
 {
@@ -353,18 +377,24 @@ pt_log_sum_exp_argmax(const float *restrict x, int n, int *argmax)
 	double		total = 0.0;
 	int			best = 0;
 
-#pragma omp simd reduction(max:mx)
-	for (int i = 0; i < n; i++)
-		mx = x[i] > mx ? x[i] : mx;
-	/* the first index holding the maximum */
-	while (best < n - 1 && x[best] != mx)
-		best++;
-	/* float sums of 4096 terms (each <= 1), added up in double */
-	for (int start = 0; start < n; start += 4096)
+	for (int start = 0; start < n; start += LSE_BLOCK)
 	{
-		int			end = start + 4096 < n ? start + 4096 : n;
+		int			end = start + LSE_BLOCK < n ? start + LSE_BLOCK : n;
+		float		bmx = -INFINITY;
 		float		sum = 0.0f;
 
+#pragma omp simd reduction(max:bmx)
+		for (int i = start; i < end; i++)
+			bmx = x[i] > bmx ? x[i] : bmx;
+		if (bmx > mx)
+		{
+			/* a new maximum: its first index is in this block (ties keep the earlier one) */
+			total *= exp((double) mx - (double) bmx);	/* 0 for the first block */
+			mx = bmx;
+			best = start;
+			while (best < end - 1 && x[best] != mx)
+				best++;
+		}
 #pragma omp simd reduction(+:sum)
 		for (int i = start; i < end; i++)
 			sum += exp_inline(x[i] - mx);
