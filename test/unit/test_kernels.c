@@ -3,7 +3,8 @@
  * matmul give the float64 product (forward x . W^T and backward dy . W, with
  * and without accumulation, over row counts that span linear_dnnl.c's
  * pieces); int8 products stay within their quantisation bound; the measured
- * choice is reported and cached; training on an int8 model computes in fp32.
+ * choice is reported and cached; training on an int8 model computes in fp32;
+ * the one-pass log-sum-exp / argmax and the serial activation.
  */
 #include <math.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include "error.h"
 #include "helpers.h"
 #include "kernel_choice.h"
+#include "kernels.h"
 #include "safetensors.h"
 #include "small_gemm.h"
 #include "transformer.h"
@@ -379,4 +381,64 @@ test_small_gemm_matches_float64(void)
 				free(c0);
 			}
 	CHECKF(bad == 0, "%d elements of pt_small_gemm differ from the float64 product", bad);
+}
+
+/*
+ * pt_log_sum_exp_argmax reads a row once, in blocks, rescaling its total when
+ * a later block raises the maximum: its log-sum-exp equals float64's, and its
+ * argmax is the first index of the maximum, over lengths around the block
+ * size, maxima in later blocks and ties across blocks.  The decoder step's
+ * serial activation equals the parallel one bit for bit.
+ */
+void		test_log_sum_exp_argmax_one_pass(void);
+void
+test_log_sum_exp_argmax_one_pass(void)
+{
+	static const int lengths[] = {1, 7, 1023, 1024, 1025, 3000, 32128};
+	float	   *x = malloc(sizeof(float) * 32128);
+
+	REQUIRE(x != NULL);
+	for (size_t li = 0; li < sizeof(lengths) / sizeof(lengths[0]); li++)
+		for (int pattern = 0; pattern < 3; pattern++)
+		{
+			int			n = lengths[li],
+						want = 0,
+						got = -1;
+			double		mx = -INFINITY,
+						sum = 0.0,
+						lse;
+
+			for (int i = 0; i < n; i++)
+				x[i] = 20.0f * value((size_t) i, 7 + pattern);
+			if (pattern == 1)
+				x[n - 1] = 40.0f;	/* the maximum in the last block */
+			if (pattern == 2 && n > 1)
+				x[n / 3] = x[n - 1] = 40.0f;	/* a tie, possibly across blocks */
+			for (int i = 0; i < n; i++)
+				if (x[i] > mx)
+					mx = x[i], want = i;
+			for (int i = 0; i < n; i++)
+				sum += exp((double) x[i] - mx);
+			lse = pt_log_sum_exp_argmax(x, n, &got);
+			CHECKF(got == want, "n %d pattern %d: argmax %d, want %d", n, pattern, got, want);
+			CHECKF(fabs(lse - (mx + log(sum))) <= 1e-5 * fabs(mx + log(sum)) + 1e-6,
+				   "n %d pattern %d: log-sum-exp %.9g, want %.9g", n, pattern, lse, mx + log(sum));
+		}
+	free(x);
+
+	{
+		size_t		n = 32 * 1024 + 5;
+		float	   *h0 = malloc(sizeof(float) * n),
+				   *h1 = malloc(sizeof(float) * n),
+				   *a = malloc(sizeof(float) * n),
+				   *b = malloc(sizeof(float) * n);
+
+		REQUIRE(h0 && h1 && a && b);
+		for (size_t i = 0; i < n; i++)
+			h0[i] = 4.0f * value(i, 3), h1[i] = value(i, 5);
+		pt_ff_activation_forward(PT_ACT_GELU_TANH, true, h0, h1, n, a);
+		pt_ff_activation_forward_serial(PT_ACT_GELU_TANH, true, h0, h1, n, b);
+		CHECK(memcmp(a, b, sizeof(float) * n) == 0);
+		free(h0), free(h1), free(a), free(b);
+	}
 }
