@@ -1,9 +1,8 @@
 /*
  * attention.c - multi-head attention forward and backward (see attention.h).
  *
- * Work is split over (sequence, head) pairs; each pair does three small GEMMs
- * on strided slices of Q, K, V.  Inside the parallel loop OpenBLAS runs each
- * GEMM on the calling thread.
+ * Work is split over (sequence, head) pairs; each pair does small GEMMs on
+ * strided slices of Q, K, V, each on the calling thread (small_gemm.h).
  */
 #include <math.h>
 #include <omp.h>
@@ -14,6 +13,7 @@
 #include "attention.h"
 #include "kernels.h"
 #include "linear.h"
+#include "small_gemm.h"
 #include "transformer.h"
 
 /* query rows per block in the forward pass: every chain fits in one */
@@ -150,10 +150,10 @@ pt_attention_forward(const PtAttnLayout *lay, int H, int dk,
 				float	   *C = ctx + (size_t) (lay->q_off[s] + i0) * inner + it.h * dk;
 
 				/* P[n, tk] = Q[n, dk] K[tk, dk]^T   (no 1/sqrt(dk) in T5) */
-				pt_gemm(false, true, n, it.tk, dk, 1.0f, Q, inner, K, inner, 0.0f, P, it.tk);
+				pt_small_gemm(false, true, n, it.tk, dk, Q, inner, K, inner, P, it.tk, false);
 				scores_to_probs(lay, it.h, P, i0, n, it.tk, inv_sum);
 				/* C[n, dk] = P[n, tk] V[tk, dk] */
-				pt_gemm(false, false, n, dk, it.tk, 1.0f, P, it.tk, V, inner, 0.0f, C, inner);
+				pt_small_gemm(false, false, n, dk, it.tk, P, it.tk, V, inner, C, inner, false);
 				/* unnormalised probabilities: scale the dk outputs of a row, not its tk probabilities */
 				if (!lay->normalize)
 					for (int i = 0; i < n; i++)
@@ -200,7 +200,7 @@ pt_attention_backward(const PtAttnLayout *lay, int H, int dk,
 		AttnItem	it = attn_item(lay, H, dk, item);
 		const float *K = k + it.kv, *V = v + it.kv;
 		float	   *dK = dkey + it.kv, *dV = dval + it.kv;
-		float		beta = 0.0f;	/* the first query sequence overwrites dK, dV */
+		bool		accumulate = false;	/* the first query sequence overwrites dK, dV */
 
 		if (lay->kv_q_begin[it.g] == lay->kv_q_end[it.g])
 		{
@@ -223,9 +223,9 @@ pt_attention_backward(const PtAttnLayout *lay, int H, int dk,
 			float	   *dS = dscores_slice(lay, tq, it.tk);	/* [tq, tk] */
 
 			/* dV[tk, dk] (+)= P^T[tk, tq] dC[tq, dk] */
-			pt_gemm(true, false, it.tk, dk, tq, 1.0f, P, it.tk, dC, inner, beta, dV, inner);
+			pt_small_gemm(true, false, it.tk, dk, tq, P, it.tk, dC, inner, dV, inner, accumulate);
 			/* dP[tq, tk] = dC[tq, dk] V^T */
-			pt_gemm(false, true, tq, it.tk, dk, 1.0f, dC, inner, V, inner, 0.0f, dS, it.tk);
+			pt_small_gemm(false, true, tq, it.tk, dk, dC, inner, V, inner, dS, it.tk, false);
 			/* softmax backward: dS = P * (dP - rowsum(P * dP)) */
 			for (int i = 0; i < tq; i++)
 			{
@@ -239,9 +239,9 @@ pt_attention_backward(const PtAttnLayout *lay, int H, int dk,
 					dr[j] = pr[j] * (dr[j] - dot);
 			}
 			/* dQ[tq, dk] = dS[tq, tk] K[tk, dk];  dK[tk, dk] (+)= dS^T Q */
-			pt_gemm(false, false, tq, dk, it.tk, 1.0f, dS, it.tk, K, inner, 0.0f, dQ, inner);
-			pt_gemm(true, false, it.tk, dk, tq, 1.0f, dS, it.tk, Q, inner, beta, dK, inner);
-			beta = 1.0f;
+			pt_small_gemm(false, false, tq, dk, it.tk, dS, it.tk, K, inner, dQ, inner, false);
+			pt_small_gemm(true, false, it.tk, dk, tq, dS, it.tk, Q, inner, dK, inner, accumulate);
+			accumulate = true;
 		}
 	}
 }

@@ -6,7 +6,7 @@
  *   forward:   y[m, out] = x[m, in] . W^T
  *   backward:  dx[m, in] (+)= dy[m, out] . W      (weights are frozen: no dW)
  * with the rows of all sequences in a batch stacked into m.  Attention's small
- * per-head products call pt_gemm() directly.
+ * per-head products go through small_gemm.h (pt_gemm() where it cannot run).
  *
  * Which library computes a product depends on the precision and, for fp32, on
  * a measurement made when the model loads (runtime.h: pt_kernels_choose):

@@ -42,6 +42,7 @@
 	X(test_classify_bf16_matches_fp32) \
 	X(test_classify_int8_matches_fp32) \
 	X(test_fp32_kernels_agree) \
+	X(test_small_gemm_matches_float64) \
 	X(test_int8_product_within_bound) \
 	X(test_bf16_backward_from_packed) \
 	X(test_kernel_choice_reported_and_cached) \

@@ -18,6 +18,7 @@
 #include "helpers.h"
 #include "kernel_choice.h"
 #include "safetensors.h"
+#include "small_gemm.h"
 #include "transformer.h"
 #include "unit.h"
 
@@ -406,4 +407,72 @@ test_kernel_choice_reported_and_cached(void)
 	json_decref(root);
 	free(info);
 	pt_model_free(m);
+}
+
+/*
+ * pt_small_gemm (attention's per-head products) against a float64 product,
+ * over every layout attention uses (A B, A^T B, A B^T), with and without
+ * accumulation, leading dimensions wider than the matrices, and sizes that
+ * leave partial register blocks (rows not a multiple of 4, columns not a
+ * multiple of 16 or 64).  Float32 sums of k <= 200 terms of size <= 1: the
+ * bound is loose enough for any summation order, tight enough to catch a
+ * wrong element, row or stride.
+ */
+void		test_small_gemm_matches_float64(void);
+void
+test_small_gemm_matches_float64(void)
+{
+	static const int sizes[][3] = {{1, 1, 1}, {3, 17, 5}, {4, 64, 64}, {5, 148, 64}, {9, 64, 148},
+	{148, 148, 64}, {148, 64, 148}, {7, 200, 33}, {2, 15, 0}};
+	unsigned	salt = 1;
+	int			bad = 0;
+
+	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++)
+		for (int layout = 0; layout < 3; layout++)
+			for (int accumulate = 0; accumulate < 2; accumulate++)
+			{
+				int			m = sizes[s][0], n = sizes[s][1], k = sizes[s][2];
+				bool		ta = layout == 1, tb = layout == 2;
+				int			lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 2;
+				float	   *a = malloc(sizeof(float) * (size_t) lda * (ta ? k : m) + 4);
+				float	   *b = malloc(sizeof(float) * (size_t) ldb * (tb ? n : k) + 4);
+				float	   *c = malloc(sizeof(float) * (size_t) ldc * m);
+
+				REQUIRE(a && b && c);
+				for (int i = 0; i < lda * (ta ? k : m); i++)
+					a[i] = value((size_t) i, salt++);
+				for (int i = 0; i < ldb * (tb ? n : k); i++)
+					b[i] = value((size_t) i, salt++);
+				for (int i = 0; i < ldc * m; i++)
+					c[i] = value((size_t) i, salt++);
+				float	   *c0 = malloc(sizeof(float) * (size_t) ldc * m);
+
+				REQUIRE(c0);
+				memcpy(c0, c, sizeof(float) * (size_t) ldc * m);
+				pt_small_gemm(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate);
+				for (int i = 0; i < m; i++)
+					for (int j = 0; j < ldc; j++)
+					{
+						double		want = c0[(size_t) i * ldc + j];	/* padding stays */
+
+						if (j < n)
+						{
+							want = accumulate ? want : 0.0;
+							for (int p = 0; p < k; p++)
+								want += (double) (ta ? a[(size_t) p * lda + i] : a[(size_t) i * lda + p]) *
+									(tb ? b[(size_t) j * ldb + p] : b[(size_t) p * ldb + j]);
+						}
+						if (fabs(c[(size_t) i * ldc + j] - want) > 1e-4 * (k + 1))
+						{
+							if (bad++ < 5)
+								fprintf(stderr, "  %dx%dx%d layout %d acc %d: C[%d,%d] = %g, want %g\n",
+										m, n, k, layout, accumulate, i, j, c[(size_t) i * ldc + j], want);
+						}
+					}
+				free(a);
+				free(b);
+				free(c);
+				free(c0);
+			}
+	CHECKF(bad == 0, "%d elements of pt_small_gemm differ from the float64 product", bad);
 }
