@@ -143,24 +143,6 @@ pt_linear_forward_multi(const PtLinear *const *lins, int n, const float *x, int 
 
 #define BACKWARD_CHUNK 256
 
-/* The plain bf16 [out, in] weights of a bf16-only linear: the checkpoint's own, or rounded once. */
-static bool
-ensure_bf16_plain(const PtLinear *lin)
-{
-	PtLinear   *l = (PtLinear *) lin;	/* a cache: the weights' values do not change */
-	uint16_t   *w;
-
-	if (lin->w_bf16)
-		return true;
-	w = malloc(sizeof(uint16_t) * (size_t) lin->out_dim * lin->in_dim);
-	if (w == NULL)
-		return false;
-	pt_convert_to_bf16(lin->src_dtype, lin->src, (size_t) lin->out_dim * lin->in_dim, w);
-	l->w_bf16 = w;
-	l->w_bf16_owned = true;
-	return true;
-}
-
 void
 pt_linear_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool accumulate)
 {
@@ -171,11 +153,10 @@ pt_linear_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool 
 		fp32_product(true, lin, dy, m, dx, accumulate);
 		return;
 	}
-	/* a bf16 model: dy rounded to bf16, products accumulated in fp32 */
-	if (ensure_bf16_plain(lin) && pt_bf16_load_input(dy, (size_t) m * lin->out_dim) &&
-		pt_bf16_matmul_backward(lin, m, dx, accumulate))
+	/* a bf16 model: dy rounded to bf16, W from the packed copy, products accumulated in fp32 */
+	if (pt_bf16_backward(lin, dy, m, dx, accumulate))
 		return;
-	/* oneDNN failed (or no memory for the copy): fp32 from the weights' own data, row by row */
+	/* oneDNN failed: fp32 from the checkpoint's data, row by row (slow, and it faults the mapping in) */
 	if (!accumulate)
 		memset(dx, 0, sizeof(float) * (size_t) m * lin->in_dim);
 	for (int o = 0; o < lin->out_dim; o++)
@@ -234,9 +215,5 @@ pt_linear_free(PtLinear *lin)
 {
 	pt_linear_release_bf16(lin);
 	pt_linear_drop_f32(lin);
-	if (lin->w_bf16_owned)
-		free((void *) lin->w_bf16);
-	lin->w_bf16 = NULL;
-	lin->w_bf16_owned = false;
 }
 

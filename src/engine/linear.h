@@ -47,10 +47,10 @@ typedef struct PtLinearPacked PtLinearPacked;
  * Where the weights live.  src is the checkpoint's tensor (in the file's
  * mapping, F32, F16 or BF16).  A model in fp32 or int8 reads w, the fp32
  * weights: src itself for an aligned F32 tensor, else a converted copy
- * (w_owned).  A model in bf16 keeps no fp32 weights (w == NULL): forward
- * products read the packed copy, backward products a plain bf16 [out, in]
- * matrix, w_bf16: src itself for an aligned BF16 tensor, else a rounded
- * copy made the first time a backward product needs it (w_bf16_owned).
+ * (w_owned).  A model in bf16 keeps no fp32 weights (w == NULL) and reads
+ * nothing but the packed copy, forward and backward products alike: the
+ * mapping's pages, given back after packing, stay out of memory (one copy
+ * of the weights, see linear_dnnl.c's "bf16 backward").
  * Rule: a PtLinear without w computes in bf16, whatever the caller asks.
  */
 typedef struct PtLinear
@@ -62,8 +62,6 @@ typedef struct PtLinear
 	const void *src;			/* the checkpoint's [out_dim, in_dim] data, in src_dtype */
 	int			src_dtype;		/* PtDType */
 	bool		w_owned;		/* w was allocated (converted), not the mapping */
-	const uint16_t *w_bf16;		/* [out_dim, in_dim] bf16 for backward products, or NULL */
-	bool		w_bf16_owned;
 } PtLinear;
 
 /* y[m, out] = x[m, in] . W^T */
@@ -133,12 +131,10 @@ void		pt_linear_drop_f32(PtLinear *lin);
 void		pt_linear_free(PtLinear *lin);
 
 /*
- * out[n] = W[r, k0 .. k0 + n) in fp32, from whichever form the weights are
- * kept in.  The checkpoint's own data comes before the bf16 copy that the
- * first backward pass may round: otherwise the rows a classification reads
- * would change, bit for bit, once a training had run.  Inline (it needs
- * only dtype.c) so that code reading embedding rows, such as prompt
- * initialisation, links without the product kernels.
+ * out[n] = W[r, k0 .. k0 + n) in fp32: from w, else from the checkpoint's
+ * own data (the embedding's lookups fault in only the rows they read).
+ * Inline (it needs only dtype.c) so that code reading embedding rows, such
+ * as prompt initialisation, links without the product kernels.
  */
 static inline void
 pt_linear_row_part(const PtLinear *lin, int r, int k0, int n, float *out)
@@ -147,11 +143,9 @@ pt_linear_row_part(const PtLinear *lin, int r, int k0, int n, float *out)
 
 	if (lin->w)
 		memcpy(out, lin->w + at, sizeof(float) * n);
-	else if (lin->src)
+	else
 		pt_convert_to_f32(lin->src_dtype, (const char *) lin->src + at * pt_dtype_size(lin->src_dtype),
 						  n, out);
-	else
-		pt_convert_to_f32(PT_DTYPE_BF16, lin->w_bf16 + at, n, out);
 }
 
 /* out[in_dim] = row r of W in fp32, whatever form the weights are kept in */
@@ -174,8 +168,12 @@ PtMath		pt_linear_packed_math(const PtLinear *lin);
  */
 bool		pt_bf16_load_input(const float *x, size_t n);
 bool		pt_bf16_matmul(const PtLinear *lin, int m, float *y, bool accumulate);
-/* dx[m, in] (+)= the loaded dy[m, out] (bf16) . W with the plain bf16 weights (w_bf16) */
-bool		pt_bf16_matmul_backward(const PtLinear *lin, int m, float *dx, bool accumulate);
+/*
+ * dx[m, in] (+)= dy[m, out] . W with dy rounded to bf16 and W read from the
+ * packed bf16 copy, fp32 accumulation; false (dx untouched) if oneDNN could
+ * not run it.
+ */
+bool		pt_bf16_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool accumulate);
 bool		pt_int8_load_input(const float *x, int m, int k);
 bool		pt_int8_matmul(const PtLinear *lin, int m, float *y, bool accumulate);
 

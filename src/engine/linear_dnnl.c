@@ -15,6 +15,9 @@
  *   checkpoint's mapping), as W[out, in] = the [in, out] matrix in "ba"
  *   order for forward products and the [out, in] one in "ab" order for
  *   backward ones; no copy.  kernel_choice.c decides whether it runs.
+ * bf16 backward (mixed-precision training): dx = dy . W reads the packed
+ *   copy too, which is the only copy of a bf16 model's weights in memory
+ *   (see "bf16 backward" below).
  * Everything else in the model (norms, softmax, attention's small products)
  * stays fp32.
  *
@@ -47,7 +50,7 @@ typedef enum Kind
 	KIND_INT8,					/* s8 [m, k] x packed s8 W^T -> s32 */
 	KIND_F32_FORWARD,			/* f32 [m, in] x W^T (plain, "ba") -> f32 [m, out] */
 	KIND_F32_BACKWARD,			/* f32 [m, out] x W (plain, "ab") -> f32 [m, in] */
-	KIND_BF16_BACKWARD,			/* bf16 [m, out] x plain bf16 W ("ab") -> f32 [m, in] */
+	KIND_BF16_BACKWARD,			/* bf16 [m, out] x W unpacked from the packed copy -> f32 [m, in] */
 	N_KINDS
 } Kind;
 
@@ -60,6 +63,22 @@ struct PtLinearPacked
 };
 
 #define CACHE_SIZE 512		/* shapes (kind, m, n, k) in use; see run_pieces */
+
+/*
+ * A reorder that unpacks rows of W from a packed bf16 copy for backward
+ * products (see "bf16 backward"): from the rows' part of the packed copy,
+ * seen as [rows, in] (offset0 = 0), to the layout oneDNN's matmul prefers
+ * for [rows, in] weights.
+ */
+typedef struct CachedUnpack
+{
+	dnnl_memory_desc_t from;
+	dnnl_memory_desc_t to;
+	dnnl_primitive_t reorder;
+	unsigned long last_used;
+} CachedUnpack;
+
+#define UNPACK_CACHE_SIZE 32	/* (weight shape, chunk) pairs in use: a few per model */
 
 typedef struct CachedPrimitive
 {
@@ -85,7 +104,8 @@ static struct
 	pthread_mutex_t lock;
 	int			piece_rows[3];	/* [PtMath]: the most rows of one product (see run_pieces) */
 	char		impl[N_KINDS][64];	/* oneDNN's name of the last primitive made per kind */
-} dnnl = {PTHREAD_ONCE_INIT, false, false, false, NULL, NULL, {{0}}, 0, PTHREAD_MUTEX_INITIALIZER, {0}, {""}};
+	CachedUnpack unpack[UNPACK_CACHE_SIZE];	/* under lock, as cache */
+} dnnl = {PTHREAD_ONCE_INIT, false, false, false, NULL, NULL, {{0}}, 0, PTHREAD_MUTEX_INITIALIZER, {0}, {""}, {{{0}, {0}, NULL, 0}}};
 
 /*
  * Per-thread scratch: the converted activations (bf16 or s8, and int8's row
@@ -99,6 +119,8 @@ static __thread float *row_scales;	/* int8: [m] */
 static __thread size_t row_scales_size;
 static __thread int32_t *acc;	/* int8: [piece rows, n] */
 static __thread size_t acc_size;
+static __thread void *unpacked;	/* bf16 backward: rows of W unpacked from the packed copy */
+static __thread size_t unpacked_bytes;
 
 /*
  * The rows of a product go through in pieces of piece_rows[math], then a
@@ -258,9 +280,17 @@ kind_types(Kind kind, dnnl_data_type_t *src, dnnl_data_type_t *dst)
 }
 
 /*
- * The plain weights as oneDNN sees them: [in, out] "ba" forward, [out, in]
- * "ab" backward; fp32 (w), or bf16 (w_bf16) for bf16 backward products.
+ * Whether a kind's weights are lin->packed's (a layout of oneDNN's choosing)
+ * rather than the plain fp32 w.  For KIND_BF16_BACKWARD lin is a view of
+ * rows of W unpacked into this thread's scratch (pt_bf16_backward).
  */
+static bool
+packed_kind(Kind kind)
+{
+	return kind == KIND_BF16 || kind == KIND_INT8 || kind == KIND_BF16_BACKWARD;
+}
+
+/* The plain fp32 weights (w) as oneDNN sees them: [in, out] "ba" forward, [out, in] "ab" backward. */
 static bool
 plain_weights_md(const PtLinear *lin, bool backward, dnnl_memory_desc_t *md, dnnl_data_type_t type)
 {
@@ -446,7 +476,7 @@ primitive_for(Kind kind, const PtLinear *lin, int m, bool accumulate)
 		dnnl_primitive_desc_t pd = NULL;
 
 		kind_types(kind, &src_type, &dst_type);
-		if (kind == KIND_BF16 || kind == KIND_INT8)
+		if (packed_kind(kind))
 			weights = &lin->packed->weights_md;
 		if (weights != &plain || plain_weights_md(lin, backward, &plain, src_type))
 			pd = matmul_desc(m, backward ? lin->in_dim : lin->out_dim, backward ? lin->out_dim : lin->in_dim,
@@ -493,11 +523,10 @@ matmul_piece(Kind kind, const PtLinear *lin, dnnl_primitive_t prim, const void *
 	bool		ok = false;
 
 	kind_types(kind, &src_type, &dst_type);
-	if (kind == KIND_BF16 || kind == KIND_INT8)
+	if (packed_kind(kind))
 		weights = lin->packed->weights;
 	else if (!plain_weights_md(lin, backward, &plain, src_type) ||
-			 dnnl_memory_create(&weights, &plain, dnnl.engine,
-								kind == KIND_BF16_BACKWARD ? (void *) lin->w_bf16 : (void *) lin->w) != dnnl_success)
+			 dnnl_memory_create(&weights, &plain, dnnl.engine, (void *) lin->w) != dnnl_success)
 		weights = NULL;
 	if (weights &&
 		dnnl_memory_desc_init_by_tag(&src_md, 2, src_dims, src_type, dnnl_ab) == dnnl_success &&
@@ -514,7 +543,7 @@ matmul_piece(Kind kind, const PtLinear *lin, dnnl_primitive_t prim, const void *
 		dnnl_memory_destroy(src);
 	if (dst)
 		dnnl_memory_destroy(dst);
-	if (weights && kind != KIND_BF16 && kind != KIND_INT8)
+	if (weights && !packed_kind(kind))
 		dnnl_memory_destroy(weights);
 	return ok;
 }
@@ -693,17 +722,6 @@ dequantise_piece(const PtLinear *lin, int r0, int rows, float *y, bool accumulat
 }
 
 bool
-pt_bf16_matmul_backward(const PtLinear *lin, int m, float *dx, bool accumulate)
-{
-	/* the loaded input must be this product's dy[m, out_dim] */
-	if (scratch_kind != KIND_BF16 || scratch_used != (size_t) m * lin->out_dim || lin->w_bf16 == NULL ||
-		!pt_bf16_supported())
-		return false;
-	return run_pieces(KIND_BF16_BACKWARD, pt_dnnl_piece_rows(PT_MATH_BF16), lin, m, scratch, sizeof(uint16_t) * lin->out_dim,
-					  dx, sizeof(float) * lin->in_dim, accumulate);
-}
-
-bool
 pt_int8_matmul(const PtLinear *lin, int m, float *y, bool accumulate)
 {
 	/* one read: another thread's model load may choose anew meanwhile */
@@ -723,6 +741,270 @@ pt_int8_matmul(const PtLinear *lin, int m, float *y, bool accumulate)
 		acc_size = need;
 	}
 	return run_pieces(KIND_INT8, piece, lin, m, scratch, lin->in_dim, y, sizeof(float) * lin->out_dim, accumulate);
+}
+
+/* ---- bf16 backward ----------------------------------------------------------
+ *
+ * Mixed-precision training's dx[m, in] (+)= dy[m, out] . W for a bf16 model,
+ * whose only copy of W in memory is the packed one: the checkpoint's pages
+ * were given back after packing (model.c), and reading them again would
+ * fault a second copy of every weight into the process (the page cache of
+ * its mapping counts in its RSS).
+ *
+ * The packed copy is W^T [in, out] blocked for products that sum over in
+ * (on a Zen 5 "16a64b2a": pairs of in values side by side, out in blocks of
+ * 64 outermost); a backward product sums over out and wants pairs of out
+ * values.  So each product first reorders the rows of W it needs into this
+ * thread's scratch, in the layout oneDNN's matmul prefers for them, then
+ * multiplies.  Measured on the Zen 5 for flan-t5-small's shapes: the
+ * reorder takes 0.03-0.1 ms per weight and the product from the blocked
+ * layout is faster than the one from plain bf16 weights (which oneDNN
+ * repacks inside every call: 1.6 against 2.0 ms for 1184 x 1024 x 512).
+ *
+ * At most UNPACK_BYTES of W are unpacked at a time: a larger W (lm_head's
+ * vocabulary rows, flan-t5-xl's feed-forward) goes in chunks of rows
+ * [r0, r0 + c), whose products dy[:, r0 .. r0 + c) . W[r0 .. r0 + c, :] add
+ * up in dx.  Chunks start at multiples of the packed layout's block of out
+ * rows, where oneDNN can describe the chunk's part of the packed copy.
+ */
+#define UNPACK_BYTES ((size_t) 8 << 20)
+
+/* The reorder for one chunk (described by from) and the layout it unpacks to; false if oneDNN fails. */
+static bool
+unpack_for(const dnnl_memory_desc_t *from, dnnl_primitive_t *reorder, dnnl_memory_desc_t *to)
+{
+	CachedUnpack *slot = &dnnl.unpack[0];
+	bool		found = false;
+
+	pthread_mutex_lock(&dnnl.lock);
+	for (int i = 0; i < UNPACK_CACHE_SIZE && !found; i++)
+	{
+		CachedUnpack *c = &dnnl.unpack[i];
+
+		if (c->reorder && dnnl_memory_desc_equal(&c->from, from))
+		{
+			c->last_used = ++dnnl.clock;
+			slot = c;
+			found = true;
+		}
+		else if (c->last_used < slot->last_used)
+			slot = c;
+	}
+	if (!found)
+	{
+		/* from is W's rows [rows, in]: a backward product's weights, K = rows, N = in */
+		int			rows = (int) from->dims[0],
+					in = (int) from->dims[1];
+		dnnl_dims_t dims = {rows, in};
+		dnnl_memory_desc_t any,
+					layout;
+		dnnl_primitive_desc_t pd = NULL,
+					reorder_pd = NULL;
+		dnnl_primitive_t prim = NULL;
+
+		/* the layout for a typical batch, as prepare() chooses the forward one */
+		if (dnnl_memory_desc_init_by_tag(&any, 2, dims, dnnl_bf16, dnnl_format_tag_any) == dnnl_success &&
+			(pd = matmul_desc(1024, in, rows, dnnl_bf16, &any, dnnl_f32, false)) != NULL)
+		{
+			layout = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+			if (dnnl_reorder_primitive_desc_create(&reorder_pd, from, dnnl.engine, &layout,
+												   dnnl.engine, NULL) == dnnl_success &&
+				dnnl_primitive_create(&prim, reorder_pd) == dnnl_success)
+			{
+				if (slot->reorder)
+					dnnl_primitive_destroy(slot->reorder);
+				*slot = (CachedUnpack) {*from, layout, prim, ++dnnl.clock};
+				found = true;
+			}
+		}
+		if (reorder_pd)
+			dnnl_primitive_desc_destroy(reorder_pd);
+		if (pd)
+			dnnl_primitive_desc_destroy(pd);
+	}
+	if (found)
+	{
+		*reorder = slot->reorder;
+		*to = slot->to;
+	}
+	pthread_mutex_unlock(&dnnl.lock);
+	return found;
+}
+
+/*
+ * One chunk of W's rows: its part of the packed copy (whole is the packed
+ * copy seen as W [out, in]) described at offset 0, so that every chunk of
+ * the same size shares one description and reorder, and its unpacking.
+ */
+typedef struct Chunk
+{
+	dnnl_memory_desc_t from;
+	dnnl_primitive_t reorder;
+	dnnl_memory_desc_t to;
+} Chunk;
+
+static bool
+chunk_of(const dnnl_memory_desc_t *whole, int r0, int rows, Chunk *c)
+{
+	dnnl_dims_t dims = {rows, whole->dims[1]},
+				offsets = {r0, 0};
+
+	if (rows == whole->dims[0])
+		c->from = *whole;
+	else if (dnnl_memory_desc_init_submemory(&c->from, whole, dims, offsets) != dnnl_success)
+		return false;
+	c->from.offset0 = 0;
+	return unpack_for(&c->from, &c->reorder, &c->to);
+}
+
+/* The out rows of one block of the packed layout (chunks start at multiples of it) */
+static int64_t
+row_block(const dnnl_memory_desc_t *whole)
+{
+	const dnnl_blocking_desc_t *b = &whole->format_desc.blocking;
+	int64_t		block = 1;
+
+	for (int i = 0; i < b->inner_nblks; i++)
+		if (b->inner_idxs[i] == 0)
+			block *= b->inner_blks[i];
+	return block;
+}
+
+/* The rows of W per chunk: at most UNPACK_BYTES, a multiple of the packed layout's block of out rows */
+static int
+chunk_rows(const dnnl_memory_desc_t *whole)
+{
+	int64_t		block = row_block(whole),
+				rows;
+
+	rows = (int64_t) (UNPACK_BYTES / (sizeof(uint16_t) * whole->padded_dims[1])) / block * block;
+	if (rows < block)
+		rows = block;
+	return rows < whole->dims[0] ? (int) rows : (int) whole->dims[0];
+}
+
+/* scratch[m, c] = bf16 of x[:, c0 .. c0 + c) for rows of ld values: a chunk's columns of dy */
+static bool
+load_columns(const float *x, int m, int ld, int c0, int c)
+{
+	uint16_t   *out;
+
+	if (!grow_scratch(sizeof(uint16_t) * (size_t) m * c))
+		return false;
+	out = scratch;
+#pragma omp parallel for schedule(static) if ((size_t) m * c >= ROUND_CHUNK)
+	for (int i = 0; i < m; i++)
+		round_to_bf16(x + (size_t) i * ld + c0, c, out + (size_t) i * c);
+	scratch_used = (size_t) m * c;
+	scratch_kind = KIND_BF16;
+	return true;
+}
+
+/* The products of one chunk: unpack its rows, then dx (+)= dy[:, r0 ..) . W[r0 .., :] */
+static bool
+backward_chunk(const PtLinear *lin, const Chunk *c, const uint16_t *part, const float *dy, int m, int r0,
+			   int rows, float *dx, bool accumulate)
+{
+	dnnl_memory_t from = NULL,
+				to = NULL;
+	struct PtLinearPacked view_packed = {PT_MATH_BF16, c->to, NULL, NULL};
+	PtLinear	view = {.out_dim = rows, .in_dim = lin->in_dim, .packed = &view_packed};
+	bool		ok = false;
+
+	if (dnnl_memory_create(&from, &c->from, dnnl.engine, (void *) part) == dnnl_success &&
+		dnnl_memory_create(&to, &c->to, dnnl.engine, unpacked) == dnnl_success)
+	{
+		dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+
+		view_packed.weights = to;
+		ok = dnnl_primitive_execute(c->reorder, dnnl.stream, 2, args) == dnnl_success &&
+			dnnl_stream_wait(dnnl.stream) == dnnl_success &&
+			(rows == lin->out_dim ? pt_bf16_load_input(dy, (size_t) m * rows)
+			 : load_columns(dy, m, lin->out_dim, r0, rows)) &&
+			run_pieces(KIND_BF16_BACKWARD, pt_dnnl_piece_rows(PT_MATH_BF16), &view, m, scratch,
+					   sizeof(uint16_t) * rows, dx, sizeof(float) * lin->in_dim, accumulate);
+	}
+	if (from)
+		dnnl_memory_destroy(from);
+	if (to)
+		dnnl_memory_destroy(to);
+	return ok;
+}
+
+/* The primitives of a chunk's pieces (run_pieces' three sizes), made ahead; false if one cannot be */
+static bool
+chunk_primitives(const Chunk *c, int rows, const PtLinear *lin, int m, bool accumulate)
+{
+	struct PtLinearPacked view_packed = {PT_MATH_BF16, c->to, NULL, NULL};
+	PtLinear	view = {.out_dim = rows, .in_dim = lin->in_dim, .packed = &view_packed};
+	int			piece = pt_dnnl_piece_rows(PT_MATH_BF16);
+	int			sizes[3] = {m < piece ? 0 : piece, (m % piece) & ~15, m % 16};
+
+	for (int i = 0; i < 3; i++)
+		if (sizes[i] > 0 && primitive_for(KIND_BF16_BACKWARD, &view, sizes[i], accumulate) == NULL)
+			return false;
+	return true;
+}
+
+bool
+pt_bf16_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool accumulate)
+{
+	static const int swap[2] = {1, 0};
+	dnnl_memory_desc_t whole;
+	void	   *packed = NULL;
+	int			rows,
+				last;
+	Chunk		full,
+				tail;			/* the last chunk where it has fewer rows */
+	size_t		need;
+
+	if (pt_linear_packed_math(lin) != PT_MATH_BF16 || !pt_bf16_supported() ||
+		dnnl_memory_desc_permute_axes(&whole, &lin->packed->weights_md, swap) != dnnl_success ||
+		whole.format_kind != dnnl_blocked ||
+		dnnl_memory_get_data_handle(lin->packed->weights, &packed) != dnnl_success || packed == NULL)
+		return false;
+	rows = chunk_rows(&whole);
+	last = lin->out_dim - (lin->out_dim - 1) / rows * rows;	/* the last chunk's rows, 1 .. rows */
+
+	/*
+	 * Everything that can fail before the first product, so that a failure
+	 * leaves dx as it was for the caller's fallback: both chunk sizes'
+	 * reorders and product primitives (cached), and the scratch.
+	 */
+	if (!chunk_of(&whole, 0, rows, &full) ||
+		!chunk_primitives(&full, rows, lin, m, accumulate) ||
+		(rows != lin->out_dim && !chunk_primitives(&full, rows, lin, m, true)))
+		return false;
+	if (last == rows)
+		tail = full;
+	else if (!chunk_of(&whole, lin->out_dim - last, last, &tail) ||
+			 !chunk_primitives(&tail, last, lin, m, true))
+		return false;
+	need = dnnl_memory_desc_get_size(&full.to);
+	if (dnnl_memory_desc_get_size(&tail.to) > need)
+		need = dnnl_memory_desc_get_size(&tail.to);
+	if (need > unpacked_bytes)
+	{
+		void	   *grown = realloc(unpacked, need);
+
+		if (grown == NULL)
+			return false;
+		unpacked = grown;
+		unpacked_bytes = need;
+	}
+	if (!grow_scratch(sizeof(uint16_t) * (size_t) m * rows))
+		return false;
+
+	for (int r0 = 0; r0 < lin->out_dim; r0 += rows)
+	{
+		int			n = lin->out_dim - r0 < rows ? lin->out_dim - r0 : rows;
+		/* r0 is a multiple of the block: its part starts at outer block r0 / block of dimension 0 */
+		const uint16_t *part = (const uint16_t *) packed + r0 / row_block(&whole) * whole.format_desc.blocking.strides[0];
+
+		if (!backward_chunk(lin, n == rows ? &full : &tail, part, dy, m, r0, n, dx, accumulate || r0 > 0))
+			return false;
+	}
+	return true;
 }
 
 /* ---- fp32 ------------------------------------------------------------------ */

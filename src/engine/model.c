@@ -182,7 +182,8 @@ drop_pages(const void *data, size_t nbytes)
  * copy; in bf16 it is packed straight from the checkpoint's data and no fp32
  * copy is made, and the tensor's pages, read once for the fingerprint and
  * the packing, are given back: peak memory is the packed weights plus one
- * tensor, whatever the file's dtype.
+ * tensor, whatever the file's dtype.  Nothing reads them again, training's
+ * backward products included (they unpack rows from the packed copy).
  */
 static int
 bind_linear(Loader *ld, PtLinear *lin, int out_dim, int in_dim)
@@ -195,8 +196,6 @@ bind_linear(Loader *ld, PtLinear *lin, int out_dim, int in_dim)
 	lin->in_dim = in_dim;
 	lin->src = t->data;
 	lin->src_dtype = t->dtype;
-	if (t->dtype == PT_DTYPE_BF16 && ((uintptr_t) t->data % 2) == 0)
-		lin->w_bf16 = t->data;
 	if (ld->math != PT_MATH_BF16)
 		return pt_linear_materialize_f32(lin);
 	if (pt_linear_prepare_bf16(lin) != 0)
@@ -232,8 +231,8 @@ bind_embedding(Loader *ld, const char *name)
 /*
  * A tied lm_head is the embedding's data under another PtLinear: in fp32 it
  * shares the embedding's w (not owned); in bf16 it is packed like any weight
- * matrix (the fp32 table is never made), and its backward products read the
- * checkpoint's BF16 data in place where they can.
+ * matrix (the fp32 table is never made), forward and backward products
+ * reading the packed copy only.
  */
 static int
 bind_tied_head(Loader *ld)
@@ -245,8 +244,6 @@ bind_tied_head(Loader *ld)
 		.out_dim = e->out_dim, .in_dim = e->in_dim, .w = e->w,
 		.src = e->src, .src_dtype = e->src_dtype
 	};
-	if (e->src_dtype == PT_DTYPE_BF16 && ((uintptr_t) e->src % 2) == 0)
-		m->lm_head.w_bf16 = e->src;
 	if (ld->math != PT_MATH_BF16)
 		return 0;
 	if (pt_linear_prepare_bf16(&m->lm_head) != 0)

@@ -45,6 +45,7 @@
 	X(test_small_gemm_matches_float64) \
 	X(test_int8_product_within_bound) \
 	X(test_log_sum_exp_argmax_one_pass) \
+	X(test_bf16_backward_from_packed) \
 	X(test_kernel_choice_reported_and_cached) \
 	X(test_explain_nearest_pieces) \
 	X(test_bf16_embedding_stays_in_checkpoint) \

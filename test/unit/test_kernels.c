@@ -2,9 +2,11 @@
  * test_kernels.c - the matrix kernels agree: OpenBLAS and oneDNN's f32
  * matmul give the float64 product (forward x . W^T and backward dy . W, with
  * and without accumulation, over row counts that span linear_dnnl.c's
- * pieces); int8 products stay within their quantisation bound; the measured
- * choice is reported and cached; training on an int8 model computes in fp32;
- * the one-pass log-sum-exp / argmax and the serial activation.
+ * pieces); int8 products stay within their quantisation bound; bf16
+ * backward products read the packed copy only and give the float64 product
+ * of the bf16 operands; the measured choice is reported and cached;
+ * training on an int8 model computes in fp32; the one-pass log-sum-exp /
+ * argmax and the serial activation.
  */
 #include <math.h>
 #include <stdio.h>
@@ -187,6 +189,100 @@ test_int8_product_within_bound(void)
 	free(x);
 	free(y);
 	free(ref);
+}
+
+/*
+ * Mixed-precision backward products, dx (+)= dy . W with dy rounded to bf16
+ * and W from the packed bf16 copy, against the float64 product of the same
+ * bf16 values: for row counts over every piece size, with and without
+ * accumulation, and for a W over linear_dnnl.c's UNPACK_BYTES (16,500 x 256
+ * bf16: chunks of 16,384 rows and a tail of 116, not a whole block of the
+ * packed layout).  After packing, the checkpoint's data is overwritten with
+ * NaN: a product that read it instead of the packed copy would show.
+ */
+static void
+check_bf16_backward(int out, int in, const int *rows, int n_rows)
+{
+	int			max_m = 0;
+	uint16_t   *src;
+	float	   *dy,
+			   *dx;
+	double	   *ref,
+			   *mag;
+	PtLinear	lin = {.out_dim = out, .in_dim = in, .src_dtype = PT_DTYPE_BF16};
+
+	for (int r = 0; r < n_rows; r++)
+		max_m = rows[r] > max_m ? rows[r] : max_m;
+	src = malloc(sizeof(uint16_t) * out * in);
+	dy = malloc(sizeof(float) * max_m * out);
+	dx = malloc(sizeof(float) * max_m * in);
+	ref = malloc(sizeof(double) * max_m * in);
+	mag = malloc(sizeof(double) * max_m * in);
+	REQUIRE(src && dy && dx && ref && mag);
+	for (size_t i = 0; i < (size_t) out * in; i++)
+		src[i] = pt_f32_to_bf16(value(i, 5));
+	for (size_t i = 0; i < (size_t) max_m * out; i++)
+		dy[i] = value(i, 6) * 1.001f;	/* not bf16 values: the product rounds them */
+	lin.src = src;
+	REQUIRE(pt_linear_prepare_bf16(&lin) == 0);
+	/* the reference, from the checkpoint's data while it is still there */
+	for (int i = 0; i < max_m; i++)
+		for (int j = 0; j < in; j++)
+			ref[(size_t) i * in + j] = mag[(size_t) i * in + j] = 0.0;
+	for (int i = 0; i < max_m; i++)
+		for (int t = 0; t < out; t++)
+		{
+			double		g = pt_bf16_to_f32(pt_f32_to_bf16(dy[(size_t) i * out + t]));
+			const uint16_t *w = src + (size_t) t * in;
+
+			for (int j = 0; j < in; j++)
+			{
+				ref[(size_t) i * in + j] += g * pt_bf16_to_f32(w[j]);
+				mag[(size_t) i * in + j] += fabs(g * pt_bf16_to_f32(w[j]));
+			}
+		}
+	for (size_t i = 0; i < (size_t) out * in; i++)
+		src[i] = 0x7fc0;		/* NaN */
+	for (int r = 0; r < n_rows; r++)
+		for (int accumulate = 0; accumulate < 2; accumulate++)
+		{
+			int			m = rows[r];
+			double		worst = 0.0;
+
+			for (size_t i = 0; i < (size_t) m * in; i++)
+				dx[i] = accumulate ? 1.0f : NAN;
+			pt_linear_backward(&lin, dy, m, dx, accumulate);
+			/* fp32 sums of bf16 products: off by a few float epsilons of the sum of magnitudes */
+			for (size_t i = 0; i < (size_t) m * in; i++)
+				worst = fmax(worst, fabs(dx[i] - accumulate - ref[i]) / (mag[i] + 1e-3));
+			CHECKF(worst < 1e-5, "W [%d, %d], %d rows%s: off the float64 product by %.3g of its magnitude",
+				   out, in, m, accumulate ? ", accumulating" : "", worst);
+		}
+	pt_linear_free(&lin);
+	free(src);
+	free(dy);
+	free(dx);
+	free(ref);
+	free(mag);
+}
+
+void		test_bf16_backward_from_packed(void);
+void
+test_bf16_backward_from_packed(void)
+{
+	/* fewer than 16; a multiple of 16; two pieces of 64 + 32 + 12 (every piece size) */
+	static const int rows[] = {5, 48, 2 * 64 + 32 + 12};
+	static const int big_rows[] = {20};
+	int			piece;
+
+	REQUIRE(pt_engine_init() == 0);
+	if (!pt_bf16_supported())
+		SKIP("this CPU has no bfloat16 instructions (AVX512-BF16 or AMX)");
+	piece = pt_dnnl_piece_rows(PT_MATH_BF16);
+	pt_dnnl_set_piece_rows(PT_MATH_BF16, 64);
+	check_bf16_backward(96, 80, rows, 3);	/* one chunk, out not a whole block */
+	check_bf16_backward(16500, 256, big_rows, 1);	/* two chunks */
+	pt_dnnl_set_piece_rows(PT_MATH_BF16, piece);
 }
 
 static bool
