@@ -146,6 +146,8 @@ pt_linear_forward_multi(const PtLinear *const *lins, int n, const float *x, int 
 void
 pt_linear_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool accumulate)
 {
+	int			done;
+
 	if (m <= 0)
 		return;
 	if (lin->w != NULL)
@@ -154,12 +156,18 @@ pt_linear_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool 
 		return;
 	}
 	/* a bf16 model: dy rounded to bf16, W from the packed copy, products accumulated in fp32 */
-	if (pt_bf16_backward(lin, dy, m, dx, accumulate))
+	done = pt_bf16_backward(lin, dy, m, dx, accumulate);
+	if (done == lin->out_dim)
 		return;
-	/* oneDNN failed: fp32 from the checkpoint's data, row by row (slow, and it faults the mapping in) */
-	if (!accumulate)
+
+	/*
+	 * oneDNN failed from row `done` of W on (0: dx untouched): the rest in
+	 * fp32 from the checkpoint's data, row by row (slow, and it faults the
+	 * mapping in), added to what the first rows put in dx.
+	 */
+	if (done == 0 && !accumulate)
 		memset(dx, 0, sizeof(float) * (size_t) m * lin->in_dim);
-	for (int o = 0; o < lin->out_dim; o++)
+	for (int o = done; o < lin->out_dim; o++)
 		for (int k0 = 0; k0 < lin->in_dim; k0 += BACKWARD_CHUNK)
 		{
 			float		row[BACKWARD_CHUNK];

@@ -170,10 +170,16 @@ bool		pt_bf16_load_input(const float *x, size_t n);
 bool		pt_bf16_matmul(const PtLinear *lin, int m, float *y, bool accumulate);
 /*
  * dx[m, in] (+)= dy[m, out] . W with dy rounded to bf16 and W read from the
- * packed bf16 copy, fp32 accumulation; false (dx untouched) if oneDNN could
- * not run it.
+ * packed bf16 copy, fp32 accumulation.  Returns how many rows of W (from
+ * the first) are in dx: out when it all ran, 0 (dx untouched) if oneDNN
+ * could not start, else the row of W's chunk that failed, for the caller to
+ * finish the rest (accumulating).  A failure inside a chunk, after some of
+ * its pieces of rows of dy were added, is not undone (it needs oneDNN to
+ * fail creating a memory object between two pieces).
  */
-bool		pt_bf16_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool accumulate);
+int			pt_bf16_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool accumulate);
+/* Tests only: pt_bf16_backward fails at this chunk of W's rows (>= 1), as if oneDNN had; -1: never. */
+void		pt_dnnl_fail_backward_chunk(int chunk);
 bool		pt_int8_load_input(const float *x, int m, int k);
 bool		pt_int8_matmul(const PtLinear *lin, int m, float *y, bool accumulate);
 

@@ -946,7 +946,16 @@ chunk_primitives(const Chunk *c, int rows, const PtLinear *lin, int m, bool accu
 	return true;
 }
 
-bool
+/* Tests only: the chunk (>= 1) at which pt_bf16_backward fails as if oneDNN had; -1: none */
+static int fail_chunk = -1;
+
+void
+pt_dnnl_fail_backward_chunk(int chunk)
+{
+	fail_chunk = chunk;
+}
+
+int
 pt_bf16_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool accumulate)
 {
 	static const int swap[2] = {1, 0};
@@ -962,7 +971,7 @@ pt_bf16_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool ac
 		dnnl_memory_desc_permute_axes(&whole, &lin->packed->weights_md, swap) != dnnl_success ||
 		whole.format_kind != dnnl_blocked ||
 		dnnl_memory_get_data_handle(lin->packed->weights, &packed) != dnnl_success || packed == NULL)
-		return false;
+		return 0;
 	rows = chunk_rows(&whole);
 	last = lin->out_dim - (lin->out_dim - 1) / rows * rows;	/* the last chunk's rows, 1 .. rows */
 
@@ -974,12 +983,12 @@ pt_bf16_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool ac
 	if (!chunk_of(&whole, 0, rows, &full) ||
 		!chunk_primitives(&full, rows, lin, m, accumulate) ||
 		(rows != lin->out_dim && !chunk_primitives(&full, rows, lin, m, true)))
-		return false;
+		return 0;
 	if (last == rows)
 		tail = full;
 	else if (!chunk_of(&whole, lin->out_dim - last, last, &tail) ||
 			 !chunk_primitives(&tail, last, lin, m, true))
-		return false;
+		return 0;
 	need = dnnl_memory_desc_get_size(&full.to);
 	if (dnnl_memory_desc_get_size(&tail.to) > need)
 		need = dnnl_memory_desc_get_size(&tail.to);
@@ -988,12 +997,12 @@ pt_bf16_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool ac
 		void	   *grown = realloc(unpacked, need);
 
 		if (grown == NULL)
-			return false;
+			return 0;
 		unpacked = grown;
 		unpacked_bytes = need;
 	}
 	if (!grow_scratch(sizeof(uint16_t) * (size_t) m * rows))
-		return false;
+		return 0;
 
 	for (int r0 = 0; r0 < lin->out_dim; r0 += rows)
 	{
@@ -1001,10 +1010,12 @@ pt_bf16_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool ac
 		/* r0 is a multiple of the block: its part starts at outer block r0 / block of dimension 0 */
 		const uint16_t *part = (const uint16_t *) packed + r0 / row_block(&whole) * whole.format_desc.blocking.strides[0];
 
-		if (!backward_chunk(lin, n == rows ? &full : &tail, part, dy, m, r0, n, dx, accumulate || r0 > 0))
-			return false;
+		/* rows [0, r0) of W are in dx: the caller finishes from r0 (see linear.h) */
+		if (r0 / rows == fail_chunk ||
+			!backward_chunk(lin, n == rows ? &full : &tail, part, dy, m, r0, n, dx, accumulate || r0 > 0))
+			return r0;
 	}
-	return true;
+	return lin->out_dim;
 }
 
 /* ---- fp32 ------------------------------------------------------------------ */
