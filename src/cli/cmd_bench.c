@@ -16,7 +16,8 @@
  * activations' part of it (activations_mb: the largest classification's and
  * the training step's arenas as their last pass used them).  Options change the workload for scaling studies:
  * --input-tokens N, --prompt-length N, --batches 1,8,32; --classify-only
- * measures only classification (for profiling); --scoring label_tokens|rank
+ * measures only classification (for profiling), --encoder-only only the
+ * ceilings and the encoder (its split, for A/B runs); --scoring label_tokens|rank
  * and --labels A,B,... (at most 64) change how classification scores.
  *
  * Times are medians of repeated runs after a warm-up.  --quick does few
@@ -294,6 +295,7 @@ cmd_bench(int argc, char **argv)
 {
 	bool		quick = false;
 	bool		classify_only = false;
+	bool		encoder_only = false;
 	int			reps;
 	int			batches[8] = {1, 8, 32};
 	int			n_batches = 3;
@@ -321,6 +323,8 @@ cmd_bench(int argc, char **argv)
 			quick = true;
 		else if (strcmp(argv[i], "--classify-only") == 0)
 			classify_only = true;
+		else if (strcmp(argv[i], "--encoder-only") == 0)
+			encoder_only = true, n_batches = 0;
 		else if (strcmp(argv[i], "--input-tokens") == 0 && i + 1 < argc &&
 				 cli_parse_int(argv[i], argv[i + 1], 2, MAX_TOKENS, &v) == 0)
 			INPUT_TOKENS = (int) v, i++;
@@ -348,14 +352,14 @@ cmd_bench(int argc, char **argv)
 		}
 		else
 		{
-			fprintf(stderr, "usage: ptune bench MODEL_DIR [--quick] [--input-tokens N] "
+			fprintf(stderr, "usage: ptune bench MODEL_DIR [--quick] [--classify-only | --encoder-only] [--input-tokens N] "
 					"[--prompt-length N] [--batches 1,8,32] [--scoring label_tokens|rank] [--labels A,B,...]\n");
 			return 2;
 		}
 	}
 	if (argc < 1 || argv[0][0] == '-' || w == NULL)
 	{
-		fprintf(stderr, "usage: ptune bench MODEL_DIR [--quick] [--input-tokens N] [--prompt-length N] [--batches 1,8,32] "
+		fprintf(stderr, "usage: ptune bench MODEL_DIR [--quick] [--classify-only | --encoder-only] [--input-tokens N] [--prompt-length N] [--batches 1,8,32] "
 				"[--scoring label_tokens|rank] [--labels A,B,...]\n");
 		return 2;
 	}
@@ -411,7 +415,7 @@ cmd_bench(int argc, char **argv)
 	sgemm = classify_only ? NAN : fmax(sgemm_ff_first, sgemm_gflops(M, c->d_ff, c->d_model, quick ? 1 : 9));
 	encoder = classify_only ? NAN : encoder_gflops(m, w, &ws, reps);
 	products_ms = classify_only ? NAN : encoder_products_ms(m, M, reps);
-	train_ms = classify_only ? NAN : train_step_ms(m, w, &ws, quick ? 1 : 5);
+	train_ms = classify_only || encoder_only ? NAN : train_step_ms(m, w, &ws, quick ? 1 : 5);
 	out = json_pack("{s:s, s:i, s:s, s:s, s:o, s:i, s:i, s:f, s:f, s:o, s:o, s:o, s:{s:o, s:o}, s:o, s:o, s:f, s:{s:f, s:o}}",
 					"model", c->model_name,
 					"threads", pt_get_threads(),
