@@ -19,6 +19,36 @@
 /* query rows per block in the forward pass: every chain fits in one */
 #define ATTN_Q_BLOCK PT_MAX_SEQ_LEN
 
+/*
+ * Without a backward pass (!lay->normalize) a block's probabilities are
+ * needed only until its context rows are computed, so they go to a scratch
+ * of the calling thread of about this many floats (256 KB, so it stays in
+ * L2), with query blocks shortened to fit, rather than to the probs array.
+ * That array is H x Tq x Tk per sequence (17 MB for 32 rows of 148 tokens
+ * and 6 heads): writing it and reading it back went to memory and took as
+ * long as the products themselves.
+ */
+#define ATTN_SCRATCH_FLOATS (64 * 1024)
+#define ATTN_SCRATCH_MIN_ROWS 16
+
+static float *
+probs_scratch(size_t floats)
+{
+	static __thread float *buf;
+	static __thread size_t cap;
+
+	if (floats > cap)
+	{
+		float	   *grown = realloc(buf, floats * sizeof(float));
+
+		if (grown == NULL)
+			return NULL;
+		buf = grown;
+		cap = floats;
+	}
+	return buf;
+}
+
 int
 pt_relative_bucket(int relative_position, bool bidirectional, int num_buckets, int max_distance)
 {
@@ -132,21 +162,34 @@ pt_attention_forward(const PtAttnLayout *lay, int H, int dk,
 		AttnItem	it = attn_item(lay, H, dk, item);
 		const float *K = k + it.kv, *V = v + it.kv;
 		float		inv_sum[ATTN_Q_BLOCK];
+		int			block = ATTN_Q_BLOCK;
+		float	   *scratch = NULL;
+
+		if (!lay->normalize && it.tk > 0)
+		{
+			block = ATTN_SCRATCH_FLOATS / it.tk;
+			block = block < ATTN_SCRATCH_MIN_ROWS ? ATTN_SCRATCH_MIN_ROWS : block > ATTN_Q_BLOCK ? ATTN_Q_BLOCK : block;
+			scratch = probs_scratch((size_t) block * it.tk);
+			if (scratch == NULL)	/* no room: the probs array, as training does */
+				block = ATTN_Q_BLOCK;
+		}
 
 		for (int s = lay->kv_q_begin[it.g]; s < lay->kv_q_end[it.g]; s++)
 		{
 			int			tq = lay->q_len[s];
 
 			/*
-			 * Query rows in blocks of at most ATTN_Q_BLOCK: a chain never has
-			 * more, but a rank trie (cross-attention of a tree) may have tens
-			 * of thousands of nodes, and inv_sum lives on the stack.
+			 * Query rows in blocks of at most `block`: a chain never has more
+			 * than ATTN_Q_BLOCK, but a rank trie (cross-attention of a tree)
+			 * may have tens of thousands of nodes, and inv_sum lives on the
+			 * stack.
 			 */
-			for (int i0 = 0; i0 < tq; i0 += ATTN_Q_BLOCK)
+			for (int i0 = 0; i0 < tq; i0 += block)
 			{
-				int			n = tq - i0 < ATTN_Q_BLOCK ? tq - i0 : ATTN_Q_BLOCK;
+				int			n = tq - i0 < block ? tq - i0 : block;
 				const float *Q = q + (size_t) (lay->q_off[s] + i0) * inner + it.h * dk;
-				float	   *P = probs + lay->p_off[s] + (size_t) it.h * tq * it.tk + (size_t) i0 * it.tk;
+				float	   *P = scratch ? scratch
+					: probs + lay->p_off[s] + (size_t) it.h * tq * it.tk + (size_t) i0 * it.tk;
 				float	   *C = ctx + (size_t) (lay->q_off[s] + i0) * inner + it.h * dk;
 
 				/* P[n, tk] = Q[n, dk] K[tk, dk]^T   (no 1/sqrt(dk) in T5) */

@@ -10,7 +10,44 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "linear.h"
 #include "transformer.h"
+
+/*
+ * ys[i] = RMSNorm(x) . W_i^T for n linear layers of in_dim d (rstd saved).
+ * Where they all run in bf16 the norm rounds its output straight into their
+ * input (no fp32 copy of it to write and read back); else p->ln holds it.
+ */
+static void
+norm_then_products(PtPass *p, const float *x, const float *ln, float *rstd,
+				   const PtLinear *const *lins, int n, float *const *ys)
+{
+	const PtConfig *c = &p->model->cfg;
+	int			N = p->enc_rows,
+				d = c->d_model;
+	bool		bf16 = N > 0;
+
+	for (int i = 0; i < n; i++)
+		bf16 = bf16 && pt_linear_runs_bf16(lins[i], p->math);
+	if (bf16)
+	{
+		uint16_t   *xb = pt_bf16_input_room((size_t) N * d);
+
+		if (xb != NULL)
+		{
+			int			done = 0;
+
+			pt_rmsnorm_forward_bf16(x, ln, N, d, c->layer_norm_eps, xb, rstd);
+			while (done < n && pt_bf16_matmul(lins[done], N, ys[done], false))
+				done++;
+			if (done == n)
+				return;
+			/* oneDNN could not run one: all of them again, the usual way */
+		}
+	}
+	pt_rmsnorm_forward(x, ln, N, d, c->layer_norm_eps, p->ln, rstd);
+	pt_linear_forward_multi(lins, n, p->ln, N, ys, p->math);
+}
 
 int
 pt_encoder_forward(PtPass *p)
@@ -21,6 +58,7 @@ pt_encoder_forward(PtPass *p)
 				d = c->d_model,
 				L = c->num_layers;
 	float		eps = c->layer_norm_eps;
+	int			n_wi = c->gated ? 2 : 1;
 	float	   *x0 = p->enc[0].x;
 
 	/* input rows: the soft prompt, then the token embeddings */
@@ -42,19 +80,20 @@ pt_encoder_forward(PtPass *p)
 
 		const PtLinear *qkv[3] = {&w->attn.q, &w->attn.k, &w->attn.v};
 		float	   *qkv_out[3] = {a->q, a->k, a->v};
+		const PtLinear *wi[2] = {&w->ff.wi0, &w->ff.wi1};
+		float	   *h[2] = {a->h0, a->h1};
 
 		if (pt_yield(&p->yield) != 0)
 			return -1;
 
 		/* self-attention sublayer */
-		pt_rmsnorm_forward(a->x, w->ln_attn, N, d, eps, p->ln, a->rstd_attn);
-		pt_linear_forward_multi(qkv, 3, p->ln, N, qkv_out, p->math);
+		norm_then_products(p, a->x, w->ln_attn, a->rstd_attn, qkv, 3, qkv_out);
 		pt_attention_forward(&p->enc_self, c->num_heads, c->d_kv, a->q, a->k, a->v, a->probs, p->ctx);
 		pt_residual_projection(&w->attn.o, p->ctx, N, a->x, a->x_mid, p->sub, p->math);
 
 		/* feed-forward sublayer */
-		pt_rmsnorm_forward(a->x_mid, w->ln_ff, N, d, eps, p->ln, a->rstd_ff);
-		pt_ff_forward(c, &w->ff, p->ln, N, a->h0, a->h1, p->act, a->x_mid, next, p->sub, p->math);
+		norm_then_products(p, a->x_mid, w->ln_ff, a->rstd_ff, wi, n_wi, h);
+		pt_ff_output(c, &w->ff, N, a->h0, a->h1, p->act, a->x_mid, next, p->sub, p->math);
 	}
 	pt_rmsnorm_forward(p->enc_final_in, m->enc_final_ln, N, d, eps, p->enc_out, p->enc_rstd_final);
 	return 0;

@@ -18,6 +18,13 @@
  */
 void		pt_rmsnorm_forward(const float *x, const float *w, int n, int d, float eps,
 							   float *y, float *rstd);
+/*
+ * The same with y rounded to bfloat16 (as pt_f32_to_bf16 rounds), for the
+ * input of bf16 products: no fp32 y to write and read back (linear.h's
+ * pt_bf16_input_room).
+ */
+void		pt_rmsnorm_forward_bf16(const float *x, const float *w, int n, int d, float eps,
+									uint16_t *y, float *rstd);
 /* dx[n, d] += d(y)/d(x)^T dy   (accumulates: dx already holds the residual gradient) */
 void		pt_rmsnorm_backward(const float *x, const float *w, const float *rstd,
 								const float *dy, int n, int d, float *dx);
@@ -28,6 +35,9 @@ void		pt_rmsnorm_backward(const float *x, const float *w, const float *rstd,
  */
 void		pt_ff_activation_forward(PtActivation act, bool gated, const float *h0,
 									 const float *h1, size_t n, float *out);
+/* The same with out rounded to bfloat16 (see pt_rmsnorm_forward_bf16). */
+void		pt_ff_activation_forward_bf16(PtActivation act, bool gated, const float *h0,
+										  const float *h1, size_t n, uint16_t *out);
 /*
  * The same on the calling thread alone: for a decoder step's few rows (batch
  * 32 x d_ff 1024), where waking a sleeping OpenMP thread (~28 us on this

@@ -89,6 +89,12 @@ reduced_matmul(PtMath math, const PtLinear *lin, int m, float *y, bool accumulat
 	return pt_int8_matmul(lin, m, y, accumulate);
 }
 
+bool
+pt_linear_runs_bf16(const PtLinear *lin, PtMath math)
+{
+	return (lin->w == NULL || math == PT_MATH_BF16) && pt_linear_packed_math(lin) == PT_MATH_BF16;
+}
+
 /*
  * y (+)= x W^T, in the asked precision where the weights are prepared for
  * it, else fp32; always bf16 where there are no fp32 weights.

@@ -167,6 +167,15 @@ PtMath		pt_linear_packed_math(const PtLinear *lin);
  * back to fp32).
  */
 bool		pt_bf16_load_input(const float *x, size_t n);
+/*
+ * Or the caller writes the input itself: room for n bf16 values in this
+ * thread's scratch, counted as loaded (NULL if it cannot grow).  A kernel
+ * that rounds its own fp32 results into it (pt_rmsnorm_forward_bf16,
+ * pt_ff_activation_forward_bf16) saves writing them and reading them back.
+ */
+uint16_t   *pt_bf16_input_room(size_t n);
+/* true if products of lin in math run in bf16 (as pt_linear_forward would) */
+bool		pt_linear_runs_bf16(const PtLinear *lin, PtMath math);
 bool		pt_bf16_matmul(const PtLinear *lin, int m, float *y, bool accumulate);
 /*
  * dx[m, in] (+)= dy[m, out] . W with dy rounded to bf16 and W read from the

@@ -637,6 +637,16 @@ pt_bf16_load_input(const float *x, size_t n)
 	return true;
 }
 
+uint16_t *
+pt_bf16_input_room(size_t n)
+{
+	if (!grow_scratch(sizeof(uint16_t) * n))
+		return NULL;
+	scratch_used = n;
+	scratch_kind = KIND_BF16;
+	return scratch;
+}
+
 bool
 pt_bf16_matmul(const PtLinear *lin, int m, float *y, bool accumulate)
 {

@@ -11,7 +11,8 @@
  * A (broadcast) NV of them.  B must be row-major in n; a transposed B is
  * copied to a per-thread buffer first.  A's layout only changes the stride
  * of the broadcast, so A and A^T run the same code.  A transposed B costs a
- * copy of k x n floats, against m x n x k multiply-adds.
+ * copy of k x n floats, against m x n x k multiply-adds; so does a B whose
+ * rows are far apart (see dense_copy).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -170,27 +171,39 @@ first(int count)				/* a mask of the first min(count, 16) lanes */
 }
 
 /*
- * B^T as a row-major [k, n] copy, in a buffer of the calling thread that grows
- * as needed and lives with the thread (attention's threads are the OpenMP
- * pool's).  NULL if it cannot grow.  b is [n, k] with leading dimension ldb;
- * it is copied in 16 x 16 tiles, partial at the edges.
+ * The calling thread's buffer for a copy of B, grown as needed; it lives with
+ * the thread (attention's threads are the OpenMP pool's).  NULL if it cannot
+ * grow.  One call of pt_small_gemm uses it for its one operand B.
  */
-static AVX512 float *
-transposed_copy(int n, int k, const float *b, int ldb)
+static float *
+b_buffer(size_t floats)
 {
 	static __thread float *buf;
 	static __thread size_t cap;
-	size_t		need = (size_t) n * k;
 
-	if (need > cap)
+	if (floats > cap)
 	{
-		float	   *grown = realloc(buf, need * sizeof(float));
+		float	   *grown = realloc(buf, floats * sizeof(float));
 
 		if (grown == NULL)
 			return NULL;
 		buf = grown;
-		cap = need;
+		cap = floats;
 	}
+	return buf;
+}
+
+/*
+ * B^T as a row-major [k, n] copy in b_buffer(), or NULL.  b is [n, k] with
+ * leading dimension ldb; it is copied in 16 x 16 tiles, partial at the edges.
+ */
+static AVX512 float *
+transposed_copy(int n, int k, const float *b, int ldb)
+{
+	float	   *buf = b_buffer((size_t) n * k);
+
+	if (buf == NULL)
+		return NULL;
 	for (int j0 = 0; j0 < n; j0 += 16)
 		for (int p0 = 0; p0 < k; p0 += 16)
 		{
@@ -207,6 +220,30 @@ transposed_copy(int n, int k, const float *b, int ldb)
 		}
 	return buf;
 }
+
+/*
+ * B [k, n] with rows ldb apart as a dense [k, n] copy in b_buffer(), or NULL.
+ * Attention's V is a head's 64 columns of rows 384 floats (1536 bytes) apart:
+ * such rows fall in a quarter of L1's sets, so the k rows that every block
+ * of C walks do not stay in L1 (k = 148 rows need 18 ways of 12); densely
+ * they do.  The copy costs k x n loads against m x n x k multiply-adds.
+ */
+static AVX512 float *
+dense_copy(int n, int k, const float *b, int ldb)
+{
+	float	   *buf = b_buffer((size_t) n * k);
+
+	if (buf == NULL)
+		return NULL;
+	for (int p = 0; p < k; p++)
+		for (int j = 0; j < n; j += 16)
+			_mm512_mask_storeu_ps(buf + (size_t) p * n + j, first(n - j),
+								  _mm512_maskz_loadu_ps(first(n - j), b + (size_t) p * ldb + j));
+	return buf;
+}
+
+/* rows of C below which a dense copy of B does not pay for itself */
+#define DENSE_COPY_MIN_ROWS 16
 #endif							/* __x86_64__ */
 
 void
@@ -219,12 +256,13 @@ pt_small_gemm(bool trans_a, bool trans_b, int m, int n, int k,
 #if defined(__x86_64__)
 	if (pt_cpu_has_avx512())
 	{
-		const float *bt = trans_b ? transposed_copy(n, k, b, ldb) : b;
+		bool		dense = !trans_b && ldb != n && m >= DENSE_COPY_MIN_ROWS && k > 1;
+		const float *bt = trans_b ? transposed_copy(n, k, b, ldb) : dense ? dense_copy(n, k, b, ldb) : b;
 
 		if (bt != NULL)
 		{
 			gemm_avx512(m, n, k, a, trans_a ? 1 : (size_t) lda, trans_a ? (size_t) lda : 1,
-						bt, trans_b ? n : ldb, c, ldc, accumulate);
+						bt, trans_b || dense ? n : ldb, c, ldc, accumulate);
 			return;
 		}
 	}

@@ -188,6 +188,10 @@ void		pt_residual_projection(const PtLinear *w, const float *h, int n, const flo
 void		pt_ff_forward(const PtConfig *cfg, const PtFeedForwardWeights *w, const float *xn,
 						  int n, float *h0, float *h1, float *act, const float *in, float *out,
 						  float *scratch, PtMath math);
+/* pt_ff_forward's second half, from h0 = wi_0(xn) and h1 = wi_1(xn) */
+void		pt_ff_output(const PtConfig *cfg, const PtFeedForwardWeights *w, int n, const float *h0,
+						 const float *h1, float *act, const float *in, float *out, float *scratch,
+						 PtMath math);
 void		pt_ff_backward(const PtConfig *cfg, const PtFeedForwardWeights *w,
 						   const float *h0, const float *h1, const float *dout, int n,
 						   float *g_act, float *g_h0, float *g_h1, float *g_xn);
