@@ -15,6 +15,8 @@
 
 #include <jansson.h>
 
+#include "attention.h"
+#include "dtype.h"
 #include "error.h"
 #include "helpers.h"
 #include "kernel_choice.h"
@@ -547,4 +549,283 @@ test_log_sum_exp_argmax_one_pass(void)
 		CHECK(memcmp(a, b, sizeof(float) * n) == 0);
 		free(h0), free(h1), free(a), free(b);
 	}
+}
+
+/* T5's gelu (tanh form) in float64 */
+static double
+gelu_tanh64(double x)
+{
+	return 0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+}
+
+/*
+ * The vector kernels (AVX-512 where the CPU has it, the portable loops
+ * elsewhere and under valgrind) against float64:
+ * - softmax rows of every length around the 16-lane vectors, with and without
+ *   bias and normalisation: each probability within 2e-6 of its value
+ *   relative (exp's polynomial is good to ~2 ulp; the float sum of <= 300
+ *   terms adds a few more), plus what rounding the float32 argument
+ *   x + bias - max costs exp (2e-7 of the arguments' sizes); the returned
+ *   1/sum within 2e-6;
+ * - gelu (tanh) over [-12, 12], gated and not: within 1e-6 (|x| + |gelu|)
+ *   (tanh as 1 - 2 / (exp(2u) + 1) loses ~1 ulp of 1 near u = 0);
+ * - RMS norm within 1e-6 relative.
+ * A wrong constant, lane mask or tail is off by far more than these bounds.
+ * The bf16 forms equal pt_f32_to_bf16 of the fp32 forms bit for bit,
+ * including ties, NaN, infinities and values that round up to infinity.
+ */
+void		test_vector_kernels_match_float64(void);
+void
+test_vector_kernels_match_float64(void)
+{
+	static const int lengths[] = {1, 2, 15, 16, 17, 31, 33, 64, 148, 300};
+	float	   *row = malloc(sizeof(float) * 300),
+			   *bias = malloc(sizeof(float) * 300);
+	double	   *want = malloc(sizeof(double) * 300);
+	int			bad = 0;
+
+	REQUIRE(row && bias && want);
+	for (size_t li = 0; li < sizeof(lengths) / sizeof(lengths[0]); li++)
+		for (int variant = 0; variant < 4; variant++)
+		{
+			int			d = lengths[li];
+			bool		with_bias = variant & 1,
+						normalize = variant & 2;
+			double		mx = -INFINITY,
+						sum = 0.0;
+			float		inv;
+
+			for (int j = 0; j < d; j++)
+			{
+				row[j] = 30.0f * value((size_t) j, 11 + variant);
+				bias[j] = 5.0f * value((size_t) j, 13);
+				want[j] = (double) row[j] + (with_bias ? (double) bias[j] : 0.0);
+				mx = want[j] > mx ? want[j] : mx;
+			}
+			for (int j = 0; j < d; j++)
+				sum += exp(want[j] - mx);
+			inv = pt_softmax_row(row, with_bias ? bias : NULL, d, normalize);
+			if (fabs(inv * sum - 1.0) > 2e-6)
+				bad++, fprintf(stderr, "  softmax d %d variant %d: 1/sum %.9g, want %.9g\n", d, variant, inv, 1.0 / sum);
+			for (int j = 0; j < d; j++)
+			{
+				double		p = exp(want[j] - mx) / (normalize ? sum : 1.0);
+
+				double		bound = (2e-6 + 2e-7 * (fabs(want[j]) + fabs(want[j] - mx))) * p;
+
+				if (fabs(row[j] - p) > bound + 1e-37 && bad++ < 5)
+					fprintf(stderr, "  softmax d %d variant %d: [%d] = %.9g, want %.9g\n", d, variant, j, row[j], p);
+			}
+		}
+	CHECKF(bad == 0, "%d softmax values off float64", bad);
+
+	{
+		size_t		n = 3 * 4096 + 21;	/* chunks and a partial vector */
+		float	   *h0 = malloc(sizeof(float) * n),
+				   *h1 = malloc(sizeof(float) * n),
+				   *g = malloc(sizeof(float) * n),
+				   *gated = malloc(sizeof(float) * n);
+		uint16_t   *gb = malloc(sizeof(uint16_t) * n);
+
+		REQUIRE(h0 && h1 && g && gated && gb);
+		for (size_t i = 0; i < n; i++)
+			h0[i] = -12.0f + 24.0f * (float) i / (float) n, h1[i] = value(i, 17);
+		pt_ff_activation_forward(PT_ACT_GELU_TANH, false, h0, NULL, n, g);
+		pt_ff_activation_forward(PT_ACT_GELU_TANH, true, h0, h1, n, gated);
+		bad = 0;
+		for (size_t i = 0; i < n; i++)
+		{
+			double		w = gelu_tanh64(h0[i]);
+
+			if ((fabs(g[i] - w) > 1e-6 * (fabs(h0[i]) + fabs(w)) ||
+				 fabs(gated[i] - w * h1[i]) > 1e-6 * (fabs(h0[i]) + fabs(w)) * fabs(h1[i]) + 1e-12) && bad++ < 5)
+				fprintf(stderr, "  gelu(%.9g) = %.9g (gated %.9g), want %.9g\n", h0[i], g[i], gated[i], w);
+		}
+		CHECKF(bad == 0, "%d gelu values off float64", bad);
+
+		/* bf16 output: the rounding of the fp32 output, NaN and infinities included */
+		h0[5] = NAN, h0[6] = INFINITY, h0[7] = -INFINITY, h0[8] = 3e38f;
+		pt_ff_activation_forward(PT_ACT_GELU_TANH, true, h0, h1, n, gated);
+		pt_ff_activation_forward_bf16(PT_ACT_GELU_TANH, true, h0, h1, n, gb);
+		bad = 0;
+		for (size_t i = 0; i < n; i++)
+			if (gb[i] != pt_f32_to_bf16(gated[i]) && bad++ < 5)
+				fprintf(stderr, "  gelu bf16 [%zu]: %04x, want %04x\n", i, gb[i], pt_f32_to_bf16(gated[i]));
+		CHECKF(bad == 0, "%d bf16 gelu values differ from the rounded fp32 ones", bad);
+		free(h0), free(h1), free(g), free(gated), free(gb);
+	}
+
+	{
+		enum
+		{
+			ROWS = 7, D = 300
+		};
+		float	   *x = malloc(sizeof(float) * ROWS * D),
+				   *w = malloc(sizeof(float) * D),
+				   *y = malloc(sizeof(float) * ROWS * D),
+				   *rstd = malloc(sizeof(float) * ROWS),
+				   *rstd_b = malloc(sizeof(float) * ROWS);
+		uint16_t   *yb = malloc(sizeof(uint16_t) * ROWS * D);
+
+		REQUIRE(x && w && y && rstd && rstd_b && yb);
+		bad = 0;
+		for (int d = 1; d <= D; d += d < 40 ? 1 : 37)
+		{
+			for (int i = 0; i < ROWS * d; i++)
+				x[i] = 3.0f * value((size_t) i, 19 + d);
+			for (int j = 0; j < d; j++)
+				w[j] = 1.0f + value((size_t) j, 23);
+			pt_rmsnorm_forward(x, w, ROWS, d, 1e-6f, y, rstd);
+			for (int i = 0; i < ROWS; i++)
+			{
+				double		ss = 0.0,
+							r;
+
+				for (int j = 0; j < d; j++)
+					ss += (double) x[i * d + j] * x[i * d + j];
+				r = 1.0 / sqrt(ss / d + 1e-6);
+				if (fabs(rstd[i] - r) > 1e-6 * r)
+					bad++;
+				for (int j = 0; j < d; j++)
+				{
+					double		want_y = x[i * d + j] * r * w[j];
+
+					if (fabs(y[i * d + j] - want_y) > 1e-6 * fabs(want_y) + 1e-30 && bad++ < 5)
+						fprintf(stderr, "  rmsnorm d %d [%d,%d] = %.9g, want %.9g\n", d, i, j, y[i * d + j], want_y);
+				}
+			}
+			pt_rmsnorm_forward_bf16(x, w, ROWS, d, 1e-6f, yb, rstd_b);
+			for (int i = 0; i < ROWS * d; i++)
+				if (yb[i] != pt_f32_to_bf16(y[i]) && bad++ < 5)
+					fprintf(stderr, "  rmsnorm bf16 d %d [%d]: %04x, want %04x\n", d, i, yb[i], pt_f32_to_bf16(y[i]));
+			CHECK(memcmp(rstd, rstd_b, sizeof(float) * ROWS) == 0);
+		}
+		CHECKF(bad == 0, "%d RMS norm values off float64 or their bf16 rounding", bad);
+
+		/*
+		 * Rounding itself: x = 1 and eps = 0 make rstd 1 and y = w exactly,
+		 * so w carries the cases: ties to even both ways, NaN, infinities,
+		 * the largest float (rounds up to infinity), a subnormal.
+		 */
+		{
+			static const uint32_t cases[] = {0x3f808000u, 0x3f818000u, 0x3f80ffffu, 0x3f807fffu,
+				0xbf808000u, 0x7fc00001u, 0x7f800000u, 0xff800000u, 0x7f7fffffu, 0x00008001u,
+			0x00000000u, 0x80000000u, 0x3f800000u, 0x40490fdbu, 0x7f7f8000u, 0x477fe000u, 0x477ff000u};
+			int			d = (int) (sizeof(cases) / sizeof(cases[0]));
+
+			for (int j = 0; j < d; j++)
+			{
+				x[j] = 1.0f;
+				memcpy(&w[j], &cases[j], sizeof(float));
+			}
+			pt_rmsnorm_forward_bf16(x, w, 1, d, 0.0f, yb, NULL);
+			bad = 0;
+			for (int j = 0; j < d; j++)
+				if (yb[j] != pt_f32_to_bf16(w[j]) && bad++ < 5)
+					fprintf(stderr, "  bf16 of %08x: %04x, want %04x\n", cases[j], yb[j], pt_f32_to_bf16(w[j]));
+			CHECKF(bad == 0, "%d roundings to bf16 differ from pt_f32_to_bf16", bad);
+		}
+		free(x), free(w), free(y), free(rstd), free(rstd_b), free(yb);
+	}
+	free(row);
+	free(bias);
+	free(want);
+}
+
+/*
+ * Attention's forward pass without a backward pass (probabilities in a
+ * thread's scratch, query blocks shortened to fit it: a 300-token sequence
+ * takes two) equals the one that keeps them, and both equal float64:
+ * sequences of several lengths packed together, causal and not, with the
+ * position bias.  Context values are averages of values in [-1, 1]: 2e-5 is
+ * float32 rounding, a wrong row, block or scale is far off.
+ */
+void		test_attention_inference_blocks(void);
+void
+test_attention_inference_blocks(void)
+{
+	enum
+	{
+		H = 2, DK = 64, INNER = H * DK, S = 4, MAXLEN = 300
+	};
+	static const int lens[S] = {300, 148, 17, 1};
+	int			off[S],
+				begin[S],
+				end[S],
+				rows = 0;
+	size_t		p_off[S],
+				probs_n = 0;
+	float	   *rel = malloc(sizeof(float) * 32 * H),
+			   *table = malloc(sizeof(float) * H * (2 * MAXLEN - 1));
+	float	   *q, *k, *v, *probs, *ctx_keep, *ctx_scratch;
+	double	   *sc = malloc(sizeof(double) * MAXLEN);
+	int			bad = 0;
+
+	REQUIRE(rel && table && sc);
+	for (int s = 0; s < S; s++)
+	{
+		off[s] = rows, begin[s] = s, end[s] = s + 1, p_off[s] = probs_n;
+		rows += lens[s];
+		probs_n += (size_t) H * lens[s] * lens[s];
+	}
+	q = malloc(sizeof(float) * rows * INNER);
+	k = malloc(sizeof(float) * rows * INNER);
+	v = malloc(sizeof(float) * rows * INNER);
+	probs = malloc(sizeof(float) * probs_n);
+	ctx_keep = malloc(sizeof(float) * rows * INNER);
+	ctx_scratch = malloc(sizeof(float) * rows * INNER);
+	REQUIRE(q && k && v && probs && ctx_keep && ctx_scratch);
+	for (int i = 0; i < rows * INNER; i++)
+		q[i] = 0.5f * value((size_t) i, 29), k[i] = 0.5f * value((size_t) i, 31), v[i] = value((size_t) i, 37);
+	for (int i = 0; i < 32 * H; i++)
+		rel[i] = 2.0f * value((size_t) i, 41);
+
+	for (int causal = 0; causal < 2; causal++)
+	{
+		PtAttnLayout lay = {0};
+
+		pt_position_bias_table(rel, H, 32, 128, !causal, MAXLEN, table);
+		lay.q_off = off, lay.q_len = lens, lay.n_kv = S, lay.kv_off = off, lay.kv_len = lens;
+		lay.kv_q_begin = begin, lay.kv_q_end = end, lay.p_off = p_off;
+		lay.bias = table, lay.bias_max_len = MAXLEN, lay.causal = causal;
+		lay.normalize = true;
+		pt_attention_forward(&lay, H, DK, q, k, v, probs, ctx_keep);
+		lay.normalize = false;
+		pt_attention_forward(&lay, H, DK, q, k, v, probs, ctx_scratch);
+
+		for (int s = 0; s < S; s++)
+			for (int h = 0; h < H; h++)
+				for (int i = 0; i < lens[s]; i++)
+				{
+					int			visible = causal ? i + 1 : lens[s];
+					double		mx = -INFINITY,
+								sum = 0.0;
+
+					for (int j = 0; j < visible; j++)
+					{
+						double		dot = table[h * (2 * MAXLEN - 1) + (j - i) + MAXLEN - 1];
+
+						for (int c = 0; c < DK; c++)
+							dot += (double) q[(size_t) (off[s] + i) * INNER + h * DK + c] *
+								k[(size_t) (off[s] + j) * INNER + h * DK + c];
+						sc[j] = dot;
+						mx = dot > mx ? dot : mx;
+					}
+					for (int j = 0; j < visible; j++)
+						sum += (sc[j] = exp(sc[j] - mx));
+					for (int c = 0; c < DK; c++)
+					{
+						double		want = 0.0;
+						size_t		at = (size_t) (off[s] + i) * INNER + h * DK + c;
+
+						for (int j = 0; j < visible; j++)
+							want += sc[j] / sum * v[(size_t) (off[s] + j) * INNER + h * DK + c];
+						if ((fabs(ctx_keep[at] - want) > 2e-5 || fabs(ctx_scratch[at] - want) > 2e-5) && bad++ < 5)
+							fprintf(stderr, "  causal %d seq %d head %d row %d col %d: %.7g / %.7g, want %.7g\n",
+									causal, s, h, i, c, ctx_keep[at], ctx_scratch[at], want);
+					}
+				}
+	}
+	CHECKF(bad == 0, "%d attention outputs off float64", bad);
+	free(rel), free(table), free(sc), free(q), free(k), free(v), free(probs), free(ctx_keep), free(ctx_scratch);
 }
