@@ -8,8 +8,9 @@
  * environment pins its kernels to an older family (OPENBLAS_CORETYPE=Haswell
  * on AVX-512 machines, which we respect) it runs 256-bit FMAs.  On CPUs with
  * AVX-512 these products run a register-blocked AVX-512 kernel instead (only
- * op(B) = B^T is packed, once per call); elsewhere (and under valgrind, which
- * hides AVX-512) they call pt_gemm() (linear.h) as before.
+ * op(B) = B^T, or a B whose rows lie far apart, is copied, once per call);
+ * elsewhere (and under valgrind, which hides AVX-512) they call pt_gemm()
+ * (linear.h) as before.
  *
  * Semantics are pt_gemm()'s with alpha = 1 and beta = accumulate ? 1 : 0
  * (row-major; op(X) = X^T when trans_x):
