@@ -171,8 +171,8 @@ pt_attention_forward(const PtAttnLayout *lay, int H, int dk,
  * is a bug in the caller's sizing: stop loudly rather than compute garbage.
  * One comparison per (sequence, head), so the check is always on.
  */
-static float *
-dscores_slice(const PtAttnLayout *lay, int tq, int tk)
+float *
+pt_attention_dscores(const PtAttnLayout *lay, int tq, int tk)
 {
 	int			thread = omp_get_thread_num();
 
@@ -184,6 +184,22 @@ dscores_slice(const PtAttnLayout *lay, int tq, int tk)
 		abort();
 	}
 	return lay->dscores + lay->dscores_stride * (size_t) thread;
+}
+
+void
+pt_softmax_backward_rows(const float *P, float *dS, int rows, int cols)
+{
+	for (int i = 0; i < rows; i++)
+	{
+		const float *pr = P + (size_t) i * cols;
+		float	   *dr = dS + (size_t) i * cols;
+		float		dot = 0.0f;
+
+		for (int j = 0; j < cols; j++)
+			dot += pr[j] * dr[j];
+		for (int j = 0; j < cols; j++)
+			dr[j] = pr[j] * (dr[j] - dot);
+	}
 }
 
 void
@@ -220,24 +236,13 @@ pt_attention_backward(const PtAttnLayout *lay, int H, int dk,
 			const float *P = probs + lay->p_off[s] + (size_t) it.h * tq * it.tk;
 			const float *dC = dctx + (size_t) lay->q_off[s] * inner + it.h * dk;
 			float	   *dQ = dq + (size_t) lay->q_off[s] * inner + it.h * dk;
-			float	   *dS = dscores_slice(lay, tq, it.tk);	/* [tq, tk] */
+			float	   *dS = pt_attention_dscores(lay, tq, it.tk);	/* [tq, tk] */
 
 			/* dV[tk, dk] (+)= P^T[tk, tq] dC[tq, dk] */
 			pt_small_gemm(true, false, it.tk, dk, tq, P, it.tk, dC, inner, dV, inner, accumulate);
 			/* dP[tq, tk] = dC[tq, dk] V^T */
 			pt_small_gemm(false, true, tq, it.tk, dk, dC, inner, V, inner, dS, it.tk, false);
-			/* softmax backward: dS = P * (dP - rowsum(P * dP)) */
-			for (int i = 0; i < tq; i++)
-			{
-				const float *pr = P + (size_t) i * it.tk;
-				float	   *dr = dS + (size_t) i * it.tk;
-				float		dot = 0.0f;
-
-				for (int j = 0; j < it.tk; j++)
-					dot += pr[j] * dr[j];
-				for (int j = 0; j < it.tk; j++)
-					dr[j] = pr[j] * (dr[j] - dot);
-			}
+			pt_softmax_backward_rows(P, dS, tq, it.tk);
 			/* dQ[tq, dk] = dS[tq, tk] K[tk, dk];  dK[tk, dk] (+)= dS^T Q */
 			pt_small_gemm(false, false, tq, dk, it.tk, dS, it.tk, K, inner, dQ, inner, false);
 			pt_small_gemm(true, false, it.tk, dk, tq, dS, it.tk, Q, inner, dK, inner, accumulate);

@@ -66,6 +66,15 @@ void		pt_attention_backward(const PtAttnLayout *lay, int H, int dk,
 								  float *dq, float *dkey, float *dval);
 
 /*
+ * The calling thread's slice of lay->dscores for a [tq, tk] block of score
+ * gradients; aborts (a sizing bug of the caller) if it does not fit.
+ */
+float	   *pt_attention_dscores(const PtAttnLayout *lay, int tq, int tk);
+
+/* Softmax's backward, row by row over [rows, cols]: dS = P * (dS - rowsum(P * dS)) */
+void		pt_softmax_backward_rows(const float *P, float *dS, int rows, int cols);
+
+/*
  * Self-attention over trees of rows (inference only): row r sees the rows
  * on its path to the root, r = a_n, parent[a_n] = a_{n-1}, ..., a_0 (parent
  * -1), with the causal position bias of depth[a] - depth[r] from a table of

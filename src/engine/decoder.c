@@ -9,10 +9,13 @@
  * embedding.  Shapes: y [Nd, d]; enc_out [N, d]; cross K, V [N, I].
  *
  * The backward pass only needs d(enc_out), which each layer's cross-attention
- * contributes to through its K and V projections.
+ * contributes to through its K and V projections.  With few decoder rows per
+ * encoder row the pass absorbs K and V into the query side instead
+ * (cross_attention.h): the same function without the [N, I] projections.
  */
 #include <string.h>
 
+#include "cross_attention.h"
 #include "kernels.h"
 #include "transformer.h"
 
@@ -62,9 +65,16 @@ pt_decoder_forward(PtPass *p)
 		/* cross-attention over the encoder output */
 		pt_rmsnorm_forward(a->y_mid1, w->ln_cross, Nd, d, eps, p->ln, a->rstd_cross);
 		pt_linear_forward(&w->cross.q, p->ln, Nd, a->q_cross, p->math);
-		pt_linear_forward_multi(kv, 2, p->enc_out, N, kv_out, p->math);
-		pt_attention_forward(&p->dec_cross, c->num_heads, c->d_kv, a->q_cross, a->k_cross,
-							 a->v_cross, a->probs_cross, p->ctx);
+		if (p->cross_absorbed)
+			pt_cross_absorbed_forward(&p->dec_cross, &w->cross.k, &w->cross.v, c->num_heads,
+									  c->d_kv, d, Nd, a->q_cross, p->enc_out, a->qk_cross,
+									  a->probs_cross, p->cross_stack, p->cross_pe, p->ctx, p->math);
+		else
+		{
+			pt_linear_forward_multi(kv, 2, p->enc_out, N, kv_out, p->math);
+			pt_attention_forward(&p->dec_cross, c->num_heads, c->d_kv, a->q_cross, a->k_cross,
+								 a->v_cross, a->probs_cross, p->ctx);
+		}
 		pt_residual_projection(&w->cross.o, p->ctx, Nd, a->y_mid1, a->y_mid2, p->sub, p->math);
 
 		/* feed-forward */
@@ -112,11 +122,19 @@ pt_decoder_backward(PtPass *p, const float *d_dec_out)
 
 		/* cross-attention: g becomes d(y_mid1); K and V feed d(enc_out) */
 		pt_linear_backward(&w->cross.o, g, Nd, p->g_ctx, false);
-		pt_attention_backward(&p->dec_cross, c->num_heads, c->d_kv, a->q_cross, a->k_cross,
-							  a->v_cross, a->probs_cross, p->g_ctx, p->g_q,
-							  p->g_k_cross, p->g_v_cross);
-		pt_linear_backward(&w->cross.k, p->g_k_cross, N, p->d_enc_out, true);
-		pt_linear_backward(&w->cross.v, p->g_v_cross, N, p->d_enc_out, true);
+		if (p->cross_absorbed)
+			pt_cross_absorbed_backward(&p->dec_cross, &w->cross.k, &w->cross.v, c->num_heads,
+									   c->d_kv, d, Nd, p->enc_out, a->qk_cross, a->probs_cross,
+									   p->g_ctx, p->cross_stack, p->cross_pe, p->g_q,
+									   p->d_enc_out, p->math);
+		else
+		{
+			pt_attention_backward(&p->dec_cross, c->num_heads, c->d_kv, a->q_cross, a->k_cross,
+								  a->v_cross, a->probs_cross, p->g_ctx, p->g_q,
+								  p->g_k_cross, p->g_v_cross);
+			pt_linear_backward(&w->cross.k, p->g_k_cross, N, p->d_enc_out, true);
+			pt_linear_backward(&w->cross.v, p->g_v_cross, N, p->d_enc_out, true);
+		}
 		pt_linear_backward(&w->cross.q, p->g_q, Nd, p->g_ln, false);
 		pt_rmsnorm_backward(a->y_mid1, w->ln_cross, a->rstd_cross, p->g_ln, Nd, d, g);
 

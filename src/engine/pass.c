@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cross_attention.h"
 #include "error.h"
 #include "transformer.h"
 
@@ -19,6 +20,9 @@ typedef struct PassSizes
 				dec_self_probs,
 				dec_cross_probs;	/* floats, summed over sequences and heads */
 	size_t		dscores;		/* floats per thread for attention backward's dS block */
+	size_t		cross_pairs;	/* sum over decoder sequences of Td * Te */
+	size_t		cross_block;	/* the largest Td * Te */
+	bool		cross_absorbed;	/* cross-attention absorbed into the queries */
 	int			enc_max,
 				dec_max;
 	bool		dec_tree;		/* some decoder sequence is a tree */
@@ -122,6 +126,9 @@ validate(const PtModel *m, const PtEncoderSeq *enc, int n_enc,
 		z->Nd += (size_t) dec[s].n_ids;
 		z->dec_self_probs += H * (size_t) dec[s].n_ids * dec[s].n_ids;
 		z->dec_cross_probs += H * (size_t) dec[s].n_ids * te;
+		z->cross_pairs += (size_t) dec[s].n_ids * te;
+		if ((size_t) dec[s].n_ids * te > z->cross_block)
+			z->cross_block = (size_t) dec[s].n_ids * te;
 		/* decoder self-attention (Td x Td) and cross-attention (Td x Te); backward only, so chains */
 		if ((size_t) dec[s].n_ids * dec[s].n_ids > z->dscores)
 			z->dscores = (size_t) dec[s].n_ids * dec[s].n_ids;
@@ -136,6 +143,11 @@ validate(const PtModel *m, const PtEncoderSeq *enc, int n_enc,
 	if (z->N > PT_MAX_ROWS || z->Nd > PT_MAX_ROWS)
 		return pt_fail(PT_ERR_ARGUMENT, "a batch may hold at most %d tokens", PT_MAX_ROWS);
 	z->rows = z->N > z->Nd ? z->N : z->Nd;
+	z->cross_absorbed = n_dec > 0 && pt_cross_absorb_pays(c->num_heads, c->d_kv, c->d_model,
+														   z->N, z->Nd, z->cross_pairs);
+	/* its score gradients come in blocks of all heads of a sequence: [Td * H, Te] */
+	if (z->cross_absorbed && H * z->cross_block > z->dscores)
+		z->dscores = H * z->cross_block;
 	return 0;
 }
 
@@ -148,6 +160,7 @@ carve(PtPass *p, PtArena *a, const PassSizes *z)
 {
 	const PtConfig *c = &p->model->cfg;
 	size_t		d = c->d_model,
+				H = c->num_heads,
 				I = (size_t) pt_config_inner(c),
 				F = c->d_ff;
 	int			enc_sets = p->keep ? c->num_layers : 1;
@@ -210,8 +223,9 @@ carve(PtPass *p, PtArena *a, const PassSizes *z)
 		e->y_mid1 = p->keep ? pt_arena_floats(a, z->Nd * d) : e->y;
 		e->rstd_cross = pt_arena_floats(a, z->Nd);
 		e->q_cross = pt_arena_floats(a, z->Nd * I);
-		e->k_cross = pt_arena_floats(a, z->N * I);
-		e->v_cross = pt_arena_floats(a, z->N * I);
+		e->k_cross = z->cross_absorbed ? NULL : pt_arena_floats(a, z->N * I);
+		e->v_cross = z->cross_absorbed ? NULL : pt_arena_floats(a, z->N * I);
+		e->qk_cross = z->cross_absorbed ? pt_arena_floats(a, z->Nd * H * d) : NULL;
 		e->probs_cross = pt_arena_floats(a, z->dec_cross_probs);
 		e->y_mid2 = p->keep ? pt_arena_floats(a, z->Nd * d) : e->y;
 		e->rstd_ff = pt_arena_floats(a, z->Nd);
@@ -236,6 +250,11 @@ carve(PtPass *p, PtArena *a, const PassSizes *z)
 	p->ctx = pt_arena_floats(a, z->rows * I);
 	p->act = pt_arena_floats(a, z->rows * F);
 	p->sub = pt_arena_floats(a, z->rows * d);
+	if (z->cross_absorbed)
+	{
+		p->cross_stack = pt_arena_floats(a, z->Nd * H * I);
+		p->cross_pe = pt_arena_floats(a, z->Nd * H * d);
+	}
 
 	if (p->keep)
 	{
@@ -248,8 +267,11 @@ carve(PtPass *p, PtArena *a, const PassSizes *z)
 		p->g_act = pt_arena_floats(a, z->rows * F);
 		p->g_h0 = pt_arena_floats(a, z->rows * F);
 		p->g_h1 = c->gated ? pt_arena_floats(a, z->rows * F) : NULL;
-		p->g_k_cross = pt_arena_floats(a, z->N * I);
-		p->g_v_cross = pt_arena_floats(a, z->N * I);
+		if (!z->cross_absorbed)
+		{
+			p->g_k_cross = pt_arena_floats(a, z->N * I);
+			p->g_v_cross = pt_arena_floats(a, z->N * I);
+		}
 		p->d_enc_out = pt_arena_floats(a, z->N * d);
 		p->d_x0 = pt_arena_floats(a, z->N * d);
 		/* one dS block per thread, as large as the largest of all three layouts */
@@ -296,6 +318,7 @@ fill_layouts(PtPass *p, const PassSizes *z)
 	p->dec_rows = row;
 	p->dec_max = z->dec_max;
 	p->dec_tree = z->dec_tree;
+	p->cross_absorbed = z->cross_absorbed;
 	for (int s = 0; p->dec_tree && s < p->n_dec; s++)
 	{
 		/* rows of a chain are each other's parents too */

@@ -89,8 +89,9 @@ typedef struct PtDecLayerActs
 	float	   *rstd_cross;
 	float	   *q_cross;		/* [Nd, I] */
 	float	   *k_cross,
-			   *v_cross;		/* [N, I] projections of the encoder output */
-	float	   *probs_cross;	/* per sequence [H, Td, Te] */
+			   *v_cross;		/* [N, I] projections of the encoder output (NULL when absorbed) */
+	float	   *qk_cross;		/* absorbed only: [Nd * H, d], see cross_attention.h */
+	float	   *probs_cross;	/* per sequence [H, Td, Te] ([Td * H, Te] when absorbed) */
 	float	   *y_mid2;			/* [Nd, d] after cross-attention */
 	float	   *rstd_ff;
 	float	   *h0,
@@ -125,6 +126,8 @@ typedef struct PtPass
 	PtAttnLayout enc_self,
 				dec_self,
 				dec_cross;
+	/* cross-attention with keys and values absorbed into the queries (cross_attention.h) */
+	bool		cross_absorbed;
 
 	PtEncLayerActs *enc;		/* [num_layers] (all alias one set unless keep) */
 	PtDecLayerActs *dec;		/* [num_decoder_layers] */
@@ -151,7 +154,9 @@ typedef struct PtPass
 			   *g_h0,
 			   *g_h1;
 	float	   *g_k_cross,
-			   *g_v_cross;		/* [N, I] */
+			   *g_v_cross;		/* [N, I] (NULL when absorbed) */
+	float	   *cross_stack,
+			   *cross_pe;		/* absorbed only: [Nd * H, I] and [Nd * H, d] scratch */
 	float	   *d_enc_out;		/* [N, d] */
 	float	   *d_x0;			/* [N, d] gradient of the encoder's input rows */
 } PtPass;
