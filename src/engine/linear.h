@@ -14,10 +14,8 @@
  *         separately for the forward and the backward products;
  *   bf16: oneDNN, bfloat16 inputs, fp32 accumulation (AVX512-BF16 or AMX);
  *   int8: oneDNN, s8 weights (one scale per output channel, quantised once)
- *         and s8 activations (one scale for each product's whole input,
- *         max|x| / 127, quantised when the input is loaded), int32
- *         accumulation, scaled to fp32 inside oneDNN's product (VNNI or AMX
- *         where the CPU has them); see linear_dnnl.c.
+ *         and s8 activations (one scale per row, quantised per product),
+ *         int32 accumulation, fp32 output (VNNI or AMX where the CPU has them).
  */
 #ifndef PT_LINEAR_H
 #define PT_LINEAR_H

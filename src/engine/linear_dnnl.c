@@ -7,21 +7,18 @@
  *   the blocked layout oneDNN's matmul prefers; activations are rounded when
  *   a product runs, and products accumulate and return in fp32.
  * int8: each weight row (output channel j) is quantised once to s8 with its
- *   own scale sw[j] = max|W[j, :]| / 127; each product's input x[m, k] is
- *   quantised when it is loaded, with one scale for the whole input, sx =
- *   max|x| / 127 (as ONNX Runtime's dynamic quantisation: one per tensor).
- *   oneDNN multiplies the s8 matrices in int32 (VNNI: four products per lane
- *   and instruction) and writes y[i, j] (+)= (sx * sw[j]) * acc[i, j] in fp32
- *   itself, the scales a per-column "binary mul" post-op: oneDNN 2.6's fast
- *   int8 matmul (brgemm) takes neither runtime output scales nor a per-row
- *   factor (those fall back to its reference or gemm kernels, 10-1000x
- *   slower), so one scale per input is what keeps the scaling inside the
- *   product.  The cost: an input's values share one scale, so a row of small
- *   values next to an outlier row keeps fewer significant bits, and a text's
- *   probabilities depend slightly on the batch it is classified with
- *   (BENCHMARKS.md gives the agreement with fp32).  Per-row scales (before
- *   13) needed an int32 scratch and a separate dequantising pass, about 40%
- *   of the int8 product time.
+ *   own scale sw[j] = max|W[j, :]| / 127; each activation row i is quantised
+ *   when the product runs, sx[i] = max|x[i, :]| / 127.  oneDNN multiplies the
+ *   s8 matrices into int32 (VNNI: four products per lane and instruction),
+ *   and y[i, j] = sx[i] * sw[j] * acc[i, j] returns to fp32 (dequantise_piece,
+ *   right after each piece).  Why per row: a text's results do not depend on
+ *   the batch it is in.  One scale per input, as ONNX Runtime does, would
+ *   let oneDNN scale as it writes (a per-column "binary mul" post-op with an
+ *   f32 dst; oneDNN 2.6's brgemm takes no runtime output scales and no
+ *   per-row factor, those fall back to 10-1000x slower kernels), but
+ *   measured on a Zen 5 that post-op costs the product about 13%, as much as
+ *   the separate dequantising pass: no faster, and it moved a text's
+ *   probabilities by up to 0.01 with its batch mates.
  * fp32: oneDNN's f32 matmul reads the fp32 weights where they are (the
  *   checkpoint's mapping), as W[out, in] = the [in, out] matrix in "ba"
  *   order for forward products and the [out, in] one in "ab" order for
@@ -38,6 +35,7 @@
  * multiples of 16 or fewer than 16, so the shapes stay few and the cache
  * (least recently used out) holds those in use.
  */
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -58,7 +56,7 @@
 typedef enum Kind
 {
 	KIND_BF16,					/* bf16 [m, k] x packed bf16 W^T -> f32 */
-	KIND_INT8,					/* s8 [m, k] x packed s8 W^T, times per-column scales -> f32 */
+	KIND_INT8,					/* s8 [m, k] x packed s8 W^T -> s32 */
 	KIND_F32_FORWARD,			/* f32 [m, in] x W^T (plain, "ba") -> f32 [m, out] */
 	KIND_F32_BACKWARD,			/* f32 [m, out] x W (plain, "ab") -> f32 [m, in] */
 	KIND_BF16_BACKWARD,			/* bf16 [m, out] x W unpacked from the packed copy -> f32 [m, in] */
@@ -119,16 +117,17 @@ static struct
 } dnnl = {PTHREAD_ONCE_INIT, false, false, false, NULL, NULL, {{0}}, 0, PTHREAD_MUTEX_INITIALIZER, {0}, {""}, {{{0}, {0}, NULL, 0}}};
 
 /*
- * Per-thread scratch: the converted activations (bf16 or s8, and int8's
- * scale) and int8's per-column output scales.
+ * Per-thread scratch: the converted activations (bf16 or s8, and int8's row
+ * scales) and int8's int32 products of one piece.
  */
 static __thread void *scratch;
 static __thread size_t scratch_bytes;
 static __thread size_t scratch_used;	/* elements loaded by pt_bf16/int8_load_input */
 static __thread Kind scratch_kind;
-static __thread float input_scale;	/* int8: x ~ input_scale * scratch */
-static __thread float *col_scales;	/* int8: [n], input_scale * sw[j] */
-static __thread size_t col_scales_size;
+static __thread float *row_scales;	/* int8: [m] */
+static __thread size_t row_scales_size;
+static __thread int32_t *acc;	/* int8: [piece rows, n] */
+static __thread size_t acc_size;
 static __thread void *unpacked;	/* bf16 backward: rows of W unpacked from the packed copy */
 static __thread size_t unpacked_bytes;
 
@@ -247,44 +246,35 @@ pt_dnnl_kernel(PtMath math)
 
 /*
  * A matmul of src [m, k] x weights [k, n] (the given layout) -> dst [m, n];
- * with accumulate, the product is added to what dst holds.  s8 into f32
- * (KIND_INT8) multiplies column j by a runtime factor first: a "binary mul"
- * post-op with a [1, n] f32 operand (matmul_piece's col_scales).
+ * with accumulate, the product is added to what dst holds.
  */
 static dnnl_primitive_desc_t
 matmul_desc(int m, int n, int k, dnnl_data_type_t src_type, const dnnl_memory_desc_t *weights,
 			dnnl_data_type_t dst_type, bool accumulate)
 {
 	dnnl_memory_desc_t src,
-				dst,
-				scales;
+				dst;
 	dnnl_dims_t src_dims = {m, k},
-				dst_dims = {m, n},
-				scales_dims = {1, n};
+				dst_dims = {m, n};
 	dnnl_matmul_desc_t desc;
 	dnnl_primitive_desc_t pd = NULL;
 	dnnl_primitive_attr_t attr = NULL;
-	dnnl_post_ops_t post = NULL;
-	bool		scaled = src_type == dnnl_s8 && dst_type == dnnl_f32;
+	dnnl_post_ops_t sum = NULL;
 	bool		ok;
 
-	/* the scales before the sum: y = y_old + scales * product */
-	if ((accumulate || scaled) &&
+	if (accumulate &&
 		(dnnl_primitive_attr_create(&attr) != dnnl_success ||
-		 dnnl_post_ops_create(&post) != dnnl_success ||
-		 (scaled &&
-		  (dnnl_memory_desc_init_by_tag(&scales, 2, scales_dims, dnnl_f32, dnnl_ab) != dnnl_success ||
-		   dnnl_post_ops_append_binary(post, dnnl_binary_mul, &scales) != dnnl_success)) ||
-		 (accumulate && dnnl_post_ops_append_sum(post, 1.0f) != dnnl_success) ||
-		 dnnl_primitive_attr_set_post_ops(attr, post) != dnnl_success))
+		 dnnl_post_ops_create(&sum) != dnnl_success ||
+		 dnnl_post_ops_append_sum(sum, 1.0f) != dnnl_success ||
+		 dnnl_primitive_attr_set_post_ops(attr, sum) != dnnl_success))
 		ok = false;
 	else
 		ok = dnnl_memory_desc_init_by_tag(&src, 2, src_dims, src_type, dnnl_ab) == dnnl_success &&
 			dnnl_memory_desc_init_by_tag(&dst, 2, dst_dims, dst_type, dnnl_ab) == dnnl_success &&
 			dnnl_matmul_desc_init(&desc, &src, weights, NULL, &dst) == dnnl_success &&
 			dnnl_primitive_desc_create(&pd, &desc, attr, dnnl.engine, NULL) == dnnl_success;
-	if (post)
-		dnnl_post_ops_destroy(post);
+	if (sum)
+		dnnl_post_ops_destroy(sum);
 	if (attr)
 		dnnl_primitive_attr_destroy(attr);
 	return ok ? pd : NULL;
@@ -295,7 +285,7 @@ static void
 kind_types(Kind kind, dnnl_data_type_t *src, dnnl_data_type_t *dst)
 {
 	*src = kind == KIND_BF16 || kind == KIND_BF16_BACKWARD ? dnnl_bf16 : kind == KIND_INT8 ? dnnl_s8 : dnnl_f32;
-	*dst = dnnl_f32;
+	*dst = kind == KIND_INT8 ? dnnl_s32 : dnnl_f32;
 }
 
 /*
@@ -348,7 +338,8 @@ prepare(PtLinear *lin, PtMath math)
 					   : "this CPU has no bfloat16 matrix instructions");
 	/* let oneDNN pick the weights layout, for a typical batch */
 	if (dnnl_memory_desc_init_by_tag(&any, 2, dims, type, dnnl_format_tag_any) != dnnl_success ||
-		(pd = matmul_desc(1024, n, k, int8 ? dnnl_s8 : dnnl_bf16, &any, dnnl_f32, false)) == NULL)
+		(pd = matmul_desc(1024, n, k, int8 ? dnnl_s8 : dnnl_bf16, &any,
+						  int8 ? dnnl_s32 : dnnl_f32, false)) == NULL)
 		return pt_fail(PT_ERR_INTERNAL, "oneDNN has no %s matmul for %d x %d", pt_math_name(math), n, k);
 	if (int8 && lin->w == NULL)
 		return pt_fail(PT_ERR_INTERNAL, "int8 weights are quantised from fp32 weights");
@@ -520,12 +511,10 @@ primitive_for(Kind kind, const PtLinear *lin, int m, bool accumulate)
 
 /*
  * dst[rows, n] (+)= src[rows, k] . W for one piece of the rows, with the
- * primitive of that shape (n, k: the product's, so swapped for backward);
- * KIND_INT8 multiplies column j by col_scales[j] (see matmul_desc).
+ * primitive of that shape (n, k: the product's, so swapped for backward).
  */
 static bool
-matmul_piece(Kind kind, const PtLinear *lin, dnnl_primitive_t prim, const void *x, int rows, void *y,
-			 const float *scales)
+matmul_piece(Kind kind, const PtLinear *lin, dnnl_primitive_t prim, const void *x, int rows, void *y)
 {
 	bool		backward = kind == KIND_F32_BACKWARD || kind == KIND_BF16_BACKWARD;
 	int			k = backward ? lin->out_dim : lin->in_dim,
@@ -534,15 +523,12 @@ matmul_piece(Kind kind, const PtLinear *lin, dnnl_primitive_t prim, const void *
 				dst_type;
 	dnnl_memory_desc_t src_md,
 				dst_md,
-				scales_md,
 				plain;
 	dnnl_dims_t src_dims = {rows, k},
-				dst_dims = {rows, n},
-				scales_dims = {1, n};
+				dst_dims = {rows, n};
 	dnnl_memory_t src = NULL,
 				dst = NULL,
-				weights = NULL,
-				col = NULL;
+				weights = NULL;
 	bool		ok = false;
 
 	kind_types(kind, &src_type, &dst_type);
@@ -555,19 +541,13 @@ matmul_piece(Kind kind, const PtLinear *lin, dnnl_primitive_t prim, const void *
 		dnnl_memory_desc_init_by_tag(&src_md, 2, src_dims, src_type, dnnl_ab) == dnnl_success &&
 		dnnl_memory_desc_init_by_tag(&dst_md, 2, dst_dims, dst_type, dnnl_ab) == dnnl_success &&
 		dnnl_memory_create(&src, &src_md, dnnl.engine, (void *) x) == dnnl_success &&
-		dnnl_memory_create(&dst, &dst_md, dnnl.engine, y) == dnnl_success &&
-		(scales == NULL ||
-		 (dnnl_memory_desc_init_by_tag(&scales_md, 2, scales_dims, dnnl_f32, dnnl_ab) == dnnl_success &&
-		  dnnl_memory_create(&col, &scales_md, dnnl.engine, (void *) scales) == dnnl_success)))
+		dnnl_memory_create(&dst, &dst_md, dnnl.engine, y) == dnnl_success)
 	{
-		dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst},
-		{DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, col}};
+		dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}};
 
-		ok = dnnl_primitive_execute(prim, dnnl.stream, scales ? 4 : 3, args) == dnnl_success &&
+		ok = dnnl_primitive_execute(prim, dnnl.stream, 3, args) == dnnl_success &&
 			dnnl_stream_wait(dnnl.stream) == dnnl_success;
 	}
-	if (col)
-		dnnl_memory_destroy(col);
 	if (src)
 		dnnl_memory_destroy(src);
 	if (dst)
@@ -577,16 +557,19 @@ matmul_piece(Kind kind, const PtLinear *lin, dnnl_primitive_t prim, const void *
 	return ok;
 }
 
+
+static void dequantise_piece(const PtLinear *lin, int r0, int rows, float *y, bool accumulate);
+
 /*
  * Runs a product of m rows in pieces: src rows of src_row bytes, dst rows of
- * dst_row bytes.  KIND_INT8 scales the columns by this thread's col_scales
- * (pt_int8_matmul).
+ * dst_row bytes.  int8 pieces go to the int32 scratch first, and
+ * dequantise_piece finishes each into y.
  */
 static bool
 run_pieces(Kind kind, int piece, const PtLinear *lin, int m, const void *x, size_t src_row, float *y,
 		   size_t dst_row, bool accumulate)
 {
-	const float *scales = kind == KIND_INT8 ? col_scales : NULL;
+	bool		int8 = kind == KIND_INT8;
 	/* the three piece sizes: full pieces, then a multiple of 16, then fewer than 16 rows */
 	int			sizes[3] = {piece, (m % piece) & ~15, m % 16};
 	int			counts[3] = {m / piece, sizes[1] > 0, sizes[2] > 0};
@@ -596,15 +579,20 @@ run_pieces(Kind kind, int piece, const PtLinear *lin, int m, const void *x, size
 	/*
 	 * Every primitive before any product: if one cannot be made, y is still
 	 * untouched and the caller's fp32 fallback (which may add to y) is right.
+	 * int8's primitives have no sum post-op: the row scales come after.
 	 */
 	for (int i = 0; i < 3; i++)
-		if (counts[i] > 0 && (prims[i] = primitive_for(kind, lin, sizes[i], accumulate)) == NULL)
+		if (counts[i] > 0 && (prims[i] = primitive_for(kind, lin, sizes[i], accumulate && !int8)) == NULL)
 			return false;
 	for (int i = 0; i < 3; i++)
 		for (int c = 0; c < counts[i]; c++, r += sizes[i])
+		{
 			if (!matmul_piece(kind, lin, prims[i], (const char *) x + (size_t) r * src_row, sizes[i],
-							  (char *) y + (size_t) r * dst_row, scales))
+							  int8 ? (void *) acc : (char *) y + (size_t) r * dst_row))
 				return false;
+			if (int8)
+				dequantise_piece(lin, r, sizes[i], y, accumulate);
+		}
 	return true;
 }
 
@@ -669,27 +657,26 @@ pt_bf16_matmul(const PtLinear *lin, int m, float *y, bool accumulate)
 					  y, sizeof(float) * lin->out_dim, accumulate);
 }
 
-/* ---- int8 ------------------------------------------------------------------
- *
- * The input's scale needs max|x| over all of it before any value is
- * quantised: two passes, each vectorised and split between the threads.
- * max|x| compares the bit patterns of |x| as unsigned integers, which order
- * as the values do for non-negative floats and vectorise without fast-math
- * (a NaN compares above every number, so a NaN input gives a NaN scale and
- * NaN outputs, as fp32 would).
+/* ---- int8 ------------------------------------------------------------------ */
+
+/*
+ * q[i, :] = round(x[i, :] / s[i]), half to even, with s[i] = max|x[i, :]| /
+ * 127 (0 for a zero row).  max|x| compares the bit patterns of |x| as
+ * unsigned integers, which order as the values do for non-negative floats
+ * and vectorise without fast-math (fmaxf does not: it kept this pass scalar
+ * and made quantising the input cost as much as the product itself).  A
+ * NaN compares above every number: its row's scale and outputs are NaN, as
+ * fp32's would be.
  */
-
-/* Chunks of the input the threads quantise in parallel. */
-#define QUANTISE_CHUNK ((size_t) 1 << 15)
-
-/* the bit pattern of max |x[i]| over n values */
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-static uint32_t
-absmax_bits(const float *x, size_t n)
+static void
+quantise_row(const float *x, int k, int8_t *q, float *scale)
 {
 	uint32_t	most = 0;
+	float		amax,
+				inv;
 
-	for (size_t i = 0; i < n; i++)
+	for (int i = 0; i < k; i++)
 	{
 		uint32_t	bits;
 
@@ -697,78 +684,89 @@ absmax_bits(const float *x, size_t n)
 		bits &= 0x7fffffffu;
 		most = bits > most ? bits : most;
 	}
-	return most;
-}
-
-/* q[i] = round(x[i] * inv), half to even; |x[i] * inv| <= 127 */
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-static void
-quantise(const float *x, size_t n, float inv, int8_t *q)
-{
-	for (size_t i = 0; i < n; i++)
+	memcpy(&amax, &most, sizeof(amax));
+	*scale = amax / 127.0f;
+	/* |x[i] * inv| <= 127; an infinite or NaN maximum quantises the row to 0 */
+	inv = amax > 0.0f && amax <= FLT_MAX ? 127.0f / amax : 0.0f;
+	for (int i = 0; i < k; i++)
 		q[i] = (int8_t) (int) nearbyintf(x[i] * inv);
 }
 
 bool
 pt_int8_load_input(const float *x, int m, int k)
 {
-	size_t		n = (size_t) m * k,
-				chunks = (n + QUANTISE_CHUNK - 1) / QUANTISE_CHUNK;
-	uint32_t	most = 0;
-	float		amax,
-				inv;
-	/* the scratch is this thread's (__thread): the loops' other threads get its address */
-	int8_t	   *q;
-
-	if (!grow_scratch(n))
+	if (!grow_scratch((size_t) m * k))
 		return false;
-	q = scratch;
-#pragma omp parallel for schedule(static) reduction(max:most) if (chunks > 1)
-	for (size_t c = 0; c < chunks; c++)
+	if ((size_t) m > row_scales_size)
 	{
-		size_t		start = c * QUANTISE_CHUNK;
-		uint32_t	part = absmax_bits(x + start, n - start < QUANTISE_CHUNK ? n - start : QUANTISE_CHUNK);
+		float	   *grown = realloc(row_scales, sizeof(float) * m);
 
-		most = part > most ? part : most;
+		if (grown == NULL)
+			return false;
+		row_scales = grown;
+		row_scales_size = m;
 	}
-	memcpy(&amax, &most, sizeof(amax));
-	/* 0 for an all-zero input; inf or NaN stay, and so reach the output */
-	inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-#pragma omp parallel for schedule(static) if (chunks > 1)
-	for (size_t c = 0; c < chunks; c++)
 	{
-		size_t		start = c * QUANTISE_CHUNK;
+		/* the scratch is this thread's (__thread): the loop's other threads get its address */
+		int8_t	   *q = scratch;
+		float	   *scales = row_scales;
 
-		quantise(x + start, n - start < QUANTISE_CHUNK ? n - start : QUANTISE_CHUNK, inv, q + start);
+#pragma omp parallel for schedule(static) if (m >= 64)
+		for (int i = 0; i < m; i++)
+			quantise_row(x + (size_t) i * k, k, q + (size_t) i * k, &scales[i]);
 	}
-	input_scale = amax / 127.0f;
-	scratch_used = n;
+	scratch_used = (size_t) m * k;
 	scratch_kind = KIND_INT8;
 	return true;
+}
+
+/* y[r0 + i, j] (+)= sx[r0 + i] * sw[j] * acc[i, j] for one piece of rows */
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+static void
+dequantise_piece(const PtLinear *lin, int r0, int rows, float *y, bool accumulate)
+{
+	int			n = lin->out_dim;
+	const float *sw = lin->packed->scales;
+	/* this thread's (__thread) scratch, for the loop's other threads too */
+	const int32_t *products = acc;
+	const float *sxs = row_scales;
+
+#pragma omp parallel for schedule(static) if (rows >= 64)
+	for (int i = 0; i < rows; i++)
+	{
+		const int32_t *a = products + (size_t) i * n;
+		float	   *out = y + (size_t) (r0 + i) * n;
+		float		sx = sxs[r0 + i];
+
+		if (accumulate)
+			for (int j = 0; j < n; j++)
+				out[j] += sx * sw[j] * (float) a[j];
+		else
+			for (int j = 0; j < n; j++)
+				out[j] = sx * sw[j] * (float) a[j];
+	}
 }
 
 bool
 pt_int8_matmul(const PtLinear *lin, int m, float *y, bool accumulate)
 {
-	int			n = lin->out_dim;
+	/* one read: another thread's model load may choose anew meanwhile */
+	int			piece = pt_dnnl_piece_rows(PT_MATH_INT8);
+	size_t		need = (size_t) (m < piece ? m : piece) * lin->out_dim;
 
 	if (scratch_kind != KIND_INT8 || scratch_used != (size_t) m * lin->in_dim ||
 		pt_linear_packed_math(lin) != PT_MATH_INT8)
 		return false;
-	if ((size_t) n > col_scales_size)
+	if (need > acc_size)
 	{
-		float	   *grown = realloc(col_scales, sizeof(float) * n);
+		int32_t    *grown = realloc(acc, sizeof(int32_t) * need);
 
 		if (grown == NULL)
 			return false;
-		col_scales = grown;
-		col_scales_size = n;
+		acc = grown;
+		acc_size = need;
 	}
-	/* y[i, j] = input_scale * sw[j] * (xq . Wq[j])[i] */
-	for (int j = 0; j < n; j++)
-		col_scales[j] = input_scale * lin->packed->scales[j];
-	return run_pieces(KIND_INT8, pt_dnnl_piece_rows(PT_MATH_INT8), lin, m, scratch, lin->in_dim, y,
-					  sizeof(float) * n, accumulate);
+	return run_pieces(KIND_INT8, piece, lin, m, scratch, lin->in_dim, y, sizeof(float) * lin->out_dim, accumulate);
 }
 
 /* ---- bf16 backward ----------------------------------------------------------
