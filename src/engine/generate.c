@@ -917,7 +917,14 @@ generate_chunk(const PtModel *m, PtWorkspace *ws, const PtGenerateRow *rows, int
 		ch.enc[i] = (PtEncoderSeq) {rows[i].prompt, rows[i].prompt_len, rows[i].ids, rows[i].n_ids};
 	if (pt_pass_begin(&pass, m, &ws->pass, ch.enc, R, NULL, 0, false) != 0)
 		return -1;
-	pt_encoder_forward(&pass);
+	/*
+	 * A chunk's encoder pass takes up to a second or so: the cancel hook runs
+	 * before each of its layers, and before each layer's keys and values,
+	 * as it does before each decoding step.
+	 */
+	pass.yield = (PtYield) {o->cancel, o->cancel_arg};
+	if (pt_encoder_forward(&pass) != 0)
+		return -1;
 	for (int i = 0; i < R; i++)
 	{
 		ch.enc_off[i] = pass.enc_off[i];
@@ -929,6 +936,8 @@ generate_chunk(const PtModel *m, PtWorkspace *ws, const PtGenerateRow *rows, int
 		size_t		n = (size_t) ch.N_enc * pt_config_inner(c);
 		float	   *kv_out[2] = {ch.kv_tmp, ch.kv_tmp + n};
 
+		if (pt_yield(&pass.yield) != 0)
+			return -1;
 		if (!ch.bf16)
 		{
 			kv_out[0] = ch.kx[l];

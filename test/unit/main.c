@@ -68,6 +68,7 @@
 	X(test_generate_stops_at_eos_and_max_tokens) \
 	X(test_generate_bf16_cache_matches_fp32) \
 	X(test_generate_errors) \
+	X(test_generate_cancel_points) \
 	X(test_csv_rfc4180) \
 	X(test_csv_errors)
 

@@ -437,6 +437,56 @@ cancel_countdown(void *arg)
 	return --cancel_after < 0;
 }
 
+static int	hook_calls;
+
+static int
+count_calls(void *arg)
+{
+	(void) arg;
+	hook_calls++;
+	return 0;
+}
+
+/*
+ * The cancel hook runs before each encoder layer, each layer's cross-attention
+ * keys and values, and each decoding step: a cancel lands within one of them
+ * (the encoder of a large chunk takes a second or more, one layer a fraction).
+ */
+void		test_generate_cancel_points(void);
+void
+test_generate_cancel_points(void)
+{
+	Fixture		f;
+	PtWorkspace ws = {0};
+	PtGenerateOptions o;
+	int			steps = 3;
+
+	REQUIRE(fixture_open(&f, "tiny-gated"));
+	pt_generate_options_default(&o);
+	o.max_new_tokens = steps;
+	o.ignore_eos = true;
+	o.cancel = count_calls;
+	hook_calls = 0;
+	fixture_reset_results(&f);
+	REQUIRE(pt_generate(f.m, &ws, f.rows, 1, &o, f.res) == 0);
+	REQUIRE(f.res[0].n_ids == steps);
+	/* once per chunk, then encoder layers, decoder layers' keys/values, steps */
+	CHECKF(hook_calls == 1 + f.m->cfg.num_layers + f.m->cfg.num_decoder_layers + steps,
+		   "the hook ran %d times; expected %d", hook_calls,
+		   1 + f.m->cfg.num_layers + f.m->cfg.num_decoder_layers + steps);
+
+	/* stopping inside the encoder: cancelled, and the workspace still works */
+	o.cancel = cancel_countdown;
+	cancel_after = 2;
+	CHECK(pt_generate(f.m, &ws, f.rows, N_ROWS, &o, f.res) == -1);
+	CHECK(pt_error_kind() == PT_ERR_CANCELLED);
+	o.cancel = NULL;
+	fixture_reset_results(&f);
+	CHECK(pt_generate(f.m, &ws, f.rows, N_ROWS, &o, f.res) == 0);
+	pt_workspace_free(&ws);
+	fixture_close(&f);
+}
+
 /* Bad options and rows: clear errors that name what is wrong; cancellation. */
 void		test_generate_errors(void);
 void
