@@ -2,7 +2,8 @@
  * test_kernels.c - the matrix kernels agree: OpenBLAS and oneDNN's f32
  * matmul give the float64 product (forward x . W^T and backward dy . W, with
  * and without accumulation, over row counts that span linear_dnnl.c's
- * pieces); int8 products stay within their quantisation bound; bf16
+ * pieces); int8 products equal the product of their quantised operands and
+ * stay within their quantisation bound; bf16
  * backward products read the packed copy only and give the float64 product
  * of the bf16 operands; the measured choice is reported and cached;
  * training on an int8 model computes in fp32; the one-pass log-sum-exp /
@@ -116,25 +117,76 @@ test_fp32_kernels_agree(void)
 }
 
 /*
- * int8: each product is within the bound of its quantisation.  With per-row
- * scales sx = max|x| / 127 and per-channel sw = max|W_j| / 127, each factor
- * is off by at most half its scale, so |error| <= sum_t (|x_t| sw/2 +
- * |W_jt| sx/2 + sx sw/4).
+ * int8 (linear_dnnl.c): W is quantised per output channel, sw[j] =
+ * max|W[j, :]| / 127, and each input row per product, sx[i] = max|x[i, :]| /
+ * 127, both rounded half to even.  Each product must be
+ *  - the float64 product of those quantised operands times sx[i] * sw[j], to
+ *    float rounding (this fails if the scheme changes: one scale per input or
+ *    per piece, another rounding, a missed or doubled scale), and
+ *  - within the quantisation bound of the float64 product of the unquantised
+ *    operands: each factor is off by at most half its scale, so |error| <=
+ *    sum_t (|x_it| sw/2 + |W_jt| sx/2 + sx sw/4).
+ * Over every piece size (pieces of 64 rows, then 32, then 12), with rows and
+ * channels of different ranges and one row of 20x outliers (the other rows
+ * keep their own scales), rows of 200 values (the vectorised quantisation's
+ * tail), with and without accumulation; an all-zero input gives exact zeros.
  */
+static void
+int8_expected(const PtLinear *lin, const float *x, int m, double *exact, double *bound)
+{
+	int			n = lin->out_dim,
+				k = lin->in_dim;
+
+	for (int j = 0; j < n; j++)
+	{
+		const float *wj = lin->w + (size_t) j * k;
+		float		wmax = 0.0f;
+		double		sw;
+
+		for (int t = 0; t < k; t++)
+			wmax = fmaxf(wmax, fabsf(wj[t]));
+		sw = wmax / 127.0f;
+		for (int i = 0; i < m; i++)
+		{
+			const float *xi = x + (size_t) i * k;
+			float		amax = 0.0f,
+						inv;
+			double		sx,
+						dot = 0.0,
+						b = 0.0;
+
+			for (int t = 0; t < k; t++)
+				amax = fmaxf(amax, fabsf(xi[t]));
+			inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+			sx = amax / 127.0f;
+
+			for (int t = 0; t < k; t++)
+			{
+				dot += nearbyintf(xi[t] * inv) * (double) (wmax > 0.0f ? lrintf(wj[t] * (127.0f / wmax)) : 0);
+				b += fabs(xi[t]) * sw / 2 + fabs(wj[t]) * sx / 2 + sx * sw / 4;
+			}
+			exact[(size_t) i * n + j] = (double) (float) ((float) sx * (float) sw) * dot;
+			bound[(size_t) i * n + j] = b;
+		}
+	}
+}
+
 void		test_int8_product_within_bound(void);
 void
 test_int8_product_within_bound(void)
 {
 	enum
 	{
-		OUT = 64, IN = 96
+		OUT = 64, IN = 200
 	};
 	int			M = 2 * 64 + 32 + 12;	/* two pieces of 64 + 32 + 12 rows: every piece size */
 	int			piece;
 	float	   *w,
 			   *x,
 			   *y;
-	double	   *ref;
+	double	   *ref,
+			   *exact,
+			   *bound;
 	PtLinear	lin;
 
 	/* before allocating: a skip returns at once */
@@ -147,17 +199,22 @@ test_int8_product_within_bound(void)
 	x = malloc(sizeof(float) * M * IN);
 	y = malloc(sizeof(float) * M * OUT);
 	ref = malloc(sizeof(double) * M * OUT);
-	REQUIRE(w && x && y && ref);
+	exact = malloc(sizeof(double) * M * OUT);
+	bound = malloc(sizeof(double) * M * OUT);
+	REQUIRE(w && x && y && ref && exact && bound);
 	lin = (PtLinear) {.out_dim = OUT, .in_dim = IN, .w = w, .src = w, .src_dtype = PT_DTYPE_F32};
 	for (size_t i = 0; i < (size_t) OUT * IN; i++)
 		w[i] = value(i, 3) * (1 + (int) (i / IN) % 4);	/* channels of different ranges */
 	for (size_t i = 0; i < (size_t) M * IN; i++)
-		x[i] = value(i, 4) * (1 + (int) (i / IN) % 3);	/* rows too */
+		x[i] = value(i, 4) * (1 + (int) (i / IN) % 3) * (i / IN == 70 ? 20 : 1);	/* rows too, and outliers */
 	REQUIRE(pt_linear_prepare_int8(&lin) == 0);
 	CHECK(pt_linear_packed_math(&lin) == PT_MATH_INT8);
 	reference(false, &lin, x, M, ref);
+	int8_expected(&lin, x, M, exact, bound);
 	for (int accumulate = 0; accumulate < 2; accumulate++)
 	{
+		double		worst = 0.0;
+
 		for (size_t i = 0; i < (size_t) M * OUT; i++)
 			y[i] = accumulate ? 1.0f : NAN;
 		if (accumulate)
@@ -167,23 +224,28 @@ test_int8_product_within_bound(void)
 		for (int i = 0; i < M; i++)
 			for (int j = 0; j < OUT; j++)
 			{
-				double		sx = 0,
-							sw = 0,
-							bound = 0;
+				size_t		at = (size_t) i * OUT + j;
+				double		got = y[at] - accumulate;
 
-				for (int t = 0; t < IN; t++)
-				{
-					sx = fmax(sx, fabs(x[(size_t) i * IN + t]));
-					sw = fmax(sw, fabs(w[(size_t) j * IN + t]));
-				}
-				sx /= 127, sw /= 127;
-				for (int t = 0; t < IN; t++)
-					bound += fabs(x[(size_t) i * IN + t]) * sw / 2 + fabs(w[(size_t) j * IN + t]) * sx / 2 + sx * sw / 4;
-				CHECKF(fabs(y[(size_t) i * OUT + j] - accumulate - ref[(size_t) i * OUT + j]) <= bound * 1.001 + 1e-6,
-					   "row %d col %d: int8 %.5f, float64 %.5f, bound %.5f", i, j,
-					   y[(size_t) i * OUT + j] - accumulate, ref[(size_t) i * OUT + j], bound);
+				/* float rounding: the scale, the int32 sum in fp32, the added 1 */
+				worst = fmax(worst, fabs(got - exact[at]) / (1e-6 * (fabs(exact[at]) + accumulate) + 1e-9));
+				CHECKF(fabs(got - exact[at]) <= 1e-6 * (fabs(exact[at]) + accumulate) + 1e-9,
+					   "row %d col %d%s: int8 %.7f, quantised operands in float64 %.7f", i, j,
+					   accumulate ? ", accumulating" : "", got, exact[at]);
+				CHECKF(fabs(got - ref[at]) <= bound[at] * 1.001 + 1e-6,
+					   "row %d col %d: int8 %.5f, float64 %.5f, bound %.5f", i, j, got, ref[at], bound[at]);
 			}
+		CHECKF(worst <= 1.0, "off the exact product by %.3g of its bound", worst);
 	}
+
+	/* an all-zero input: scale 0, exact zeros (no 0 / 0) */
+	memset(x, 0, sizeof(float) * M * IN);
+	for (size_t i = 0; i < (size_t) M * OUT; i++)
+		y[i] = NAN;
+	pt_linear_forward(&lin, x, M, y, PT_MATH_INT8);
+	for (size_t i = 0; i < (size_t) M * OUT; i++)
+		CHECKF(y[i] == 0.0f, "value %zu of a zero input's product: %g", i, y[i]);
+
 	pt_dnnl_set_piece_rows(PT_MATH_INT8, piece);
 	pt_linear_release_bf16(&lin);
 	CHECK(lin.packed == NULL);
@@ -191,6 +253,8 @@ test_int8_product_within_bound(void)
 	free(x);
 	free(y);
 	free(ref);
+	free(exact);
+	free(bound);
 }
 
 /*
