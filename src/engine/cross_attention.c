@@ -2,6 +2,7 @@
  * cross_attention.c - cross-attention with keys and values absorbed into
  * the query side (see cross_attention.h for the algebra and the layout).
  */
+#include <omp.h>
 #include <string.h>
 
 #include "cross_attention.h"
@@ -10,19 +11,31 @@
 
 static int	forced = -1;
 
+/* (row, head) pairs per work unit of the forward attention: 8 rows of 6 heads */
+#define ROW_BLOCK 48
+
 void
 pt_cross_absorb_force(int mode)
 {
 	forced = mode;
 }
 
+/* multiply-adds per unit of time, relative to fp32 (see cross_attention.h) */
+static double
+speed_of(PtMath math)
+{
+	return math == PT_MATH_INT8 ? 4.0 : math == PT_MATH_BF16 ? 2.0 : 1.0;
+}
+
 bool
-pt_cross_absorb_pays(int H, int dk, int d, size_t N, size_t Nd, size_t cross_pairs)
+pt_cross_absorb_pays(int H, int dk, int d, size_t N, size_t Nd, size_t cross_pairs,
+					 PtMath math)
 {
 	double		I = (double) H * dk;
-	/* multiply-adds of the forward pass; the backward pass scales alike */
-	double		usual = 2.0 * N * d * I + 2.0 * cross_pairs * I;
-	double		absorbed = 2.0 * H * Nd * d * I + 2.0 * H * cross_pairs * d;
+	double		usual = 2.0 * N * d * I / speed_of(math) + 2.0 * cross_pairs * I;
+	double		absorbed = (double) H * Nd * d * I / speed_of(math == PT_MATH_BF16 ? math : PT_MATH_FP32)
+		+ (double) H * Nd * d * I / speed_of(math)
+		+ 2.0 * H * cross_pairs * d;
 
 	if (forced >= 0)
 		return forced == 1;
@@ -64,24 +77,42 @@ pt_cross_absorbed_forward(const PtAttnLayout *lay, const PtLinear *wk, const PtL
 	spread_heads(q, Nd, H, dk, stack);
 	pt_linear_backward(wk, stack, Nd * H, qk, false);
 
-#pragma omp parallel for schedule(dynamic)
-	for (int g = 0; g < lay->n_kv; g++)
+	/*
+	 * Work units of at most ROW_BLOCK (row, head) pairs of one decoder
+	 * sequence, dealt round-robin: rows are independent here, so one text
+	 * with a large trie still keeps every thread busy.
+	 */
+#pragma omp parallel
 	{
-		const float *E = enc + (size_t) lay->kv_off[g] * d;	/* [tk, d] */
-		int			tk = lay->kv_len[g];
+		int			threads = omp_get_num_threads(),
+					me = omp_get_thread_num(),
+					unit = 0;
 
-		for (int s = lay->kv_q_begin[g]; s < lay->kv_q_end[g]; s++)
+		for (int g = 0; g < lay->n_kv; g++)
 		{
-			int			rows = lay->q_len[s] * H;
-			size_t		at = (size_t) lay->q_off[s] * H * d;
-			float	   *P = probs + lay->p_off[s];	/* [rows, tk] */
+			const float *E = enc + (size_t) lay->kv_off[g] * d;	/* [tk, d] */
+			int			tk = lay->kv_len[g];
 
-			/* P[rows, tk] = softmax(A E^T), A = qk's rows of s [rows, d] */
-			pt_small_gemm(false, true, rows, tk, d, qk + at, d, E, d, P, tk, false);
-			for (int i = 0; i < rows; i++)
-				pt_softmax_row(P + (size_t) i * tk, NULL, tk, true);
-			/* B[rows, d] = P E */
-			pt_small_gemm(false, false, rows, d, tk, P, tk, E, d, pe + at, d, false);
+			for (int s = lay->kv_q_begin[g]; s < lay->kv_q_end[g]; s++)
+			{
+				int			rows = lay->q_len[s] * H;
+
+				for (int r0 = 0; r0 < rows; r0 += ROW_BLOCK)
+				{
+					int			n = rows - r0 < ROW_BLOCK ? rows - r0 : ROW_BLOCK;
+					size_t		at = ((size_t) lay->q_off[s] * H + r0) * d;
+					float	   *P = probs + lay->p_off[s] + (size_t) r0 * tk;	/* [n, tk] */
+
+					if (unit++ % threads != me)
+						continue;
+					/* P[n, tk] = softmax(A E^T), A = qk's rows [n, d] */
+					pt_small_gemm(false, true, n, tk, d, qk + at, d, E, d, P, tk, false);
+					for (int i = 0; i < n; i++)
+						pt_softmax_row(P + (size_t) i * tk, NULL, tk, true);
+					/* B[n, d] = P E */
+					pt_small_gemm(false, false, n, d, tk, P, tk, E, d, pe + at, d, false);
+				}
+			}
 		}
 	}
 

@@ -38,11 +38,27 @@
 #include "linear.h"
 
 /*
- * True if the absorbed form does fewer multiply-adds for a batch of N
- * encoder rows, Nd decoder rows and cross_pairs = sum over decoder
- * sequences of Td * Te.  Unless a test forced one form.
+ * True if the absorbed form should take less time for a batch of N encoder
+ * rows, Nd decoder rows and cross_pairs = sum over decoder sequences of
+ * Td * Te, with products in math (the pass's).  Unless a test forced one
+ * form.  The estimate counts multiply-adds, weighted by what runs them:
+ *   - the usual K/V projections run in math: bf16 about twice and int8
+ *     about four times fp32's speed per multiply-add (oneDNN's ceilings at
+ *     these shapes, BENCHMARKS.md);
+ *   - the absorbed q-side products: Wk's as a backward product (bf16 for a
+ *     bf16 model, else fp32: an int8 model keeps fp32 weights for it), Wv's
+ *     in math; attention in fp32 either way.
+ * The rule sees the batch's totals, so a batch of texts of one shape picks
+ * what each of them alone would.  In a batch of very different shapes a text
+ * may get the other form than alone: in fp32 that changes its results by
+ * rounding only, in bf16 and int8 by up to about 1% of a probability (the
+ * forms round different operands; unit tests bound both).  How many encoder
+ * sequences the batch has is not weighed: the forward attention is split in
+ * blocks of rows over all threads (one text keeps them all busy); the
+ * backward runs one encoder sequence per thread.
  */
-bool		pt_cross_absorb_pays(int H, int dk, int d, size_t N, size_t Nd, size_t cross_pairs);
+bool		pt_cross_absorb_pays(int H, int dk, int d, size_t N, size_t Nd, size_t cross_pairs,
+								 PtMath math);
 
 /* Tests and benchmarks: 1 always absorbed, 0 never, -1 by cost (the default). */
 void		pt_cross_absorb_force(int mode);

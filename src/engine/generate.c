@@ -924,7 +924,7 @@ generate_chunk(const PtModel *m, PtWorkspace *ws, const PtGenerateRow *rows, int
 	 */
 	pass.yield = (PtYield) {o->cancel, o->cancel_arg};
 	if (pt_encoder_forward(&pass) != 0)
-		return -1;
+		return pt_fail(PT_ERR_CANCELLED, "generation was cancelled");
 	for (int i = 0; i < R; i++)
 	{
 		ch.enc_off[i] = pass.enc_off[i];
@@ -937,7 +937,7 @@ generate_chunk(const PtModel *m, PtWorkspace *ws, const PtGenerateRow *rows, int
 		float	   *kv_out[2] = {ch.kv_tmp, ch.kv_tmp + n};
 
 		if (pt_yield(&pass.yield) != 0)
-			return -1;
+			return pt_fail(PT_ERR_CANCELLED, "generation was cancelled");
 		if (!ch.bf16)
 		{
 			kv_out[0] = ch.kx[l];

@@ -696,8 +696,13 @@ quantise_row(const float *x, int k, int8_t *q, float *scale)
 	}
 	memcpy(&amax, &most, sizeof(amax));
 	*scale = amax / 127.0f;
-	/* |x[i] * inv| <= 127; an infinite or NaN maximum quantises the row to 0 */
-	inv = amax > 0.0f && amax <= FLT_MAX ? 127.0f / amax : 0.0f;
+	/*
+	 * |x[i] * inv| <= 127.  An infinite or NaN maximum quantises the row to
+	 * 0 (its scale carries the inf or NaN), and so does a maximum so small
+	 * (below 127 / FLT_MAX, about 4e-37) that 127 / amax would overflow:
+	 * converting an infinite x * inv to int is undefined.
+	 */
+	inv = amax >= 127.0f / FLT_MAX && amax <= FLT_MAX ? 127.0f / amax : 0.0f;
 	for (int i = 0; i < k; i++)
 		q[i] = (int8_t) (int) nearbyintf(x[i] * inv);
 }

@@ -29,6 +29,16 @@ typedef struct PassSizes
 } PassSizes;
 
 /*
+ * The products' precision: inference uses the model's; training too in bf16
+ * (mixed precision: the products in bf16, everything else in fp32), else fp32.
+ */
+static PtMath
+pass_math(const PtModel *m, bool keep)
+{
+	return keep && m->math != PT_MATH_BF16 ? PT_MATH_FP32 : m->math;
+}
+
+/*
  * Checks a tree decoder sequence's parents (see PtDecoderSeq); *path_len
  * receives its longest root-to-node path.
  */
@@ -99,6 +109,7 @@ validate(const PtModel *m, const PtEncoderSeq *enc, int n_enc,
 	for (int s = 0; s < n_dec; s++)
 	{
 		size_t		te;
+
 		int			path_len = dec[s].n_ids;
 		int			max_len = dec[s].parent ? PT_MAX_ROWS : PT_MAX_SEQ_LEN;
 
@@ -144,7 +155,8 @@ validate(const PtModel *m, const PtEncoderSeq *enc, int n_enc,
 		return pt_fail(PT_ERR_ARGUMENT, "a batch may hold at most %d tokens", PT_MAX_ROWS);
 	z->rows = z->N > z->Nd ? z->N : z->Nd;
 	z->cross_absorbed = n_dec > 0 && pt_cross_absorb_pays(c->num_heads, c->d_kv, c->d_model,
-														   z->N, z->Nd, z->cross_pairs);
+														   z->N, z->Nd, z->cross_pairs,
+														   pass_math(m, keep));
 	/* its score gradients come in blocks of all heads of a sequence: [Td * H, Te] */
 	if (z->cross_absorbed && H * z->cross_block > z->dscores)
 		z->dscores = H * z->cross_block;
@@ -395,11 +407,7 @@ pt_pass_begin(PtPass *p, const PtModel *model, PtArena *arena,
 		return -1;
 	p->model = model;
 	p->keep = keep;
-	/*
-	 * Inference uses the model's precision; training too in bf16 (mixed
-	 * precision: the products in bf16, everything else in fp32), else fp32.
-	 */
-	p->math = keep && model->math != PT_MATH_BF16 ? PT_MATH_FP32 : model->math;
+	p->math = pass_math(model, keep);
 	p->enc_seqs = enc;
 	p->n_enc = n_enc;
 	p->dec_seqs = dec;

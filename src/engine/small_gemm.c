@@ -172,8 +172,10 @@ first(int count)				/* a mask of the first min(count, 16) lanes */
 
 /*
  * The calling thread's buffer for a copy of B, grown as needed; it lives with
- * the thread (attention's threads are the OpenMP pool's).  NULL if it cannot
- * grow.  One call of pt_small_gemm uses it for its one operand B.
+ * the thread (attention's threads are the OpenMP pool's), so it never grows
+ * past PT_SMALL_GEMM_MAX_COPY floats.  NULL if it cannot grow: the caller
+ * then runs pt_gemm().  One call of pt_small_gemm uses it for its one
+ * operand B.
  */
 static float *
 b_buffer(size_t floats)
@@ -181,6 +183,8 @@ b_buffer(size_t floats)
 	static __thread float *buf;
 	static __thread size_t cap;
 
+	if (floats > PT_SMALL_GEMM_MAX_COPY)
+		return NULL;
 	if (floats > cap)
 	{
 		float	   *grown = realloc(buf, floats * sizeof(float));

@@ -25,6 +25,15 @@
 
 #include <stdbool.h>
 
+/*
+ * The most floats of B one call copies (op(B) = B^T, or rows far apart) into
+ * its thread's buffer, which lives as long as the thread: 4 MB.  Larger
+ * operands (cross-attention absorbed into the queries reads an encoder
+ * sequence [Te, d_model], up to 8192 x 4096) go to pt_gemm() instead, so a
+ * long-lived worker's threads never each hold tens of megabytes.
+ */
+#define PT_SMALL_GEMM_MAX_COPY ((size_t) 1 << 20)
+
 void		pt_small_gemm(bool trans_a, bool trans_b, int m, int n, int k,
 						  const float *a, int lda, const float *b, int ldb,
 						  float *c, int ldc, bool accumulate);

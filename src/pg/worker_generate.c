@@ -16,8 +16,9 @@
  * fewest rows left first.  Rows of different requests and prompts share the
  * batch.
  *
- * Cancellation: the engine asks between decoding steps whether to stop; it
- * stops when a request of the batch was abandoned (query cancel,
+ * Cancellation: the engine asks before each encoder layer, each decoder
+ * layer's cross-attention keys and values, and each decoding step whether
+ * to stop; it stops when a request of the batch was abandoned (query cancel,
  * statement_timeout, ptune.request_timeout, the session's exit).  The
  * abandoned requests are then failed and the others computed again in the
  * next round (at most one engine call of work is lost).
@@ -134,7 +135,7 @@ typedef struct BatchJobs
 	int			n;
 } BatchJobs;
 
-/* Called by the engine between decoding steps: stop when a request of the batch was given up. */
+/* Called by the engine between layers and decoding steps: stop when a request of the batch was given up. */
 static int
 batch_abandoned(void *arg)
 {

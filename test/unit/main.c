@@ -27,6 +27,7 @@
 	X(test_mixed_precision_gradient) \
 	X(test_cross_absorbed_matches_usual) \
 	X(test_cross_absorb_choice) \
+	X(test_cross_absorbed_random_shapes) \
 	X(test_determinism) \
 	X(test_packing_matches_single_rows) \
 	X(test_random_shapes_match_single_rows) \

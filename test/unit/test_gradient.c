@@ -468,13 +468,19 @@ test_cross_absorb_choice(void)
 	PtEncoderSeq enc = {NULL, 0, ids, 40};
 	PtDecoderSeq dec = {0, ids, 2, NULL};
 
-	/* flan-t5-small, 32 rows of 148 tokens: 2 decoder rows each absorb, 148 do not */
-	CHECK(pt_cross_absorb_pays(6, 64, 512, 32 * 148, 32 * 2, 32 * 2 * 148));
-	CHECK(!pt_cross_absorb_pays(6, 64, 512, 32 * 148, 32 * 148, 32 * 148 * 148));
-	/* flan-t5-xl (32 heads of 64, d 2048): 2 rows absorb, 8 do not */
-	CHECK(pt_cross_absorb_pays(32, 64, 2048, 148, 2, 2 * 148));
-	CHECK(!pt_cross_absorb_pays(32, 64, 2048, 148, 8, 8 * 148));
-	CHECK(!pt_cross_absorb_pays(6, 64, 512, 148, 0, 0));
+	/* flan-t5-small, 32 rows of 148 tokens: 2 decoder rows each absorb in every precision, 148 do not */
+	for (int math = PT_MATH_FP32; math <= PT_MATH_INT8; math++)
+	{
+		CHECK(pt_cross_absorb_pays(6, 64, 512, 32 * 148, 32 * 2, 32 * 2 * 148, math));
+		CHECK(!pt_cross_absorb_pays(6, 64, 512, 32 * 148, 32 * 148, 32 * 148 * 148, math));
+	}
+	/* flan-t5-xl (32 heads of 64, d 2048), 8 rows: 2 decoder rows each absorb, 8 do not */
+	CHECK(pt_cross_absorb_pays(32, 64, 2048, 8 * 148, 8 * 2, 8 * 2 * 148, PT_MATH_BF16));
+	CHECK(!pt_cross_absorb_pays(32, 64, 2048, 8 * 148, 8 * 8, 8 * 8 * 148, PT_MATH_BF16));
+	CHECK(!pt_cross_absorb_pays(6, 64, 512, 148, 0, 0, PT_MATH_FP32));
+	/* int8's projections are cheap: a 512-row text with a 16-node trie keeps them, fp32 does not */
+	CHECK(!pt_cross_absorb_pays(6, 64, 512, 512, 16, 16 * 512, PT_MATH_INT8));
+	CHECK(pt_cross_absorb_pays(6, 64, 512, 512, 16, 16 * 512, PT_MATH_FP32));
 
 	REQUIRE(dir != NULL);
 	m = pt_model_load(dir);
@@ -485,18 +491,21 @@ test_cross_absorb_choice(void)
 	{
 		REQUIRE(pt_pass_begin(&pass, m, &arena, &enc, 1, &dec, 1, keep) == 0);
 		CHECK(pass.cross_absorbed == pt_cross_absorb_pays(m->cfg.num_heads, m->cfg.d_kv,
-														  m->cfg.d_model, 40, 2, 80));
+														  m->cfg.d_model, 40, 2, 80, pass.math));
 		CHECK(pass.cross_absorbed ? pass.dec[0].qk_cross && !pass.dec[0].k_cross && pass.cross_stack
 			  : !pass.dec[0].qk_cross && pass.dec[0].k_cross && !pass.cross_stack);
 		for (int form = 0; form < 2; form++)
 		{
+			bool		begun;
+
 			pt_cross_absorb_force(form);
-			REQUIRE(pt_pass_begin(&pass, m, &arena, &enc, 1, &dec, 1, keep) == 0);
+			begun = pt_pass_begin(&pass, m, &arena, &enc, 1, &dec, 1, keep) == 0;
+			pt_cross_absorb_force(-1);	/* before any check: a failure must not leave it forced */
+			REQUIRE(begun);
 			CHECK(pass.cross_absorbed == (form == 1));
 			CHECK(form == 1 ? pass.dec[0].qk_cross && !pass.dec[0].v_cross
 				  : !pass.dec[0].qk_cross && pass.dec[0].v_cross);
 			CHECK(!keep || (form == 1) == (pass.g_k_cross == NULL));
-			pt_cross_absorb_force(-1);
 		}
 	}
 	pt_arena_free(&arena);

@@ -246,6 +246,27 @@ test_int8_product_within_bound(void)
 	for (size_t i = 0; i < (size_t) M * OUT; i++)
 		CHECKF(y[i] == 0.0f, "value %zu of a zero input's product: %g", i, y[i]);
 
+	/*
+	 * Rows of tiny values (subnormal, and just under 127 / FLT_MAX, where
+	 * 127 / max|x| overflows) quantise to zero: products within 1e-30; a NaN
+	 * row gives NaN, as fp32 would; the rows around them are unaffected.
+	 */
+	for (int t = 0; t < IN; t++)
+	{
+		x[0 * IN + t] = (t % 2 ? -1 : 1) * 1e-39f;
+		x[1 * IN + t] = (t % 3 ? 3e-37f : -2e-37f);
+		x[2 * IN + t] = t == 7 ? NAN : 1.0f;
+		x[3 * IN + t] = value((size_t) t, 9);
+	}
+	pt_linear_forward(&lin, x, 4, y, PT_MATH_INT8);
+	for (int j = 0; j < OUT; j++)
+	{
+		CHECKF(fabsf(y[j]) < 1e-30f && fabsf(y[OUT + j]) < 1e-30f,
+			   "tiny rows: products %g and %g", y[j], y[OUT + j]);
+		CHECKF(isnan(y[2 * OUT + j]), "NaN row: product %g", y[2 * OUT + j]);
+		CHECKF(isfinite(y[3 * OUT + j]), "the row after a NaN row: %g", y[3 * OUT + j]);
+	}
+
 	pt_dnnl_set_piece_rows(PT_MATH_INT8, piece);
 	pt_linear_release_bf16(&lin);
 	CHECK(lin.packed == NULL);
@@ -501,10 +522,13 @@ void
 test_small_gemm_matches_float64(void)
 {
 	static const int sizes[][3] = {{1, 1, 1}, {3, 17, 5}, {4, 64, 64}, {5, 148, 64}, {9, 64, 148},
-	{148, 148, 64}, {148, 64, 148}, {7, 200, 33}, {2, 15, 0}};
+	{148, 148, 64}, {148, 64, 148}, {7, 200, 33}, {2, 15, 0},
+	/* B over PT_SMALL_GEMM_MAX_COPY floats: no copy, pt_gemm() */
+	{2, 1100, 1000}};
 	unsigned	salt = 1;
 	int			bad = 0;
 
+	CHECK((size_t) 1100 * 1000 > PT_SMALL_GEMM_MAX_COPY);	/* the last size's B is over the cap */
 	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++)
 		for (int layout = 0; layout < 3; layout++)
 			for (int accumulate = 0; accumulate < 2; accumulate++)
