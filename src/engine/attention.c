@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "attention.h"
+#include "error.h"
 #include "kernels.h"
 #include "linear.h"
 #include "small_gemm.h"
@@ -34,19 +35,10 @@
 static float *
 probs_scratch(size_t floats)
 {
-	static __thread float *buf;
+	static __thread void *buf;
 	static __thread size_t cap;
 
-	if (floats > cap)
-	{
-		float	   *grown = realloc(buf, floats * sizeof(float));
-
-		if (grown == NULL)
-			return NULL;
-		buf = grown;
-		cap = floats;
-	}
-	return buf;
+	return pt_grow(&buf, &cap, floats * sizeof(float));
 }
 
 int

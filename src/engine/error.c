@@ -70,6 +70,21 @@ pt_malloc(size_t size)
 }
 
 void *
+pt_grow(void **buf, size_t *cap, size_t bytes)
+{
+	if (bytes > *cap)
+	{
+		void	   *grown = realloc(*buf, bytes);
+
+		if (grown == NULL)
+			return NULL;
+		*buf = grown;
+		*cap = bytes;
+	}
+	return *buf;
+}
+
+void *
 pt_calloc(size_t count, size_t size)
 {
 	void	   *p;

@@ -40,4 +40,12 @@ void	   *pt_malloc(size_t size);
 void	   *pt_calloc(size_t count, size_t size);
 char	   *pt_strdup(const char *s);
 
+/*
+ * A scratch buffer that only grows (the kernels' per-thread buffers): *buf
+ * is realloc'ed to hold at least `bytes`, *cap is its size in bytes.
+ * Returns *buf, or NULL if it could not grow (*buf and *cap unchanged, no
+ * error recorded: the callers fall back to a path that needs no buffer).
+ */
+void	   *pt_grow(void **buf, size_t *cap, size_t bytes);
+
 #endif

@@ -124,10 +124,10 @@ static __thread void *scratch;
 static __thread size_t scratch_bytes;
 static __thread size_t scratch_used;	/* elements loaded by pt_bf16/int8_load_input */
 static __thread Kind scratch_kind;
-static __thread float *row_scales;	/* int8: [m] */
-static __thread size_t row_scales_size;
-static __thread int32_t *acc;	/* int8: [piece rows, n] */
-static __thread size_t acc_size;
+static __thread void *row_scales;	/* int8: float [m] */
+static __thread size_t row_scales_bytes;
+static __thread void *acc;		/* int8: int32_t [piece rows, n] */
+static __thread size_t acc_bytes;
 static __thread void *unpacked;	/* bf16 backward: rows of W unpacked from the packed copy */
 static __thread size_t unpacked_bytes;
 
@@ -588,7 +588,7 @@ run_pieces(Kind kind, int piece, const PtLinear *lin, int m, const void *x, size
 		for (int c = 0; c < counts[i]; c++, r += sizes[i])
 		{
 			if (!matmul_piece(kind, lin, prims[i], (const char *) x + (size_t) r * src_row, sizes[i],
-							  int8 ? (void *) acc : (char *) y + (size_t) r * dst_row))
+							  int8 ? acc : (char *) y + (size_t) r * dst_row))
 				return false;
 			if (int8)
 				dequantise_piece(lin, r, sizes[i], y, accumulate);
@@ -601,16 +601,7 @@ run_pieces(Kind kind, int piece, const PtLinear *lin, int m, const void *x, size
 static bool
 grow_scratch(size_t bytes)
 {
-	if (bytes > scratch_bytes)
-	{
-		void	   *grown = realloc(scratch, bytes);
-
-		if (grown == NULL)
-			return false;
-		scratch = grown;
-		scratch_bytes = bytes;
-	}
-	return true;
+	return pt_grow(&scratch, &scratch_bytes, bytes) != NULL;
 }
 
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -712,15 +703,8 @@ pt_int8_load_input(const float *x, int m, int k)
 {
 	if (!grow_scratch((size_t) m * k))
 		return false;
-	if ((size_t) m > row_scales_size)
-	{
-		float	   *grown = realloc(row_scales, sizeof(float) * m);
-
-		if (grown == NULL)
-			return false;
-		row_scales = grown;
-		row_scales_size = m;
-	}
+	if (pt_grow(&row_scales, &row_scales_bytes, sizeof(float) * m) == NULL)
+		return false;
 	{
 		/* the scratch is this thread's (__thread): the loop's other threads get its address */
 		int8_t	   *q = scratch;
@@ -772,15 +756,8 @@ pt_int8_matmul(const PtLinear *lin, int m, float *y, bool accumulate)
 	if (scratch_kind != KIND_INT8 || scratch_used != (size_t) m * lin->in_dim ||
 		pt_linear_packed_math(lin) != PT_MATH_INT8)
 		return false;
-	if (need > acc_size)
-	{
-		int32_t    *grown = realloc(acc, sizeof(int32_t) * need);
-
-		if (grown == NULL)
-			return false;
-		acc = grown;
-		acc_size = need;
-	}
+	if (pt_grow(&acc, &acc_bytes, sizeof(int32_t) * need) == NULL)
+		return false;
 	return run_pieces(KIND_INT8, piece, lin, m, scratch, lin->in_dim, y, sizeof(float) * lin->out_dim, accumulate);
 }
 
@@ -1033,15 +1010,8 @@ pt_bf16_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool ac
 	need = dnnl_memory_desc_get_size(&full.to);
 	if (dnnl_memory_desc_get_size(&tail.to) > need)
 		need = dnnl_memory_desc_get_size(&tail.to);
-	if (need > unpacked_bytes)
-	{
-		void	   *grown = realloc(unpacked, need);
-
-		if (grown == NULL)
-			return 0;
-		unpacked = grown;
-		unpacked_bytes = need;
-	}
+	if (pt_grow(&unpacked, &unpacked_bytes, need) == NULL)
+		return 0;
 	if (!grow_scratch(sizeof(uint16_t) * (size_t) m * rows))
 		return 0;
 

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "error.h"
 #include "linear.h"
 #include "runtime.h"
 #include "small_gemm.h"
@@ -180,21 +181,12 @@ first(int count)				/* a mask of the first min(count, 16) lanes */
 static float *
 b_buffer(size_t floats)
 {
-	static __thread float *buf;
+	static __thread void *buf;
 	static __thread size_t cap;
 
 	if (floats > PT_SMALL_GEMM_MAX_COPY)
 		return NULL;
-	if (floats > cap)
-	{
-		float	   *grown = realloc(buf, floats * sizeof(float));
-
-		if (grown == NULL)
-			return NULL;
-		buf = grown;
-		cap = floats;
-	}
-	return buf;
+	return pt_grow(&buf, &cap, floats * sizeof(float));
 }
 
 /*
