@@ -116,17 +116,6 @@ lanes(int count)				/* a mask of the first min(count, 16) lanes */
 }
 
 
-/* tanh_inline on 16 lanes */
-static inline __attribute__((always_inline)) AVX512 __m512
-tanh16(__m512 u)
-{
-	__m512		one = _mm512_set1_ps(1.0f);
-
-	u = _mm512_min_ps(_mm512_max_ps(u, _mm512_set1_ps(-9.0f)), _mm512_set1_ps(9.0f));
-	return _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0f),
-											_mm512_add_ps(exp16(_mm512_add_ps(u, u)), one)));
-}
-
 /* pt_f32_to_bf16 on 16 lanes: round to nearest even, NaN stays a (quiet) NaN */
 static inline __attribute__((always_inline)) AVX512 __m256i
 bf16x16(__m512 v)
@@ -401,17 +390,59 @@ activation_backward_chunk(PtActivation act, bool gated, const float *h0, const f
 }
 
 #if defined(__x86_64__)
-/* the gelu (tanh) activation of activation_loop on 16 lanes, to out or its bf16 rounding outb */
+/*
+ * gelu (tanh) on 16 lanes: 0.5 x (1 + tanh(u)) with u = sqrt(2 / pi) (x + 0.044715 x^3),
+ * computed as x / (1 + exp(-2u)), the same function with one exponential and
+ * no tanh: 1 + tanh(u) = 2 / (1 + exp(-2u)).  The reciprocal is rcp14's
+ * estimate with one Newton step (relative error about 2^-23), which is
+ * cheaper than a division.  For large |x| exp16's clamp keeps 1 + exp(-2u)
+ * finite: the result goes to x (x > 0) or to 0 (x < 0), as gelu does.
+ */
+static inline __attribute__((always_inline)) AVX512 __m512
+gelu_tanh16(__m512 x)
+{
+	const float c = 0.7978845608028654f;	/* sqrt(2 / pi) */
+	__m512		minus_2u = _mm512_mul_ps(x, _mm512_fmadd_ps(_mm512_mul_ps(x, x), _mm512_set1_ps(-2.0f * c * 0.044715f),
+															 _mm512_set1_ps(-2.0f * c))),
+				den = _mm512_add_ps(_mm512_set1_ps(1.0f), exp16(minus_2u)),
+				r = _mm512_rcp14_ps(den);
+
+	r = _mm512_mul_ps(r, _mm512_fnmadd_ps(den, r, _mm512_set1_ps(2.0f)));
+	return _mm512_mul_ps(x, r);
+}
+
+/* the gelu (tanh) activation of activation_loop, to out or its bf16 rounding outb */
 static AVX512 void
 gelu_tanh_avx512(bool gated, const float *h0, const float *h1, size_t n, float *out, uint16_t *outb)
 {
-	for (size_t i = 0; i < n; i += 16)
+	size_t		i = 0;
+
+	/* two vectors per step: the exponential's dependency chain is long */
+	for (; i + 32 <= n; i += 32)
+	{
+		__m512		g0 = gelu_tanh16(_mm512_loadu_ps(h0 + i)),
+					g1 = gelu_tanh16(_mm512_loadu_ps(h0 + i + 16));
+
+		if (gated)
+		{
+			g0 = _mm512_mul_ps(g0, _mm512_loadu_ps(h1 + i));
+			g1 = _mm512_mul_ps(g1, _mm512_loadu_ps(h1 + i + 16));
+		}
+		if (out)
+		{
+			_mm512_storeu_ps(out + i, g0);
+			_mm512_storeu_ps(out + i + 16, g1);
+		}
+		else
+		{
+			_mm256_storeu_si256((__m256i *) (outb + i), bf16x16(g0));
+			_mm256_storeu_si256((__m256i *) (outb + i + 16), bf16x16(g1));
+		}
+	}
+	for (; i < n; i += 16)
 	{
 		__mmask16	k = lanes(n - i < 16 ? (int) (n - i) : 16);
-		__m512		x = _mm512_maskz_loadu_ps(k, h0 + i),
-					cube = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.044715f), x), x), x),
-					t = tanh16(_mm512_mul_ps(_mm512_set1_ps(0.7978845608028654f), _mm512_add_ps(x, cube))),
-					g = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), _mm512_add_ps(_mm512_set1_ps(1.0f), t));
+		__m512		g = gelu_tanh16(_mm512_maskz_loadu_ps(k, h0 + i));
 
 		if (gated)
 			g = _mm512_mul_ps(g, _mm512_maskz_loadu_ps(k, h1 + i));
