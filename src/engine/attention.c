@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "attention.h"
+#include "attention_bf16.h"
 #include "error.h"
 #include "kernels.h"
 #include "linear.h"
@@ -156,6 +157,8 @@ pt_attention_forward(const PtAttnLayout *lay, int H, int dk,
 		float		inv_sum[ATTN_Q_BLOCK];
 		int			block = ATTN_Q_BLOCK;
 		float	   *scratch = NULL;
+		PtBf16Head	head;
+		bool		bf16 = false;
 
 		if (!lay->normalize && it.tk > 0)
 		{
@@ -164,6 +167,8 @@ pt_attention_forward(const PtAttnLayout *lay, int H, int dk,
 			scratch = probs_scratch((size_t) block * it.tk);
 			if (scratch == NULL)	/* no room: the probs array, as training does */
 				block = ATTN_Q_BLOCK;
+			/* bf16 inference: K and V packed once for all of this head's query blocks */
+			bf16 = lay->bf16 && pt_bf16_head_pack(K, V, inner, it.tk, dk, &head) == 0;
 		}
 
 		for (int s = lay->kv_q_begin[it.g]; s < lay->kv_q_end[it.g]; s++)
@@ -185,8 +190,14 @@ pt_attention_forward(const PtAttnLayout *lay, int H, int dk,
 				float	   *C = ctx + (size_t) (lay->q_off[s] + i0) * inner + it.h * dk;
 
 				/* P[n, tk] = Q[n, dk] K[tk, dk]^T   (no 1/sqrt(dk) in T5) */
-				pt_small_gemm(false, true, n, it.tk, dk, Q, inner, K, inner, P, it.tk, false);
+				if (bf16)
+					pt_bf16_head_scores(&head, Q, inner, n, P, it.tk);
+				else
+					pt_small_gemm(false, true, n, it.tk, dk, Q, inner, K, inner, P, it.tk, false);
 				scores_to_probs(lay, it.h, P, i0, n, it.tk, inv_sum);
+				/* C[n, dk] = P[n, tk] V[tk, dk] / row sum, in bf16 */
+				if (bf16 && pt_bf16_head_context(&head, P, it.tk, n, inv_sum, C, inner) == 0)
+					continue;
 				/* C[n, dk] = P[n, tk] V[tk, dk] */
 				pt_small_gemm(false, false, n, dk, it.tk, P, it.tk, V, inner, C, inner, false);
 				/* unnormalised probabilities: scale the dk outputs of a row, not its tk probabilities */

@@ -33,6 +33,11 @@ typedef struct PtAttnLayout
 	bool		causal;			/* query i sees keys j <= i */
 	bool		normalize;		/* store normalised probabilities (the backward pass needs them) */
 	/*
+	 * Without normalize: the per-head products in bfloat16 where the CPU
+	 * has them (attention_bf16.h); pass.c sets it for bf16 inference.
+	 */
+	bool		bf16;
+	/*
 	 * Backward only: per-thread room for one (sequence, head) block of score
 	 * gradients dS [Tq, Tk].  Thread t uses dscores[t * dscores_stride ...];
 	 * dscores_stride must be at least the largest Tq * Tk of the layout and

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attention_bf16.h"
 #include "cross_attention.h"
 #include "error.h"
 #include "transformer.h"
@@ -367,6 +368,9 @@ fill_layouts(PtPass *p, const PassSizes *z)
 	p->enc_self.causal = false;
 	/* the backward pass needs the probabilities themselves; inference does not */
 	p->enc_self.normalize = p->dec_self.normalize = p->dec_cross.normalize = p->keep;
+	/* bf16 inference: the encoder's per-head products in bf16 too (the decoder's rows are few) */
+	p->enc_self.bf16 = !p->keep && p->math == PT_MATH_BF16 && pt_attention_bf16_supported(c->d_kv);
+	p->dec_self.bf16 = p->dec_cross.bf16 = false;
 
 	p->dec_self.n_kv = p->n_dec;
 	p->dec_self.q_off = p->dec_self.kv_off = p->dec_off;

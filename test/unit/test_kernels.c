@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "attention.h"
+#include "attention_bf16.h"
 #include "dtype.h"
 #include "error.h"
 #include "helpers.h"
@@ -916,4 +917,134 @@ test_attention_inference_blocks(void)
 	}
 	CHECKF(bad == 0, "%d attention outputs off float64", bad);
 	free(rel), free(table), free(sc), free(q), free(k), free(v), free(probs), free(ctx_keep), free(ctx_scratch);
+}
+
+static double
+bf16_rounded(float x)
+{
+	return pt_bf16_to_f32(pt_f32_to_bf16(x));
+}
+
+/*
+ * The bf16 inference path (attention_bf16.c: Q K^T and P V with bf16
+ * operands, fp32 accumulation) against float64 computed from the same
+ * rounded operands: Q, K and V rounded to bf16, the unnormalised
+ * probabilities exp(s - max) rounded to bf16 and divided by their unrounded
+ * sum.  Head sizes 16, 64 and 80 (one, four and five 16-lane vectors: the
+ * full and partial register blocks), sequence lengths 1, 17, 148 and 300
+ * (odd and even key counts, partial key vectors, two query blocks), causal
+ * and not.  What is left is float32 rounding and an occasional probability
+ * that rounds the other way (one bf16 step of one term): 1e-3 on averages of
+ * values in [-1, 1]; a wrong pair, row or block is off by 0.1 or more.
+ * Also: the result is within bf16 rounding (2e-2) of the fp32 path.
+ */
+void		test_attention_bf16(void);
+void
+test_attention_bf16(void)
+{
+	enum
+	{
+		H = 2, S = 4, MAXLEN = 300, MAX_DK = 80
+	};
+	static const int lens[S] = {300, 148, 17, 1};
+	static const int dks[] = {16, 64, 80};
+	int			off[S],
+				begin[S],
+				end[S],
+				rows = 0;
+	size_t		p_off[S];
+	float	   *rel = malloc(sizeof(float) * 32 * H),
+			   *table = malloc(sizeof(float) * H * (2 * MAXLEN - 1));
+	double	   *sc = malloc(sizeof(double) * MAXLEN),
+			   *pr = malloc(sizeof(double) * MAXLEN);
+	float	   *q, *k, *v, *ctx_bf16, *ctx_fp32;
+	int			bad = 0,
+				far = 0;
+
+	if (!pt_attention_bf16_supported(64))
+	{
+		free(rel), free(table), free(sc), free(pr);
+		SKIP("this CPU has no AVX512-BF16 (or valgrind hides it)");
+	}
+	CHECK(!pt_attention_bf16_supported(8) && !pt_attention_bf16_supported(72) &&
+		  !pt_attention_bf16_supported(PT_ATTN_BF16_MAX_DK + 16));
+	for (int s = 0; s < S; s++)
+	{
+		off[s] = rows, begin[s] = s, end[s] = s + 1, p_off[s] = 0;
+		rows += lens[s];
+	}
+	q = malloc(sizeof(float) * rows * H * MAX_DK);
+	k = malloc(sizeof(float) * rows * H * MAX_DK);
+	v = malloc(sizeof(float) * rows * H * MAX_DK);
+	ctx_bf16 = malloc(sizeof(float) * rows * H * MAX_DK);
+	ctx_fp32 = malloc(sizeof(float) * rows * H * MAX_DK);
+	REQUIRE(rel && table && sc && pr && q && k && v && ctx_bf16 && ctx_fp32);
+	for (int i = 0; i < rows * H * MAX_DK; i++)
+		q[i] = 0.5f * value((size_t) i, 29), k[i] = 0.5f * value((size_t) i, 31), v[i] = value((size_t) i, 37);
+	for (int i = 0; i < 32 * H; i++)
+		rel[i] = 2.0f * value((size_t) i, 41);
+
+	for (size_t di = 0; di < sizeof(dks) / sizeof(dks[0]); di++)
+		for (int causal = 0; causal < 2; causal++)
+		{
+			int			DK = dks[di],
+						INNER = H * DK;
+			PtAttnLayout lay = {0};
+
+			pt_position_bias_table(rel, H, 32, 128, !causal, MAXLEN, table);
+			lay.q_off = off, lay.q_len = lens, lay.n_kv = S, lay.kv_off = off, lay.kv_len = lens;
+			lay.kv_q_begin = begin, lay.kv_q_end = end, lay.p_off = p_off;
+			lay.bias = table, lay.bias_max_len = MAXLEN, lay.causal = causal;
+			lay.normalize = false;
+			lay.bf16 = true;
+			pt_attention_forward(&lay, H, DK, q, k, v, NULL, ctx_bf16);
+			lay.bf16 = false;
+			pt_attention_forward(&lay, H, DK, q, k, v, NULL, ctx_fp32);
+
+			for (int s = 0; s < S; s++)
+				for (int h = 0; h < H; h++)
+					for (int i = 0; i < lens[s]; i++)
+					{
+						int			visible = causal ? i + 1 : lens[s];
+						double		mx = -INFINITY,
+									sum = 0.0;
+
+						for (int j = 0; j < visible; j++)
+						{
+							double		dot = 0.0;
+
+							for (int c = 0; c < DK; c++)
+								dot += bf16_rounded(q[(size_t) (off[s] + i) * INNER + h * DK + c]) *
+									bf16_rounded(k[(size_t) (off[s] + j) * INNER + h * DK + c]);
+							/* the kernel's fp32 score, then the bias in fp32, as scores_to_probs adds it */
+							sc[j] = (float) ((float) dot + table[h * (2 * MAXLEN - 1) + (j - i) + MAXLEN - 1]);
+							mx = sc[j] > mx ? sc[j] : mx;
+						}
+						for (int j = 0; j < visible; j++)
+						{
+							double		e = exp(sc[j] - mx);
+
+							sum += e;
+							pr[j] = bf16_rounded((float) e);
+						}
+						for (int c = 0; c < DK; c++)
+						{
+							double		want = 0.0;
+							size_t		at = (size_t) (off[s] + i) * INNER + h * DK + c;
+
+							for (int j = 0; j < visible; j++)
+								want += pr[j] * bf16_rounded(v[(size_t) (off[s] + j) * INNER + h * DK + c]);
+							want /= sum;
+							if (fabs(ctx_bf16[at] - want) > 1e-3 && bad++ < 5)
+								fprintf(stderr, "  dk %d causal %d seq %d head %d row %d col %d: %.7g, want %.7g\n",
+										DK, causal, s, h, i, c, ctx_bf16[at], want);
+							if (fabs(ctx_bf16[at] - ctx_fp32[at]) > 2e-2 && far++ < 5)
+								fprintf(stderr, "  dk %d causal %d seq %d head %d row %d col %d: %.7g, fp32 %.7g\n",
+										DK, causal, s, h, i, c, ctx_bf16[at], ctx_fp32[at]);
+						}
+					}
+		}
+	CHECKF(bad == 0, "%d bf16 attention outputs off float64 of the rounded operands", bad);
+	CHECKF(far == 0, "%d bf16 attention outputs beyond bf16 rounding of the fp32 path", far);
+	free(rel), free(table), free(sc), free(pr), free(q), free(k), free(v), free(ctx_bf16), free(ctx_fp32);
 }
