@@ -45,15 +45,18 @@ pt_ff_output(const PtConfig *cfg, const PtFeedForwardWeights *w, int n, const fl
 		if (xb != NULL)
 		{
 			pt_ff_activation_forward_bf16(cfg->activation, cfg->gated, h0, h1, nf, xb);
-			if (out != in)
+			if (in != NULL && out != in)
 				memcpy(out, in, sizeof(float) * (size_t) n * w->wo.out_dim);
-			if (pt_bf16_matmul(&w->wo, n, out, true))
+			if (pt_bf16_matmul(&w->wo, n, out, in != NULL))
 				return;
 			/* oneDNN could not run it (as pt_linear_forward_add then does): fp32 */
 		}
 	}
 	pt_ff_activation_forward(cfg->activation, cfg->gated, h0, h1, nf, act);
-	pt_residual_projection(&w->wo, act, n, in, out, scratch, math);
+	if (in != NULL)
+		pt_residual_projection(&w->wo, act, n, in, out, scratch, math);
+	else
+		pt_linear_forward(&w->wo, act, n, out, math);
 }
 
 void

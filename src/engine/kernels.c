@@ -135,12 +135,16 @@ bf16x16(__m512 v)
 
 /* ---- RMS norm ---------------------------------------------------------- */
 
+/* one row; with add, x += add first (the residual sum, see pt_rmsnorm_add_forward) */
 PT_VECTORIZED static float
-rmsnorm_row(const float *x, const float *w, int d, float eps, float *y, uint16_t *yb)
+rmsnorm_row(float *x, const float *add, const float *w, int d, float eps, float *y, uint16_t *yb)
 {
 	float		ss = 0.0f;
 	float		r;
 
+	if (add)
+		for (int j = 0; j < d; j++)
+			x[j] += add[j];
 #pragma omp simd reduction(+:ss)
 	for (int j = 0; j < d; j++)
 		ss += x[j] * x[j];
@@ -156,7 +160,7 @@ rmsnorm_row(const float *x, const float *w, int d, float eps, float *y, uint16_t
 
 #if defined(__x86_64__)
 static AVX512 float
-rmsnorm_row_avx512(const float *x, const float *w, int d, float eps, float *y, uint16_t *yb)
+rmsnorm_row_avx512(float *x, const float *add, const float *w, int d, float eps, float *y, uint16_t *yb)
 {
 	__m512		ss = _mm512_setzero_ps(),
 				r;
@@ -164,8 +168,14 @@ rmsnorm_row_avx512(const float *x, const float *w, int d, float eps, float *y, u
 
 	for (int j = 0; j < d; j += 16)
 	{
-		__m512		v = _mm512_maskz_loadu_ps(lanes(d - j), x + j);
+		__mmask16	k = lanes(d - j);
+		__m512		v = _mm512_maskz_loadu_ps(k, x + j);
 
+		if (add)
+		{
+			v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, add + j));
+			_mm512_mask_storeu_ps(x + j, k, v);
+		}
 		ss = _mm512_fmadd_ps(v, v, ss);
 	}
 	rs = 1.0f / sqrtf(_mm512_reduce_add_ps(ss) / (float) d + eps);
@@ -185,10 +195,13 @@ rmsnorm_row_avx512(const float *x, const float *w, int d, float eps, float *y, u
 }
 #endif
 
-/* y[n, d] (fp32) or yb[n, d] (its bf16 rounding): one is NULL */
+/*
+ * y[n, d] (fp32) or yb[n, d] (its bf16 rounding): one is NULL.  With add
+ * (x then is written), each row first becomes x + add.
+ */
 static void
-rmsnorm_rows(const float *x, const float *w, int n, int d, float eps, float *y, uint16_t *yb,
-			 float *rstd)
+rmsnorm_rows(float *x, const float *add, const float *w, int n, int d, float eps, float *y,
+			 uint16_t *yb, float *rstd)
 {
 #if defined(__x86_64__)
 	bool		avx512 = pt_cpu_has_avx512();
@@ -203,27 +216,42 @@ rmsnorm_rows(const float *x, const float *w, int n, int d, float eps, float *y, 
 
 #if defined(__x86_64__)
 		if (avx512)
-			r = rmsnorm_row_avx512(x + (size_t) i * d, w, d, eps, yr, ybr);
+			r = rmsnorm_row_avx512(x + (size_t) i * d, add ? add + (size_t) i * d : NULL, w, d, eps, yr, ybr);
 		else
 #endif
-			r = rmsnorm_row(x + (size_t) i * d, w, d, eps, yr, ybr);
+			r = rmsnorm_row(x + (size_t) i * d, add ? add + (size_t) i * d : NULL, w, d, eps, yr, ybr);
 		if (rstd)
 			rstd[i] = r;
 	}
 }
 
+/* x is only read without add: the cast lets one row function serve both */
 void
 pt_rmsnorm_forward(const float *x, const float *w, int n, int d, float eps,
 				   float *y, float *rstd)
 {
-	rmsnorm_rows(x, w, n, d, eps, y, NULL, rstd);
+	rmsnorm_rows((float *) x, NULL, w, n, d, eps, y, NULL, rstd);
 }
 
 void
 pt_rmsnorm_forward_bf16(const float *x, const float *w, int n, int d, float eps,
 						uint16_t *y, float *rstd)
 {
-	rmsnorm_rows(x, w, n, d, eps, NULL, y, rstd);
+	rmsnorm_rows((float *) x, NULL, w, n, d, eps, NULL, y, rstd);
+}
+
+void
+pt_rmsnorm_add_forward(float *x, const float *add, const float *w, int n, int d, float eps,
+					   float *y, float *rstd)
+{
+	rmsnorm_rows(x, add, w, n, d, eps, y, NULL, rstd);
+}
+
+void
+pt_rmsnorm_add_forward_bf16(float *x, const float *add, const float *w, int n, int d, float eps,
+							uint16_t *y, float *rstd)
+{
+	rmsnorm_rows(x, add, w, n, d, eps, NULL, y, rstd);
 }
 
 /*

@@ -25,6 +25,16 @@ void		pt_rmsnorm_forward(const float *x, const float *w, int n, int d, float eps
  */
 void		pt_rmsnorm_forward_bf16(const float *x, const float *w, int n, int d, float eps,
 									uint16_t *y, float *rstd);
+/*
+ * Both with a residual sum first: x[n, d] += add[n, d] (x is written), then
+ * the norm of the new x.  Inference in the encoder adds a sublayer's output
+ * to the residual stream here, in a row that is in cache for the norm
+ * anyway, rather than in the product that computed it (encoder.c).
+ */
+void		pt_rmsnorm_add_forward(float *x, const float *add, const float *w, int n, int d,
+								   float eps, float *y, float *rstd);
+void		pt_rmsnorm_add_forward_bf16(float *x, const float *add, const float *w, int n, int d,
+										float eps, uint16_t *y, float *rstd);
 /* dx[n, d] += d(y)/d(x)^T dy   (accumulates: dx already holds the residual gradient) */
 void		pt_rmsnorm_backward(const float *x, const float *w, const float *rstd,
 								const float *dy, int n, int d, float *dx);

@@ -193,7 +193,10 @@ void		pt_residual_projection(const PtLinear *w, const float *h, int n, const flo
 void		pt_ff_forward(const PtConfig *cfg, const PtFeedForwardWeights *w, const float *xn,
 						  int n, float *h0, float *h1, float *act, const float *in, float *out,
 						  float *scratch, PtMath math);
-/* pt_ff_forward's second half, from h0 = wi_0(xn) and h1 = wi_1(xn) */
+/*
+ * pt_ff_forward's second half, from h0 = wi_0(xn) and h1 = wi_1(xn); in NULL:
+ * no residual, out = FF's output alone (the encoder adds it later, encoder.c)
+ */
 void		pt_ff_output(const PtConfig *cfg, const PtFeedForwardWeights *w, int n, const float *h0,
 						 const float *h1, float *act, const float *in, float *out, float *scratch,
 						 PtMath math);
