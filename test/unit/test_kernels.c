@@ -788,6 +788,41 @@ test_vector_kernels_match_float64(void)
 				if (yb[i] != pt_f32_to_bf16(y[i]) && bad++ < 5)
 					fprintf(stderr, "  rmsnorm bf16 d %d [%d]: %04x, want %04x\n", d, i, yb[i], pt_f32_to_bf16(y[i]));
 			CHECK(memcmp(rstd, rstd_b, sizeof(float) * ROWS) == 0);
+
+			/*
+			 * The residual sum first (pt_rmsnorm_add_forward[_bf16]): x
+			 * becomes x + add, bit for bit as float adds it, and y, rstd
+			 * are the norm's of that sum, in fp32 and in bf16.
+			 */
+			{
+				float	   *xa = malloc(sizeof(float) * ROWS * d),
+						   *xb = malloc(sizeof(float) * ROWS * d),
+						   *add = malloc(sizeof(float) * ROWS * d),
+						   *sum = malloc(sizeof(float) * ROWS * d),
+						   *ya = malloc(sizeof(float) * ROWS * d);
+				uint16_t   *yab = malloc(sizeof(uint16_t) * ROWS * d);
+
+				REQUIRE(xa && xb && add && sum && ya && yab);
+				for (int i = 0; i < ROWS * d; i++)
+				{
+					add[i] = value((size_t) i, 29 + d);
+					xa[i] = xb[i] = x[i];
+					sum[i] = x[i] + add[i];
+				}
+				pt_rmsnorm_forward(sum, w, ROWS, d, 1e-6f, y, rstd);
+				pt_rmsnorm_add_forward(xa, add, w, ROWS, d, 1e-6f, ya, rstd_b);
+				CHECK(memcmp(xa, sum, sizeof(float) * ROWS * d) == 0);
+				CHECK(memcmp(ya, y, sizeof(float) * ROWS * d) == 0);
+				CHECK(memcmp(rstd, rstd_b, sizeof(float) * ROWS) == 0);
+				pt_rmsnorm_add_forward_bf16(xb, add, w, ROWS, d, 1e-6f, yab, rstd_b);
+				CHECK(memcmp(xb, sum, sizeof(float) * ROWS * d) == 0);
+				for (int i = 0; i < ROWS * d; i++)
+					if (yab[i] != pt_f32_to_bf16(y[i]) && bad++ < 5)
+						fprintf(stderr, "  add + rmsnorm bf16 d %d [%d]: %04x, want %04x\n", d, i, yab[i],
+								pt_f32_to_bf16(y[i]));
+				CHECK(memcmp(rstd, rstd_b, sizeof(float) * ROWS) == 0);
+				free(xa), free(xb), free(add), free(sum), free(ya), free(yab);
+			}
 		}
 		CHECKF(bad == 0, "%d RMS norm values off float64 or their bf16 rounding", bad);
 
