@@ -12,6 +12,7 @@
 
 #include "attention.h"
 #include "attention_bf16.h"
+#include "dtype.h"
 #include "error.h"
 #include "kernels.h"
 #include "linear.h"
@@ -188,6 +189,8 @@ pt_attention_forward(const PtAttnLayout *lay, int H, int dk,
 				float	   *P = scratch ? scratch
 					: probs + lay->p_off[s] + (size_t) it.h * tq * it.tk + (size_t) i0 * it.tk;
 				float	   *C = ctx + (size_t) (lay->q_off[s] + i0) * inner + it.h * dk;
+				uint16_t   *Cb = lay->ctx_bf16 ? lay->ctx_bf16 + (size_t) (lay->q_off[s] + i0) * inner + it.h * dk
+					: NULL;
 
 				/* P[n, tk] = Q[n, dk] K[tk, dk]^T   (no 1/sqrt(dk) in T5) */
 				if (bf16)
@@ -196,7 +199,7 @@ pt_attention_forward(const PtAttnLayout *lay, int H, int dk,
 					pt_small_gemm(false, true, n, it.tk, dk, Q, inner, K, inner, P, it.tk, false);
 				scores_to_probs(lay, it.h, P, i0, n, it.tk, inv_sum);
 				/* C[n, dk] = P[n, tk] V[tk, dk] / row sum, in bf16 */
-				if (bf16 && pt_bf16_head_context(&head, P, it.tk, n, inv_sum, C, inner) == 0)
+				if (bf16 && pt_bf16_head_context(&head, P, it.tk, n, inv_sum, Cb ? NULL : C, Cb, inner) == 0)
 					continue;
 				/* C[n, dk] = P[n, tk] V[tk, dk] */
 				pt_small_gemm(false, false, n, dk, it.tk, P, it.tk, V, inner, C, inner, false);
@@ -205,6 +208,11 @@ pt_attention_forward(const PtAttnLayout *lay, int H, int dk,
 					for (int i = 0; i < n; i++)
 						for (int j = 0; j < dk; j++)
 							C[(size_t) i * inner + j] *= inv_sum[i];
+				/* the bf16 context wanted, but this block ran in fp32 (no scratch): rounded here */
+				if (Cb)
+					for (int i = 0; i < n; i++)
+						for (int j = 0; j < dk; j++)
+							Cb[(size_t) i * inner + j] = pt_f32_to_bf16(C[(size_t) i * inner + j]);
 			}
 		}
 	}

@@ -15,6 +15,7 @@
 #define PT_ATTENTION_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 
 typedef struct PtAttnLayout
@@ -37,6 +38,11 @@ typedef struct PtAttnLayout
 	 * has them (attention_bf16.h); pass.c sets it for bf16 inference.
 	 */
 	bool		bf16;
+	/*
+	 * Or NULL: with bf16, the context rows go here rounded to bf16 ([Nq, H *
+	 * dk], the O product's input) instead of to ctx, which is not written.
+	 */
+	uint16_t   *ctx_bf16;
 	/*
 	 * Backward only: per-thread room for one (sequence, head) block of score
 	 * gradients dS [Tq, Tk].  Thread t uses dscores[t * dscores_stride ...];

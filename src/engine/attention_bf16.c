@@ -148,10 +148,13 @@ scores(const PtBf16Head *h, const float *Q, int ldq, int n, float *S, int lds)
 
 /* ---- C = P V ---------------------------------------------------------------- */
 
-/* C[R rows, C vectors from column c0] = (p rows (pairs, tk2 each) . vp[., c0 ...]) * scale */
+/*
+ * C[R rows, C vectors from column c0] = (p rows (pairs, tk2 each) . vp[., c0 ...]) * scale,
+ * to out in fp32 or (out NULL) to outb rounded to bf16
+ */
 INLINE void
 context_block(const uint32_t *pb, int tk2, const uint32_t *vp, int dk, int c0, int R, int C,
-			  const float *scale, float *out, int ldc)
+			  const float *scale, float *out, uint16_t *outb, int ldc)
 {
 	__m512		acc[ROWS][COLS];
 
@@ -174,28 +177,36 @@ context_block(const uint32_t *pb, int tk2, const uint32_t *vp, int dk, int c0, i
 	}
 	for (int r = 0; r < R; r++)
 		for (int c = 0; c < C; c++)
-			_mm512_storeu_ps(out + (size_t) r * ldc + c0 + 16 * c,
-							 _mm512_mul_ps(acc[r][c], _mm512_set1_ps(scale[r])));
+		{
+			__m512		y = _mm512_mul_ps(acc[r][c], _mm512_set1_ps(scale[r]));
+
+			if (out)
+				_mm512_storeu_ps(out + (size_t) r * ldc + c0 + 16 * c, y);
+			else
+				_mm256_storeu_si256((__m256i *) (outb + (size_t) r * ldc + c0 + 16 * c),
+									(__m256i) _mm512_cvtneps_pbh(y));
+		}
 }
 
 INLINE void
-context_rows(const PtBf16Head *h, const uint32_t *pb, int R, const float *scale, float *out, int ldc)
+context_rows(const PtBf16Head *h, const uint32_t *pb, int R, const float *scale, float *out,
+			 uint16_t *outb, int ldc)
 {
 	int			tk2 = (h->tk + 1) / 2,
 				c0 = 0;
 
 	for (; c0 + 16 * COLS <= h->dk; c0 += 16 * COLS)
-		context_block(pb, tk2, h->vp, h->dk, c0, R, COLS, scale, out, ldc);
+		context_block(pb, tk2, h->vp, h->dk, c0, R, COLS, scale, out, outb, ldc);
 	switch ((h->dk - c0) / 16)
 	{
 		case 3:
-			context_block(pb, tk2, h->vp, h->dk, c0, R, 3, scale, out, ldc);
+			context_block(pb, tk2, h->vp, h->dk, c0, R, 3, scale, out, outb, ldc);
 			break;
 		case 2:
-			context_block(pb, tk2, h->vp, h->dk, c0, R, 2, scale, out, ldc);
+			context_block(pb, tk2, h->vp, h->dk, c0, R, 2, scale, out, outb, ldc);
 			break;
 		case 1:
-			context_block(pb, tk2, h->vp, h->dk, c0, R, 1, scale, out, ldc);
+			context_block(pb, tk2, h->vp, h->dk, c0, R, 1, scale, out, outb, ldc);
 			break;
 	}
 }
@@ -204,7 +215,8 @@ static __thread void *rows_buf;	/* context: ROWS rows of P in pairs */
 static __thread size_t rows_cap;
 
 static BF16_TARGET int
-context(const PtBf16Head *h, const float *P, int ldp, int n, const float *row_scale, float *C, int ldc)
+context(const PtBf16Head *h, const float *P, int ldp, int n, const float *row_scale, float *C,
+		uint16_t *Cb, int ldc)
 {
 	int			tk2 = (h->tk + 1) / 2;
 	uint32_t   *pb = pt_grow(&rows_buf, &rows_cap, sizeof(uint32_t) * ROWS * (size_t) tk2);
@@ -214,23 +226,24 @@ context(const PtBf16Head *h, const float *P, int ldp, int n, const float *row_sc
 	for (int i0 = 0; i0 < n; i0 += ROWS)
 	{
 		int			R = n - i0 < ROWS ? n - i0 : ROWS;
-		float	   *out = C + (size_t) i0 * ldc;
+		float	   *out = C ? C + (size_t) i0 * ldc : NULL;
+		uint16_t   *outb = C ? NULL : Cb + (size_t) i0 * ldc;
 
 		for (int r = 0; r < R; r++)
 			round_pairs(P + (size_t) (i0 + r) * ldp, h->tk, pb + (size_t) r * tk2);
 		switch (R)
 		{
 			case 4:
-				context_rows(h, pb, 4, row_scale + i0, out, ldc);
+				context_rows(h, pb, 4, row_scale + i0, out, outb, ldc);
 				break;
 			case 3:
-				context_rows(h, pb, 3, row_scale + i0, out, ldc);
+				context_rows(h, pb, 3, row_scale + i0, out, outb, ldc);
 				break;
 			case 2:
-				context_rows(h, pb, 2, row_scale + i0, out, ldc);
+				context_rows(h, pb, 2, row_scale + i0, out, outb, ldc);
 				break;
 			default:
-				context_rows(h, pb, 1, row_scale + i0, out, ldc);
+				context_rows(h, pb, 1, row_scale + i0, out, outb, ldc);
 				break;
 		}
 	}
@@ -304,9 +317,9 @@ pt_bf16_head_scores(const PtBf16Head *head, const float *Q, int ldq, int n, floa
 
 int
 pt_bf16_head_context(const PtBf16Head *head, const float *P, int ldp, int n,
-					 const float *row_scale, float *C, int ldc)
+					 const float *row_scale, float *C, uint16_t *Cb, int ldc)
 {
-	return context(head, P, ldp, n, row_scale, C, ldc);
+	return context(head, P, ldp, n, row_scale, C, Cb, ldc);
 }
 
 #else							/* not x86-64: no bf16 path */
@@ -333,9 +346,9 @@ pt_bf16_head_scores(const PtBf16Head *head, const float *Q, int ldq, int n, floa
 
 int
 pt_bf16_head_context(const PtBf16Head *head, const float *P, int ldp, int n,
-					 const float *row_scale, float *C, int ldc)
+					 const float *row_scale, float *C, uint16_t *Cb, int ldc)
 {
-	(void) head, (void) P, (void) ldp, (void) n, (void) row_scale, (void) C, (void) ldc;
+	(void) head, (void) P, (void) ldp, (void) n, (void) row_scale, (void) C, (void) Cb, (void) ldc;
 	return -1;
 }
 #endif

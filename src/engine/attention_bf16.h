@@ -53,9 +53,10 @@ void		pt_bf16_head_scores(const PtBf16Head *head, const float *Q, int ldq, int n
 
 /*
  * C[n, dk] = (P[n, tk] V) * row_scale[i] per row: P's rows ldp floats apart
- * (read up to tk), C's ldc.  -1 if the scratch cannot grow (C untouched).
+ * (read up to tk), C's ldc; or, C NULL, the same rounded to bf16 into Cb
+ * (rows ldc apart).  -1 if the scratch cannot grow (C, Cb untouched).
  */
 int			pt_bf16_head_context(const PtBf16Head *head, const float *P, int ldp, int n,
-								 const float *row_scale, float *C, int ldc);
+								 const float *row_scale, float *C, uint16_t *Cb, int ldc);
 
 #endif

@@ -13,6 +13,7 @@
  */
 #include <string.h>
 
+#include "dtype.h"
 #include "kernels.h"
 #include "linear.h"
 #include "transformer.h"
@@ -53,6 +54,32 @@ norm_then_products(PtPass *p, float *x, const float *pending, const float *ln, f
 	}
 	pt_rmsnorm_add_forward(x, pending, ln, N, d, c->layer_norm_eps, p->ln, rstd);
 	pt_linear_forward_multi(lins, n, p->ln, N, ys, p->math);
+}
+
+/*
+ * Attention, then p->sub = ctx . Wo^T (no residual: bf16 inference adds it
+ * in the next norm).  Where the attention runs in bf16 its context rows are
+ * rounded straight into the O product's input (PtAttnLayout.ctx_bf16): no
+ * fp32 context to write and read back.
+ */
+static void
+attention_then_o(PtPass *p, const PtEncoderLayer *w, const PtEncLayerActs *a)
+{
+	const PtConfig *c = &p->model->cfg;
+	size_t		n = (size_t) p->enc_rows * c->num_heads * c->d_kv;
+	uint16_t   *cb = NULL;
+
+	if (p->enc_self.bf16 && pt_linear_runs_bf16(&w->attn.o, p->math))
+		cb = pt_bf16_input_room(n);
+	p->enc_self.ctx_bf16 = cb;
+	pt_attention_forward(&p->enc_self, c->num_heads, c->d_kv, a->q, a->k, a->v, a->probs, p->ctx);
+	p->enc_self.ctx_bf16 = NULL;
+	if (cb != NULL && pt_bf16_matmul(&w->attn.o, p->enc_rows, p->sub, false))
+		return;
+	if (cb != NULL)				/* oneDNN could not run it: the context in fp32, the usual way */
+		for (size_t i = 0; i < n; i++)
+			p->ctx[i] = pt_bf16_to_f32(cb[i]);
+	pt_linear_forward(&w->attn.o, p->ctx, p->enc_rows, p->sub, p->math);
 }
 
 int
@@ -97,11 +124,13 @@ pt_encoder_forward(PtPass *p)
 
 		/* self-attention sublayer */
 		norm_then_products(p, a->x, pending, w->ln_attn, a->rstd_attn, qkv, 3, qkv_out);
-		pt_attention_forward(&p->enc_self, c->num_heads, c->d_kv, a->q, a->k, a->v, a->probs, p->ctx);
 		if (defer)
-			pt_linear_forward(&w->attn.o, p->ctx, N, p->sub, p->math), pending = p->sub;
+			attention_then_o(p, w, a), pending = p->sub;
 		else
+		{
+			pt_attention_forward(&p->enc_self, c->num_heads, c->d_kv, a->q, a->k, a->v, a->probs, p->ctx);
 			pt_residual_projection(&w->attn.o, p->ctx, N, a->x, a->x_mid, p->sub, p->math);
+		}
 
 		/* feed-forward sublayer */
 		norm_then_products(p, a->x_mid, pending, w->ln_ff, a->rstd_ff, wi, n_wi, h);

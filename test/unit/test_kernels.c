@@ -971,7 +971,8 @@ bf16_rounded(float x)
  * and not.  What is left is float32 rounding and an occasional probability
  * that rounds the other way (one bf16 step of one term): 1e-3 on averages of
  * values in [-1, 1]; a wrong pair, row or block is off by 0.1 or more.
- * Also: the result is within bf16 rounding (2e-2) of the fp32 path.
+ * Also: the result is within bf16 rounding (2e-2) of the fp32 path, and
+ * the context written straight in bf16 (ctx_bf16) is its rounding.
  */
 void		test_attention_bf16(void);
 void
@@ -993,8 +994,10 @@ test_attention_bf16(void)
 	double	   *sc = malloc(sizeof(double) * MAXLEN),
 			   *pr = malloc(sizeof(double) * MAXLEN);
 	float	   *q, *k, *v, *ctx_bf16, *ctx_fp32;
+	uint16_t   *ctx_rounded;
 	int			bad = 0,
-				far = 0;
+				far = 0,
+				rounded = 0;
 
 	if (!pt_attention_bf16_supported(64))
 	{
@@ -1013,7 +1016,8 @@ test_attention_bf16(void)
 	v = malloc(sizeof(float) * rows * H * MAX_DK);
 	ctx_bf16 = malloc(sizeof(float) * rows * H * MAX_DK);
 	ctx_fp32 = malloc(sizeof(float) * rows * H * MAX_DK);
-	REQUIRE(rel && table && sc && pr && q && k && v && ctx_bf16 && ctx_fp32);
+	ctx_rounded = malloc(sizeof(uint16_t) * rows * H * MAX_DK);
+	REQUIRE(rel && table && sc && pr && q && k && v && ctx_bf16 && ctx_fp32 && ctx_rounded);
 	for (int i = 0; i < rows * H * MAX_DK; i++)
 		q[i] = 0.5f * value((size_t) i, 29), k[i] = 0.5f * value((size_t) i, 31), v[i] = value((size_t) i, 37);
 	for (int i = 0; i < 32 * H; i++)
@@ -1033,6 +1037,14 @@ test_attention_bf16(void)
 			lay.normalize = false;
 			lay.bf16 = true;
 			pt_attention_forward(&lay, H, DK, q, k, v, NULL, ctx_bf16);
+			/* the context rounded straight to bf16 (the O product's input): the same values, rounded */
+			lay.ctx_bf16 = ctx_rounded;
+			pt_attention_forward(&lay, H, DK, q, k, v, NULL, ctx_fp32);
+			lay.ctx_bf16 = NULL;
+			for (int i = 0; i < rows * INNER; i++)
+				if (ctx_rounded[i] != pt_f32_to_bf16(ctx_bf16[i]) && rounded++ < 5)
+					fprintf(stderr, "  dk %d causal %d [%d]: %04x, want %04x\n", DK, causal, i, ctx_rounded[i],
+							pt_f32_to_bf16(ctx_bf16[i]));
 			lay.bf16 = false;
 			pt_attention_forward(&lay, H, DK, q, k, v, NULL, ctx_fp32);
 
@@ -1081,5 +1093,7 @@ test_attention_bf16(void)
 		}
 	CHECKF(bad == 0, "%d bf16 attention outputs off float64 of the rounded operands", bad);
 	CHECKF(far == 0, "%d bf16 attention outputs beyond bf16 rounding of the fp32 path", far);
+	CHECKF(rounded == 0, "%d bf16 context values differ from the rounded fp32 ones", rounded);
 	free(rel), free(table), free(sc), free(pr), free(q), free(k), free(v), free(ctx_bf16), free(ctx_fp32);
+	free(ctx_rounded);
 }
