@@ -82,6 +82,39 @@ attention_then_o(PtPass *p, const PtEncoderLayer *w, const PtEncLayerActs *a)
 	pt_linear_forward(&w->attn.o, p->ctx, p->enc_rows, p->sub, p->math);
 }
 
+/*
+ * bf16 inference, the feed-forward sublayer whole: x_mid += pending and its
+ * norm, wi_0 and wi_1 writing bf16 (into the first halves of h0 and h1:
+ * what reads them, the activation, takes bf16), the activation rounding
+ * into wo's input, and p->sub = wo's product (its residual sum waits for the
+ * next norm).  Half the bytes of fp32 h0 and h1 to write and read back.
+ * false if it did not all run in bf16; *pending is NULL once the sum is in
+ * x_mid (the caller's usual way then norms x_mid again).
+ */
+static bool
+ff_in_bf16(PtPass *p, const PtEncoderLayer *w, const PtEncLayerActs *a, const float **pending)
+{
+	const PtConfig *c = &p->model->cfg;
+	int			N = p->enc_rows;
+	size_t		nf = (size_t) N * c->d_ff;
+	uint16_t   *h0 = (uint16_t *) a->h0,
+			   *h1 = (uint16_t *) a->h1,
+			   *in;
+
+	if (!pt_linear_runs_bf16(&w->ff.wi0, p->math) || !pt_linear_runs_bf16(&w->ff.wo, p->math) ||
+		(c->gated && !pt_linear_runs_bf16(&w->ff.wi1, p->math)) ||
+		(in = pt_bf16_input_room((size_t) N * c->d_model)) == NULL)
+		return false;
+	pt_rmsnorm_add_forward_bf16(a->x_mid, *pending, w->ln_ff, N, c->d_model, c->layer_norm_eps, in, a->rstd_ff);
+	*pending = NULL;
+	if (!pt_bf16_matmul_to_bf16(&w->ff.wi0, N, h0) ||
+		(c->gated && !pt_bf16_matmul_to_bf16(&w->ff.wi1, N, h1)) ||
+		(in = pt_bf16_input_room(nf)) == NULL)
+		return false;
+	pt_ff_activation_bf16(c->activation, c->gated, h0, c->gated ? h1 : NULL, nf, in);
+	return pt_bf16_matmul(&w->ff.wo, N, p->sub, false);
+}
+
 int
 pt_encoder_forward(PtPass *p)
 {
@@ -133,6 +166,11 @@ pt_encoder_forward(PtPass *p)
 		}
 
 		/* feed-forward sublayer */
+		if (defer && ff_in_bf16(p, w, a, &pending))
+		{
+			pending = p->sub;
+			continue;
+		}
 		norm_then_products(p, a->x_mid, pending, w->ln_ff, a->rstd_ff, wi, n_wi, h);
 		if (defer)
 			pt_ff_output(c, &w->ff, N, a->h0, a->h1, p->act, NULL, p->sub, p->sub, p->math), pending = p->sub;

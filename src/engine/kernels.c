@@ -482,6 +482,46 @@ gelu_tanh_avx512(bool gated, const float *h0, const float *h1, size_t n, float *
 }
 #endif
 
+#if defined(__x86_64__)
+/* 16 bf16 values (fewer: the mask's) widened to fp32, exactly */
+static inline __attribute__((always_inline)) AVX512 __m512
+load_bf16x16(__mmask16 k, const uint16_t *x)
+{
+	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, x)), 16));
+}
+
+/* gelu_tanh_avx512 from bf16 h0 and h1, rounded to bf16 outb */
+static AVX512 void
+gelu_tanh_avx512_from_bf16(bool gated, const uint16_t *h0, const uint16_t *h1, size_t n, uint16_t *outb)
+{
+	size_t		i = 0;
+
+	/* two vectors per step, as gelu_tanh_avx512 */
+	for (; i + 32 <= n; i += 32)
+	{
+		__m512		g0 = gelu_tanh16(load_bf16x16(0xFFFF, h0 + i)),
+					g1 = gelu_tanh16(load_bf16x16(0xFFFF, h0 + i + 16));
+
+		if (gated)
+		{
+			g0 = _mm512_mul_ps(g0, load_bf16x16(0xFFFF, h1 + i));
+			g1 = _mm512_mul_ps(g1, load_bf16x16(0xFFFF, h1 + i + 16));
+		}
+		_mm256_storeu_si256((__m256i *) (outb + i), bf16x16(g0));
+		_mm256_storeu_si256((__m256i *) (outb + i + 16), bf16x16(g1));
+	}
+	for (; i < n; i += 16)
+	{
+		__mmask16	k = lanes(n - i < 16 ? (int) (n - i) : 16);
+		__m512		g = gelu_tanh16(load_bf16x16(k, h0 + i));
+
+		if (gated)
+			g = _mm512_mul_ps(g, load_bf16x16(k, h1 + i));
+		_mm256_mask_storeu_epi16(outb + i, k, bf16x16(g));
+	}
+}
+#endif
+
 /* n <= CHUNK values to out, or (out NULL) their bf16 rounding to outb */
 static void
 activation_run(PtActivation act, bool gated, const float *h0, const float *h1, size_t n,
@@ -535,6 +575,50 @@ pt_ff_activation_forward_bf16(PtActivation act, bool gated, const float *h0,
 							  const float *h1, size_t n, uint16_t *out)
 {
 	activation_parallel(act, gated, h0, h1, n, NULL, out);
+}
+
+/* out[i] = x[i] as fp32 (exact: a bf16 is the upper half of its float) */
+PT_VECTORIZED static void
+widen_bf16(const uint16_t *x, size_t n, float *out)
+{
+	for (size_t i = 0; i < n; i++)
+	{
+		uint32_t	bits = (uint32_t) x[i] << 16;
+
+		memcpy(&out[i], &bits, sizeof(float));
+	}
+}
+
+/*
+ * bf16 h0, h1 in: each chunk widened to fp32 on the stack (in L1), then the
+ * same activation_run as the fp32 inputs take.
+ */
+void
+pt_ff_activation_bf16(PtActivation act, bool gated, const uint16_t *h0, const uint16_t *h1,
+					  size_t n, uint16_t *out)
+{
+	long		chunks = (long) ((n + CHUNK - 1) / CHUNK);
+
+#pragma omp parallel for if (n >= PAR_MIN_ELEMS) schedule(static)
+	for (long c = 0; c < chunks; c++)
+	{
+		size_t		start = (size_t) c * CHUNK;
+		size_t		len = n - start < CHUNK ? n - start : CHUNK;
+		float		f0[CHUNK],
+					f1[CHUNK];
+
+#if defined(__x86_64__)
+		if (act == PT_ACT_GELU_TANH && pt_cpu_has_avx512())
+		{
+			gelu_tanh_avx512_from_bf16(gated, h0 + start, gated ? h1 + start : NULL, len, out + start);
+			continue;
+		}
+#endif
+		widen_bf16(h0 + start, len, f0);
+		if (gated)
+			widen_bf16(h1 + start, len, f1);
+		activation_run(act, gated, f0, gated ? f1 : NULL, len, NULL, out + start);
+	}
 }
 
 void

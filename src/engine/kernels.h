@@ -48,6 +48,9 @@ void		pt_ff_activation_forward(PtActivation act, bool gated, const float *h0,
 /* The same with out rounded to bfloat16 (see pt_rmsnorm_forward_bf16). */
 void		pt_ff_activation_forward_bf16(PtActivation act, bool gated, const float *h0,
 										  const float *h1, size_t n, uint16_t *out);
+/* The same from bf16 h0 and h1 (products that wrote bf16, pt_bf16_matmul_to_bf16). */
+void		pt_ff_activation_bf16(PtActivation act, bool gated, const uint16_t *h0, const uint16_t *h1,
+								  size_t n, uint16_t *out);
 /*
  * The same on the calling thread alone: for a decoder step's few rows (batch
  * 32 x d_ff 1024), where waking a sleeping OpenMP thread (~28 us on this

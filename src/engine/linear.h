@@ -178,6 +178,11 @@ uint16_t   *pt_bf16_input_room(size_t n);
 bool		pt_linear_runs_bf16(const PtLinear *lin, PtMath math);
 bool		pt_bf16_matmul(const PtLinear *lin, int m, float *y, bool accumulate);
 /*
+ * The same with y[m, out] in bf16 (oneDNN rounds the fp32 sums, to nearest
+ * even): for inference, where what reads y takes bf16 (as autocast does).
+ */
+bool		pt_bf16_matmul_to_bf16(const PtLinear *lin, int m, uint16_t *y);
+/*
  * dx[m, in] (+)= dy[m, out] . W with dy rounded to bf16 and W read from the
  * packed bf16 copy, fp32 accumulation.  Returns how many rows of W (from
  * the first) are in dx: out when it all ran, 0 (dx untouched) if oneDNN

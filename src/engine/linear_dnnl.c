@@ -60,6 +60,7 @@ typedef enum Kind
 	KIND_F32_FORWARD,			/* f32 [m, in] x W^T (plain, "ba") -> f32 [m, out] */
 	KIND_F32_BACKWARD,			/* f32 [m, out] x W (plain, "ab") -> f32 [m, in] */
 	KIND_BF16_BACKWARD,			/* bf16 [m, out] x W unpacked from the packed copy -> f32 [m, in] */
+	KIND_BF16_TO_BF16,			/* bf16 [m, k] x packed bf16 W^T -> bf16 (inference: the next step reads bf16) */
 	N_KINDS
 } Kind;
 
@@ -284,8 +285,9 @@ matmul_desc(int m, int n, int k, dnnl_data_type_t src_type, const dnnl_memory_de
 static void
 kind_types(Kind kind, dnnl_data_type_t *src, dnnl_data_type_t *dst)
 {
-	*src = kind == KIND_BF16 || kind == KIND_BF16_BACKWARD ? dnnl_bf16 : kind == KIND_INT8 ? dnnl_s8 : dnnl_f32;
-	*dst = kind == KIND_INT8 ? dnnl_s32 : dnnl_f32;
+	*src = kind == KIND_BF16 || kind == KIND_BF16_BACKWARD || kind == KIND_BF16_TO_BF16 ? dnnl_bf16
+		: kind == KIND_INT8 ? dnnl_s8 : dnnl_f32;
+	*dst = kind == KIND_INT8 ? dnnl_s32 : kind == KIND_BF16_TO_BF16 ? dnnl_bf16 : dnnl_f32;
 }
 
 /*
@@ -296,7 +298,7 @@ kind_types(Kind kind, dnnl_data_type_t *src, dnnl_data_type_t *dst)
 static bool
 packed_kind(Kind kind)
 {
-	return kind == KIND_BF16 || kind == KIND_INT8 || kind == KIND_BF16_BACKWARD;
+	return kind == KIND_BF16 || kind == KIND_INT8 || kind == KIND_BF16_BACKWARD || kind == KIND_BF16_TO_BF16;
 }
 
 /* The plain fp32 weights (w) as oneDNN sees them: [in, out] "ba" forward, [out, in] "ab" backward. */
@@ -562,11 +564,11 @@ static void dequantise_piece(const PtLinear *lin, int r0, int rows, float *y, bo
 
 /*
  * Runs a product of m rows in pieces: src rows of src_row bytes, dst rows of
- * dst_row bytes.  int8 pieces go to the int32 scratch first, and
- * dequantise_piece finishes each into y.
+ * dst_row bytes (y is float, or bf16 for KIND_BF16_TO_BF16).  int8 pieces go
+ * to the int32 scratch first, and dequantise_piece finishes each into y.
  */
 static bool
-run_pieces(Kind kind, int piece, const PtLinear *lin, int m, const void *x, size_t src_row, float *y,
+run_pieces(Kind kind, int piece, const PtLinear *lin, int m, const void *x, size_t src_row, void *y,
 		   size_t dst_row, bool accumulate)
 {
 	bool		int8 = kind == KIND_INT8;
@@ -656,6 +658,16 @@ pt_bf16_matmul(const PtLinear *lin, int m, float *y, bool accumulate)
 		return false;
 	return run_pieces(KIND_BF16, pt_dnnl_piece_rows(PT_MATH_BF16), lin, m, scratch, sizeof(uint16_t) * lin->in_dim,
 					  y, sizeof(float) * lin->out_dim, accumulate);
+}
+
+bool
+pt_bf16_matmul_to_bf16(const PtLinear *lin, int m, uint16_t *y)
+{
+	if (scratch_kind != KIND_BF16 || scratch_used != (size_t) m * lin->in_dim ||
+		pt_linear_packed_math(lin) != PT_MATH_BF16)
+		return false;
+	return run_pieces(KIND_BF16_TO_BF16, pt_dnnl_piece_rows(PT_MATH_BF16), lin, m, scratch,
+					  sizeof(uint16_t) * lin->in_dim, y, sizeof(uint16_t) * lin->out_dim, false);
 }
 
 /* ---- int8 ------------------------------------------------------------------ */

@@ -51,6 +51,7 @@
 	X(test_vector_kernels_match_float64) \
 	X(test_attention_inference_blocks) \
 	X(test_attention_bf16) \
+	X(test_bf16_outputs) \
 	X(test_bf16_backward_from_packed) \
 	X(test_kernel_choice_reported_and_cached) \
 	X(test_explain_nearest_pieces) \

@@ -383,6 +383,96 @@ test_bf16_backward_from_packed(void)
 	pt_dnnl_set_piece_rows(PT_MATH_BF16, piece);
 }
 
+/*
+ * bf16 inference's products that write bf16 (pt_bf16_matmul_to_bf16) give
+ * the rounding of the fp32 product's outputs (pt_bf16_matmul), for row
+ * counts over every piece size; and the activation from bf16 h0, h1
+ * (pt_ff_activation_bf16) equals the one from the same values in fp32, bit
+ * for bit, gated or not, for gelu (AVX-512 where present) and relu (the
+ * portable path), at lengths that end mid-vector.
+ */
+void		test_bf16_outputs(void);
+void
+test_bf16_outputs(void)
+{
+	enum
+	{
+		OUT = 80, IN = 96, MAX_M = 2 * 64 + 32 + 12
+	};
+	static const int rows[] = {5, 48, MAX_M};
+	static const size_t lengths[] = {1, 31, 4096 + 17, 70001};
+	uint16_t   *src = malloc(sizeof(uint16_t) * OUT * IN),
+			   *yb = malloc(sizeof(uint16_t) * MAX_M * OUT),
+			   *b0 = malloc(sizeof(uint16_t) * 70001),
+			   *b1 = malloc(sizeof(uint16_t) * 70001),
+			   *from_f32 = malloc(sizeof(uint16_t) * 70001),
+			   *from_bf16 = malloc(sizeof(uint16_t) * 70001);
+	float	   *x = malloc(sizeof(float) * MAX_M * IN),
+			   *y = malloc(sizeof(float) * MAX_M * OUT),
+			   *f0 = malloc(sizeof(float) * 70001),
+			   *f1 = malloc(sizeof(float) * 70001);
+	PtLinear	lin = {.out_dim = OUT, .in_dim = IN, .src_dtype = PT_DTYPE_BF16};
+	int			piece,
+				bad = 0;
+
+	REQUIRE(src && yb && b0 && b1 && from_f32 && from_bf16 && x && y && f0 && f1);
+	for (size_t i = 0; i < 70001; i++)
+	{
+		b0[i] = pt_f32_to_bf16(6.0f * value(i, 11));
+		b1[i] = pt_f32_to_bf16(value(i, 13));
+		f0[i] = pt_bf16_to_f32(b0[i]);
+		f1[i] = pt_bf16_to_f32(b1[i]);
+	}
+	for (int gated = 0; gated < 2; gated++)
+		for (int a = 0; a < 2; a++)
+			for (size_t l = 0; l < sizeof(lengths) / sizeof(lengths[0]); l++)
+			{
+				PtActivation act = a ? PT_ACT_RELU : PT_ACT_GELU_TANH;
+				size_t		n = lengths[l];
+
+				pt_ff_activation_forward_bf16(act, gated, f0, gated ? f1 : NULL, n, from_f32);
+				pt_ff_activation_bf16(act, gated, b0, gated ? b1 : NULL, n, from_bf16);
+				for (size_t i = 0; i < n; i++)
+					if (from_bf16[i] != from_f32[i] && bad++ < 5)
+						fprintf(stderr, "  activation %d gated %d n %zu [%zu]: %04x, want %04x\n", act, gated, n, i,
+								from_bf16[i], from_f32[i]);
+			}
+	CHECKF(bad == 0, "%d activations from bf16 inputs differ from the fp32 ones", bad);
+
+	REQUIRE(pt_engine_init() == 0);
+	if (!pt_bf16_supported())
+	{
+		free(src), free(yb), free(b0), free(b1), free(from_f32), free(from_bf16), free(x), free(y), free(f0), free(f1);
+		SKIP("this CPU has no bfloat16 instructions (AVX512-BF16 or AMX)");
+	}
+	for (size_t i = 0; i < (size_t) OUT * IN; i++)
+		src[i] = pt_f32_to_bf16(value(i, 5));
+	for (size_t i = 0; i < (size_t) MAX_M * IN; i++)
+		x[i] = value(i, 6);
+	lin.src = src;
+	REQUIRE(pt_linear_prepare_bf16(&lin) == 0);
+	piece = pt_dnnl_piece_rows(PT_MATH_BF16);
+	pt_dnnl_set_piece_rows(PT_MATH_BF16, 64);
+	bad = 0;
+	for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
+	{
+		int			m = rows[r];
+
+		REQUIRE(pt_bf16_load_input(x, (size_t) m * IN));
+		REQUIRE(pt_bf16_matmul(&lin, m, y, false));
+		REQUIRE(pt_bf16_matmul_to_bf16(&lin, m, yb));
+		for (int i = 0; i < m * OUT; i++)
+			if (yb[i] != pt_f32_to_bf16(y[i]) && bad++ < 5)
+				fprintf(stderr, "  %d rows [%d]: %04x, want %04x (%.9g)\n", m, i, yb[i], pt_f32_to_bf16(y[i]), y[i]);
+		/* the loaded input must be the product's: another shape is refused */
+		CHECK(!pt_bf16_matmul_to_bf16(&lin, m + 1, yb));
+	}
+	CHECKF(bad == 0, "%d bf16 outputs differ from the rounding of the fp32 product", bad);
+	pt_dnnl_set_piece_rows(PT_MATH_BF16, piece);
+	pt_linear_free(&lin);
+	free(src), free(yb), free(b0), free(b1), free(from_f32), free(from_bf16), free(x), free(y), free(f0), free(f1);
+}
+
 static bool
 is_piece_candidate(int rows)
 {
