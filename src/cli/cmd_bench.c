@@ -381,6 +381,8 @@ cmd_bench(int argc, char **argv)
 		int			I = pt_config_inner(c);
 		int			dims[4][2] = {{I, c->d_model}, {c->d_model, I}, {c->d_ff, c->d_model}, {c->d_model, c->d_ff}};
 		const char *names[4] = {"q, k, v", "o", "wi", "wo"};
+		/* how many products of each shape a layer runs (report.py weighs the ceiling by them) */
+		int			per_layer[4] = {3, 1, c->gated ? 2 : 1, 1};
 
 		for (int i = 0; i < 4; i++)
 		{
@@ -389,7 +391,8 @@ cmd_bench(int argc, char **argv)
 			if (i == 2)
 				sgemm_ff_first = g;
 			/* and oneDNN's own matmul in each precision (0: not on this CPU) */
-			json_array_append_new(shapes, json_pack("{s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f}", "layer", names[i],
+			json_array_append_new(shapes, json_pack("{s:s, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f}", "layer", names[i],
+													"per_layer", per_layer[i],
 													"m", M, "n", dims[i][0], "k", dims[i][1], "gflops", g,
 													"onednn_f32", pt_dnnl_matmul_gflops(PT_MATH_FP32, M, dims[i][0], dims[i][1], quick ? 1 : 5),
 													"onednn_bf16", pt_dnnl_matmul_gflops(PT_MATH_BF16, M, dims[i][0], dims[i][1], quick ? 1 : 5),
