@@ -368,8 +368,13 @@ fill_layouts(PtPass *p, const PassSizes *z)
 	p->enc_self.causal = false;
 	/* the backward pass needs the probabilities themselves; inference does not */
 	p->enc_self.normalize = p->dec_self.normalize = p->dec_cross.normalize = p->keep;
-	/* bf16 inference: the encoder's per-head products in bf16 too (the decoder's rows are few) */
-	p->enc_self.bf16 = !p->keep && p->math == PT_MATH_BF16 && pt_attention_bf16_supported(c->d_kv);
+	/*
+	 * bf16 and int8 inference: the encoder's per-head products in bf16 too
+	 * (the decoder's rows are few).  int8's linear products are coarser
+	 * than bf16 rounding already.
+	 */
+	p->enc_self.bf16 = !p->keep && (p->math == PT_MATH_BF16 || p->math == PT_MATH_INT8) &&
+		pt_attention_bf16_supported(c->d_kv);
 	p->dec_self.bf16 = p->dec_cross.bf16 = false;
 
 	p->dec_self.n_kv = p->n_dec;
