@@ -35,12 +35,15 @@ typedef struct PtAttnLayout
 	bool		normalize;		/* store normalised probabilities (the backward pass needs them) */
 	/*
 	 * Without normalize: the per-head products in bfloat16 where the CPU
-	 * has them (attention_bf16.h); pass.c sets it for bf16 inference.
+	 * has them (attention_bf16.h); pass.c sets it for the encoder of bf16
+	 * and int8 inference passes.
 	 */
 	bool		bf16;
 	/*
-	 * Or NULL: with bf16, the context rows go here rounded to bf16 ([Nq, H *
-	 * dk], the O product's input) instead of to ctx, which is not written.
+	 * Or NULL: the context rows go here rounded to bf16 ([Nq, H * dk], the O
+	 * product's input).  Blocks of the bf16 kernels write only here; blocks
+	 * computed in fp32 write ctx first and round it, so ctx must still be
+	 * valid.  Values below bf16's normal range (|x| < 1.2e-38) may become 0.
 	 */
 	uint16_t   *ctx_bf16;
 	/*

@@ -7,7 +7,8 @@
  * twice fp32's multiply-adds per cycle), instead of fp32 small_gemm.  The
  * softmax between them, the position bias and everything else stay fp32.
  * It is used only where nothing needs the fp32 probabilities afterwards
- * (no backward pass: PtAttnLayout.bf16, set by pass.c for bf16 models).
+ * (no backward pass: PtAttnLayout.bf16, set by pass.c for the encoder of
+ * bf16 and int8 inference passes).
  *
  * vdpbf16ps adds a[2l] b[2l] + a[2l + 1] b[2l + 1] into fp32 lane l, so the
  * operand whose lanes run along the output's columns is stored in pairs
@@ -18,7 +19,9 @@
  *                      V[tk][.] = 0 when tk is odd;
  * and the other operand's rows (Q, P) are rounded to bf16 in their natural
  * order, whose consecutive pairs are what a 32-bit broadcast hands each lane.
- * Rounding is to nearest even (vcvtne2ps2bf16).
+ * Rounding is to nearest even (vcvtne2ps2bf16), as pt_f32_to_bf16 rounds,
+ * except that these instructions (and vdpbf16ps) take values below bf16's
+ * normal range (|x| < 1.2e-38) as zero.
  */
 #ifndef PT_ATTENTION_BF16_H
 #define PT_ATTENTION_BF16_H

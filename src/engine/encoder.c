@@ -4,12 +4,13 @@
  * Each layer:   x_mid = x + O(Attention(Q, K, V))   with Q, K, V from RMSNorm(x)
  *               x'    = x_mid + FF(RMSNorm(x_mid))
  * then a final RMSNorm.  Shapes: x [N, d]; Q, K, V [N, I]; FF hidden [N, F].
- * Without a backward pass x, x_mid and x' are one buffer (see pass.c).  With
- * one, each residual sum happens inside the product that feeds it.  Without,
- * in bf16, O's and wo's products go to p->sub as they are ("pending") and the
- * next RMS norm adds them to x as it reads x's rows: a sum inside the product
- * (oneDNN's "sum" post-op) reads x from memory in the middle of the kernel,
- * which cost flan-t5-small's o and wo products 25-40% (9.7 MB of x each).
+ * Without a backward pass x, x_mid and x' are one buffer (see pass.c).  Each
+ * residual sum happens inside the product that feeds it, except in bf16
+ * inference: there O's and wo's products go to p->sub as they are
+ * ("pending") and the next RMS norm adds them to x as it reads x's rows.  A
+ * sum inside the product (oneDNN's "sum" post-op) reads x from memory in the
+ * middle of the kernel, which cost flan-t5-small's o and wo products 25-40%
+ * (9.7 MB of x each).
  */
 #include <string.h>
 
@@ -58,9 +59,10 @@ norm_then_products(PtPass *p, float *x, const float *pending, const float *ln, f
 
 /*
  * Attention, then p->sub = ctx . Wo^T (no residual: bf16 inference adds it
- * in the next norm).  Where the attention runs in bf16 its context rows are
- * rounded straight into the O product's input (PtAttnLayout.ctx_bf16): no
- * fp32 context to write and read back.
+ * in the next norm).  Where O runs in bf16 the context rows are rounded
+ * straight into its input (PtAttnLayout.ctx_bf16): by the bf16 attention
+ * kernels as they compute them, or block by block after fp32 ones; no
+ * separate pass over an fp32 context.
  */
 static void
 attention_then_o(PtPass *p, const PtEncoderLayer *w, const PtEncLayerActs *a)
@@ -69,7 +71,7 @@ attention_then_o(PtPass *p, const PtEncoderLayer *w, const PtEncLayerActs *a)
 	size_t		n = (size_t) p->enc_rows * c->num_heads * c->d_kv;
 	uint16_t   *cb = NULL;
 
-	if (p->enc_self.bf16 && pt_linear_runs_bf16(&w->attn.o, p->math))
+	if (pt_linear_runs_bf16(&w->attn.o, p->math))
 		cb = pt_bf16_input_room(n);
 	p->enc_self.ctx_bf16 = cb;
 	pt_attention_forward(&p->enc_self, c->num_heads, c->d_kv, a->q, a->k, a->v, a->probs, p->ctx);

@@ -423,8 +423,10 @@ activation_backward_chunk(PtActivation act, bool gated, const float *h0, const f
  * computed as x / (1 + exp(-2u)), the same function with one exponential and
  * no tanh: 1 + tanh(u) = 2 / (1 + exp(-2u)).  The reciprocal is rcp14's
  * estimate with one Newton step (relative error about 2^-23), which is
- * cheaper than a division.  For large |x| exp16's clamp keeps 1 + exp(-2u)
- * finite: the result goes to x (x > 0) or to 0 (x < 0), as gelu does.
+ * cheaper than a division.  For x > 0 large, exp(-2u) -> 0 and the result
+ * is x.  For x < 0 exp16's clamp stops 1 + exp(-2u) at about 1.7e38, so
+ * below -20 (where gelu is under 1e-80 in magnitude) the result is x * 0:
+ * -0, and NaN for -inf, as 0.5 x (1 + tanh(u)) gives.
  */
 static inline __attribute__((always_inline)) AVX512 __m512
 gelu_tanh16(__m512 x)
@@ -434,9 +436,10 @@ gelu_tanh16(__m512 x)
 															 _mm512_set1_ps(-2.0f * c))),
 				den = _mm512_add_ps(_mm512_set1_ps(1.0f), exp16(minus_2u)),
 				r = _mm512_rcp14_ps(den);
+	__mmask16	tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-20.0f), _CMP_LT_OQ);
 
 	r = _mm512_mul_ps(r, _mm512_fnmadd_ps(den, r, _mm512_set1_ps(2.0f)));
-	return _mm512_mul_ps(x, r);
+	return _mm512_mul_ps(x, _mm512_mask_blend_ps(tiny, r, _mm512_setzero_ps()));
 }
 
 /* the gelu (tanh) activation of activation_loop, to out or its bf16 rounding outb */

@@ -95,6 +95,39 @@ pt_linear_runs_bf16(const PtLinear *lin, PtMath math)
 	return (lin->w == NULL || math == PT_MATH_BF16) && pt_linear_packed_math(lin) == PT_MATH_BF16;
 }
 
+#define ROW_CHUNK 256			/* values of a weight row read from the checkpoint at a time */
+
+/*
+ * y (+)= x W^T for a linear that keeps no fp32 weights (a bf16 model) when
+ * oneDNN could not run its bf16 product: fp32 sums over W's rows read from
+ * the checkpoint's own data in chunks (slow, and it faults the mapping back
+ * in), as pt_linear_backward's fallback does.
+ */
+static void
+forward_from_checkpoint(const PtLinear *lin, const float *x, int m, float *y, bool accumulate)
+{
+	float		row[ROW_CHUNK];
+
+	if (!accumulate)
+		memset(y, 0, sizeof(float) * (size_t) m * lin->out_dim);
+	for (int o = 0; o < lin->out_dim; o++)
+		for (int k0 = 0; k0 < lin->in_dim; k0 += ROW_CHUNK)
+		{
+			int			n = lin->in_dim - k0 < ROW_CHUNK ? lin->in_dim - k0 : ROW_CHUNK;
+
+			pt_linear_row_part(lin, o, k0, n, row);
+			for (int i = 0; i < m; i++)
+			{
+				const float *xr = x + (size_t) i * lin->in_dim + k0;
+				float		sum = 0.0f;
+
+				for (int k = 0; k < n; k++)
+					sum += xr[k] * row[k];
+				y[(size_t) i * lin->out_dim + o] += sum;
+			}
+		}
+}
+
 /*
  * y (+)= x W^T, in the asked precision where the weights are prepared for
  * it, else fp32; always bf16 where there are no fp32 weights.
@@ -107,7 +140,10 @@ product(const PtLinear *lin, const float *x, int m, float *y, PtMath math, bool 
 	if (math != PT_MATH_FP32 && m > 0 && pt_linear_packed_math(lin) == math &&
 		load_input(math, x, m, lin->in_dim) && reduced_matmul(math, lin, m, y, accumulate))
 		return;
-	fp32_product(false, lin, x, m, y, accumulate);
+	if (lin->w == NULL)
+		forward_from_checkpoint(lin, x, m, y, accumulate);
+	else
+		fp32_product(false, lin, x, m, y, accumulate);
 }
 
 void
@@ -147,7 +183,6 @@ pt_linear_forward_multi(const PtLinear *const *lins, int n, const float *x, int 
 	}
 }
 
-#define BACKWARD_CHUNK 256
 
 void
 pt_linear_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool accumulate)
@@ -174,10 +209,10 @@ pt_linear_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool 
 	if (done == 0 && !accumulate)
 		memset(dx, 0, sizeof(float) * (size_t) m * lin->in_dim);
 	for (int o = done; o < lin->out_dim; o++)
-		for (int k0 = 0; k0 < lin->in_dim; k0 += BACKWARD_CHUNK)
+		for (int k0 = 0; k0 < lin->in_dim; k0 += ROW_CHUNK)
 		{
-			float		row[BACKWARD_CHUNK];
-			int			n = lin->in_dim - k0 < BACKWARD_CHUNK ? lin->in_dim - k0 : BACKWARD_CHUNK;
+			float		row[ROW_CHUNK];
+			int			n = lin->in_dim - k0 < ROW_CHUNK ? lin->in_dim - k0 : ROW_CHUNK;
 
 			pt_linear_row_part(lin, o, k0, n, row);
 			for (int i = 0; i < m; i++)

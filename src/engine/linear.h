@@ -178,8 +178,9 @@ uint16_t   *pt_bf16_input_room(size_t n);
 bool		pt_linear_runs_bf16(const PtLinear *lin, PtMath math);
 bool		pt_bf16_matmul(const PtLinear *lin, int m, float *y, bool accumulate);
 /*
- * The same with y[m, out] in bf16 (oneDNN rounds the fp32 sums, to nearest
- * even): for inference, where what reads y takes bf16 (as autocast does).
+ * The same with y[m, out] in bf16 (oneDNN rounds the fp32 sums to nearest
+ * even, denormals to zero): for inference, where what reads y takes bf16 (as
+ * autocast does).
  */
 bool		pt_bf16_matmul_to_bf16(const PtLinear *lin, int m, uint16_t *y);
 /*
@@ -194,6 +195,12 @@ bool		pt_bf16_matmul_to_bf16(const PtLinear *lin, int m, uint16_t *y);
 int			pt_bf16_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool accumulate);
 /* Tests only: pt_bf16_backward fails at this chunk of W's rows (>= 1), as if oneDNN had; -1: never. */
 void		pt_dnnl_fail_backward_chunk(int chunk);
+/*
+ * Tests only: the forward bf16 / int8 product after `after` more of them
+ * (0: the next) fails as if oneDNN had, once; -1: none.  Returns the count
+ * it replaces: -1 if the last one set has failed its product (or none was).
+ */
+int			pt_dnnl_fail_forward(int after);
 bool		pt_int8_load_input(const float *x, int m, int k);
 bool		pt_int8_matmul(const PtLinear *lin, int m, float *y, bool accumulate);
 

@@ -563,6 +563,30 @@ matmul_piece(Kind kind, const PtLinear *lin, dnnl_primitive_t prim, const void *
 static void dequantise_piece(const PtLinear *lin, int r0, int rows, float *y, bool accumulate);
 
 /*
+ * Tests only (pt_dnnl_fail_forward): the forward bf16 / int8 product that
+ * fails next, counting down (0: this one; -1: none), as if oneDNN had.
+ */
+static int fail_forward = -1;
+
+int
+pt_dnnl_fail_forward(int after)
+{
+	return __atomic_exchange_n(&fail_forward, after, __ATOMIC_RELAXED);
+}
+
+/* true if this forward product is to fail (consumes the countdown) */
+static bool
+forward_fails(void)
+{
+	int			n = __atomic_load_n(&fail_forward, __ATOMIC_RELAXED);
+
+	if (n < 0)
+		return false;
+	__atomic_store_n(&fail_forward, n - 1, __ATOMIC_RELAXED);
+	return n == 0;
+}
+
+/*
  * Runs a product of m rows in pieces: src rows of src_row bytes, dst rows of
  * dst_row bytes (y is float, or bf16 for KIND_BF16_TO_BF16).  int8 pieces go
  * to the int32 scratch first, and dequantise_piece finishes each into y.
@@ -654,7 +678,7 @@ pt_bf16_matmul(const PtLinear *lin, int m, float *y, bool accumulate)
 {
 	/* the loaded input must be this product's [m, in_dim] */
 	if (scratch_kind != KIND_BF16 || scratch_used != (size_t) m * lin->in_dim ||
-		pt_linear_packed_math(lin) != PT_MATH_BF16)
+		pt_linear_packed_math(lin) != PT_MATH_BF16 || forward_fails())
 		return false;
 	return run_pieces(KIND_BF16, pt_dnnl_piece_rows(PT_MATH_BF16), lin, m, scratch, sizeof(uint16_t) * lin->in_dim,
 					  y, sizeof(float) * lin->out_dim, accumulate);
@@ -664,7 +688,7 @@ bool
 pt_bf16_matmul_to_bf16(const PtLinear *lin, int m, uint16_t *y)
 {
 	if (scratch_kind != KIND_BF16 || scratch_used != (size_t) m * lin->in_dim ||
-		pt_linear_packed_math(lin) != PT_MATH_BF16)
+		pt_linear_packed_math(lin) != PT_MATH_BF16 || forward_fails())
 		return false;
 	return run_pieces(KIND_BF16_TO_BF16, pt_dnnl_piece_rows(PT_MATH_BF16), lin, m, scratch,
 					  sizeof(uint16_t) * lin->in_dim, y, sizeof(uint16_t) * lin->out_dim, false);
@@ -766,7 +790,7 @@ pt_int8_matmul(const PtLinear *lin, int m, float *y, bool accumulate)
 	size_t		need = (size_t) (m < piece ? m : piece) * lin->out_dim;
 
 	if (scratch_kind != KIND_INT8 || scratch_used != (size_t) m * lin->in_dim ||
-		pt_linear_packed_math(lin) != PT_MATH_INT8)
+		pt_linear_packed_math(lin) != PT_MATH_INT8 || forward_fails())
 		return false;
 	if (pt_grow(&acc, &acc_bytes, sizeof(int32_t) * need) == NULL)
 		return false;

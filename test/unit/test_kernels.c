@@ -822,6 +822,33 @@ test_vector_kernels_match_float64(void)
 		}
 		CHECKF(bad == 0, "%d gelu values off float64", bad);
 
+		/*
+		 * Extremes, as 0.5 x (1 + tanh(u)) gives them: about 0 far below
+		 * zero (not x / 1.7e38, which the exponential's clamp would make
+		 * -1.8 at -3e38), NaN at -inf and NaN, x far above zero; in the
+		 * two-vector steps (first 32) and the tail (last 8) alike.
+		 */
+		{
+			static const float xs[8] = {-INFINITY, -3e38f, -1e30f, -25.0f, -20.5f, 3e38f, INFINITY, NAN};
+			float		in[40],
+						out[40];
+
+			for (int i = 0; i < 40; i++)
+				in[i] = xs[i % 8];
+			pt_ff_activation_forward(PT_ACT_GELU_TANH, false, in, NULL, 40, out);
+			bad = 0;
+			for (int i = 0; i < 40; i++)
+			{
+				float		x = in[i];
+				bool		ok = isnan(x) || x == -INFINITY ? isnan(out[i])
+					: x < 0 ? fabsf(out[i]) < 1e-30f : out[i] == x || fabsf(out[i] - x) <= 1e-6f * x;
+
+				if (!ok && bad++ < 5)
+					fprintf(stderr, "  gelu(%g) = %g\n", x, out[i]);
+			}
+			CHECKF(bad == 0, "%d extreme gelu values wrong", bad);
+		}
+
 		/* bf16 output: the rounding of the fp32 output, NaN and infinities included */
 		h0[5] = NAN, h0[6] = INFINITY, h0[7] = -INFINITY, h0[8] = 3e38f;
 		pt_ff_activation_forward(PT_ACT_GELU_TANH, true, h0, h1, n, gated);
