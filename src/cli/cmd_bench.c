@@ -424,7 +424,7 @@ cmd_bench(int argc, char **argv)
 					"threads", pt_get_threads(),
 					"blas_kernels", pt_blas_core(),
 					"precision", pt_math_name(m->math),
-					"kernels", pt_kernels_json(),
+					"kernels", pt_kernels_json(m),
 					"input_tokens", INPUT_TOKENS,
 					"prompt_length", PROMPT_LEN,
 					"file_mb", m->file_bytes / 1048576.0,

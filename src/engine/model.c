@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <xxhash.h>
 
+#include "attention_bf16.h"
 #include "dtype.h"
 #include "error.h"
 #include "kernel_choice.h"
@@ -734,7 +735,7 @@ json_text(const char *s)
  *  trial that chose them (kernel_choice.h)}
  */
 json_t *
-pt_kernels_json(void)
+pt_kernels_json(const PtModel *model)
 {
 	json_t	   *fp32 = json_pack("{s:s, s:s, s:s, s:{s:f, s:f, s:f, s:f}}",
 								 "forward", pt_kernel_name(pt_fp32_kernel(false)),
@@ -775,11 +776,12 @@ pt_kernels_json(void)
 	else
 		json_decref(gflops);
 
-	return json_pack("{s:o, s:o, s:o, s:o, s:s, s:s}",
+	return json_pack("{s:o, s:o, s:o, s:o, s:s, s:s, s:s}",
 					 "fp32", fp32 ? fp32 : json_null(),
 					 "bf16", pt_bf16_supported() ? json_text(pt_dnnl_kernel(PT_MATH_BF16)) : json_null(),
 					 "int8", pt_int8_supported() ? json_text(pt_dnnl_kernel(PT_MATH_INT8)) : json_null(),
 					 "piece_rows", pieces ? pieces : json_null(),
+					 "attention", pt_attention_bf16_supported(model->cfg.d_kv) ? "bf16" : "fp32",
 					 "cpu", pt_cpu_model(),
 					 "cpu_flags", pt_cpu_flags());
 }
@@ -814,7 +816,7 @@ pt_model_info_json(const PtModel *model, double load_seconds)
 					 "threads", pt_get_threads(),
 					 "blas_kernels", json_text(pt_blas_core()),
 					 "precision", pt_math_name(model->math),
-					 "kernels", pt_kernels_json());
+					 "kernels", pt_kernels_json(model));
 	text = info ? json_dumps(info, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
 	json_decref(info);
 	if (text == NULL)

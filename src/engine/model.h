@@ -143,9 +143,13 @@ char	   *pt_model_info_json(const PtModel *model, double load_seconds);
  * The kernels each precision's products run on, as a JSON object (the
  * "kernels" of pt_model_info_json, and of ptune bench): fp32's measured
  * choice for forward and backward products, oneDNN's kernel names for bf16
- * and int8 (null where the CPU lacks them), the CPU model and its flags.
+ * and int8 (null where the CPU lacks them), the CPU model and its flags;
+ * and "attention": the kernel of the encoder's per-head attention products
+ * in bf16 and int8 inference for this model's head size, "bf16"
+ * (attention_bf16.c: AVX512-BF16, heads divisible by 16) or "fp32"
+ * (small_gemm.c, as every other attention runs).
  */
-struct json_t *pt_kernels_json(void);
+struct json_t *pt_kernels_json(const PtModel *model);
 
 /* 32 lowercase hex digits of the fingerprint plus NUL */
 void		pt_model_fingerprint_hex(const PtModel *model, char out[2 * PT_FINGERPRINT_BYTES + 1]);

@@ -557,6 +557,8 @@ test_kernel_choice_reported_and_cached(void)
 	CHECK(strcmp(json_string_value(json_object_get(fp32, "backward")), pt_kernel_name(pt_fp32_kernel(true))) == 0);
 	CHECK(strcmp(json_string_value(json_object_get(fp32, "chosen")), "cached") == 0);
 	CHECK(json_string_value(json_object_get(json_object_get(root, "kernels"), "cpu")) != NULL);
+	CHECK(strcmp(json_string_value(json_object_get(json_object_get(root, "kernels"), "attention")),
+				 pt_attention_bf16_supported(m->cfg.d_kv) ? "bf16" : "fp32") == 0);
 	if (pieces_measured)
 	{
 		json_t	   *pieces = json_object_get(json_object_get(root, "kernels"), "piece_rows");
