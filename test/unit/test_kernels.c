@@ -976,6 +976,53 @@ test_vector_kernels_match_float64(void)
 }
 
 /*
+ * Attention's output row i of head h of a sequence at row `off`, in float64
+ * (want[DK]): Q, K, V [rows, H * DK] (INNER = H * DK), the position bias
+ * table [H, 2 * max_len - 1], causal or not.  With bf16, as the bf16 kernels
+ * compute it: Q, K, V rounded to bf16, each score rounded to float before
+ * the bias is added, the unnormalised probabilities exp(s - max) rounded to
+ * bf16 and divided by their unrounded sum.  sc and pr hold `len` doubles.
+ */
+static void
+attention_row64(const float *q, const float *k, const float *v, const float *table, int max_len,
+				int H, int DK, int off, int len, int h, int i, bool causal, bool bf16,
+				double *sc, double *pr, double *want)
+{
+	int			INNER = H * DK,
+				visible = causal ? i + 1 : len;
+	double		mx = -INFINITY,
+				sum = 0.0;
+
+#define AT(x, row, c) (bf16 ? pt_bf16_to_f32(pt_f32_to_bf16((x)[(size_t) (off + (row)) * INNER + h * DK + (c)])) \
+					   : (double) (x)[(size_t) (off + (row)) * INNER + h * DK + (c)])
+	for (int j = 0; j < visible; j++)
+	{
+		double		dot = 0.0,
+					bias = table[h * (2 * max_len - 1) + (j - i) + max_len - 1];
+
+		for (int c = 0; c < DK; c++)
+			dot += AT(q, i, c) * AT(k, j, c);
+		sc[j] = bf16 ? (float) ((float) dot + (float) bias) : dot + bias;
+		mx = sc[j] > mx ? sc[j] : mx;
+	}
+	for (int j = 0; j < visible; j++)
+	{
+		double		e = exp(sc[j] - mx);
+
+		sum += e;
+		pr[j] = bf16 ? pt_bf16_to_f32(pt_f32_to_bf16((float) e)) : e;
+	}
+	for (int c = 0; c < DK; c++)
+	{
+		want[c] = 0.0;
+		for (int j = 0; j < visible; j++)
+			want[c] += pr[j] * AT(v, j, c);
+		want[c] /= sum;
+	}
+#undef AT
+}
+
+/*
  * Attention's forward pass without a backward pass (probabilities in a
  * thread's scratch, query blocks shortened to fit it: a 300-token sequence
  * takes two) equals the one that keeps them, and both equal float64:
@@ -1001,10 +1048,11 @@ test_attention_inference_blocks(void)
 	float	   *rel = malloc(sizeof(float) * 32 * H),
 			   *table = malloc(sizeof(float) * H * (2 * MAXLEN - 1));
 	float	   *q, *k, *v, *probs, *ctx_keep, *ctx_scratch;
-	double	   *sc = malloc(sizeof(double) * MAXLEN);
+	double	   *sc = malloc(sizeof(double) * MAXLEN),
+			   *pr = malloc(sizeof(double) * MAXLEN);
 	int			bad = 0;
 
-	REQUIRE(rel && table && sc);
+	REQUIRE(rel && table && sc && pr);
 	for (int s = 0; s < S; s++)
 	{
 		off[s] = rows, begin[s] = s, end[s] = s + 1, p_off[s] = probs_n;
@@ -1040,43 +1088,22 @@ test_attention_inference_blocks(void)
 			for (int h = 0; h < H; h++)
 				for (int i = 0; i < lens[s]; i++)
 				{
-					int			visible = causal ? i + 1 : lens[s];
-					double		mx = -INFINITY,
-								sum = 0.0;
+					double		want[DK];
 
-					for (int j = 0; j < visible; j++)
-					{
-						double		dot = table[h * (2 * MAXLEN - 1) + (j - i) + MAXLEN - 1];
-
-						for (int c = 0; c < DK; c++)
-							dot += (double) q[(size_t) (off[s] + i) * INNER + h * DK + c] *
-								k[(size_t) (off[s] + j) * INNER + h * DK + c];
-						sc[j] = dot;
-						mx = dot > mx ? dot : mx;
-					}
-					for (int j = 0; j < visible; j++)
-						sum += (sc[j] = exp(sc[j] - mx));
+					attention_row64(q, k, v, table, MAXLEN, H, DK, off[s], lens[s], h, i, causal, false, sc, pr, want);
 					for (int c = 0; c < DK; c++)
 					{
-						double		want = 0.0;
 						size_t		at = (size_t) (off[s] + i) * INNER + h * DK + c;
 
-						for (int j = 0; j < visible; j++)
-							want += sc[j] / sum * v[(size_t) (off[s] + j) * INNER + h * DK + c];
-						if ((fabs(ctx_keep[at] - want) > 2e-5 || fabs(ctx_scratch[at] - want) > 2e-5) && bad++ < 5)
+						if ((fabs(ctx_keep[at] - want[c]) > 2e-5 || fabs(ctx_scratch[at] - want[c]) > 2e-5) &&
+							bad++ < 5)
 							fprintf(stderr, "  causal %d seq %d head %d row %d col %d: %.7g / %.7g, want %.7g\n",
-									causal, s, h, i, c, ctx_keep[at], ctx_scratch[at], want);
+									causal, s, h, i, c, ctx_keep[at], ctx_scratch[at], want[c]);
 					}
 				}
 	}
 	CHECKF(bad == 0, "%d attention outputs off float64", bad);
-	free(rel), free(table), free(sc), free(q), free(k), free(v), free(probs), free(ctx_keep), free(ctx_scratch);
-}
-
-static double
-bf16_rounded(float x)
-{
-	return pt_bf16_to_f32(pt_f32_to_bf16(x));
+	free(rel), free(table), free(sc), free(pr), free(q), free(k), free(v), free(probs), free(ctx_keep), free(ctx_scratch);
 }
 
 /*
@@ -1171,39 +1198,17 @@ test_attention_bf16(void)
 				for (int h = 0; h < H; h++)
 					for (int i = 0; i < lens[s]; i++)
 					{
-						int			visible = causal ? i + 1 : lens[s];
-						double		mx = -INFINITY,
-									sum = 0.0;
+						double		want[MAX_DK];
 
-						for (int j = 0; j < visible; j++)
-						{
-							double		dot = 0.0;
-
-							for (int c = 0; c < DK; c++)
-								dot += bf16_rounded(q[(size_t) (off[s] + i) * INNER + h * DK + c]) *
-									bf16_rounded(k[(size_t) (off[s] + j) * INNER + h * DK + c]);
-							/* the kernel's fp32 score, then the bias in fp32, as scores_to_probs adds it */
-							sc[j] = (float) ((float) dot + table[h * (2 * MAXLEN - 1) + (j - i) + MAXLEN - 1]);
-							mx = sc[j] > mx ? sc[j] : mx;
-						}
-						for (int j = 0; j < visible; j++)
-						{
-							double		e = exp(sc[j] - mx);
-
-							sum += e;
-							pr[j] = bf16_rounded((float) e);
-						}
+						attention_row64(q, k, v, table, MAXLEN, H, DK, off[s], lens[s], h, i, causal, true, sc, pr,
+										want);
 						for (int c = 0; c < DK; c++)
 						{
-							double		want = 0.0;
 							size_t		at = (size_t) (off[s] + i) * INNER + h * DK + c;
 
-							for (int j = 0; j < visible; j++)
-								want += pr[j] * bf16_rounded(v[(size_t) (off[s] + j) * INNER + h * DK + c]);
-							want /= sum;
-							if (fabs(ctx_bf16[at] - want) > 1e-3 && bad++ < 5)
+							if (fabs(ctx_bf16[at] - want[c]) > 1e-3 && bad++ < 5)
 								fprintf(stderr, "  dk %d causal %d seq %d head %d row %d col %d: %.7g, want %.7g\n",
-										DK, causal, s, h, i, c, ctx_bf16[at], want);
+										DK, causal, s, h, i, c, ctx_bf16[at], want[c]);
 							if (fabs(ctx_bf16[at] - ctx_fp32[at]) > 2e-2 && far++ < 5)
 								fprintf(stderr, "  dk %d causal %d seq %d head %d row %d col %d: %.7g, fp32 %.7g\n",
 										DK, causal, s, h, i, c, ctx_bf16[at], ctx_fp32[at]);
