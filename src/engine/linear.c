@@ -183,7 +183,6 @@ pt_linear_forward_multi(const PtLinear *const *lins, int n, const float *x, int 
 	}
 }
 
-
 void
 pt_linear_backward(const PtLinear *lin, const float *dy, int m, float *dx, bool accumulate)
 {
