@@ -16,6 +16,7 @@
 #include "error.h"
 #include "kernels.h"
 #include "linear.h"
+#include "safetensors.h"
 #include "small_gemm.h"
 #include "transformer.h"
 
@@ -211,8 +212,7 @@ pt_attention_forward(const PtAttnLayout *lay, int H, int dk,
 				/* the bf16 context wanted, but this block ran in fp32 (no scratch): rounded here */
 				if (Cb)
 					for (int i = 0; i < n; i++)
-						for (int j = 0; j < dk; j++)
-							Cb[(size_t) i * inner + j] = pt_f32_to_bf16(C[(size_t) i * inner + j]);
+						pt_convert_to_bf16(PT_DTYPE_F32, C + (size_t) i * inner, dk, Cb + (size_t) i * inner);
 			}
 		}
 	}

@@ -17,6 +17,7 @@
 #include "dtype.h"
 #include "kernels.h"
 #include "linear.h"
+#include "safetensors.h"
 #include "transformer.h"
 
 /*
@@ -79,8 +80,7 @@ attention_then_o(PtPass *p, const PtEncoderLayer *w, const PtEncLayerActs *a)
 	if (cb != NULL && pt_bf16_matmul(&w->attn.o, p->enc_rows, p->sub, false))
 		return;
 	if (cb != NULL)				/* oneDNN could not run it: the context in fp32, the usual way */
-		for (size_t i = 0; i < n; i++)
-			p->ctx[i] = pt_bf16_to_f32(cb[i]);
+		pt_convert_to_f32(PT_DTYPE_BF16, cb, n, p->ctx);
 	pt_linear_forward(&w->attn.o, p->ctx, p->enc_rows, p->sub, p->math);
 }
 

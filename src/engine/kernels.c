@@ -19,6 +19,7 @@
 #include "dtype.h"
 #include "kernels.h"
 #include "runtime.h"
+#include "safetensors.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -580,18 +581,6 @@ pt_ff_activation_forward_bf16(PtActivation act, bool gated, const float *h0,
 	activation_parallel(act, gated, h0, h1, n, NULL, out);
 }
 
-/* out[i] = x[i] as fp32 (exact: a bf16 is the upper half of its float) */
-PT_VECTORIZED static void
-widen_bf16(const uint16_t *x, size_t n, float *out)
-{
-	for (size_t i = 0; i < n; i++)
-	{
-		uint32_t	bits = (uint32_t) x[i] << 16;
-
-		memcpy(&out[i], &bits, sizeof(float));
-	}
-}
-
 /*
  * bf16 h0, h1 in: each chunk widened to fp32 on the stack (in L1), then the
  * same activation_run as the fp32 inputs take.
@@ -617,9 +606,9 @@ pt_ff_activation_bf16(PtActivation act, bool gated, const uint16_t *h0, const ui
 			continue;
 		}
 #endif
-		widen_bf16(h0 + start, len, f0);
+		pt_convert_to_f32(PT_DTYPE_BF16, h0 + start, len, f0);
 		if (gated)
-			widen_bf16(h1 + start, len, f1);
+			pt_convert_to_f32(PT_DTYPE_BF16, h1 + start, len, f1);
 		activation_run(act, gated, f0, gated ? f1 : NULL, len, NULL, out + start);
 	}
 }
