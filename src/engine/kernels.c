@@ -443,85 +443,57 @@ gelu_tanh16(__m512 x)
 	return _mm512_mul_ps(x, _mm512_mask_blend_ps(tiny, r, _mm512_setzero_ps()));
 }
 
-/* the gelu (tanh) activation of activation_loop, to out or its bf16 rounding outb */
+/* 16 values at x + i (fewer: the mask's): from fp32 x, or (x NULL) from bf16 xb, widened exactly */
+static inline __attribute__((always_inline)) AVX512 __m512
+load16(__mmask16 k, const float *x, const uint16_t *xb, size_t i)
+{
+	if (x)
+		return _mm512_maskz_loadu_ps(k, x + i);
+	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, xb + i)), 16));
+}
+
+/* 16 values (fewer: the mask's) to out + i, or (out NULL) their bf16 rounding to outb + i */
+static inline __attribute__((always_inline)) AVX512 void
+store16(__mmask16 k, __m512 v, float *out, uint16_t *outb, size_t i)
+{
+	if (out)
+		_mm512_mask_storeu_ps(out + i, k, v);
+	else
+		_mm256_mask_storeu_epi16(outb + i, k, bf16x16(v));
+}
+
+/*
+ * The gelu (tanh) activation of activation_loop: h0, h1 in fp32, or (h0
+ * NULL) b0, b1 in bf16; to out, or (out NULL) its bf16 rounding outb.
+ */
 static AVX512 void
-gelu_tanh_avx512(bool gated, const float *h0, const float *h1, size_t n, float *out, uint16_t *outb)
+gelu_tanh_avx512(bool gated, const float *h0, const float *h1, const uint16_t *b0, const uint16_t *b1,
+				 size_t n, float *out, uint16_t *outb)
 {
 	size_t		i = 0;
 
 	/* two vectors per step: the exponential's dependency chain is long */
 	for (; i + 32 <= n; i += 32)
 	{
-		__m512		g0 = gelu_tanh16(_mm512_loadu_ps(h0 + i)),
-					g1 = gelu_tanh16(_mm512_loadu_ps(h0 + i + 16));
+		__m512		g0 = gelu_tanh16(load16(0xFFFF, h0, b0, i)),
+					g1 = gelu_tanh16(load16(0xFFFF, h0, b0, i + 16));
 
 		if (gated)
 		{
-			g0 = _mm512_mul_ps(g0, _mm512_loadu_ps(h1 + i));
-			g1 = _mm512_mul_ps(g1, _mm512_loadu_ps(h1 + i + 16));
+			g0 = _mm512_mul_ps(g0, load16(0xFFFF, h1, b1, i));
+			g1 = _mm512_mul_ps(g1, load16(0xFFFF, h1, b1, i + 16));
 		}
-		if (out)
-		{
-			_mm512_storeu_ps(out + i, g0);
-			_mm512_storeu_ps(out + i + 16, g1);
-		}
-		else
-		{
-			_mm256_storeu_si256((__m256i *) (outb + i), bf16x16(g0));
-			_mm256_storeu_si256((__m256i *) (outb + i + 16), bf16x16(g1));
-		}
+		store16(0xFFFF, g0, out, outb, i);
+		store16(0xFFFF, g1, out, outb, i + 16);
 	}
 	for (; i < n; i += 16)
 	{
 		__mmask16	k = lanes(n - i < 16 ? (int) (n - i) : 16);
-		__m512		g = gelu_tanh16(_mm512_maskz_loadu_ps(k, h0 + i));
+		__m512		g = gelu_tanh16(load16(k, h0, b0, i));
 
 		if (gated)
-			g = _mm512_mul_ps(g, _mm512_maskz_loadu_ps(k, h1 + i));
-		if (out)
-			_mm512_mask_storeu_ps(out + i, k, g);
-		else
-			_mm256_mask_storeu_epi16(outb + i, k, bf16x16(g));
-	}
-}
-#endif
-
-#if defined(__x86_64__)
-/* 16 bf16 values (fewer: the mask's) widened to fp32, exactly */
-static inline __attribute__((always_inline)) AVX512 __m512
-load_bf16x16(__mmask16 k, const uint16_t *x)
-{
-	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, x)), 16));
-}
-
-/* gelu_tanh_avx512 from bf16 h0 and h1, rounded to bf16 outb */
-static AVX512 void
-gelu_tanh_avx512_from_bf16(bool gated, const uint16_t *h0, const uint16_t *h1, size_t n, uint16_t *outb)
-{
-	size_t		i = 0;
-
-	/* two vectors per step, as gelu_tanh_avx512 */
-	for (; i + 32 <= n; i += 32)
-	{
-		__m512		g0 = gelu_tanh16(load_bf16x16(0xFFFF, h0 + i)),
-					g1 = gelu_tanh16(load_bf16x16(0xFFFF, h0 + i + 16));
-
-		if (gated)
-		{
-			g0 = _mm512_mul_ps(g0, load_bf16x16(0xFFFF, h1 + i));
-			g1 = _mm512_mul_ps(g1, load_bf16x16(0xFFFF, h1 + i + 16));
-		}
-		_mm256_storeu_si256((__m256i *) (outb + i), bf16x16(g0));
-		_mm256_storeu_si256((__m256i *) (outb + i + 16), bf16x16(g1));
-	}
-	for (; i < n; i += 16)
-	{
-		__mmask16	k = lanes(n - i < 16 ? (int) (n - i) : 16);
-		__m512		g = gelu_tanh16(load_bf16x16(k, h0 + i));
-
-		if (gated)
-			g = _mm512_mul_ps(g, load_bf16x16(k, h1 + i));
-		_mm256_mask_storeu_epi16(outb + i, k, bf16x16(g));
+			g = _mm512_mul_ps(g, load16(k, h1, b1, i));
+		store16(k, g, out, outb, i);
 	}
 }
 #endif
@@ -534,7 +506,7 @@ activation_run(PtActivation act, bool gated, const float *h0, const float *h1, s
 #if defined(__x86_64__)
 	if (act == PT_ACT_GELU_TANH && pt_cpu_has_avx512())
 	{
-		gelu_tanh_avx512(gated, h0, h1, n, out, outb);
+		gelu_tanh_avx512(gated, h0, h1, NULL, NULL, n, out, outb);
 		return;
 	}
 #endif
@@ -602,7 +574,7 @@ pt_ff_activation_bf16(PtActivation act, bool gated, const uint16_t *h0, const ui
 #if defined(__x86_64__)
 		if (act == PT_ACT_GELU_TANH && pt_cpu_has_avx512())
 		{
-			gelu_tanh_avx512_from_bf16(gated, h0 + start, gated ? h1 + start : NULL, len, out + start);
+			gelu_tanh_avx512(gated, NULL, NULL, h0 + start, gated ? h1 + start : NULL, len, NULL, out + start);
 			continue;
 		}
 #endif
