@@ -673,25 +673,30 @@ pt_bf16_input_room(size_t n)
 	return scratch;
 }
 
-bool
-pt_bf16_matmul(const PtLinear *lin, int m, float *y, bool accumulate)
+/*
+ * y (+)= the loaded input . W^T, y fp32 (KIND_BF16) or bf16
+ * (KIND_BF16_TO_BF16); the loaded input must be this product's [m, in_dim].
+ */
+static bool
+loaded_bf16_product(Kind kind, const PtLinear *lin, int m, void *y, size_t y_value, bool accumulate)
 {
-	/* the loaded input must be this product's [m, in_dim] */
 	if (scratch_kind != KIND_BF16 || scratch_used != (size_t) m * lin->in_dim ||
 		pt_linear_packed_math(lin) != PT_MATH_BF16 || forward_fails())
 		return false;
-	return run_pieces(KIND_BF16, pt_dnnl_piece_rows(PT_MATH_BF16), lin, m, scratch, sizeof(uint16_t) * lin->in_dim,
-					  y, sizeof(float) * lin->out_dim, accumulate);
+	return run_pieces(kind, pt_dnnl_piece_rows(PT_MATH_BF16), lin, m, scratch, sizeof(uint16_t) * lin->in_dim,
+					  y, y_value * lin->out_dim, accumulate);
+}
+
+bool
+pt_bf16_matmul(const PtLinear *lin, int m, float *y, bool accumulate)
+{
+	return loaded_bf16_product(KIND_BF16, lin, m, y, sizeof(float), accumulate);
 }
 
 bool
 pt_bf16_matmul_to_bf16(const PtLinear *lin, int m, uint16_t *y)
 {
-	if (scratch_kind != KIND_BF16 || scratch_used != (size_t) m * lin->in_dim ||
-		pt_linear_packed_math(lin) != PT_MATH_BF16 || forward_fails())
-		return false;
-	return run_pieces(KIND_BF16_TO_BF16, pt_dnnl_piece_rows(PT_MATH_BF16), lin, m, scratch,
-					  sizeof(uint16_t) * lin->in_dim, y, sizeof(uint16_t) * lin->out_dim, false);
+	return loaded_bf16_product(KIND_BF16_TO_BF16, lin, m, y, sizeof(uint16_t), false);
 }
 
 /* ---- int8 ------------------------------------------------------------------ */
