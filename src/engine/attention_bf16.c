@@ -39,12 +39,6 @@ pt_attention_bf16_supported(int dk)
 	return dk > 0 && dk % 16 == 0 && dk <= PT_ATTN_BF16_MAX_DK && cpu_has_avx512_bf16();
 }
 
-static inline __mmask16
-lanes(int count)				/* a mask of the first min(count, 16) lanes (none if count <= 0) */
-{
-	return count >= 16 ? (__mmask16) 0xFFFF : count <= 0 ? 0 : (__mmask16) ((1u << count) - 1);
-}
-
 /*
  * out[0 .. ceil(n / 2)) = x[0 .. n) rounded to bf16, two to a 32-bit word in
  * order (x[n] = 0 when n is odd).
@@ -54,11 +48,11 @@ round_pairs(const float *x, int n, uint32_t *out)
 {
 	for (int i = 0; i < n; i += 32)
 	{
-		__m512		lo = _mm512_maskz_loadu_ps(lanes(n - i), x + i),
-					hi = _mm512_maskz_loadu_ps(lanes(n - i - 16), x + i + 16);
+		__m512		lo = _mm512_maskz_loadu_ps(pt_lanes16(n - i), x + i),
+					hi = _mm512_maskz_loadu_ps(pt_lanes16(n - i - 16), x + i + 16);
 		__m512i		b = (__m512i) _mm512_cvtne2ps_pbh(hi, lo);	/* lo's 16, then hi's 16 */
 
-		_mm512_mask_storeu_epi32(out + i / 2, lanes((n - i + 1) / 2), b);
+		_mm512_mask_storeu_epi32(out + i / 2, pt_lanes16((n - i + 1) / 2), b);
 	}
 }
 
@@ -90,7 +84,7 @@ scores_block(const uint32_t *qb, int dk2, const uint32_t *kp, int tkp, int j0, i
 	}
 	for (int r = 0; r < R; r++)
 		for (int c = 0; c < C; c++)
-			_mm512_mask_storeu_ps(S + (size_t) r * lds + j0 + 16 * c, lanes(tk - j0 - 16 * c), acc[r][c]);
+			_mm512_mask_storeu_ps(S + (size_t) r * lds + j0 + 16 * c, pt_lanes16(tk - j0 - 16 * c), acc[r][c]);
 }
 
 /* all columns of R rows of S, in blocks of COLS vectors and one of what is left */

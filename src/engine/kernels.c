@@ -110,13 +110,6 @@ exp16(__m512 x)
 	return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
 }
 
-static inline __mmask16
-lanes(int count)				/* a mask of the first min(count, 16) lanes */
-{
-	return count >= 16 ? (__mmask16) 0xFFFF : (__mmask16) ((1u << count) - 1);
-}
-
-
 /* pt_f32_to_bf16 on 16 lanes: round to nearest even, NaN stays a (quiet) NaN */
 static inline __attribute__((always_inline)) AVX512 __m256i
 bf16x16(__m512 v)
@@ -169,7 +162,7 @@ rmsnorm_row_avx512(float *x, const float *add, const float *w, int d, float eps,
 
 	for (int j = 0; j < d; j += 16)
 	{
-		__mmask16	k = lanes(d - j);
+		__mmask16	k = pt_lanes16(d - j);
 		__m512		v = _mm512_maskz_loadu_ps(k, x + j);
 
 		if (add)
@@ -183,7 +176,7 @@ rmsnorm_row_avx512(float *x, const float *add, const float *w, int d, float eps,
 	r = _mm512_set1_ps(rs);
 	for (int j = 0; j < d; j += 16)
 	{
-		__mmask16	k = lanes(d - j);
+		__mmask16	k = pt_lanes16(d - j);
 		__m512		v = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + j), r),
 									  _mm512_maskz_loadu_ps(k, w + j));
 
@@ -488,7 +481,7 @@ gelu_tanh_avx512(bool gated, const float *h0, const float *h1, const uint16_t *b
 	}
 	for (; i < n; i += 16)
 	{
-		__mmask16	k = lanes(n - i < 16 ? (int) (n - i) : 16);
+		__mmask16	k = pt_lanes16(n - i < 16 ? (int) (n - i) : 16);
 		__m512		g = gelu_tanh16(load16(k, h0, b0, i));
 
 		if (gated)
@@ -685,7 +678,7 @@ softmax_row_avx512(float *row, const float *bias, int d, bool normalize)
 
 	for (int j = 0; j < d; j += 16)
 	{
-		__mmask16	k = lanes(d - j);
+		__mmask16	k = pt_lanes16(d - j);
 		__m512		x = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, row + j);
 
 		if (bias)
@@ -698,7 +691,7 @@ softmax_row_avx512(float *row, const float *bias, int d, bool normalize)
 	m = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
 	for (int j = 0; j < d; j += 16)
 	{
-		__mmask16	k = lanes(d - j);
+		__mmask16	k = pt_lanes16(d - j);
 		__m512		e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), m));
 
 		_mm512_mask_storeu_ps(row + j, k, e);
@@ -708,7 +701,7 @@ softmax_row_avx512(float *row, const float *bias, int d, bool normalize)
 	if (normalize)
 		for (int j = 0; j < d; j += 16)
 		{
-			__mmask16	k = lanes(d - j);
+			__mmask16	k = pt_lanes16(d - j);
 
 			_mm512_mask_storeu_ps(row + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, row + j), _mm512_set1_ps(inv)));
 		}

@@ -10,6 +10,7 @@
 #define PT_RUNTIME_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /*
  * Loads the matrix library (once; thread-safe).  pt_model_load() calls it;
@@ -39,6 +40,16 @@ const char *pt_cpu_model(void);
  * portable path there.
  */
 bool		pt_cpu_has_avx512(void);
+
+/*
+ * The mask of the first min(count, 16) of an AVX-512 vector's 16 float
+ * lanes (0 if count <= 0): the masked loads and stores of row tails.
+ */
+static inline uint16_t
+pt_lanes16(int count)
+{
+	return count >= 16 ? (uint16_t) 0xFFFF : count <= 0 ? 0 : (uint16_t) ((1u << count) - 1);
+}
 
 /* The CPU's matrix-relevant features, space-separated, e.g. "avx2 fma avx512f avx512_bf16". */
 const char *pt_cpu_flags(void);

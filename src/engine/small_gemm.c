@@ -116,7 +116,7 @@ gemm_avx512(int m, int n, int k, const float *a, size_t a_row, size_t a_col,
 	{
 		int			cols = n - j0 < 16 * NV_MAX ? n - j0 : 16 * NV_MAX;
 		int			nv = (cols + 15) / 16;
-		__mmask16	last = (__mmask16) (cols % 16 ? (1u << (cols % 16)) - 1 : 0xFFFF);
+		__mmask16	last = pt_lanes16(cols % 16 ? cols % 16 : 16);
 
 		for (int i0 = 0; i0 < m; i0 += MR)
 			block_any(m - i0 < MR ? m - i0 : MR, nv, last, k, a + (size_t) i0 * a_row, a_row, a_col,
@@ -165,12 +165,6 @@ transpose16(__m512 x[16])
 	}
 }
 
-static inline __mmask16
-first(int count)				/* a mask of the first min(count, 16) lanes */
-{
-	return count >= 16 ? (__mmask16) 0xFFFF : (__mmask16) ((1u << count) - 1);
-}
-
 /*
  * The calling thread's buffer for a copy of B, grown as needed; it lives with
  * the thread (attention's threads are the OpenMP pool's), so it never grows
@@ -208,11 +202,11 @@ transposed_copy(int n, int k, const float *b, int ldb)
 						cols = k - p0 < 16 ? k - p0 : 16;
 
 			for (int i = 0; i < 16; i++)
-				x[i] = i < rows ? _mm512_maskz_loadu_ps(first(cols), b + (size_t) (j0 + i) * ldb + p0)
+				x[i] = i < rows ? _mm512_maskz_loadu_ps(pt_lanes16(cols), b + (size_t) (j0 + i) * ldb + p0)
 					: _mm512_setzero_ps();
 			transpose16(x);
 			for (int q = 0; q < cols; q++)
-				_mm512_mask_storeu_ps(buf + (size_t) (p0 + q) * n + j0, first(rows), x[q]);
+				_mm512_mask_storeu_ps(buf + (size_t) (p0 + q) * n + j0, pt_lanes16(rows), x[q]);
 		}
 	return buf;
 }
@@ -233,8 +227,8 @@ dense_copy(int n, int k, const float *b, int ldb)
 		return NULL;
 	for (int p = 0; p < k; p++)
 		for (int j = 0; j < n; j += 16)
-			_mm512_mask_storeu_ps(buf + (size_t) p * n + j, first(n - j),
-								  _mm512_maskz_loadu_ps(first(n - j), b + (size_t) p * ldb + j));
+			_mm512_mask_storeu_ps(buf + (size_t) p * n + j, pt_lanes16(n - j),
+								  _mm512_maskz_loadu_ps(pt_lanes16(n - j), b + (size_t) p * ldb + j));
 	return buf;
 }
 
