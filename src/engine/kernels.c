@@ -491,18 +491,32 @@ gelu_tanh_avx512(bool gated, const float *h0, const float *h1, const uint16_t *b
 }
 #endif
 
-/* n <= CHUNK values to out, or (out NULL) their bf16 rounding to outb */
+/*
+ * n <= CHUNK values of h0, h1 in fp32, or (h0 NULL) of b0, b1 in bf16, to
+ * out, or (out NULL) their bf16 rounding to outb.  bf16 inputs widen as the
+ * AVX-512 gelu loads them, else into fp32 on the stack (in L1) first.
+ */
 static void
-activation_run(PtActivation act, bool gated, const float *h0, const float *h1, size_t n,
-			   float *out, uint16_t *outb)
+activation_run(PtActivation act, bool gated, const float *h0, const float *h1, const uint16_t *b0,
+			   const uint16_t *b1, size_t n, float *out, uint16_t *outb)
 {
+	float		f0[CHUNK],
+				f1[CHUNK];
+
 #if defined(__x86_64__)
 	if (act == PT_ACT_GELU_TANH && pt_cpu_has_avx512())
 	{
-		gelu_tanh_avx512(gated, h0, h1, NULL, NULL, n, out, outb);
+		gelu_tanh_avx512(gated, h0, h1, b0, b1, n, out, outb);
 		return;
 	}
 #endif
+	if (h0 == NULL)
+	{
+		pt_convert_to_f32(PT_DTYPE_BF16, b0, n, f0);
+		if (gated)
+			pt_convert_to_f32(PT_DTYPE_BF16, b1, n, f1);
+		h0 = f0, h1 = gated ? f1 : NULL;
+	}
 	if (out)
 		activation_chunk(act, gated, h0, h1, n, out);
 	else
@@ -515,9 +529,10 @@ activation_run(PtActivation act, bool gated, const float *h0, const float *h1, s
 	}
 }
 
+/* activation_run over n values in chunks, on the threads where n is large */
 static void
-activation_parallel(PtActivation act, bool gated, const float *h0, const float *h1, size_t n,
-					float *out, uint16_t *outb)
+activation_parallel(PtActivation act, bool gated, const float *h0, const float *h1, const uint16_t *b0,
+					const uint16_t *b1, size_t n, float *out, uint16_t *outb)
 {
 	long		chunks = (long) ((n + CHUNK - 1) / CHUNK);
 
@@ -527,7 +542,8 @@ activation_parallel(PtActivation act, bool gated, const float *h0, const float *
 		size_t		start = (size_t) c * CHUNK;
 		size_t		len = n - start < CHUNK ? n - start : CHUNK;
 
-		activation_run(act, gated, h0 + start, gated ? h1 + start : NULL, len,
+		activation_run(act, gated, h0 ? h0 + start : NULL, h0 && gated ? h1 + start : NULL,
+					   h0 ? NULL : b0 + start, !h0 && gated ? b1 + start : NULL, len,
 					   out ? out + start : NULL, out ? NULL : outb + start);
 	}
 }
@@ -536,46 +552,21 @@ void
 pt_ff_activation_forward(PtActivation act, bool gated, const float *h0,
 						 const float *h1, size_t n, float *out)
 {
-	activation_parallel(act, gated, h0, h1, n, out, NULL);
+	activation_parallel(act, gated, h0, h1, NULL, NULL, n, out, NULL);
 }
 
 void
 pt_ff_activation_forward_bf16(PtActivation act, bool gated, const float *h0,
 							  const float *h1, size_t n, uint16_t *out)
 {
-	activation_parallel(act, gated, h0, h1, n, NULL, out);
+	activation_parallel(act, gated, h0, h1, NULL, NULL, n, NULL, out);
 }
 
-/*
- * bf16 h0, h1 in: each chunk widened to fp32 on the stack (in L1), then the
- * same activation_run as the fp32 inputs take.
- */
 void
 pt_ff_activation_bf16(PtActivation act, bool gated, const uint16_t *h0, const uint16_t *h1,
 					  size_t n, uint16_t *out)
 {
-	long		chunks = (long) ((n + CHUNK - 1) / CHUNK);
-
-#pragma omp parallel for if (n >= PAR_MIN_ELEMS) schedule(static)
-	for (long c = 0; c < chunks; c++)
-	{
-		size_t		start = (size_t) c * CHUNK;
-		size_t		len = n - start < CHUNK ? n - start : CHUNK;
-		float		f0[CHUNK],
-					f1[CHUNK];
-
-#if defined(__x86_64__)
-		if (act == PT_ACT_GELU_TANH && pt_cpu_has_avx512())
-		{
-			gelu_tanh_avx512(gated, NULL, NULL, h0 + start, gated ? h1 + start : NULL, len, NULL, out + start);
-			continue;
-		}
-#endif
-		pt_convert_to_f32(PT_DTYPE_BF16, h0 + start, len, f0);
-		if (gated)
-			pt_convert_to_f32(PT_DTYPE_BF16, h1 + start, len, f1);
-		activation_run(act, gated, f0, gated ? f1 : NULL, len, NULL, out + start);
-	}
+	activation_parallel(act, gated, NULL, NULL, h0, h1, n, NULL, out);
 }
 
 void
@@ -586,7 +577,7 @@ pt_ff_activation_forward_serial(PtActivation act, bool gated, const float *h0,
 	{
 		size_t		len = n - start < CHUNK ? n - start : CHUNK;
 
-		activation_run(act, gated, h0 + start, gated ? h1 + start : NULL, len, out + start, NULL);
+		activation_run(act, gated, h0 + start, gated ? h1 + start : NULL, NULL, NULL, len, out + start, NULL);
 	}
 }
 
