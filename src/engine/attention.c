@@ -209,7 +209,7 @@ pt_attention_forward(const PtAttnLayout *lay, int H, int dk,
 					for (int i = 0; i < n; i++)
 						for (int j = 0; j < dk; j++)
 							C[(size_t) i * inner + j] *= inv_sum[i];
-				/* the bf16 context wanted, but this block ran in fp32 (no scratch): rounded here */
+				/* the bf16 context wanted, and this block ran in fp32: rounded here */
 				if (Cb)
 					for (int i = 0; i < n; i++)
 						pt_convert_to_bf16(PT_DTYPE_F32, C + (size_t) i * inner, dk, Cb + (size_t) i * inner);

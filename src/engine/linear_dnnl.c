@@ -646,11 +646,10 @@ pt_bf16_load_input(const float *x, size_t n)
 {
 	size_t		chunks = (n + ROUND_CHUNK - 1) / ROUND_CHUNK;
 	/* the scratch is this thread's (__thread): the loop's other threads get its address */
-	uint16_t   *out;
+	uint16_t   *out = pt_bf16_input_room(n);
 
-	if (!grow_scratch(sizeof(uint16_t) * n))
+	if (out == NULL)
 		return false;
-	out = scratch;
 #pragma omp parallel for schedule(static) if (chunks > 1)
 	for (size_t c = 0; c < chunks; c++)
 	{
@@ -658,8 +657,6 @@ pt_bf16_load_input(const float *x, size_t n)
 
 		round_to_bf16(x + start, n - start < ROUND_CHUNK ? n - start : ROUND_CHUNK, out + start);
 	}
-	scratch_used = n;
-	scratch_kind = KIND_BF16;
 	return true;
 }
 
