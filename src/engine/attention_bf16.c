@@ -56,6 +56,35 @@ round_pairs(const float *x, int n, uint32_t *out)
 	}
 }
 
+/*
+ * acc[r][c] = sum over p < steps of a[r][p] . b[p][16 c ...]: R rows of a
+ * (bf16 pairs, rows lda words apart) by C 16-lane vectors of b (rows ldb
+ * words apart), each step one vdpbf16ps per (row, vector).  Both products
+ * below are this, with their own operands and stores.
+ */
+INLINE void
+dot_block(const uint32_t *a, size_t lda, const uint32_t *b, size_t ldb, int steps, int R, int C,
+		  __m512 acc[ROWS][COLS])
+{
+	for (int r = 0; r < R; r++)
+		for (int c = 0; c < C; c++)
+			acc[r][c] = _mm512_setzero_ps();
+	for (int p = 0; p < steps; p++)
+	{
+		__m512bh	bv[COLS];
+
+		for (int c = 0; c < C; c++)
+			bv[c] = (__m512bh) _mm512_loadu_si512(b + (size_t) p * ldb + 16 * c);
+		for (int r = 0; r < R; r++)
+		{
+			__m512bh	av = (__m512bh) _mm512_set1_epi32((int) a[(size_t) r * lda + p]);
+
+			for (int c = 0; c < C; c++)
+				acc[r][c] = _mm512_dpbf16_ps(acc[r][c], av, bv[c]);
+		}
+	}
+}
+
 /* ---- S = Q K^T ------------------------------------------------------------ */
 
 /* S[R rows, C vectors from column j0] = q rows (pairs, dk2 each) . kp[., j0 ...] */
@@ -65,23 +94,7 @@ scores_block(const uint32_t *qb, int dk2, const uint32_t *kp, int tkp, int j0, i
 {
 	__m512		acc[ROWS][COLS];
 
-	for (int r = 0; r < R; r++)
-		for (int c = 0; c < C; c++)
-			acc[r][c] = _mm512_setzero_ps();
-	for (int p = 0; p < dk2; p++)
-	{
-		__m512bh	b[COLS];
-
-		for (int c = 0; c < C; c++)
-			b[c] = (__m512bh) _mm512_loadu_si512(kp + (size_t) p * tkp + j0 + 16 * c);
-		for (int r = 0; r < R; r++)
-		{
-			__m512bh	a = (__m512bh) _mm512_set1_epi32((int) qb[r * dk2 + p]);
-
-			for (int c = 0; c < C; c++)
-				acc[r][c] = _mm512_dpbf16_ps(acc[r][c], a, b[c]);
-		}
-	}
+	dot_block(qb, dk2, kp + j0, tkp, dk2, R, C, acc);
 	for (int r = 0; r < R; r++)
 		for (int c = 0; c < C; c++)
 			_mm512_mask_storeu_ps(S + (size_t) r * lds + j0 + 16 * c, pt_lanes16(tk - j0 - 16 * c), acc[r][c]);
@@ -152,23 +165,7 @@ context_block(const uint32_t *pb, int tk2, const uint32_t *vp, int dk, int c0, i
 {
 	__m512		acc[ROWS][COLS];
 
-	for (int r = 0; r < R; r++)
-		for (int c = 0; c < C; c++)
-			acc[r][c] = _mm512_setzero_ps();
-	for (int q = 0; q < tk2; q++)
-	{
-		__m512bh	b[COLS];
-
-		for (int c = 0; c < C; c++)
-			b[c] = (__m512bh) _mm512_loadu_si512(vp + (size_t) q * dk + c0 + 16 * c);
-		for (int r = 0; r < R; r++)
-		{
-			__m512bh	a = (__m512bh) _mm512_set1_epi32((int) pb[(size_t) r * tk2 + q]);
-
-			for (int c = 0; c < C; c++)
-				acc[r][c] = _mm512_dpbf16_ps(acc[r][c], a, b[c]);
-		}
-	}
+	dot_block(pb, tk2, vp + c0, dk, tk2, R, C, acc);
 	for (int r = 0; r < R; r++)
 		for (int c = 0; c < C; c++)
 		{
