@@ -16,8 +16,10 @@
  *   floor_ms          the step's matrix products alone, back to back, on the
  *                     model's own weights in the model's precision (every
  *                     decoder layer's self Q/K/V/O, cross Q/O, feed-forward and
- *                     the LM head at M = batch rows): what the step costs if
- *                     everything but the products were free
+ *                     the LM head for batch rows), arranged as the step
+ *                     arranges them (pt_generate_step_products: split by rows
+ *                     between threads where the step splits): what the step
+ *                     costs if everything but the products were free
  *   step_over_floor   step_ms / floor_ms
  *   floor_gflops      the products' FLOPs / floor_ms
  *   cache_mb_per_step what attention reads per step, which the floor does not
@@ -79,34 +81,6 @@ time_generate(const PtModel *m, PtWorkspace *ws, PtGenerateRow *rows, int B,
 		t[r] = pt_seconds() - t0;
 	}
 	return cli_median(t, reps);
-}
-
-/* The products of one decoder step at M = B rows; *flops receives their FLOPs. */
-static void
-step_products(const PtModel *m, int B, float *x, float *const *y, double *flops)
-{
-	const PtConfig *c = &m->cfg;
-	double		f = 0;
-
-	for (int l = 0; l < c->num_decoder_layers; l++)
-	{
-		const PtDecoderLayer *w = &m->dec[l];
-		const PtLinear *qkv[3] = {&w->self.q, &w->self.k, &w->self.v};
-		const PtLinear *wi[2] = {&w->ff.wi0, &w->ff.wi1};
-		int			n_wi = c->gated ? 2 : 1;
-
-		pt_linear_forward_multi(qkv, 3, x, B, y, m->math);
-		pt_linear_forward_add(&w->self.o, y[0], B, y[3], m->math);
-		pt_linear_forward(&w->cross.q, x, B, y[0], m->math);
-		pt_linear_forward_add(&w->cross.o, y[0], B, y[3], m->math);
-		pt_linear_forward_multi(wi, n_wi, x, B, y, m->math);
-		pt_linear_forward_add(&w->ff.wo, y[0], B, y[3], m->math);
-		f += 2.0 * B * ((4.0 + 2.0) * c->d_model * pt_config_inner(c)
-						+ (n_wi + 1.0) * c->d_model * c->d_ff);
-	}
-	pt_linear_forward(&m->lm_head, x, B, y[4], m->math);
-	f += 2.0 * B * c->d_model * (double) c->vocab_size;
-	*flops = f;
 }
 
 int
@@ -200,8 +174,8 @@ cmd_bench_generate(int argc, char **argv)
 		int32_t    *gen = malloc(sizeof(int32_t) * B * new_tokens);
 		PtGenerateRow *rows = malloc(sizeof(PtGenerateRow) * B);
 		PtGenerateResult *res = malloc(sizeof(PtGenerateResult) * B);
-		size_t		width = c->d_model > c->d_ff ? c->d_model : c->d_ff;
-		float	   *x = calloc((size_t) B * width, sizeof(float));
+		size_t		width = pt_generate_step_width(c);
+		float	   *x = calloc((size_t) B * c->d_model, sizeof(float));
 		float	   *ybuf[5];
 		PtGenerateOptions o;
 		double		t_full,
@@ -213,8 +187,8 @@ cmd_bench_generate(int argc, char **argv)
 				   *step_parts = NULL;
 
 		for (int k = 0; k < 5; k++)
-			ybuf[k] = calloc((size_t) B * (k == 4 ? c->vocab_size : (int) (width > (size_t) pt_config_inner(c) ? width : (size_t) pt_config_inner(c))), sizeof(float));
-		for (size_t k = 0; k < (size_t) B * width; k++)
+			ybuf[k] = calloc((size_t) B * (k == 4 ? (size_t) c->vocab_size : width), sizeof(float));
+		for (size_t k = 0; k < (size_t) B * c->d_model; k++)
 			x[k] = (float) ((k * 2654435761u) % 1000) * 1e-3f - 0.5f;
 		for (int i = 0; i < B; i++)
 		{
@@ -248,12 +222,12 @@ cmd_bench_generate(int argc, char **argv)
 		if (t_full < 0 || t_one < 0)
 			return cli_engine_error("bench-generate");
 
-		step_products(m, B, x, ybuf, &flops);	/* warm-up */
+		flops = pt_generate_step_products(m, B, x, ybuf, ybuf[4]);	/* warm-up */
 		for (int r = 0; r < reps * 3 && r < MAX_REPS; r++)
 		{
 			double		t0 = pt_seconds();
 
-			step_products(m, B, x, ybuf, &flops);
+			pt_generate_step_products(m, B, x, ybuf, ybuf[4]);
 			floor_t[r] = pt_seconds() - t0;
 		}
 		floor_s = cli_median(floor_t, reps * 3 < MAX_REPS ? reps * 3 : MAX_REPS);

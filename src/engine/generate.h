@@ -78,7 +78,9 @@ typedef struct PtGenerateOptions
 	bool		ignore_eos;
 	/*
 	 * Benchmarks only: NULL, or [PT_GENERATE_PROFILE_PARTS] seconds that each
-	 * part of the decoder steps adds to (see PtGenerateProfilePart).
+	 * part of the decoder steps adds to (see PtGenerateProfilePart).  Where a
+	 * step's layers run split by rows between threads, the layers' parts are
+	 * the first thread's, and its wait for the others counts as "rest".
 	 */
 	double	   *profile;
 	PtGenerateCache cache;		/* AUTO by default */
@@ -92,7 +94,7 @@ typedef enum PtGenerateProfilePart
 	PT_GEN_PROF_PRODUCTS,		/* the layers' matrix products (Q/K/V/O, cross Q/O, feed-forward) */
 	PT_GEN_PROF_SELF_ATTN,		/* cache append and single-query self-attention */
 	PT_GEN_PROF_CROSS_ATTN,		/* single-query cross-attention */
-	PT_GEN_PROF_REST,			/* embedding, norms, activation */
+	PT_GEN_PROF_REST,			/* embedding, norms, activation (and a split step's wait) */
 	PT_GEN_PROF_LM_HEAD,		/* final norm and the LM head product */
 	PT_GEN_PROF_ARGMAX,			/* log-sum-exp and argmax of the logits */
 	PT_GEN_PROF_SELECT,			/* greedy / beam selection */
@@ -166,6 +168,19 @@ typedef struct PtGenerateResult
  */
 int			pt_generate(const PtModel *m, PtWorkspace *ws, const PtGenerateRow *rows, int n,
 						const PtGenerateOptions *opts, PtGenerateResult *results);
+
+/*
+ * Benchmarks: the matrix products of one decoder step of B rows alone,
+ * arranged as pt_generate's step arranges them (split by rows between
+ * threads where it splits), which is the step's floor: every layer's self
+ * Q/K/V/O, cross Q/O and feed-forward products and the LM head, in the
+ * model's precision.  x [B, d_model] is every product's input; y[0..3]
+ * [B, pt_generate_step_width] receive outputs, logits [B, vocab_size].
+ * Returns the products' FLOPs.
+ */
+double		pt_generate_step_products(const PtModel *m, int B, const float *x, float *const *y,
+									  float *logits);
+size_t		pt_generate_step_width(const PtConfig *c);
 
 /*
  * The text of generated ids (sentencepiece decoding: pieces joined, U+2581

@@ -30,10 +30,14 @@
  * stays fp32.
  *
  * A matmul primitive is specific to its shape; primitives are cached by
- * (kind, M, N, K), and a new shape costs about 0.7 ms once.  Products run in
- * pieces of at most piece_rows[math] rows (run_pieces), whose row counts are
- * multiples of 16 or fewer than 16, so the shapes stay few and the cache
- * (least recently used out) holds those in use.
+ * (kind, M, N, K, threads), and a new shape costs about 0.7 ms once.
+ * Products run in pieces of at most piece_rows[math] rows (run_pieces),
+ * whose row counts are multiples of 16 or fewer than 16, so the shapes stay
+ * few and the cache (least recently used out) holds those in use.
+ * Threads: products may run from several threads at once (a decoder step
+ * split by rows, generate.c), each thread alone on its product
+ * (omp_set_num_threads(1) in it): the primitives it gets are planned for one
+ * thread, and each thread passes its own scratchpad (run_matmul).
  */
 #include <float.h>
 #include <math.h>
@@ -45,6 +49,7 @@
 #include <time.h>
 
 #include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
 
 #include "dtype.h"
 #include "error.h"
@@ -97,6 +102,7 @@ typedef struct CachedPrimitive
 				n,
 				k;
 	bool		accumulate;		/* with a "sum" post-op: y += product */
+	int			threads;		/* omp_get_max_threads() when made: oneDNN plans the work for so many */
 	dnnl_primitive_t primitive;
 	unsigned long last_used;
 } CachedPrimitive;
@@ -263,11 +269,12 @@ matmul_desc(int m, int n, int k, dnnl_data_type_t src_type, const dnnl_memory_de
 	dnnl_post_ops_t sum = NULL;
 	bool		ok;
 
-	if (accumulate &&
-		(dnnl_primitive_attr_create(&attr) != dnnl_success ||
-		 dnnl_post_ops_create(&sum) != dnnl_success ||
-		 dnnl_post_ops_append_sum(sum, 1.0f) != dnnl_success ||
-		 dnnl_primitive_attr_set_post_ops(attr, sum) != dnnl_success))
+	if (dnnl_primitive_attr_create(&attr) != dnnl_success ||
+		dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) != dnnl_success ||
+		(accumulate &&
+		 (dnnl_post_ops_create(&sum) != dnnl_success ||
+		  dnnl_post_ops_append_sum(sum, 1.0f) != dnnl_success ||
+		  dnnl_primitive_attr_set_post_ops(attr, sum) != dnnl_success)))
 		ok = false;
 	else
 		ok = dnnl_memory_desc_init_by_tag(&src, 2, src_dims, src_type, dnnl_ab) == dnnl_success &&
@@ -455,12 +462,56 @@ pt_linear_packed_math(const PtLinear *lin)
 	return lin->packed ? lin->packed->math : PT_MATH_FP32;
 }
 
+static __thread void *dnnl_scratch;	/* a matmul's scratchpad, this thread's (see run_matmul) */
+static __thread size_t dnnl_scratch_bytes;
+
+/*
+ * Executes a matmul primitive made by matmul_desc on args[0..2] (src,
+ * weights, dst), with this thread's scratchpad: oneDNN's own one is shared
+ * by every primitive of the process, so two threads running products at
+ * once (a decoder step split by rows) would write into each other's.
+ */
+static bool
+run_matmul(dnnl_primitive_t prim, const dnnl_exec_arg_t *args3)
+{
+	const_dnnl_primitive_desc_t pd = NULL;
+	const dnnl_memory_desc_t *md;
+	dnnl_memory_t scratch = NULL;
+	dnnl_exec_arg_t args[4] = {args3[0], args3[1], args3[2], {DNNL_ARG_SCRATCHPAD, NULL}};
+	size_t		bytes;
+	bool		ok;
+
+	if (dnnl_primitive_get_primitive_desc(prim, &pd) != dnnl_success ||
+		(md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0)) == NULL)
+		return false;
+	bytes = dnnl_memory_desc_get_size(md);
+	if (bytes > dnnl_scratch_bytes)
+	{
+		void	   *p = NULL;
+
+		if (posix_memalign(&p, 64, bytes) != 0)
+			return false;
+		free(dnnl_scratch);
+		dnnl_scratch = p;
+		dnnl_scratch_bytes = bytes;
+	}
+	if (bytes > 0 && dnnl_memory_create(&scratch, md, dnnl.engine, dnnl_scratch) != dnnl_success)
+		return false;
+	args[3].memory = scratch;
+	ok = dnnl_primitive_execute(prim, dnnl.stream, bytes > 0 ? 4 : 3, args) == dnnl_success &&
+		dnnl_stream_wait(dnnl.stream) == dnnl_success;
+	if (scratch)
+		dnnl_memory_destroy(scratch);
+	return ok;
+}
+
 /* The cached primitive for this kind and shape (created on first use); NULL if oneDNN fails. */
 static dnnl_primitive_t
 primitive_for(Kind kind, const PtLinear *lin, int m, bool accumulate)
 {
 	CachedPrimitive *slot = &dnnl.cache[0];
 	dnnl_primitive_t prim = NULL;
+	int			threads = omp_get_max_threads();
 
 	pthread_mutex_lock(&dnnl.lock);
 	for (int i = 0; i < CACHE_SIZE; i++)
@@ -468,7 +519,7 @@ primitive_for(Kind kind, const PtLinear *lin, int m, bool accumulate)
 		CachedPrimitive *c = &dnnl.cache[i];
 
 		if (c->primitive && c->kind == kind && c->m == m && c->n == lin->out_dim &&
-			c->k == lin->in_dim && c->accumulate == accumulate)
+			c->k == lin->in_dim && c->accumulate == accumulate && c->threads == threads)
 		{
 			c->last_used = ++dnnl.clock;
 			prim = c->primitive;
@@ -498,7 +549,7 @@ primitive_for(Kind kind, const PtLinear *lin, int m, bool accumulate)
 
 			if (slot->primitive)
 				dnnl_primitive_destroy(slot->primitive);
-			*slot = (CachedPrimitive) {kind, m, lin->out_dim, lin->in_dim, accumulate, prim, ++dnnl.clock};
+			*slot = (CachedPrimitive) {kind, m, lin->out_dim, lin->in_dim, accumulate, threads, prim, ++dnnl.clock};
 			if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
 				snprintf(dnnl.impl[kind], sizeof(dnnl.impl[kind]), "%s", impl);
 		}
@@ -547,8 +598,7 @@ matmul_piece(Kind kind, const PtLinear *lin, dnnl_primitive_t prim, const void *
 	{
 		dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}};
 
-		ok = dnnl_primitive_execute(prim, dnnl.stream, 3, args) == dnnl_success &&
-			dnnl_stream_wait(dnnl.stream) == dnnl_success;
+		ok = run_matmul(prim, args);
 	}
 	if (src)
 		dnnl_memory_destroy(src);
@@ -1129,8 +1179,7 @@ pt_dnnl_matmul_gflops(PtMath math, int m, int n, int k, int reps)
 		{
 			double		t = pt_seconds();
 
-			if (dnnl_primitive_execute(prim, dnnl.stream, 3, args) != dnnl_success ||
-				dnnl_stream_wait(dnnl.stream) != dnnl_success)
+			if (!run_matmul(prim, args))
 				break;
 			t = pt_seconds() - t;
 			if (r > 0 && (best == 0.0 || t < best))

@@ -52,6 +52,7 @@
 	X(test_attention_inference_blocks) \
 	X(test_attention_bf16) \
 	X(test_bf16_outputs) \
+	X(test_products_from_threads) \
 	X(test_bf16_backward_from_packed) \
 	X(test_kernel_choice_reported_and_cached) \
 	X(test_explain_nearest_pieces) \
@@ -69,6 +70,7 @@
 	X(test_model_info_json_escapes_name) \
 	X(test_generate_cached_matches_teacher_forced) \
 	X(test_generate_batch_matches_single_rows) \
+	X(test_generate_split_matches_one_thread) \
 	X(test_generate_many_rows_in_chunks) \
 	X(test_generate_stops_at_eos_and_max_tokens) \
 	X(test_generate_bf16_cache_matches_fp32) \

@@ -4,6 +4,7 @@
  * and option errors.  (Exactness against the float64 reference: cross_check.sh.)
  */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -196,6 +197,68 @@ test_generate_batch_matches_single_rows(void)
 		}
 	}
 
+	pt_workspace_free(&ws);
+	fixture_close(&f);
+}
+
+/*
+ * A step of enough rows runs its layers split by rows between threads
+ * (generate.c's decoder_step); the same rows on one thread (never split)
+ * give the same tokens and scores, greedy and with beams, fp32 and bf16.
+ * The caller's thread count is what it was.
+ */
+void		test_generate_split_matches_one_thread(void);
+void
+test_generate_split_matches_one_thread(void)
+{
+	enum
+	{
+		N = 3 * N_ROWS
+	};
+	Fixture		f;
+	PtWorkspace ws = {0};
+	PtGenerateOptions o;
+	PtGenerateRow rows[N];
+	PtGenerateResult one[N],
+				split[N];
+	int32_t    *ids = calloc((size_t) 2 * N * MAX_NEW, sizeof(int32_t));
+	int			threads = omp_get_max_threads();
+
+	REQUIRE(ids != NULL);
+	REQUIRE(fixture_open(&f, "tiny-gated"));
+	for (int i = 0; i < N; i++)
+		rows[i] = f.rows[i % N_ROWS];
+	pt_generate_options_default(&o);
+	o.max_new_tokens = MAX_NEW;
+	for (int math = 0; math < 2; math++)
+	{
+		if (math == 1 && pt_model_set_math(f.m, PT_MATH_BF16) != 0)
+			break;				/* no bf16 here: fp32 was checked */
+		for (int beams = 1; beams <= 4; beams += 3)
+		{
+			o.num_beams = beams;
+			for (int i = 0; i < N; i++)
+			{
+				one[i] = (PtGenerateResult) {.ids = ids + (size_t) i * MAX_NEW};
+				split[i] = (PtGenerateResult) {.ids = ids + (size_t) (N + i) * MAX_NEW};
+			}
+			omp_set_num_threads(1);
+			REQUIREF(pt_generate(f.m, &ws, rows, N, &o, one) == 0, "%s", pt_error_message());
+			omp_set_num_threads(2);
+			REQUIREF(pt_generate(f.m, &ws, rows, N, &o, split) == 0, "%s", pt_error_message());
+			CHECKF(omp_get_max_threads() == 2, "pt_generate left %d threads", omp_get_max_threads());
+			for (int i = 0; i < N; i++)
+			{
+				CHECKF(one[i].n_ids == split[i].n_ids && one[i].eos == split[i].eos &&
+					   memcmp(one[i].ids, split[i].ids, sizeof(int32_t) * one[i].n_ids) == 0,
+					   "math %d beams %d row %d: split and one-thread tokens differ", math, beams, i);
+				CHECKF(fabs(one[i].score - split[i].score) < 1e-5, "math %d beams %d row %d: score %.8f split, %.8f on one thread",
+					   math, beams, i, split[i].score, one[i].score);
+			}
+		}
+	}
+	omp_set_num_threads(threads);
+	free(ids);
 	pt_workspace_free(&ws);
 	fixture_close(&f);
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <omp.h>
 
 #include "attention.h"
 #include "attention_bf16.h"
@@ -381,6 +382,95 @@ test_bf16_backward_from_packed(void)
 	check_bf16_backward(16500, 256, big_rows, 1, -1);	/* two chunks */
 	check_bf16_backward(16500, 256, big_rows, 1, 1);	/* the second fails: fp32 from there on */
 	pt_dnnl_set_piece_rows(PT_MATH_BF16, piece);
+}
+
+/*
+ * Products run from two threads at once, each single-threaded on its own
+ * rows (as a decoder step split by rows runs them), equal the same products
+ * run one after the other: every fp32 kernel, bf16 and int8, forward and
+ * accumulating, at row counts of one piece and several.  oneDNN's own
+ * scratchpad is shared by the whole process: two primitives running at
+ * once wrote into each other's and gave wrong sums from the second round on
+ * (errors of order 1), which is why each thread now passes its own.
+ */
+void		test_products_from_threads(void);
+void
+test_products_from_threads(void)
+{
+	enum
+	{
+		OUT = 1024, IN = 512, M = 2 * 48
+	};
+	float	   *w = malloc(sizeof(float) * OUT * IN),
+			   *x = malloc(sizeof(float) * M * IN),
+			   *serial = malloc(sizeof(float) * M * OUT),
+			   *both = malloc(sizeof(float) * M * OUT);
+	PtLinear	lin[3];
+	int			bad = 0;
+
+	REQUIRE(w && x && serial && both);
+	REQUIRE(pt_engine_init() == 0);
+	for (size_t i = 0; i < (size_t) OUT * IN; i++)
+		w[i] = value(i, 21);
+	for (size_t i = 0; i < (size_t) M * IN; i++)
+		x[i] = value(i, 22);
+	for (int k = 0; k < 3; k++)
+		lin[k] = (PtLinear) {.out_dim = OUT, .in_dim = IN, .w = w, .src = w, .src_dtype = PT_DTYPE_F32};
+	REQUIRE(!pt_bf16_supported() || pt_linear_prepare_bf16(&lin[1]) == 0);
+	REQUIRE(!pt_int8_supported() || pt_linear_prepare_int8(&lin[2]) == 0);
+	/* kinds: fp32 OpenBLAS, fp32 oneDNN, bf16, int8 */
+	for (int kind = 0; kind < 4; kind++)
+		for (int accumulate = 0; accumulate < 2; accumulate++)
+			for (int rows = 16; rows <= M / 2; rows += 32)
+			{
+				const PtLinear *l = &lin[kind < 2 ? 0 : kind - 1];
+				PtMath		math = kind < 2 ? PT_MATH_FP32 : kind == 2 ? PT_MATH_BF16 : PT_MATH_INT8;
+				PtKernel	kernel = kind == 0 ? PT_KERNEL_OPENBLAS : PT_KERNEL_ONEDNN;
+
+				if ((kind == 1 && !pt_dnnl_supported()) || (kind == 2 && !pt_bf16_supported()) ||
+					(kind == 3 && !pt_int8_supported()))
+					continue;
+				for (int round = 0; round < 4; round++)
+				{
+					for (size_t i = 0; i < (size_t) 2 * rows * OUT; i++)
+						serial[i] = both[i] = 0.25f * (float) (i % 7);
+					for (int t = 0; t < 2; t++)
+					{
+						const float *xt = x + (size_t) t * rows * IN;
+						float	   *yt = serial + (size_t) t * rows * OUT;
+
+						if (kind < 2)
+							CHECK(pt_fp32_product(kernel, false, l, xt, rows, yt, accumulate));
+						else if (accumulate)
+							pt_linear_forward_add(l, xt, rows, yt, math);
+						else
+							pt_linear_forward(l, xt, rows, yt, math);
+					}
+#pragma omp parallel num_threads(2)
+					{
+						int			t = omp_get_thread_num();
+						const float *xt = x + (size_t) t * rows * IN;
+						float	   *yt = both + (size_t) t * rows * OUT;
+
+						omp_set_num_threads(1);
+						if (kind < 2)
+							pt_fp32_product(kernel, false, l, xt, rows, yt, accumulate);
+						else if (accumulate)
+							pt_linear_forward_add(l, xt, rows, yt, math);
+						else
+							pt_linear_forward(l, xt, rows, yt, math);
+					}
+					/* one thread's sums may be ordered otherwise than two threads' (OpenBLAS) */
+					for (size_t i = 0; i < (size_t) 2 * rows * OUT; i++)
+						if (!(fabsf(both[i] - serial[i]) <= 1e-5f * (1.0f + fabsf(serial[i]))) && bad++ < 5)
+							fprintf(stderr, "  kind %d accumulate %d rows %d round %d [%zu]: %.7f from threads, %.7f serial\n",
+									kind, accumulate, rows, round, i, both[i], serial[i]);
+				}
+			}
+	CHECKF(bad == 0, "%d outputs of products run from two threads differ from serial ones", bad);
+	pt_linear_release_bf16(&lin[1]);
+	pt_linear_release_bf16(&lin[2]);
+	free(w), free(x), free(serial), free(both);
 }
 
 /*
