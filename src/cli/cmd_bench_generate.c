@@ -16,16 +16,25 @@
  *   floor_ms          the step's matrix products alone, back to back, on the
  *                     model's own weights in the model's precision (every
  *                     decoder layer's self Q/K/V/O, cross Q/O, feed-forward and
- *                     the LM head for batch rows), arranged as the step
- *                     arranges them (pt_generate_step_products: split by rows
- *                     between threads where the step splits): what the step
- *                     costs if everything but the products were free
+ *                     the LM head for batch rows), in the faster of two
+ *                     arrangements (pt_generate_step_products): each product
+ *                     on all threads (floor_whole_ms), or the layers split by
+ *                     rows between threads as the step splits them
+ *                     (floor_split_ms): what the step costs if everything but
+ *                     the products were free
  *   step_over_floor   step_ms / floor_ms
  *   floor_gflops      the products' FLOPs / floor_ms
  *   cache_mb_per_step what attention reads per step, which the floor does not
  *                     count: every layer's cross-attention keys and values of
  *                     the batch, and its self-attention cache (mean length
  *                     over the steps), in the caches' precision (MB = 1e6 bytes)
+ *   read_gb_per_s     this machine's read bandwidth, all threads, over a
+ *                     buffer of cache_mb_per_step (the best of 5 passes)
+ *   attention_floor_ms  cache_mb_per_step at read_gb_per_s: attention's
+ *                     products (q . K^T and p . V over the caches) cannot run
+ *                     faster than their operands are read
+ *   floor_with_attention_ms  floor_ms + attention_floor_ms
+ *   step_over_floor_with_attention  step_ms / floor_with_attention_ms
  *   ids_row0          row 0's generated ids (PyTorch's must be equal in fp32)
  *   step_parts_ms     where a step's time goes (options.profile over one more
  *                     run of new_tokens steps, per step): products, self- and
@@ -36,6 +45,7 @@
  * key / value caches' precision (default: the model's, see PtGenerateCache);
  * the JSON says which ran ("cache").
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +91,43 @@ time_generate(const PtModel *m, PtWorkspace *ws, PtGenerateRow *rows, int B,
 		t[r] = pt_seconds() - t0;
 	}
 	return cli_median(t, reps);
+}
+
+/*
+ * Read bandwidth with all threads over a buffer of `bytes` (bytes / s, the
+ * best of 5 passes after one to fault the pages in).  Summing 64-bit words
+ * vectorises without reassociating float sums; the sum goes to read_sink so
+ * that the reads are not optimised away.
+ */
+static volatile uint64_t read_sink;
+
+static double
+read_bandwidth(size_t bytes)
+{
+	size_t		n = bytes / sizeof(uint64_t);
+	uint64_t   *buf = n ? malloc(n * sizeof(uint64_t)) : NULL;
+	double		best = 0;
+
+	if (buf == NULL)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		buf[i] = i * 2654435761u;
+	for (int r = 0; r <= 5; r++)
+	{
+		double		t0 = pt_seconds(),
+					t;
+		uint64_t	sum = 0;
+
+#pragma omp parallel for schedule(static) reduction(+:sum)
+		for (size_t i = 0; i < n; i++)
+			sum += buf[i];
+		t = pt_seconds() - t0;
+		read_sink += sum;
+		if (r > 0 && (best == 0 || t < best))
+			best = t;
+	}
+	free(buf);
+	return best > 0 ? (double) n * sizeof(uint64_t) / best : 0;
 }
 
 int
@@ -181,8 +228,10 @@ cmd_bench_generate(int argc, char **argv)
 		double		t_full,
 					t_one,
 					flops = 0,
-					floor_t[MAX_REPS],
+					floor_t[2][MAX_REPS],
+					floor_arranged[2],	/* [split]: the products on all threads, or split as the step */
 					floor_s;
+		int			floor_reps = reps * 3 < MAX_REPS ? reps * 3 : MAX_REPS;
 		json_t	   *row0 = json_array(),
 				   *step_parts = NULL;
 
@@ -222,15 +271,20 @@ cmd_bench_generate(int argc, char **argv)
 		if (t_full < 0 || t_one < 0)
 			return cli_engine_error("bench-generate");
 
-		flops = pt_generate_step_products(m, B, x, ybuf, ybuf[4]);	/* warm-up */
-		for (int r = 0; r < reps * 3 && r < MAX_REPS; r++)
-		{
-			double		t0 = pt_seconds();
+		/* both arrangements, interleaved; the floor is the faster */
+		flops = pt_generate_step_products(m, B, x, ybuf, ybuf[4], true);	/* warm-up */
+		pt_generate_step_products(m, B, x, ybuf, ybuf[4], false);
+		for (int r = 0; r < floor_reps; r++)
+			for (int split = 0; split < 2; split++)
+			{
+				double		t0 = pt_seconds();
 
-			pt_generate_step_products(m, B, x, ybuf, ybuf[4]);
-			floor_t[r] = pt_seconds() - t0;
-		}
-		floor_s = cli_median(floor_t, reps * 3 < MAX_REPS ? reps * 3 : MAX_REPS);
+				pt_generate_step_products(m, B, x, ybuf, ybuf[4], split);
+				floor_t[split][r] = pt_seconds() - t0;
+			}
+		floor_arranged[0] = cli_median(floor_t[0], floor_reps);
+		floor_arranged[1] = cli_median(floor_t[1], floor_reps);
+		floor_s = floor_arranged[0] < floor_arranged[1] ? floor_arranged[0] : floor_arranged[1];
 		{
 			double		step = (t_full - t_one) / (new_tokens - 1);
 
@@ -238,16 +292,24 @@ cmd_bench_generate(int argc, char **argv)
 							   (cache == PT_GEN_CACHE_AUTO && m->math != PT_MATH_FP32)) ? 2 : 4;
 			double		cache_bytes = esz * c->num_decoder_layers * 2.0 * B * pt_config_inner(c) *
 				(input_tokens + (new_tokens + 1) / 2.0);
+			double		read_bps = read_bandwidth((size_t) cache_bytes);
+			double		attention_floor = read_bps > 0 ? cache_bytes / read_bps : 0;
 
-			json_array_append_new(per_batch, json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:o}",
+			json_array_append_new(per_batch, json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:o}",
 													   "batch", B,
 													   "tokens_per_s", B * new_tokens / t_full,
 													   "seconds", t_full,
 													   "step_ms", step * 1e3,
 													   "floor_ms", floor_s * 1e3,
+													   "floor_whole_ms", floor_arranged[0] * 1e3,
+													   "floor_split_ms", floor_arranged[1] * 1e3,
 													   "step_over_floor", step / floor_s,
 													   "floor_gflops", flops / floor_s / 1e9,
 													   "cache_mb_per_step", cache_bytes / 1e6,
+													   "read_gb_per_s", read_bps / 1e9,
+													   "attention_floor_ms", attention_floor * 1e3,
+													   "floor_with_attention_ms", (floor_s + attention_floor) * 1e3,
+													   "step_over_floor_with_attention", step / (floor_s + attention_floor),
 													   "ids_row0", row0,
 													   "step_parts_ms", step_parts));
 		}

@@ -785,11 +785,12 @@ layer_products(const PtModel *m, int B, const float *x, float *const *y)
 }
 
 double
-pt_generate_step_products(const PtModel *m, int B, const float *x, float *const *y, float *logits)
+pt_generate_step_products(const PtModel *m, int B, const float *x, float *const *y, float *logits,
+						  bool split)
 {
 	const PtConfig *c = &m->cfg;
 	size_t		width = pt_generate_step_width(c);
-	int			threads = split_threads(B);
+	int			threads = split ? split_threads(B) : 1;
 	double		flops = 0;
 
 	if (threads > 1)

@@ -170,16 +170,16 @@ int			pt_generate(const PtModel *m, PtWorkspace *ws, const PtGenerateRow *rows, 
 						const PtGenerateOptions *opts, PtGenerateResult *results);
 
 /*
- * Benchmarks: the matrix products of one decoder step of B rows alone,
- * arranged as pt_generate's step arranges them (split by rows between
- * threads where it splits), which is the step's floor: every layer's self
- * Q/K/V/O, cross Q/O and feed-forward products and the LM head, in the
- * model's precision.  x [B, d_model] is every product's input; y[0..3]
- * [B, pt_generate_step_width] receive outputs, logits [B, vocab_size].
- * Returns the products' FLOPs.
+ * Benchmarks: the matrix products of one decoder step of B rows alone (every
+ * layer's self Q/K/V/O, cross Q/O and feed-forward products and the LM head,
+ * in the model's precision), the step's floor.  split: arranged as
+ * pt_generate's step arranges them (the layers split by rows between threads
+ * where it splits them); else every product on all threads.  x [B, d_model]
+ * is every product's input; y[0..3] [B, pt_generate_step_width] receive
+ * outputs, logits [B, vocab_size].  Returns the products' FLOPs.
  */
 double		pt_generate_step_products(const PtModel *m, int B, const float *x, float *const *y,
-									  float *logits);
+									  float *logits, bool split);
 size_t		pt_generate_step_width(const PtConfig *c);
 
 /*
