@@ -22,26 +22,31 @@
  *                     rows between threads as the step splits them
  *                     (floor_split_ms): what the step costs if everything but
  *                     the products were free
- *   step_over_floor   step_ms / floor_ms
+ *   step_over_floor   step / floor (see the rounds below)
  *   floor_gflops      the products' FLOPs / floor_ms
  *   cache_mb_per_step what attention reads per step, which the floor does not
  *                     count: every layer's cross-attention keys and values of
  *                     the batch, and its self-attention cache (mean length
  *                     over the steps), in the caches' precision (MB = 1e6 bytes)
- *   read_gb_per_s     this machine's read bandwidth, all threads, over a
- *                     buffer of cache_mb_per_step (the best of 5 passes)
+ *   read_gb_per_s     this machine's read bandwidth at that size: all threads
+ *                     reading a buffer of cache_mb_per_step (the best of 5
+ *                     passes; null if the buffer could not be had)
  *   attention_floor_ms  cache_mb_per_step at read_gb_per_s: attention's
  *                     products (q . K^T and p . V over the caches) cannot run
  *                     faster than their operands are read
  *   floor_with_attention_ms  floor_ms + attention_floor_ms
- *   step_over_floor_with_attention  step_ms / floor_with_attention_ms
+ *   step_over_floor_with_attention  step / (floor + attention floor)
  *   ids_row0          row 0's generated ids (PyTorch's must be equal in fp32)
  *   step_parts_ms     where a step's time goes (options.profile over one more
  *                     run of new_tokens steps, per step): products, self- and
  *                     cross-attention, the rest (embedding, norms, activation),
  *                     the LM head, argmax, selection
  *
- * Times are medians of reps runs after a warm-up.  --cache forces the
+ * After a warm-up, reps rounds each run everything back to back (the whole
+ * generation, one token, both floors, three reads), so that the host's
+ * drift hits the step and its floors alike; times are medians over the
+ * rounds, and the two step_over_* ratios the medians of each round's ratio
+ * (the floor a round's faster arrangement).  --cache forces the
  * key / value caches' precision (default: the model's, see PtGenerateCache);
  * the JSON says which ran ("cache").
  */
@@ -74,60 +79,24 @@ input_id(int i, int j, int n, const PtModel *m)
 	return 100 + (int32_t) (((long) i * 7919 + (long) j * 104729) % 30000) % (m->cfg.vocab_size - 200);
 }
 
-static double
-time_generate(const PtModel *m, PtWorkspace *ws, PtGenerateRow *rows, int B,
-			  PtGenerateOptions *o, PtGenerateResult *res, int reps)
-{
-	double		t[MAX_REPS];
-
-	if (pt_generate(m, ws, rows, B, o, res) != 0)	/* warm-up */
-		return -1;
-	for (int r = 0; r < reps; r++)
-	{
-		double		t0 = pt_seconds();
-
-		if (pt_generate(m, ws, rows, B, o, res) != 0)
-			return -1;
-		t[r] = pt_seconds() - t0;
-	}
-	return cli_median(t, reps);
-}
-
 /*
- * Read bandwidth with all threads over a buffer of `bytes` (bytes / s, the
- * best of 5 passes after one to fault the pages in).  Summing 64-bit words
+ * Seconds for all threads to read buf[0..n) once.  Summing 64-bit words
  * vectorises without reassociating float sums; the sum goes to read_sink so
  * that the reads are not optimised away.
  */
 static volatile uint64_t read_sink;
 
 static double
-read_bandwidth(size_t bytes)
+read_pass(const uint64_t *buf, size_t n)
 {
-	size_t		n = bytes / sizeof(uint64_t);
-	uint64_t   *buf = n ? malloc(n * sizeof(uint64_t)) : NULL;
-	double		best = 0;
-
-	if (buf == NULL)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		buf[i] = i * 2654435761u;
-	for (int r = 0; r <= 5; r++)
-	{
-		double		t0 = pt_seconds(),
-					t;
-		uint64_t	sum = 0;
+	double		t0 = pt_seconds();
+	uint64_t	sum = 0;
 
 #pragma omp parallel for schedule(static) reduction(+:sum)
-		for (size_t i = 0; i < n; i++)
-			sum += buf[i];
-		t = pt_seconds() - t0;
-		read_sink += sum;
-		if (r > 0 && (best == 0 || t < best))
-			best = t;
-	}
-	free(buf);
-	return best > 0 ? (double) n * sizeof(uint64_t) / best : 0;
+	for (size_t i = 0; i < n; i++)
+		sum += buf[i];
+	read_sink += sum;
+	return pt_seconds() - t0;
 }
 
 int
@@ -225,16 +194,26 @@ cmd_bench_generate(int argc, char **argv)
 		float	   *x = calloc((size_t) B * c->d_model, sizeof(float));
 		float	   *ybuf[5];
 		PtGenerateOptions o;
-		double		t_full,
-					t_one,
-					flops = 0,
+		double		flops = 0,
+					full_t[MAX_REPS],
+					step_t[MAX_REPS],
 					floor_t[2][MAX_REPS],
 					floor_arranged[2],	/* [split]: the products on all threads, or split as the step */
-					floor_s;
-		int			floor_reps = reps * 3 < MAX_REPS ? reps * 3 : MAX_REPS;
+					floor_s,
+					read_bps[MAX_REPS],
+					over[MAX_REPS],
+					over_att[MAX_REPS];
+		double		esz = (cache == PT_GEN_CACHE_BF16 ||
+						   (cache == PT_GEN_CACHE_AUTO && m->math != PT_MATH_FP32)) ? 2 : 4;
+		double		cache_bytes = esz * c->num_decoder_layers * 2.0 * B * pt_config_inner(c) *
+			(input_tokens + (new_tokens + 1) / 2.0);
+		size_t		read_n = (size_t) cache_bytes / sizeof(uint64_t);
+		uint64_t   *read_buf = read_n ? malloc(read_n * sizeof(uint64_t)) : NULL;
 		json_t	   *row0 = json_array(),
 				   *step_parts = NULL;
 
+		if (read_buf == NULL)
+			read_n = 0;			/* no read bandwidth, no attention floor (nulls) */
 		for (int k = 0; k < 5; k++)
 			ybuf[k] = calloc((size_t) B * (k == 4 ? (size_t) c->vocab_size : width), sizeof(float));
 		for (size_t k = 0; k < (size_t) B * c->d_model; k++)
@@ -250,13 +229,68 @@ cmd_bench_generate(int argc, char **argv)
 		o.ignore_eos = true;
 		o.max_new_tokens = new_tokens;
 		o.cache = cache;
-		t_full = time_generate(m, &ws, rows, B, &o, res, reps);
+		/* warm-ups: the caches' memory, the primitives of every shape, the read buffer's pages */
+		if (pt_generate(m, &ws, rows, B, &o, res) != 0)
+			return cli_engine_error("bench-generate");
 		for (int j = 0; j < res[0].n_ids; j++)
 			json_array_append_new(row0, json_integer(res[0].ids[j]));
+		o.max_new_tokens = 1;
+		if (pt_generate(m, &ws, rows, B, &o, res) != 0)
+			return cli_engine_error("bench-generate");
+		flops = pt_generate_step_products(m, B, x, ybuf, ybuf[4], true);
+		pt_generate_step_products(m, B, x, ybuf, ybuf[4], false);
+#pragma omp parallel for schedule(static)
+		for (size_t i = 0; i < read_n; i++)
+			read_buf[i] = i * 2654435761u;
+
+		/*
+		 * Rounds of everything back to back (the host's speed drifts by tens of
+		 * percent within seconds): the whole generation, one token, the floor's
+		 * products in both arrangements, the best of three reads.
+		 */
+		for (int r = 0; r < reps; r++)
+		{
+			double		t0 = pt_seconds(),
+						t_full,
+						t_one,
+						best_read = 0;
+
+			o.max_new_tokens = new_tokens;
+			if (pt_generate(m, &ws, rows, B, &o, res) != 0)
+				return cli_engine_error("bench-generate");
+			t_full = pt_seconds() - t0;
+			o.max_new_tokens = 1;
+			t0 = pt_seconds();
+			if (pt_generate(m, &ws, rows, B, &o, res) != 0)
+				return cli_engine_error("bench-generate");
+			t_one = pt_seconds() - t0;
+			for (int split = 0; split < 2; split++)
+			{
+				t0 = pt_seconds();
+				pt_generate_step_products(m, B, x, ybuf, ybuf[4], split);
+				floor_t[split][r] = pt_seconds() - t0;
+			}
+			for (int k = 0; k < 3 && read_n > 0; k++)
+			{
+				double		t = read_pass(read_buf, read_n);
+
+				best_read = k == 0 || t < best_read ? t : best_read;
+			}
+			full_t[r] = t_full;
+			step_t[r] = (t_full - t_one) / (new_tokens - 1);
+			read_bps[r] = read_n > 0 ? read_n * sizeof(uint64_t) / best_read : 0;
+			{
+				double		fl = floor_t[0][r] < floor_t[1][r] ? floor_t[0][r] : floor_t[1][r];
+
+				over[r] = step_t[r] / fl;
+				over_att[r] = read_bps[r] > 0 ? step_t[r] / (fl + cache_bytes / read_bps[r]) : 0;
+			}
+		}
 		{
 			double		prof[PT_GENERATE_PROFILE_PARTS] = {0};
 			json_t	   *parts = json_object();
 
+			o.max_new_tokens = new_tokens;
 			o.profile = prof;
 			if (pt_generate(m, &ws, rows, B, &o, res) != 0)
 				return cli_engine_error("bench-generate");
@@ -266,58 +300,43 @@ cmd_bench_generate(int argc, char **argv)
 									json_real(prof[p] / new_tokens * 1e3));
 			step_parts = parts;
 		}
-		o.max_new_tokens = 1;
-		t_one = time_generate(m, &ws, rows, B, &o, res, reps);
-		if (t_full < 0 || t_one < 0)
-			return cli_engine_error("bench-generate");
-
-		/* both arrangements, interleaved; the floor is the faster */
-		flops = pt_generate_step_products(m, B, x, ybuf, ybuf[4], true);	/* warm-up */
-		pt_generate_step_products(m, B, x, ybuf, ybuf[4], false);
-		for (int r = 0; r < floor_reps; r++)
-			for (int split = 0; split < 2; split++)
-			{
-				double		t0 = pt_seconds();
-
-				pt_generate_step_products(m, B, x, ybuf, ybuf[4], split);
-				floor_t[split][r] = pt_seconds() - t0;
-			}
-		floor_arranged[0] = cli_median(floor_t[0], floor_reps);
-		floor_arranged[1] = cli_median(floor_t[1], floor_reps);
+		floor_arranged[0] = cli_median(floor_t[0], reps);
+		floor_arranged[1] = cli_median(floor_t[1], reps);
 		floor_s = floor_arranged[0] < floor_arranged[1] ? floor_arranged[0] : floor_arranged[1];
 		{
-			double		step = (t_full - t_one) / (new_tokens - 1);
+			double		step = cli_median(step_t, reps),
+						t_full = cli_median(full_t, reps),
+						bps = cli_median(read_bps, reps),
+						attention_floor = bps > 0 ? cache_bytes / bps : 0;
+			json_t	   *fig = json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:o}",
+										"batch", B,
+										"tokens_per_s", B * new_tokens / t_full,
+										"seconds", t_full,
+										"step_ms", step * 1e3,
+										"floor_ms", floor_s * 1e3,
+										"floor_whole_ms", floor_arranged[0] * 1e3,
+										"floor_split_ms", floor_arranged[1] * 1e3,
+										"step_over_floor", cli_median(over, reps),
+										"floor_gflops", flops / floor_s / 1e9,
+										"cache_mb_per_step", cache_bytes / 1e6,
+										"ids_row0", row0,
+										"step_parts_ms", step_parts);
+			bool		read = bps > 0;	/* else null: no buffer to measure with */
 
-			double		esz = (cache == PT_GEN_CACHE_BF16 ||
-							   (cache == PT_GEN_CACHE_AUTO && m->math != PT_MATH_FP32)) ? 2 : 4;
-			double		cache_bytes = esz * c->num_decoder_layers * 2.0 * B * pt_config_inner(c) *
-				(input_tokens + (new_tokens + 1) / 2.0);
-			double		read_bps = read_bandwidth((size_t) cache_bytes);
-			double		attention_floor = read_bps > 0 ? cache_bytes / read_bps : 0;
-
-			json_array_append_new(per_batch, json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:o}",
-													   "batch", B,
-													   "tokens_per_s", B * new_tokens / t_full,
-													   "seconds", t_full,
-													   "step_ms", step * 1e3,
-													   "floor_ms", floor_s * 1e3,
-													   "floor_whole_ms", floor_arranged[0] * 1e3,
-													   "floor_split_ms", floor_arranged[1] * 1e3,
-													   "step_over_floor", step / floor_s,
-													   "floor_gflops", flops / floor_s / 1e9,
-													   "cache_mb_per_step", cache_bytes / 1e6,
-													   "read_gb_per_s", read_bps / 1e9,
-													   "attention_floor_ms", attention_floor * 1e3,
-													   "floor_with_attention_ms", (floor_s + attention_floor) * 1e3,
-													   "step_over_floor_with_attention", step / (floor_s + attention_floor),
-													   "ids_row0", row0,
-													   "step_parts_ms", step_parts));
+			json_object_set_new(fig, "read_gb_per_s", read ? json_real(bps / 1e9) : json_null());
+			json_object_set_new(fig, "attention_floor_ms", read ? json_real(attention_floor * 1e3) : json_null());
+			json_object_set_new(fig, "floor_with_attention_ms",
+								read ? json_real((floor_s + attention_floor) * 1e3) : json_null());
+			json_object_set_new(fig, "step_over_floor_with_attention",
+								read ? json_real(cli_median(over_att, reps)) : json_null());
+			json_array_append_new(per_batch, fig);
 		}
 		free(ids);
 		free(gen);
 		free(rows);
 		free(res);
 		free(x);
+		free(read_buf);
 		for (int k = 0; k < 5; k++)
 			free(ybuf[k]);
 	}

@@ -59,13 +59,16 @@
 
 /*
  * A decoder step runs its layers split by rows (decoder_step) where each
- * thread gets at least this many rows.  Measured on two cores of a Zen 5,
- * flan-t5-small shapes, bf16 (step ms, split against not, 2 rounds):
- * batch 4: 5.2-5.4 against 5.8-6.2; 8: 5.1-5.3 against 6.5-6.8; 32: 8.7-9.1
- * against 10.8-11.6 (fp32 at 32: 19.9-21.5 against 21.8-24.5).  One row per
- * thread gained too (batch 2: 5.4 against 6.2-6.3), but each thread reads
- * every weight: with many cores and one row each, that is many times the
- * weights' bytes, so a thread takes two rows at least.
+ * thread gets at least this many rows.  Measured on two cores of a Zen 5
+ * (the only machine it was measured on), flan-t5-small shapes, bf16 (step
+ * ms, split against not, 2 rounds): batch 4: 5.2-5.4 against 5.8-6.2; 8:
+ * 5.1-5.3 against 6.5-6.8; 32: 8.7-9.1 against 10.8-11.6 (fp32 at 32:
+ * 19.9-21.5 against 21.8-24.5).  One row per thread gained too (batch 2: 5.4
+ * against 6.2-6.3), but each thread reads every weight (flan-t5-small in
+ * bf16: 44 MB a step): with many cores and one row each, that is many times
+ * the weights' bytes, so a thread takes two rows at least.  On many cores
+ * this is a guess: `ptune bench-generate` reports both arrangements' products
+ * (floor_whole_ms, floor_split_ms) to check it.
  */
 #define DECODE_SPLIT_ROWS 2
 
@@ -651,9 +654,14 @@ decoder_layers(const PtModel *m, Chunk *ch, int B, int t, int buf, void **keys, 
 	}
 }
 
-/* The step buffers of ch from row b0 on, as a chunk of their own (the caches are shared). */
+/*
+ * ch's step buffers from row b0 on, as a chunk of their own for
+ * decoder_layers (each row buffer moved by b0 rows); the caches, the
+ * position bias and the encoder rows stay shared (rows only read them, or
+ * write their own slots).
+ */
 static Chunk
-chunk_rows(const Chunk *ch, const PtConfig *c, int b0)
+chunk_from_row(const Chunk *ch, const PtConfig *c, int b0)
 {
 	Chunk		sub = *ch;
 	size_t		d = c->d_model,
@@ -673,6 +681,9 @@ chunk_rows(const Chunk *ch, const PtConfig *c, int b0)
 	sub.h0 += b0 * F;
 	sub.h1 += b0 * F;
 	sub.act += b0 * F;
+	sub.logits += b0 * (size_t) c->vocab_size;
+	sub.lse += b0;
+	sub.best += b0;
 	sub.scores += (size_t) b0 * c->num_heads * ch->smax;
 	return sub;
 }
@@ -690,9 +701,10 @@ chunk_rows(const Chunk *ch, const PtConfig *c, int b0)
 static int
 split_threads(int B)
 {
-	int			threads = omp_get_max_threads();
+	int			threads = omp_get_max_threads(),
+				n = B / DECODE_SPLIT_ROWS;
 
-	return B >= 2 * DECODE_SPLIT_ROWS ? (B / DECODE_SPLIT_ROWS < threads ? B / DECODE_SPLIT_ROWS : threads) : 1;
+	return n < 2 ? 1 : n < threads ? n : threads;
 }
 
 /* Thread i's first row of B split between n. */
@@ -709,8 +721,9 @@ split_row(int B, int i, int n)
  *
  * With enough rows the layers run split by rows: each thread takes its own
  * share of the sequences through every layer alone (its products
- * single-threaded, see DECODE_SPLIT_ROWS), and the threads meet again for
- * the LM head.  A row's results are the same either way.
+ * single-threaded, see split_threads), and the threads meet again for the
+ * LM head.  A row's results are the same either way, up to the products'
+ * rounding (test_generate_split_matches_one_thread).
  */
 static void
 decoder_step(const PtModel *m, Chunk *ch, int B, int t, int buf, void **keys, void **vals,
@@ -730,7 +743,7 @@ decoder_step(const PtModel *m, Chunk *ch, int B, int t, int buf, void **keys, vo
 			int			i = omp_get_thread_num(),
 						n = omp_get_num_threads(),
 						b0 = split_row(B, i, n);
-			Chunk		mine = chunk_rows(ch, c, b0);
+			Chunk		mine = chunk_from_row(ch, c, b0);
 
 			omp_set_num_threads(1); /* this thread's products and loops: on it alone */
 			decoder_layers(m, &mine, split_row(B, i + 1, n) - b0, t, buf, keys + b0, vals + b0,

@@ -77,7 +77,13 @@ struct PtLinearPacked
 	float	   *scales;			/* int8: [out_dim], W[j, :] ~ scales[j] * Wq[j, :] */
 };
 
-#define CACHE_SIZE 512		/* shapes (kind, m, n, k) in use; see run_pieces */
+/*
+ * Primitives (kind, m, n, k, accumulate, threads) in use; see run_pieces.  An
+ * entry is evicted (destroyed) only when least recently used: a product
+ * takes its primitives and runs them outside the lock, which is safe while
+ * the products in flight use far fewer shapes than this (a model: a few dozen).
+ */
+#define CACHE_SIZE 512
 
 /*
  * A reorder that unpacks rows of W from a packed bf16 copy for backward
@@ -462,43 +468,73 @@ pt_linear_packed_math(const PtLinear *lin)
 	return lin->packed ? lin->packed->math : PT_MATH_FP32;
 }
 
-static __thread void *dnnl_scratch;	/* a matmul's scratchpad, this thread's (see run_matmul) */
+/*
+ * This thread's scratchpad for oneDNN's matmuls (user scratchpad mode, set in
+ * matmul_desc).  oneDNN's own ("library") scratchpad belongs to the thread
+ * that created the primitive, and a primitive must then run on that thread
+ * only: the cached primitives are made by whichever thread needs a shape
+ * first, and a decoder step split by rows (generate.c) runs them from two
+ * threads at once, which wrote into each other's scratch (errors of order 1;
+ * test_products_from_threads).  The one CPU stream is shared: with the
+ * OpenMP runtime, oneDNN 2.x executes a CPU primitive on the calling thread.
+ */
+static __thread void *dnnl_scratch;
 static __thread size_t dnnl_scratch_bytes;
 
+/* The scratchpad prim needs (NULL: none), and its size in *bytes. */
+static const dnnl_memory_desc_t *
+scratchpad_md(dnnl_primitive_t prim, size_t *bytes)
+{
+	const_dnnl_primitive_desc_t pd = NULL;
+	const dnnl_memory_desc_t *md = NULL;
+
+	*bytes = 0;
+	if (dnnl_primitive_get_primitive_desc(prim, &pd) == dnnl_success &&
+		(md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0)) != NULL)
+		*bytes = dnnl_memory_desc_get_size(md);
+	return *bytes > 0 ? md : NULL;
+}
+
 /*
- * Executes a matmul primitive made by matmul_desc on args[0..2] (src,
- * weights, dst), with this thread's scratchpad: oneDNN's own one is shared
- * by every primitive of the process, so two threads running products at
- * once (a decoder step split by rows) would write into each other's.
+ * Grows this thread's scratchpad to what prim needs; false if memory runs
+ * out.  Called for every primitive of a product before its first piece, so
+ * that no piece fails for want of scratch after others have written y.
+ */
+static bool
+reserve_scratchpad(dnnl_primitive_t prim)
+{
+	size_t		bytes;
+	void	   *p = NULL;
+
+	scratchpad_md(prim, &bytes);
+	if (bytes <= dnnl_scratch_bytes)
+		return true;
+	if (posix_memalign(&p, 64, bytes) != 0)
+		return false;
+	free(dnnl_scratch);
+	dnnl_scratch = p;
+	dnnl_scratch_bytes = bytes;
+	return true;
+}
+
+/*
+ * Executes a matmul primitive made by matmul_desc on args3 (src, weights,
+ * dst) with this thread's scratchpad, reserved beforehand (reserve_scratchpad).
  */
 static bool
 run_matmul(dnnl_primitive_t prim, const dnnl_exec_arg_t *args3)
 {
-	const_dnnl_primitive_desc_t pd = NULL;
-	const dnnl_memory_desc_t *md;
+	size_t		bytes;
+	const dnnl_memory_desc_t *md = scratchpad_md(prim, &bytes);
 	dnnl_memory_t scratch = NULL;
 	dnnl_exec_arg_t args[4] = {args3[0], args3[1], args3[2], {DNNL_ARG_SCRATCHPAD, NULL}};
-	size_t		bytes;
 	bool		ok;
 
-	if (dnnl_primitive_get_primitive_desc(prim, &pd) != dnnl_success ||
-		(md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0)) == NULL)
-		return false;
-	bytes = dnnl_memory_desc_get_size(md);
-	if (bytes > dnnl_scratch_bytes)
-	{
-		void	   *p = NULL;
-
-		if (posix_memalign(&p, 64, bytes) != 0)
-			return false;
-		free(dnnl_scratch);
-		dnnl_scratch = p;
-		dnnl_scratch_bytes = bytes;
-	}
-	if (bytes > 0 && dnnl_memory_create(&scratch, md, dnnl.engine, dnnl_scratch) != dnnl_success)
+	if (bytes > dnnl_scratch_bytes ||
+		(md && dnnl_memory_create(&scratch, md, dnnl.engine, dnnl_scratch) != dnnl_success))
 		return false;
 	args[3].memory = scratch;
-	ok = dnnl_primitive_execute(prim, dnnl.stream, bytes > 0 ? 4 : 3, args) == dnnl_success &&
+	ok = dnnl_primitive_execute(prim, dnnl.stream, md ? 4 : 3, args) == dnnl_success &&
 		dnnl_stream_wait(dnnl.stream) == dnnl_success;
 	if (scratch)
 		dnnl_memory_destroy(scratch);
@@ -630,9 +666,10 @@ forward_fails(void)
 {
 	int			n = __atomic_load_n(&fail_forward, __ATOMIC_RELAXED);
 
-	if (n < 0)
-		return false;
-	__atomic_store_n(&fail_forward, n - 1, __ATOMIC_RELAXED);
+	/* a countdown: the product that takes it from 0 to -1 fails (one, even from several threads) */
+	while (n >= 0 && !__atomic_compare_exchange_n(&fail_forward, &n, n - 1, false, __ATOMIC_RELAXED,
+												  __ATOMIC_RELAXED))
+		;
 	return n == 0;
 }
 
@@ -653,12 +690,14 @@ run_pieces(Kind kind, int piece, const PtLinear *lin, int m, const void *x, size
 	int			r = 0;
 
 	/*
-	 * Every primitive before any product: if one cannot be made, y is still
-	 * untouched and the caller's fp32 fallback (which may add to y) is right.
+	 * Every primitive and its scratchpad before any product: if one cannot be
+	 * made, y is still untouched and the caller's fp32 fallback (which may add
+	 * to y) is right.
 	 * int8's primitives have no sum post-op: the row scales come after.
 	 */
 	for (int i = 0; i < 3; i++)
-		if (counts[i] > 0 && (prims[i] = primitive_for(kind, lin, sizes[i], accumulate && !int8)) == NULL)
+		if (counts[i] > 0 && ((prims[i] = primitive_for(kind, lin, sizes[i], accumulate && !int8)) == NULL ||
+							  !reserve_scratchpad(prims[i])))
 			return false;
 	for (int i = 0; i < 3; i++)
 		for (int c = 0; c < counts[i]; c++, r += sizes[i])
@@ -1175,7 +1214,7 @@ pt_dnnl_matmul_gflops(PtMath math, int m, int n, int k, int reps)
 			memset(p, 0, dnnl_memory_desc_get_size(&src_md));
 		if (dnnl_memory_get_data_handle(weights, &p) == dnnl_success && p)
 			memset(p, 0, dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)));
-		for (int r = 0; r <= reps; r++)	/* the first run is a warm-up */
+		for (int r = 0; r <= reps && reserve_scratchpad(prim); r++)	/* the first run is a warm-up */
 		{
 			double		t = pt_seconds();
 

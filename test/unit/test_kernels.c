@@ -388,10 +388,11 @@ test_bf16_backward_from_packed(void)
  * Products run from two threads at once, each single-threaded on its own
  * rows (as a decoder step split by rows runs them), equal the same products
  * run one after the other: every fp32 kernel, bf16 and int8, forward and
- * accumulating, at row counts of one piece and several.  oneDNN's own
- * scratchpad is shared by the whole process: two primitives running at
- * once wrote into each other's and gave wrong sums from the second round on
- * (errors of order 1), which is why each thread now passes its own.
+ * accumulating, at row counts under 16, of several 16-row pieces plus a
+ * remainder, and of whole pieces.  With oneDNN's own scratchpad (the
+ * creating thread's) two primitives running at once wrote into each other's
+ * and gave wrong sums from the second round on (errors of order 1), which
+ * is why each thread now passes its own (linear_dnnl.c).
  */
 void		test_products_from_threads(void);
 void
@@ -405,8 +406,10 @@ test_products_from_threads(void)
 			   *x = malloc(sizeof(float) * M * IN),
 			   *serial = malloc(sizeof(float) * M * OUT),
 			   *both = malloc(sizeof(float) * M * OUT);
+	static const int row_counts[] = {5, 21, 48};
 	PtLinear	lin[3];
-	int			bad = 0;
+	int			pieces[3],
+				bad = 0;
 
 	REQUIRE(w && x && serial && both);
 	REQUIRE(pt_engine_init() == 0);
@@ -418,11 +421,17 @@ test_products_from_threads(void)
 		lin[k] = (PtLinear) {.out_dim = OUT, .in_dim = IN, .w = w, .src = w, .src_dtype = PT_DTYPE_F32};
 	REQUIRE(!pt_bf16_supported() || pt_linear_prepare_bf16(&lin[1]) == 0);
 	REQUIRE(!pt_int8_supported() || pt_linear_prepare_int8(&lin[2]) == 0);
+	for (int math = 0; math < 3; math++)
+	{
+		pieces[math] = pt_dnnl_piece_rows(math);
+		pt_dnnl_set_piece_rows(math, 16);	/* 21 rows: a piece of 16 and one of 5 */
+	}
 	/* kinds: fp32 OpenBLAS, fp32 oneDNN, bf16, int8 */
 	for (int kind = 0; kind < 4; kind++)
 		for (int accumulate = 0; accumulate < 2; accumulate++)
-			for (int rows = 16; rows <= M / 2; rows += 32)
+			for (size_t rc = 0; rc < sizeof(row_counts) / sizeof(row_counts[0]); rc++)
 			{
+				int			rows = row_counts[rc];
 				const PtLinear *l = &lin[kind < 2 ? 0 : kind - 1];
 				PtMath		math = kind < 2 ? PT_MATH_FP32 : kind == 2 ? PT_MATH_BF16 : PT_MATH_INT8;
 				PtKernel	kernel = kind == 0 ? PT_KERNEL_OPENBLAS : PT_KERNEL_ONEDNN;
@@ -468,6 +477,8 @@ test_products_from_threads(void)
 				}
 			}
 	CHECKF(bad == 0, "%d outputs of products run from two threads differ from serial ones", bad);
+	for (int math = 0; math < 3; math++)
+		pt_dnnl_set_piece_rows(math, pieces[math]);
 	pt_linear_release_bf16(&lin[1]);
 	pt_linear_release_bf16(&lin[2]);
 	free(w), free(x), free(serial), free(both);
