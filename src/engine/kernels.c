@@ -722,8 +722,94 @@ pt_softmax_row(float *row, const float *bias, int d, bool normalize)
  */
 #define LSE_BLOCK 1024
 
-PT_VECTORIZED double
+#if defined(__x86_64__)
+/*
+ * pt_log_sum_exp_argmax on 16 lanes: the same blocks, rescaling and ties,
+ * two accumulators per loop.  The compiled portable loop used 8-lane (ymm)
+ * vectors at best and scanned for the maximum's index one value at a time:
+ * 0.43 ms for a batch of 32 x 32,128 logits on one Zen 5 core.
+ */
+static AVX512 double
+log_sum_exp_argmax_avx512(const float *restrict x, int n, int *argmax)
+{
+	const __m512 neg_inf = _mm512_set1_ps(-INFINITY);
+	float		mx = -INFINITY;
+	double		total = 0.0;
+	int			best = 0;
+
+	for (int start = 0; start < n; start += LSE_BLOCK)
+	{
+		int			end = start + LSE_BLOCK < n ? start + LSE_BLOCK : n,
+					j;
+		__m512		m0 = neg_inf,
+					m1 = neg_inf,
+					s0 = _mm512_setzero_ps(),
+					s1 = _mm512_setzero_ps(),
+					m;
+		float		bmx;
+
+		for (j = start; j + 32 <= end; j += 32)
+		{
+			m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + j));
+			m1 = _mm512_max_ps(m1, _mm512_loadu_ps(x + j + 16));
+		}
+		for (; j < end; j += 16)
+			m0 = _mm512_max_ps(m0, _mm512_mask_loadu_ps(neg_inf, pt_lanes16(end - j), x + j));
+		bmx = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
+		if (bmx > mx)
+		{
+			/* a new maximum: its first index is in this block (ties keep the earlier one) */
+			total *= exp((double) mx - (double) bmx);	/* 0 for the first block */
+			mx = bmx;
+			m = _mm512_set1_ps(mx);
+			for (j = start; j < end; j += 16)
+			{
+				__mmask16	hit = _mm512_mask_cmp_ps_mask(pt_lanes16(end - j),
+														  _mm512_maskz_loadu_ps(pt_lanes16(end - j), x + j),
+														  m, _CMP_EQ_OQ);
+
+				if (hit)
+				{
+					best = j + __builtin_ctz(hit);
+					break;
+				}
+			}
+		}
+		m = _mm512_set1_ps(mx);
+		for (j = start; j + 32 <= end; j += 32)
+		{
+			s0 = _mm512_add_ps(s0, exp16(_mm512_sub_ps(_mm512_loadu_ps(x + j), m)));
+			s1 = _mm512_add_ps(s1, exp16(_mm512_sub_ps(_mm512_loadu_ps(x + j + 16), m)));
+		}
+		for (; j < end; j += 16)
+		{
+			__mmask16	k = pt_lanes16(end - j);
+
+			s0 = _mm512_mask_add_ps(s0, k, s0, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + j), m)));
+		}
+		total += _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+	}
+	if (argmax)
+		*argmax = best;
+	return mx + log(total);
+}
+#endif
+
+static double
+log_sum_exp_argmax_portable(const float *restrict x, int n, int *argmax);
+
+double
 pt_log_sum_exp_argmax(const float *restrict x, int n, int *argmax)
+{
+#if defined(__x86_64__)
+	if (pt_cpu_has_avx512())
+		return log_sum_exp_argmax_avx512(x, n, argmax);
+#endif
+	return log_sum_exp_argmax_portable(x, n, argmax);
+}
+
+PT_VECTORIZED static double
+log_sum_exp_argmax_portable(const float *restrict x, int n, int *argmax)
 {
 	float		mx = -INFINITY;
 	double		total = 0.0;
