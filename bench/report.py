@@ -96,7 +96,8 @@ def generation_section(w):
         over_att = max(with_att) if None not in with_att else None
         w(f"\nGoals at batch 32: bf16 at least 2x PyTorch's tokens/s: {ratio:.2f}x, {verdict(ratio >= 2)}; "
           f"the decoder step within 20% of its matrix-product floor (the weight products and attention's, "
-          f"the worse of fp32 and bf16): {fmt(over_att, 2)}x, {verdict(over_att is not None and over_att <= 1.2)}. "
+          f"the worse of fp32 and bf16): {fmt(over_att, 2)}x, "
+          f"{'n/a (no read bandwidth measured)' if over_att is None else verdict(over_att <= 1.2)}. "
           f"Against the weight products alone the step is {over:.2f}x (the time attention must spend reading "
           f"the caches counted as overhead).")
     w(f"\nThe first row's generated ids are {'identical' if same else '**not** identical'} in ptune fp32 and "

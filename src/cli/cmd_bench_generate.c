@@ -29,8 +29,9 @@
  *                     the batch, and its self-attention cache (mean length
  *                     over the steps), in the caches' precision (MB = 1e6 bytes)
  *   read_gb_per_s     this machine's read bandwidth at that size: all threads
- *                     reading a buffer of cache_mb_per_step (the best of 5
- *                     passes; null if the buffer could not be had)
+ *                     reading a buffer of cache_mb_per_step (per round the best
+ *                     of 3 passes, then the median over the rounds; null if
+ *                     the buffer could not be had)
  *   attention_floor_ms  cache_mb_per_step at read_gb_per_s: attention's
  *                     products (q . K^T and p . V over the caches) cannot run
  *                     faster than their operands are read
@@ -245,8 +246,9 @@ cmd_bench_generate(int argc, char **argv)
 
 		/*
 		 * Rounds of everything back to back (the host's speed drifts by tens of
-		 * percent within seconds): the whole generation, one token, the floor's
-		 * products in both arrangements, the best of three reads.
+		 * percent within seconds): an untimed token, the whole generation, one
+		 * token, the floor's products in both arrangements, the best of three
+		 * reads.
 		 */
 		for (int r = 0; r < reps; r++)
 		{
@@ -255,7 +257,12 @@ cmd_bench_generate(int argc, char **argv)
 						t_one,
 						best_read = 0;
 
+			/* untimed: after the last round's reads, the timed runs start alike */
+			o.max_new_tokens = 1;
+			if (pt_generate(m, &ws, rows, B, &o, res) != 0)
+				return cli_engine_error("bench-generate");
 			o.max_new_tokens = new_tokens;
+			t0 = pt_seconds();
 			if (pt_generate(m, &ws, rows, B, &o, res) != 0)
 				return cli_engine_error("bench-generate");
 			t_full = pt_seconds() - t0;

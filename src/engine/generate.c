@@ -656,9 +656,10 @@ decoder_layers(const PtModel *m, Chunk *ch, int B, int t, int buf, void **keys, 
 
 /*
  * ch's step buffers from row b0 on, as a chunk of their own for
- * decoder_layers (each row buffer moved by b0 rows); the caches, the
- * position bias and the encoder rows stay shared (rows only read them, or
- * write their own slots).
+ * decoder_layers (every row buffer of a step moved by b0 rows; selection's
+ * next_* and beam buffers are not used there); the caches, the position
+ * bias and the encoder rows stay shared (rows only read them, or write
+ * their own slots).
  */
 static Chunk
 chunk_from_row(const Chunk *ch, const PtConfig *c, int b0)

@@ -724,8 +724,9 @@ pt_softmax_row(float *row, const float *bias, int d, bool normalize)
 
 #if defined(__x86_64__)
 /*
- * pt_log_sum_exp_argmax on 16 lanes: the same blocks, rescaling and ties,
- * two accumulators per loop.  The compiled portable loop used 8-lane (ymm)
+ * pt_log_sum_exp_argmax on 16 lanes: the same blocks, rescaling, ties and
+ * NaN (the maximum and its index pass NaNs over, the result is NaN), two
+ * accumulators per loop.  The compiled portable loop used 8-lane (ymm)
  * vectors at best and scanned for the maximum's index one value at a time:
  * 0.43 ms for a batch of 32 x 32,128 logits on one Zen 5 core.
  */
@@ -736,6 +737,7 @@ log_sum_exp_argmax_avx512(const float *restrict x, int n, int *argmax)
 	float		mx = -INFINITY;
 	double		total = 0.0;
 	int			best = 0;
+	__mmask16	nan = 0;		/* exp16 would pass a NaN over: the portable loop returns NaN */
 
 	for (int start = 0; start < n; start += LSE_BLOCK)
 	{
@@ -750,11 +752,11 @@ log_sum_exp_argmax_avx512(const float *restrict x, int n, int *argmax)
 
 		for (j = start; j + 32 <= end; j += 32)
 		{
-			m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + j));
-			m1 = _mm512_max_ps(m1, _mm512_loadu_ps(x + j + 16));
+			m0 = _mm512_max_ps(_mm512_loadu_ps(x + j), m0);	/* a NaN in x is passed over */
+			m1 = _mm512_max_ps(_mm512_loadu_ps(x + j + 16), m1);
 		}
 		for (; j < end; j += 16)
-			m0 = _mm512_max_ps(m0, _mm512_mask_loadu_ps(neg_inf, pt_lanes16(end - j), x + j));
+			m0 = _mm512_max_ps(_mm512_mask_loadu_ps(neg_inf, pt_lanes16(end - j), x + j), m0);
 		bmx = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
 		if (bmx > mx)
 		{
@@ -778,20 +780,26 @@ log_sum_exp_argmax_avx512(const float *restrict x, int n, int *argmax)
 		m = _mm512_set1_ps(mx);
 		for (j = start; j + 32 <= end; j += 32)
 		{
-			s0 = _mm512_add_ps(s0, exp16(_mm512_sub_ps(_mm512_loadu_ps(x + j), m)));
-			s1 = _mm512_add_ps(s1, exp16(_mm512_sub_ps(_mm512_loadu_ps(x + j + 16), m)));
+			__m512		v0 = _mm512_loadu_ps(x + j),
+						v1 = _mm512_loadu_ps(x + j + 16);
+
+			nan |= _mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q);
+			s0 = _mm512_add_ps(s0, exp16(_mm512_sub_ps(v0, m)));
+			s1 = _mm512_add_ps(s1, exp16(_mm512_sub_ps(v1, m)));
 		}
 		for (; j < end; j += 16)
 		{
 			__mmask16	k = pt_lanes16(end - j);
+			__m512		v = _mm512_maskz_loadu_ps(k, x + j);
 
-			s0 = _mm512_mask_add_ps(s0, k, s0, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + j), m)));
+			nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+			s0 = _mm512_mask_add_ps(s0, k, s0, exp16(_mm512_sub_ps(v, m)));
 		}
 		total += _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
 	}
 	if (argmax)
 		*argmax = best;
-	return mx + log(total);
+	return nan ? NAN : mx + log(total);
 }
 #endif
 

@@ -30,7 +30,7 @@
  * stays fp32.
  *
  * A matmul primitive is specific to its shape; primitives are cached by
- * (kind, M, N, K, threads), and a new shape costs about 0.7 ms once.
+ * (kind, M, N, K, accumulate, threads), and a new shape costs about 0.7 ms once.
  * Products run in pieces of at most piece_rows[math] rows (run_pieces),
  * whose row counts are multiples of 16 or fewer than 16, so the shapes stay
  * few and the cache (least recently used out) holds those in use.
@@ -1214,7 +1214,7 @@ pt_dnnl_matmul_gflops(PtMath math, int m, int n, int k, int reps)
 			memset(p, 0, dnnl_memory_desc_get_size(&src_md));
 		if (dnnl_memory_get_data_handle(weights, &p) == dnnl_success && p)
 			memset(p, 0, dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)));
-		for (int r = 0; r <= reps && reserve_scratchpad(prim); r++)	/* the first run is a warm-up */
+		for (int r = 0; r <= reps && (r > 0 || reserve_scratchpad(prim)); r++)	/* the first run is a warm-up */
 		{
 			double		t = pt_seconds();
 

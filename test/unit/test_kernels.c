@@ -388,8 +388,8 @@ test_bf16_backward_from_packed(void)
  * Products run from two threads at once, each single-threaded on its own
  * rows (as a decoder step split by rows runs them), equal the same products
  * run one after the other: every fp32 kernel, bf16 and int8, forward and
- * accumulating, at row counts under 16, of several 16-row pieces plus a
- * remainder, and of whole pieces.  With oneDNN's own scratchpad (the
+ * accumulating, at row counts under 16, of every piece size (a whole
+ * piece, a multiple of 16, fewer than 16) and of whole pieces.  With oneDNN's own scratchpad (the
  * creating thread's) two primitives running at once wrote into each other's
  * and gave wrong sums from the second round on (errors of order 1), which
  * is why each thread now passes its own (linear_dnnl.c).
@@ -400,13 +400,13 @@ test_products_from_threads(void)
 {
 	enum
 	{
-		OUT = 1024, IN = 512, M = 2 * 48
+		OUT = 1024, IN = 512, M = 2 * 64
 	};
 	float	   *w = malloc(sizeof(float) * OUT * IN),
 			   *x = malloc(sizeof(float) * M * IN),
 			   *serial = malloc(sizeof(float) * M * OUT),
 			   *both = malloc(sizeof(float) * M * OUT);
-	static const int row_counts[] = {5, 21, 48};
+	static const int row_counts[] = {5, 53, 64};	/* pieces of 32: 53 = 32 + 16 + 5 */
 	PtLinear	lin[3];
 	int			pieces[3],
 				bad = 0;
@@ -424,7 +424,7 @@ test_products_from_threads(void)
 	for (int math = 0; math < 3; math++)
 	{
 		pieces[math] = pt_dnnl_piece_rows(math);
-		pt_dnnl_set_piece_rows(math, 16);	/* 21 rows: a piece of 16 and one of 5 */
+		pt_dnnl_set_piece_rows(math, 32);
 	}
 	/* kinds: fp32 OpenBLAS, fp32 oneDNN, bf16, int8 */
 	for (int kind = 0; kind < 4; kind++)
@@ -777,7 +777,8 @@ test_small_gemm_matches_float64(void)
  * pt_log_sum_exp_argmax reads a row once, in blocks, rescaling its total when
  * a later block raises the maximum: its log-sum-exp equals float64's, and its
  * argmax is the first index of the maximum, over lengths around the block
- * size, maxima in later blocks and ties across blocks.  The decoder step's
+ * size, maxima in later blocks, ties across blocks and a NaN (passed over by
+ * the argmax, a NaN log-sum-exp).  The decoder step's
  * serial activation equals the parallel one bit for bit.
  */
 void		test_log_sum_exp_argmax_one_pass(void);
@@ -789,7 +790,7 @@ test_log_sum_exp_argmax_one_pass(void)
 
 	REQUIRE(x != NULL);
 	for (size_t li = 0; li < sizeof(lengths) / sizeof(lengths[0]); li++)
-		for (int pattern = 0; pattern < 3; pattern++)
+		for (int pattern = 0; pattern < 4; pattern++)
 		{
 			int			n = lengths[li],
 						want = 0,
@@ -804,15 +805,19 @@ test_log_sum_exp_argmax_one_pass(void)
 				x[n - 1] = 40.0f;	/* the maximum in the last block */
 			if (pattern == 2 && n > 1)
 				x[n / 3] = x[n - 1] = 40.0f;	/* a tie, possibly across blocks */
+			if (pattern == 3)
+				x[n / 2] = NAN;	/* passed over by the maximum and its index; the result is NaN */
 			for (int i = 0; i < n; i++)
 				if (x[i] > mx)
 					mx = x[i], want = i;
 			for (int i = 0; i < n; i++)
 				sum += exp((double) x[i] - mx);
 			lse = pt_log_sum_exp_argmax(x, n, &got);
+			if (pattern == 3 && n == 1)
+				continue;		/* no value but the NaN: no argmax to check */
 			CHECKF(got == want, "n %d pattern %d: argmax %d, want %d", n, pattern, got, want);
-			CHECKF(fabs(lse - (mx + log(sum))) <= 1e-5 * fabs(mx + log(sum)) + 1e-6,
-				   "n %d pattern %d: log-sum-exp %.9g, want %.9g", n, pattern, lse, mx + log(sum));
+			CHECKF(pattern == 3 ? isnan(lse) : fabs(lse - (mx + log(sum))) <= 1e-5 * fabs(mx + log(sum)) + 1e-6,
+				   "n %d pattern %d: log-sum-exp %.9g, want %.9g", n, pattern, lse, pattern == 3 ? NAN : mx + log(sum));
 		}
 	free(x);
 
