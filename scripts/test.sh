@@ -55,7 +55,10 @@ for s in "${suites[@]}"; do
               mkdir -p build-asan && cp -rn build/models build-asan/ 2>/dev/null
               run_suite asan env BUILD=build-asan ASAN_OPTIONS=detect_leaks=1 \
                 UBSAN_OPTIONS=print_stacktrace=1 bash test/run_unit.sh ;;
-    valgrind) run_suite valgrind env PTUNE_UNIT_SKIP=cross_absorbed_random,training_learns,training_deterministic,csv_errors,random_shapes,gradient_deterministic_20,rank_large_trie,micro_batches,yield_is_transparent,generate_many_rows UNIT_WRAPPER="valgrind -q --error-exitcode=1 --leak-check=full \
+    # valgrind skips the slow tests, and products_from_threads: valgrind hides AVX-512, and
+    # oneDNN 2.6's AVX2 f32 matmul then reads 32 bytes past a packing buffer of its own at the
+    # test's 1024 x 512 shapes (serially too; its own allocation, not ours), over 1000 reports
+    valgrind) run_suite valgrind env PTUNE_UNIT_SKIP=cross_absorbed_random,training_learns,training_deterministic,csv_errors,random_shapes,gradient_deterministic_20,rank_large_trie,micro_batches,yield_is_transparent,generate_many_rows,products_from_threads UNIT_WRAPPER="valgrind -q --error-exitcode=1 --leak-check=full \
                 --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect" \
                 bash test/run_unit.sh ;;
     cross)    run_suite cross bash test/cross_check.sh ;;
