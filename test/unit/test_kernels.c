@@ -1082,6 +1082,50 @@ test_vector_kernels_match_float64(void)
 }
 
 /*
+ * Sequences of lens[0..S) tokens packed one after another, each attending
+ * to itself (the encoder's self-attention): their first rows, one key group
+ * per sequence, offsets of H heads' probabilities, and the rows in all.
+ */
+#define PACKED_MAX 4
+
+typedef struct PackedSeqs
+{
+	int			S,
+				rows,
+				off[PACKED_MAX],
+				begin[PACKED_MAX],
+				end[PACKED_MAX];
+	size_t		p_off[PACKED_MAX],
+				probs_n;
+} PackedSeqs;
+
+static PackedSeqs
+packed_seqs(const int *lens, int S, int H)
+{
+	PackedSeqs	ps = {.S = S};
+
+	for (int s = 0; s < S; s++)
+	{
+		ps.off[s] = ps.rows, ps.begin[s] = s, ps.end[s] = s + 1, ps.p_off[s] = ps.probs_n;
+		ps.rows += lens[s];
+		ps.probs_n += (size_t) H * lens[s] * lens[s];
+	}
+	return ps;
+}
+
+/* Their attention layout, with the position bias table [H, 2 * max_len - 1]. */
+static PtAttnLayout
+packed_layout(PackedSeqs *ps, const int *lens, float *table, int max_len, bool causal)
+{
+	PtAttnLayout lay = {0};
+
+	lay.q_off = ps->off, lay.q_len = lens, lay.n_kv = ps->S, lay.kv_off = ps->off, lay.kv_len = lens;
+	lay.kv_q_begin = ps->begin, lay.kv_q_end = ps->end, lay.p_off = ps->p_off;
+	lay.bias = table, lay.bias_max_len = max_len, lay.causal = causal;
+	return lay;
+}
+
+/*
  * Attention's output row i of head h of a sequence at row `off`, in float64
  * (want[DK]): Q, K, V [rows, H * DK] (INNER = H * DK), the position bias
  * table [H, 2 * max_len - 1], causal or not.  With bf16, as the bf16 kernels
@@ -1145,12 +1189,9 @@ test_attention_inference_blocks(void)
 		H = 2, DK = 64, INNER = H * DK, S = 4, MAXLEN = 300
 	};
 	static const int lens[S] = {300, 148, 17, 1};
-	int			off[S],
-				begin[S],
-				end[S],
-				rows = 0;
-	size_t		p_off[S],
-				probs_n = 0;
+	PackedSeqs	ps = packed_seqs(lens, S, H);
+	int			rows = ps.rows;
+	_Static_assert(S <= PACKED_MAX, "PackedSeqs holds PACKED_MAX sequences");
 	float	   *rel = malloc(sizeof(float) * 32 * H),
 			   *table = malloc(sizeof(float) * H * (2 * MAXLEN - 1));
 	float	   *q, *k, *v, *probs, *ctx_keep, *ctx_scratch;
@@ -1159,16 +1200,10 @@ test_attention_inference_blocks(void)
 	int			bad = 0;
 
 	REQUIRE(rel && table && sc && pr);
-	for (int s = 0; s < S; s++)
-	{
-		off[s] = rows, begin[s] = s, end[s] = s + 1, p_off[s] = probs_n;
-		rows += lens[s];
-		probs_n += (size_t) H * lens[s] * lens[s];
-	}
 	q = malloc(sizeof(float) * rows * INNER);
 	k = malloc(sizeof(float) * rows * INNER);
 	v = malloc(sizeof(float) * rows * INNER);
-	probs = malloc(sizeof(float) * probs_n);
+	probs = malloc(sizeof(float) * ps.probs_n);
 	ctx_keep = malloc(sizeof(float) * rows * INNER);
 	ctx_scratch = malloc(sizeof(float) * rows * INNER);
 	REQUIRE(q && k && v && probs && ctx_keep && ctx_scratch);
@@ -1179,12 +1214,9 @@ test_attention_inference_blocks(void)
 
 	for (int causal = 0; causal < 2; causal++)
 	{
-		PtAttnLayout lay = {0};
+		PtAttnLayout lay = packed_layout(&ps, lens, table, MAXLEN, causal);
 
 		pt_position_bias_table(rel, H, 32, 128, !causal, MAXLEN, table);
-		lay.q_off = off, lay.q_len = lens, lay.n_kv = S, lay.kv_off = off, lay.kv_len = lens;
-		lay.kv_q_begin = begin, lay.kv_q_end = end, lay.p_off = p_off;
-		lay.bias = table, lay.bias_max_len = MAXLEN, lay.causal = causal;
 		lay.normalize = true;
 		pt_attention_forward(&lay, H, DK, q, k, v, probs, ctx_keep);
 		lay.normalize = false;
@@ -1196,10 +1228,10 @@ test_attention_inference_blocks(void)
 				{
 					double		want[DK];
 
-					attention_row64(q, k, v, table, MAXLEN, H, DK, off[s], lens[s], h, i, causal, false, sc, pr, want);
+					attention_row64(q, k, v, table, MAXLEN, H, DK, ps.off[s], lens[s], h, i, causal, false, sc, pr, want);
 					for (int c = 0; c < DK; c++)
 					{
-						size_t		at = (size_t) (off[s] + i) * INNER + h * DK + c;
+						size_t		at = (size_t) (ps.off[s] + i) * INNER + h * DK + c;
 
 						if ((fabs(ctx_keep[at] - want[c]) > 2e-5 || fabs(ctx_scratch[at] - want[c]) > 2e-5) &&
 							bad++ < 5)
@@ -1236,11 +1268,9 @@ test_attention_bf16(void)
 	};
 	static const int lens[S] = {300, 148, 17, 1};
 	static const int dks[] = {16, 64, 80};
-	int			off[S],
-				begin[S],
-				end[S],
-				rows = 0;
-	size_t		p_off[S];
+	PackedSeqs	ps = packed_seqs(lens, S, H);
+	int			rows = ps.rows;
+	_Static_assert(S <= PACKED_MAX, "PackedSeqs holds PACKED_MAX sequences");
 	float	   *rel = malloc(sizeof(float) * 32 * H),
 			   *table = malloc(sizeof(float) * H * (2 * MAXLEN - 1));
 	double	   *sc = malloc(sizeof(double) * MAXLEN),
@@ -1258,11 +1288,6 @@ test_attention_bf16(void)
 	}
 	CHECK(!pt_attention_bf16_supported(8) && !pt_attention_bf16_supported(72) &&
 		  !pt_attention_bf16_supported(PT_ATTN_BF16_MAX_DK + 16));
-	for (int s = 0; s < S; s++)
-	{
-		off[s] = rows, begin[s] = s, end[s] = s + 1, p_off[s] = 0;
-		rows += lens[s];
-	}
 	q = malloc(sizeof(float) * rows * H * MAX_DK);
 	k = malloc(sizeof(float) * rows * H * MAX_DK);
 	v = malloc(sizeof(float) * rows * H * MAX_DK);
@@ -1280,12 +1305,9 @@ test_attention_bf16(void)
 		{
 			int			DK = dks[di],
 						INNER = H * DK;
-			PtAttnLayout lay = {0};
+			PtAttnLayout lay = packed_layout(&ps, lens, table, MAXLEN, causal);
 
 			pt_position_bias_table(rel, H, 32, 128, !causal, MAXLEN, table);
-			lay.q_off = off, lay.q_len = lens, lay.n_kv = S, lay.kv_off = off, lay.kv_len = lens;
-			lay.kv_q_begin = begin, lay.kv_q_end = end, lay.p_off = p_off;
-			lay.bias = table, lay.bias_max_len = MAXLEN, lay.causal = causal;
 			lay.normalize = false;
 			lay.bf16 = true;
 			pt_attention_forward(&lay, H, DK, q, k, v, NULL, ctx_bf16);
@@ -1306,11 +1328,11 @@ test_attention_bf16(void)
 					{
 						double		want[MAX_DK];
 
-						attention_row64(q, k, v, table, MAXLEN, H, DK, off[s], lens[s], h, i, causal, true, sc, pr,
+						attention_row64(q, k, v, table, MAXLEN, H, DK, ps.off[s], lens[s], h, i, causal, true, sc, pr,
 										want);
 						for (int c = 0; c < DK; c++)
 						{
-							size_t		at = (size_t) (off[s] + i) * INNER + h * DK + c;
+							size_t		at = (size_t) (ps.off[s] + i) * INNER + h * DK + c;
 
 							if (fabs(ctx_bf16[at] - want[c]) > 1e-3 && bad++ < 5)
 								fprintf(stderr, "  dk %d causal %d seq %d head %d row %d col %d: %.7g, want %.7g\n",
