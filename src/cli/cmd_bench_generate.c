@@ -80,6 +80,19 @@ input_id(int i, int j, int n, const PtModel *m)
 	return 100 + (int32_t) (((long) i * 7919 + (long) j * 104729) % 30000) % (m->cfg.vocab_size - 200);
 }
 
+/* Seconds for one generation of `tokens` new tokens per row (-1: the engine failed). */
+static double
+timed_generate(const PtModel *m, PtWorkspace *ws, const PtGenerateRow *rows, int B,
+			   PtGenerateOptions *o, PtGenerateResult *res, int tokens)
+{
+	double		t0 = pt_seconds();
+
+	o->max_new_tokens = tokens;
+	if (pt_generate(m, ws, rows, B, o, res) != 0)
+		return -1;
+	return pt_seconds() - t0;
+}
+
 /*
  * Seconds for all threads to read buf[0..n) once.  Summing 64-bit words
  * vectorises without reassociating float sums; the sum goes to read_sink so
@@ -231,12 +244,11 @@ cmd_bench_generate(int argc, char **argv)
 		o.max_new_tokens = new_tokens;
 		o.cache = cache;
 		/* warm-ups: the caches' memory, the primitives of every shape, the read buffer's pages */
-		if (pt_generate(m, &ws, rows, B, &o, res) != 0)
+		if (timed_generate(m, &ws, rows, B, &o, res, new_tokens) < 0)
 			return cli_engine_error("bench-generate");
 		for (int j = 0; j < res[0].n_ids; j++)
 			json_array_append_new(row0, json_integer(res[0].ids[j]));
-		o.max_new_tokens = 1;
-		if (pt_generate(m, &ws, rows, B, &o, res) != 0)
+		if (timed_generate(m, &ws, rows, B, &o, res, 1) < 0)
 			return cli_engine_error("bench-generate");
 		flops = pt_generate_step_products(m, B, x, ybuf, ybuf[4], true);
 		pt_generate_step_products(m, B, x, ybuf, ybuf[4], false);
@@ -252,28 +264,19 @@ cmd_bench_generate(int argc, char **argv)
 		 */
 		for (int r = 0; r < reps; r++)
 		{
-			double		t0 = pt_seconds(),
-						t_full,
+			double		t_full,
 						t_one,
 						best_read = 0;
 
-			/* untimed: after the last round's reads, the timed runs start alike */
-			o.max_new_tokens = 1;
-			if (pt_generate(m, &ws, rows, B, &o, res) != 0)
+			/* first an untimed token: after the last round's reads, the timed runs start alike */
+			if (timed_generate(m, &ws, rows, B, &o, res, 1) < 0 ||
+				(t_full = timed_generate(m, &ws, rows, B, &o, res, new_tokens)) < 0 ||
+				(t_one = timed_generate(m, &ws, rows, B, &o, res, 1)) < 0)
 				return cli_engine_error("bench-generate");
-			o.max_new_tokens = new_tokens;
-			t0 = pt_seconds();
-			if (pt_generate(m, &ws, rows, B, &o, res) != 0)
-				return cli_engine_error("bench-generate");
-			t_full = pt_seconds() - t0;
-			o.max_new_tokens = 1;
-			t0 = pt_seconds();
-			if (pt_generate(m, &ws, rows, B, &o, res) != 0)
-				return cli_engine_error("bench-generate");
-			t_one = pt_seconds() - t0;
 			for (int split = 0; split < 2; split++)
 			{
-				t0 = pt_seconds();
+				double		t0 = pt_seconds();
+
 				pt_generate_step_products(m, B, x, ybuf, ybuf[4], split);
 				floor_t[split][r] = pt_seconds() - t0;
 			}
@@ -297,9 +300,8 @@ cmd_bench_generate(int argc, char **argv)
 			double		prof[PT_GENERATE_PROFILE_PARTS] = {0};
 			json_t	   *parts = json_object();
 
-			o.max_new_tokens = new_tokens;
 			o.profile = prof;
-			if (pt_generate(m, &ws, rows, B, &o, res) != 0)
+			if (timed_generate(m, &ws, rows, B, &o, res, new_tokens) < 0)
 				return cli_engine_error("bench-generate");
 			o.profile = NULL;
 			for (int p = 0; p < PT_GENERATE_PROFILE_PARTS; p++)

@@ -708,11 +708,19 @@ split_threads(int B)
 	return n < 2 ? 1 : n < threads ? n : threads;
 }
 
-/* Thread i's first row of B split between n. */
-static inline int
-split_row(int B, int i, int n)
+/*
+ * Inside a split region: this thread's rows of B, [*b0, *b0 + the count
+ * returned), and from here on its products and loops run on it alone.
+ */
+static int
+split_share(int B, int *b0)
 {
-	return (int) ((long) B * i / n);
+	int			i = omp_get_thread_num(),
+				n = omp_get_num_threads();
+
+	*b0 = (int) ((long) B * i / n);
+	omp_set_num_threads(1);
+	return (int) ((long) B * (i + 1) / n) - *b0;
 }
 
 /*
@@ -741,14 +749,12 @@ decoder_step(const PtModel *m, Chunk *ch, int B, int t, int buf, void **keys, vo
 	{
 #pragma omp parallel num_threads(threads)
 		{
-			int			i = omp_get_thread_num(),
-						n = omp_get_num_threads(),
-						b0 = split_row(B, i, n);
+			int			b0,
+						rows = split_share(B, &b0);
 			Chunk		mine = chunk_from_row(ch, c, b0);
 
-			omp_set_num_threads(1); /* this thread's products and loops: on it alone */
-			decoder_layers(m, &mine, split_row(B, i + 1, n) - b0, t, buf, keys + b0, vals + b0,
-						   key_len + b0, i == 0 ? prof : NULL, &mark);
+			decoder_layers(m, &mine, rows, t, buf, keys + b0, vals + b0, key_len + b0,
+						   omp_get_thread_num() == 0 ? prof : NULL, &mark);
 		}
 		prof_lap(prof, &mark, PT_GEN_PROF_REST);	/* the first thread waiting for the others */
 	}
@@ -811,15 +817,13 @@ pt_generate_step_products(const PtModel *m, int B, const float *x, float *const 
 	{
 #pragma omp parallel num_threads(threads) reduction(+:flops)
 		{
-			int			i = omp_get_thread_num(),
-						n = omp_get_num_threads(),
-						b0 = split_row(B, i, n);
+			int			b0,
+						rows = split_share(B, &b0);
 			float	   *mine[4];
 
 			for (int k = 0; k < 4; k++)
 				mine[k] = y[k] + b0 * width;
-			omp_set_num_threads(1);
-			flops += layer_products(m, split_row(B, i + 1, n) - b0, x + (size_t) b0 * c->d_model, mine);
+			flops += layer_products(m, rows, x + (size_t) b0 * c->d_model, mine);
 		}
 	}
 	else
